@@ -1,0 +1,51 @@
+#!/usr/bin/env bash
+#! Idempotent set-up: a .venv with the pinned PyPI packages (libtorch via torch, ONNX Runtime, onnx checker)
+#! and a link .venv/libtorch that .cargo/config.toml points tch at. Quiet when everything is present.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$root"
+
+TORCH_VERSION=2.11.0
+ORT_VERSION=1.31.1
+ONNX_VERSION=1.23.2
+NUMPY_VERSION=2.4.6
+stamp=".venv/.pixc-setup-$TORCH_VERSION-$ORT_VERSION-$ONNX_VERSION-$NUMPY_VERSION"
+
+say() { echo "pixc setup: $*" >&2; }
+
+if ! command -v cargo >/dev/null 2>&1; then
+  say "cargo not found: install a Rust toolchain (>= 1.92) first, e.g. from rustup"
+  exit 1
+fi
+PY="${PYTHON:-python3}"
+if ! command -v "$PY" >/dev/null 2>&1; then
+  say "python3 not found: install Python 3.10-3.12 with venv and pip"
+  exit 1
+fi
+
+if [ ! -f "$stamp" ]; then
+  if [ ! -x .venv/bin/python ]; then
+    say "creating .venv"
+    "$PY" -m venv .venv
+  fi
+  say "installing torch==$TORCH_VERSION, onnxruntime-gpu==$ORT_VERSION, onnx==$ONNX_VERSION into .venv (about 5 GB, a minute or two)"
+  if ! .venv/bin/python -m pip install -q --disable-pip-version-check \
+      "torch==$TORCH_VERSION" "onnxruntime-gpu==$ORT_VERSION" "onnx==$ONNX_VERSION" "numpy==$NUMPY_VERSION"; then
+    say "pip could not install the pinned packages: is the PyPI registry reachable from this machine?"
+    exit 1
+  fi
+  touch "$stamp"
+fi
+
+torch_dir="$(.venv/bin/python -c 'import os, torch; print(os.path.dirname(torch.__file__))')"
+if [ "$(readlink .venv/libtorch 2>/dev/null || true)" != "$torch_dir" ]; then
+  ln -sfn "$torch_dir" .venv/libtorch
+fi
+ort_lib="$(ls "$(dirname "$torch_dir")"/onnxruntime/capi/libonnxruntime.so.* 2>/dev/null | head -n1 || true)"
+if [ -z "$ort_lib" ]; then
+  say "libonnxruntime.so not found in .venv: reinstall with 'rm -rf .venv && scripts/setup.sh'"
+  exit 1
+fi
+if [ "$(readlink .venv/libonnxruntime.so 2>/dev/null || true)" != "$ort_lib" ]; then
+  ln -sfn "$ort_lib" .venv/libonnxruntime.so
+fi

@@ -1,0 +1,250 @@
+//! User data: every `*.png` in one folder (not recursive), decoded with the `png` crate to
+//! 8-bit planes and split 80/10/10 into train/valid/test in file-name order.
+//!
+//! Decoding rules: palette and low-bit-depth images are expanded, 16-bit samples keep their
+//! high byte, alpha is dropped (pixc models opaque images). The dataset has 1 channel if
+//! every file is grayscale (by PNG colour type), else 3, with gray files replicated to RGB.
+
+use std::fs::File;
+use std::io::BufReader;
+use std::path::{Path, PathBuf};
+
+use png::{ColorType, Transformations};
+
+use super::{DataError, Dataset, Split};
+
+const ADVICE_SIZE: &str =
+    "all images must have the same size (resize them, or move the odd ones out of the folder)";
+
+/// One decoded file, still in its own channel count.
+struct Decoded {
+    path: PathBuf,
+    gray: bool,
+    /// Planes in C x H x W order: 1 plane if `gray`, else 3.
+    planes: Vec<u8>,
+}
+
+fn bad_png(path: &Path, reason: String) -> DataError {
+    DataError::BadFormat {
+        path: path.to_path_buf(),
+        format: "PNG".into(),
+        reason,
+    }
+}
+
+/// The `*.png` files of `dir` (extension matched case-insensitively), sorted by file name so
+/// the split does not depend on the file system's listing order.
+fn list_pngs(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
+    let hint = "pass the folder holding your .png images as `png:<folder>`";
+    let entries = std::fs::read_dir(dir).map_err(|e| DataError::io(dir, "PNG folder", hint, e))?;
+    let mut files = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(|e| DataError::Io {
+            path: dir.to_path_buf(),
+            source: e,
+        })?;
+        let path = entry.path();
+        let is_png = path
+            .extension()
+            .is_some_and(|x| x.eq_ignore_ascii_case("png"));
+        if is_png && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    Ok(files)
+}
+
+/// Decodes `path`, first checking its size against `want` = (height, width, where the
+/// expectation came from) so that an odd file is reported before it is decoded.
+fn decode(
+    path: &Path,
+    want: Option<(usize, usize, &str)>,
+) -> Result<(Decoded, usize, usize), DataError> {
+    let file = File::open(path).map_err(|e| DataError::Io {
+        path: path.to_path_buf(),
+        source: e,
+    })?;
+    let mut decoder = png::Decoder::new(BufReader::new(file));
+    decoder.set_transformations(Transformations::normalize_to_color8());
+    let mut reader = decoder
+        .read_info()
+        .map_err(|e| bad_png(path, e.to_string()))?;
+    let (w, h) = {
+        let info = reader.info();
+        (info.width as usize, info.height as usize)
+    };
+    if let Some((eh, ew, from)) = want {
+        if (h, w) != (eh, ew) {
+            return Err(DataError::SizeMismatch {
+                path: path.to_path_buf(),
+                found: format!("{w}x{h} pixels"),
+                expected: format!("{ew}x{eh} pixels"),
+                expected_from: from.to_string(),
+                advice: ADVICE_SIZE.into(),
+            });
+        }
+    }
+    let size = reader
+        .output_buffer_size()
+        .ok_or_else(|| bad_png(path, format!("{w}x{h} pixels is too large to decode")))?;
+    let mut buf = vec![0u8; size];
+    let frame = reader
+        .next_frame(&mut buf)
+        .map_err(|e| bad_png(path, e.to_string()))?;
+    let samples = match frame.color_type {
+        ColorType::Grayscale => 1,
+        ColorType::GrayscaleAlpha => 2,
+        ColorType::Rgb => 3,
+        ColorType::Rgba => 4,
+        // Unreachable with EXPAND, but a clear error beats trusting that.
+        ColorType::Indexed => return Err(bad_png(path, "palette image was not expanded".into())),
+    };
+    if frame.bit_depth != png::BitDepth::Eight {
+        return Err(bad_png(
+            path,
+            format!("decoded to {:?} bits, expected 8", frame.bit_depth),
+        ));
+    }
+    let gray = samples <= 2;
+    let channels = if gray { 1 } else { 3 };
+    // Interleaved rows -> planes, dropping alpha.
+    let mut planes = vec![0u8; channels * h * w];
+    for (y, row) in buf.chunks(frame.line_size).take(h).enumerate() {
+        for (x, px) in row.chunks_exact(samples).take(w).enumerate() {
+            for (c, &v) in px.iter().take(channels).enumerate() {
+                planes[(c * h + y) * w + x] = v;
+            }
+        }
+    }
+    Ok((
+        Decoded {
+            path: path.to_path_buf(),
+            gray,
+            planes,
+        },
+        h,
+        w,
+    ))
+}
+
+/// Loads the folder; `want` is an optional required (channels, height, width).
+pub(crate) fn load(dir: &Path, want: Option<(usize, usize, usize)>) -> Result<Dataset, DataError> {
+    if let Some((c, _, _)) = want {
+        if c != 1 && c != 3 {
+            return Err(DataError::SizeMismatch {
+                path: dir.to_path_buf(),
+                found: "a PNG folder (1 or 3 channels)".into(),
+                expected: format!("{c} channels"),
+                expected_from: "the requested size".into(),
+                advice: "PNG folders give 1 channel (all grayscale) or 3 (RGB)".into(),
+            });
+        }
+    }
+    let files = list_pngs(dir)?;
+    if files.len() < 3 {
+        return Err(DataError::TooFewImages {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "found {} .png file(s); a PNG folder needs at least 3 images (for train, valid \
+                 and test splits) of the same size",
+                files.len()
+            ),
+        });
+    }
+
+    let mut images = Vec::with_capacity(files.len());
+    let mut shape: Option<(usize, usize, String)> =
+        want.map(|(_, h, w)| (h, w, "the requested size".to_string()));
+    for path in &files {
+        let expect = shape.as_ref().map(|(h, w, from)| (*h, *w, from.as_str()));
+        let (img, h, w) = decode(path, expect)?;
+        if shape.is_none() {
+            let name = path.file_name().unwrap_or_default().to_string_lossy();
+            shape = Some((h, w, format!("the first image ({name})")));
+        }
+        images.push(img);
+    }
+    let (height, width) = match &shape {
+        Some((h, w, _)) => (*h, *w),
+        None => (0, 0),
+    };
+
+    let all_gray = images.iter().all(|i| i.gray);
+    let channels = if all_gray { 1 } else { 3 };
+    if let Some((c, _, _)) = want {
+        if c != channels {
+            let odd = if c == 1 {
+                images.iter().find(|i| !i.gray)
+            } else {
+                images.first()
+            };
+            let odd_path = odd.map_or_else(|| dir.to_path_buf(), |i| i.path.clone());
+            let (found, advice) = if c == 1 {
+                (
+                    "a colour image",
+                    "convert the images to grayscale, or ask for 3 channels",
+                )
+            } else {
+                (
+                    "grayscale, like every image in the folder",
+                    "ask for 1 channel, or convert the images to RGB",
+                )
+            };
+            return Err(DataError::SizeMismatch {
+                path: odd_path,
+                found: found.into(),
+                expected: format!("{c} channel(s)"),
+                expected_from: "the requested size".into(),
+                advice: advice.into(),
+            });
+        }
+    }
+
+    let plane = height * width;
+    let mut pixels = Vec::with_capacity(images.len() * channels * plane);
+    for img in &images {
+        if img.gray && channels == 3 {
+            for _ in 0..3 {
+                pixels.extend_from_slice(&img.planes);
+            }
+        } else {
+            pixels.extend_from_slice(&img.planes);
+        }
+    }
+
+    let n = images.len();
+    let k = (n / 10).max(1);
+    let n_train = n - 2 * k;
+    let per = channels * plane;
+    let mut valid = pixels.split_off(n_train * per);
+    let test = valid.split_off(k * per);
+    Ok(Dataset {
+        name: format!("png:{}", dir.display()),
+        channels,
+        height,
+        width,
+        levels: 256,
+        train: Split {
+            images: pixels,
+            n: n_train,
+        },
+        valid: Split {
+            images: valid,
+            n: k,
+        },
+        test: Split { images: test, n: k },
+        protocol: format!(
+            "{n} PNG images from {} sorted by file name, {width}x{height} pixels, {channels} \
+             channel(s), 256 levels (alpha dropped{}); split {n_train} train (first) / {k} valid / \
+             {k} test (last), i.e. 80/10/10 with at least 1 image each",
+            dir.display(),
+            if channels == 3 && images.iter().any(|i| i.gray) {
+                ", gray images replicated to RGB"
+            } else {
+                ""
+            }
+        ),
+        train_gray: None,
+    })
+}

@@ -1,0 +1,242 @@
+//! Stable text renderings of a validated model: the IR dump (for snapshots), the `check`
+//! table, a JSON summary and Graphviz DOT.
+
+use super::validate::Model;
+use super::{HeadKind, Mask, Op};
+use serde_json::json;
+
+/// One-line description of an op with its attributes.
+pub fn op_text(op: &Op) -> String {
+    match op {
+        Op::Input => "input".into(),
+        Op::Conv { out, kh, kw, mask } => {
+            let m = match mask {
+                Mask::A => "A",
+                Mask::B => "B",
+            };
+            format!("conv {kh}x{kw} mask={m} out={out}")
+        }
+        Op::RowLstm { hidden, k } => format!("row_lstm hidden={hidden} k={k}"),
+        Op::DiagBiLstm { hidden, shift } => {
+            if *shift {
+                format!("diag_bilstm hidden={hidden}")
+            } else {
+                format!("diag_bilstm hidden={hidden} shift=false")
+            }
+        }
+        Op::Relu => "relu".into(),
+        Op::Add => "add".into(),
+        Op::SkipSum => "skip_sum".into(),
+        Op::Head { kind } => match kind {
+            HeadKind::Bernoulli => "head bernoulli".into(),
+            HeadKind::Softmax => "head softmax".into(),
+        },
+    }
+}
+
+/// The IR as stable text: one node per line with inputs, shape, parameters and origin.
+pub fn ir_text(m: &Model) -> String {
+    let g = m.graph();
+    let im = g.image;
+    let mut s = format!(
+        "model {} image={}x{}x{} levels={}\n",
+        g.name, im.channels, im.height, im.width, im.levels
+    );
+    for id in g.nodes() {
+        let n = g.node(id);
+        let ins: Vec<String> = g.inputs(id).iter().map(|i| i.to_string()).collect();
+        let params: Vec<String> = m
+            .shapes()
+            .params(id)
+            .iter()
+            .map(|p| {
+                let dims: Vec<String> = p.shape.iter().map(|d| d.to_string()).collect();
+                format!("{}[{}]", p.name, dims.join(","))
+            })
+            .collect();
+        s.push_str(&format!(
+            "{id} = {}({}) -> {}x{}x{}",
+            op_text(&n.op),
+            ins.join(", "),
+            m.shapes().channels(id),
+            im.height,
+            im.width
+        ));
+        if !params.is_empty() {
+            s.push_str(&format!(" params {}", params.join(" ")));
+        }
+        s.push_str(&format!("  # {}\n", n.path));
+    }
+    s.push_str(&format!("output {}\n", m.output()));
+    s.push_str(&format!("parameters {}\n", m.shapes().total_params()));
+    s
+}
+
+fn group_digits(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// The human table `pixc check` prints, plus totals and the receptive-field summary.
+pub fn check_table(m: &Model) -> String {
+    let g = m.graph();
+    let im = g.image;
+    let rows: Vec<[String; 5]> = g
+        .nodes()
+        .map(|id| {
+            let n = g.node(id);
+            [
+                id.to_string(),
+                n.path.clone(),
+                op_text(&n.op),
+                format!("{}x{}x{}", m.shapes().channels(id), im.height, im.width),
+                group_digits(m.shapes().param_count(id)),
+            ]
+        })
+        .collect();
+    let head = ["node", "layer", "op", "output", "params"];
+    let mut w = head.map(|h| h.len());
+    for r in &rows {
+        for (k, c) in r.iter().enumerate() {
+            w[k] = w[k].max(c.len());
+        }
+    }
+    let line = |cells: [&str; 5]| {
+        format!(
+            "{:<w0$}  {:<w1$}  {:<w2$}  {:<w3$}  {:>w4$}\n",
+            cells[0],
+            cells[1],
+            cells[2],
+            cells[3],
+            cells[4],
+            w0 = w[0],
+            w1 = w[1],
+            w2 = w[2],
+            w3 = w[3],
+            w4 = w[4]
+        )
+    };
+    let mut s = format!(
+        "model {}: {}x{}x{} images, {} levels, {} head\n\n",
+        g.name,
+        im.channels,
+        im.height,
+        im.width,
+        im.levels,
+        match m.head_kind() {
+            HeadKind::Bernoulli => "bernoulli",
+            HeadKind::Softmax => "softmax",
+        }
+    );
+    s.push_str(&line(head));
+    for r in &rows {
+        s.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
+    }
+    s.push_str(&format!("\nparameters: {}\n", group_digits(m.shapes().total_params())));
+    s.push_str(&receptive_text(m));
+    s
+}
+
+/// The causality verdict and how much of the allowed context the outputs see.
+pub fn receptive_text(m: &Model) -> String {
+    let c = m.causality();
+    let sm = &c.summary;
+    let im = c.image;
+    let mut s = String::new();
+    match &c.leak {
+        None => s.push_str("causality: proved (no output sees its own or a later sub-pixel)\n"),
+        Some(l) => s.push_str(&format!(
+            "causality: LEAKS at {} (output {:?} sees input {:?})\n",
+            l.node, l.at, l.sees
+        )),
+    }
+    s.push_str(&format!(
+        "receptive field: {:.2}% of the allowed context seen on average; {} of {} sub-pixels see all of it\n",
+        100.0 * sm.mean_fraction,
+        group_digits(sm.full_context),
+        group_digits(sm.sub_pixels)
+    ));
+    let (r, col) = (im.height / 2, im.width / 2);
+    let last = im.channels - 1;
+    let seen = c.deps(r, col, last).len();
+    let allowed = (r * im.width + col) * im.channels + last;
+    s.push_str(&format!(
+        "field of output ({r}, {col}) {}: {seen} of {allowed} earlier sub-pixels ('#' seen, '+' partly, '.' missed, 'o' this pixel)\n",
+        c.colour_name(last)
+    ));
+    for l in c.field_map(r, col, last).lines() {
+        s.push_str(&format!("  |{l}|\n"));
+    }
+    s
+}
+
+/// Machine-readable summary for `pixc check --json`.
+pub fn check_json(m: &Model) -> serde_json::Value {
+    let g = m.graph();
+    let im = g.image;
+    let c = m.causality();
+    let layers: Vec<serde_json::Value> = g
+        .nodes()
+        .map(|id| {
+            let n = g.node(id);
+            json!({
+                "node": id.to_string(),
+                "layer": n.path,
+                "op": op_text(&n.op),
+                "inputs": g.inputs(id).iter().map(|i| i.to_string()).collect::<Vec<_>>(),
+                "output": [m.shapes().channels(id), im.height, im.width],
+                "params": m.shapes().param_count(id),
+            })
+        })
+        .collect();
+    json!({
+        "model": g.name,
+        "image": {"channels": im.channels, "height": im.height, "width": im.width, "levels": im.levels},
+        "layers": layers,
+        "parameters": m.shapes().total_params(),
+        "causal": c.leak.is_none(),
+        "receptive_field": {
+            "mean_fraction": c.summary.mean_fraction,
+            "full_context_sub_pixels": c.summary.full_context,
+            "sub_pixels": c.summary.sub_pixels,
+            "seen": c.summary.seen,
+            "allowed": c.summary.allowed,
+        }
+    })
+}
+
+/// Graphviz DOT of the IR.
+pub fn dot(m: &Model) -> String {
+    let g = m.graph();
+    let im = g.image;
+    let mut s = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n", g.name);
+    for id in g.nodes() {
+        let n = g.node(id);
+        s.push_str(&format!(
+            "  {id} [label=\"{id}: {}\\n{}x{}x{}\\n{}\"];\n",
+            op_text(&n.op),
+            m.shapes().channels(id),
+            im.height,
+            im.width,
+            n.path
+        ));
+    }
+    for id in g.nodes() {
+        for (slot, i) in g.inputs(id).iter().enumerate() {
+            if slot == 0 {
+                s.push_str(&format!("  {i} -> {id};\n"));
+            } else {
+                s.push_str(&format!("  {i} -> {id} [label=\"{slot}\"];\n"));
+            }
+        }
+    }
+    s.push_str("}\n");
+    s
+}

@@ -1,0 +1,69 @@
+//! pixc: a compiler for declarative PixelRNN-family model specs.
+//!
+//! Pipeline (one module per stage):
+//! `spec` (YAML / DSL front ends -> AST) -> `ir::lower` (AST -> graph) -> `ir::validate`
+//! (shapes, rules, causality proof -> `ir::validate::Model`) -> back ends.
+//! See ARCHITECTURE.md for the code map and invariants.
+
+pub mod data;
+pub mod cli;
+pub mod diag;
+pub mod ir;
+pub mod spec;
+pub mod util;
+
+use diag::Diagnostic;
+use ir::validate::{Model, Options};
+use spec::{ast::Spec, Syntax};
+
+/// Compiles spec text to a validated model.
+pub fn compile_str(text: &str, syntax: Syntax) -> Result<(Spec, Model), Vec<Diagnostic>> {
+    compile_with(text, syntax, Options::default())
+}
+
+/// As `compile_str`, with validation options.
+pub fn compile_with(text: &str, syntax: Syntax, opts: Options) -> Result<(Spec, Model), Vec<Diagnostic>> {
+    let spec = spec::parse(text, syntax)?;
+    let graph = ir::lower::lower(&spec)?;
+    let model = ir::validate::validate(graph, opts)?;
+    Ok((spec, model))
+}
+
+/// A spec that failed to compile, with its diagnostics already rendered against the file.
+#[derive(Debug)]
+pub struct SpecError {
+    pub rendered: String,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl std::fmt::Display for SpecError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.rendered.trim_end())
+    }
+}
+
+impl std::error::Error for SpecError {}
+
+/// Reads and compiles a spec file (`.pixc` = DSL, anything else YAML).
+pub fn compile_file(path: &std::path::Path) -> Result<(Spec, Model, String), SpecError> {
+    let name = path.display().to_string();
+    let bytes = std::fs::read(path).map_err(|e| SpecError {
+        rendered: format!("{name}: error: cannot read the spec: {e}\n"),
+        diagnostics: vec![],
+    })?;
+    compile_bytes(&name, &bytes, Options::default()).map(|(s, m, t)| (s, m, t.to_string()))
+}
+
+/// Compiles raw bytes named `name` (the name chooses the syntax and appears in errors).
+pub fn compile_bytes<'a>(name: &str, bytes: &'a [u8], opts: Options) -> Result<(Spec, Model, &'a str), SpecError> {
+    let text = spec::check_text(bytes).map_err(|d| SpecError {
+        rendered: diag::render(name, &String::from_utf8_lossy(bytes), &d),
+        diagnostics: d,
+    })?;
+    compile_with(text, Syntax::from_path(name), opts)
+        .map(|(s, m)| (s, m, text))
+        .map_err(|d| SpecError {
+            rendered: diag::render(name, text, &d),
+            diagnostics: d,
+        })
+}

@@ -1,0 +1,225 @@
+//! The spec AST: what a model spec says, with spans, before sizes are evaluated.
+//!
+//! Both front ends (YAML, DSL) produce this; `fmt` prints it back in either syntax, and the
+//! IR builder evaluates its expressions and expands `repeat`, `residual` and blocks.
+
+use crate::diag::Span;
+
+/// A value with the span of the text it came from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Sp<T> {
+    pub node: T,
+    pub span: Span,
+}
+
+impl<T> Sp<T> {
+    pub fn new(node: T, span: Span) -> Sp<T> {
+        Sp { node, span }
+    }
+}
+
+/// Integer size expressions over named parameters: `2*h`, `h/2+1`, `(h+1)*3`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Expr {
+    Int(i64),
+    Param(String),
+    Bin(Box<Expr>, BinOp, Box<Expr>),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum BinOp {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+impl BinOp {
+    pub fn symbol(self) -> char {
+        match self {
+            BinOp::Add => '+',
+            BinOp::Sub => '-',
+            BinOp::Mul => '*',
+            BinOp::Div => '/',
+        }
+    }
+    fn precedence(self) -> u8 {
+        match self {
+            BinOp::Add | BinOp::Sub => 1,
+            BinOp::Mul | BinOp::Div => 2,
+        }
+    }
+}
+
+impl std::fmt::Display for Expr {
+    /// Canonical text: no spaces, parentheses only where precedence needs them.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn go(e: &Expr, parent: u8, right: bool, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            match e {
+                Expr::Int(v) => write!(f, "{v}"),
+                Expr::Param(p) => write!(f, "{p}"),
+                Expr::Bin(a, op, b) => {
+                    let p = op.precedence();
+                    let paren = p < parent || (right && p == parent);
+                    if paren {
+                        write!(f, "(")?;
+                    }
+                    go(a, p, false, f)?;
+                    write!(f, "{}", op.symbol())?;
+                    go(b, p, true, f)?;
+                    if paren {
+                        write!(f, ")")?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+        go(self, 0, false, f)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Mask {
+    /// First layer: a colour group never sees itself at the centre pixel.
+    A,
+    /// Later layers: a group also sees itself at the centre.
+    B,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum HeadKind {
+    /// One logit per sub-pixel, for binary images (levels = 2).
+    Bernoulli,
+    /// `levels` logits per sub-pixel, a softmax per colour.
+    Softmax,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Kernel {
+    pub h: Expr,
+    pub w: Expr,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Layer {
+    pub kind: LayerKind,
+    /// The whole layer's text, for diagnostics naming it.
+    pub span: Span,
+    /// Route this layer's output to the output through a learned 1x1 conv (`skip_sum`).
+    pub skip: bool,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum LayerKind {
+    /// Masked convolution; `mask` defaults to B.
+    Conv {
+        out: Sp<Expr>,
+        kernel: Sp<Kernel>,
+        mask: Mask,
+    },
+    /// Row LSTM with a 1 x `kernel` mask-B input-to-state convolution (default 3).
+    RowLstm { hidden: Sp<Expr>, kernel: Sp<Expr> },
+    /// Diagonal BiLSTM. `shift: false` omits the right-to-left shift-down: it leaks, and is
+    /// only useful to demonstrate that the causality pass catches it.
+    DiagBiLstm { hidden: Sp<Expr>, shift: bool },
+    /// PixelCNN residual block: ReLU-1x1 (2h->h), ReLU-3x3 (h), ReLU-1x1 (h->2h), add.
+    PixelCnnBlock { hidden: Sp<Expr> },
+    Relu,
+    /// `body` whose output is added to its input (shapes must match).
+    Residual { body: Vec<Layer> },
+    Repeat { count: Sp<Expr>, body: Vec<Layer> },
+    /// Adds the learned 1x1 projections of all earlier `skip` outputs to the stream.
+    SkipSum,
+    /// The output layer: a 1x1 mask-B conv to logits, then the likelihood.
+    Head { kind: Sp<HeadKind> },
+}
+
+impl LayerKind {
+    pub fn name(&self) -> &'static str {
+        match self {
+            LayerKind::Conv { .. } => "conv",
+            LayerKind::RowLstm { .. } => "row_lstm",
+            LayerKind::DiagBiLstm { .. } => "diag_bilstm",
+            LayerKind::PixelCnnBlock { .. } => "pixelcnn_block",
+            LayerKind::Relu => "relu",
+            LayerKind::Residual { .. } => "residual",
+            LayerKind::Repeat { .. } => "repeat",
+            LayerKind::SkipSum => "skip_sum",
+            LayerKind::Head { .. } => "head",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Param {
+    pub name: Sp<String>,
+    pub value: Sp<Expr>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Input {
+    pub channels: Sp<Expr>,
+    pub height: Sp<Expr>,
+    pub width: Sp<Expr>,
+    pub levels: Sp<Expr>,
+    pub span: Span,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Optimizer {
+    RmsProp,
+    Adam,
+}
+
+impl Optimizer {
+    pub fn name(self) -> &'static str {
+        match self {
+            Optimizer::RmsProp => "rmsprop",
+            Optimizer::Adam => "adam",
+        }
+    }
+}
+
+/// How to train this model; every field has a default so a spec may omit the section.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Train {
+    pub optimizer: Optimizer,
+    pub lr: f64,
+    pub batch: u64,
+    pub epochs: Option<u64>,
+    pub steps: Option<u64>,
+    /// Gradient-norm clipping; None = no clipping.
+    pub clip: Option<f64>,
+    pub seed: u64,
+    /// Data set name as `pixc::data` understands it, e.g. `mnist-binarized`.
+    pub data: String,
+    /// Validate (and checkpoint) every this many steps.
+    pub valid_every: u64,
+    pub span: Span,
+}
+
+impl Default for Train {
+    fn default() -> Train {
+        Train {
+            optimizer: Optimizer::Adam,
+            lr: 1e-3,
+            batch: 16,
+            epochs: None,
+            steps: None,
+            clip: Some(1.0),
+            seed: 0,
+            data: "mnist-binarized".into(),
+            valid_every: 500,
+            span: Span::default(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Spec {
+    pub name: Sp<String>,
+    pub params: Vec<Param>,
+    pub input: Input,
+    pub layers: Vec<Layer>,
+    pub train: Option<Train>,
+}

@@ -1,0 +1,733 @@
+//! Value tree -> AST: checks keys, types and required fields, with "did you mean" help.
+//!
+//! Shared by both front ends, so YAML and the DSL accept exactly the same specs and give the
+//! same diagnostics. Errors are collected, not returned at the first one.
+
+use super::ast::*;
+use super::tree::{Key, Node, Value};
+use crate::diag::{did_you_mean, Diagnostic, Span};
+use nom::branch::alt;
+use nom::bytes::complete::take_while1;
+use nom::character::complete::{char, digit1, space0};
+use nom::sequence::delimited;
+use nom::{IResult, Parser};
+
+pub const LAYER_TYPES: &[&str] = &[
+    "conv",
+    "row_lstm",
+    "diag_bilstm",
+    "pixelcnn_block",
+    "relu",
+    "residual",
+    "repeat",
+    "skip_sum",
+    "head",
+];
+const TOP_KEYS: &[&str] = &["model", "params", "input", "layers", "train"];
+const INPUT_KEYS: &[&str] = &["channels", "height", "width", "levels"];
+const TRAIN_KEYS: &[&str] = &[
+    "optimizer",
+    "lr",
+    "batch",
+    "epochs",
+    "steps",
+    "clip",
+    "seed",
+    "data",
+    "valid_every",
+];
+
+struct Ctx {
+    errors: Vec<Diagnostic>,
+}
+
+/// Builds the AST from a parsed tree. All problems found are returned together.
+pub fn build(root: &Node) -> Result<Spec, Vec<Diagnostic>> {
+    let mut cx = Ctx { errors: Vec::new() };
+    let spec = cx.spec(root);
+    match spec {
+        Some(s) if cx.errors.is_empty() => Ok(s),
+        _ => Err(cx.errors),
+    }
+}
+
+fn unknown_key(key: &Key, what: &str, allowed: &[&str]) -> Diagnostic {
+    let d = Diagnostic::new(key.span, format!("unknown key `{}` in {what}", key.name))
+        .label("unknown key");
+    match did_you_mean(&key.name, allowed) {
+        Some(s) => d.help(format!("did you mean `{s}`?")),
+        None => d.help(format!("{what} takes: {}", allowed.join(", "))),
+    }
+}
+
+impl Ctx {
+    fn err(&mut self, d: Diagnostic) {
+        self.errors.push(d);
+    }
+
+    fn map<'a>(&mut self, node: &'a Node, what: &str, example: &str) -> Option<&'a [(Key, Node)]> {
+        match &node.value {
+            Value::Map(m) => Some(m),
+            _ => {
+                self.err(
+                    Diagnostic::new(node.span, format!("{what} must be a mapping, found {}", node.kind_name()))
+                        .label("expected `key: value` pairs")
+                        .help(format!("for example: {example}")),
+                );
+                None
+            }
+        }
+    }
+
+    /// Rejects keys not in `allowed`; returns a lookup closure's data.
+    fn check_keys(&mut self, entries: &[(Key, Node)], what: &str, allowed: &[&str]) {
+        for (k, _) in entries {
+            if !allowed.contains(&k.name.as_str()) {
+                self.err(unknown_key(k, what, allowed));
+            }
+        }
+    }
+
+    fn spec(&mut self, root: &Node) -> Option<Spec> {
+        let entries = self.map(
+            root,
+            "a spec",
+            "`input: {channels: 1, height: 28, width: 28, levels: 2}` and `layers: [...]`",
+        )?;
+        self.check_keys(entries, "a spec", TOP_KEYS);
+        let get = |name: &str| entries.iter().find(|(k, _)| k.name == name);
+
+        let name = match get("model") {
+            Some((_, n)) => self.string(n, "model")?,
+            None => Sp::new("model".to_string(), Span::new(0, 0)),
+        };
+        let mut params = Vec::new();
+        if let Some((_, pn)) = get("params") {
+            if let Some(m) = self.map(pn, "`params`", "`params: {h: 16}`") {
+                for (k, v) in m {
+                    if !is_ident(&k.name) {
+                        self.err(
+                            Diagnostic::new(k.span, format!("`{}` is not a valid parameter name", k.name))
+                                .label("bad name")
+                                .help("parameter names are letters, digits and `_`, starting with a letter"),
+                        );
+                        continue;
+                    }
+                    if let Some(e) = self.expr(v, "a parameter value") {
+                        params.push(Param {
+                            name: Sp::new(k.name.clone(), k.span),
+                            value: e,
+                        });
+                    }
+                }
+            }
+        }
+        let input = match get("input") {
+            Some((_, n)) => self.input(n),
+            None => {
+                self.err(
+                    Diagnostic::new(Span::new(0, 0), "the spec has no `input`")
+                        .label("missing")
+                        .help("add `input: {channels: 1, height: 28, width: 28, levels: 2}`"),
+                );
+                None
+            }
+        };
+        let layers = match get("layers") {
+            Some((_, n)) => self.layers(n, 0),
+            None => {
+                self.err(
+                    Diagnostic::new(Span::new(0, 0), "the spec has no `layers`")
+                        .label("missing")
+                        .help("add a `layers:` list, from a mask-A conv to a `head`"),
+                );
+                None
+            }
+        };
+        let train = match get("train") {
+            Some((_, n)) => self.train(n),
+            None => None,
+        };
+        Some(Spec {
+            name,
+            params,
+            input: input?,
+            layers: layers?,
+            train,
+        })
+    }
+
+    fn input(&mut self, node: &Node) -> Option<Input> {
+        let m = self.map(node, "`input`", "`input: {channels: 1, height: 28, width: 28, levels: 2}`")?;
+        self.check_keys(m, "`input`", INPUT_KEYS);
+        let field = |cx: &mut Ctx, name: &str| -> Option<Sp<Expr>> {
+            match m.iter().find(|(k, _)| k.name == name) {
+                Some((_, v)) => cx.expr(v, name),
+                None => {
+                    cx.err(
+                        Diagnostic::new(node.span, format!("`input` is missing `{name}`"))
+                            .label("incomplete input")
+                            .help("`input` needs channels (1 or 3), height, width and levels (2 or 256)"),
+                    );
+                    None
+                }
+            }
+        };
+        let channels = field(self, "channels");
+        let height = field(self, "height");
+        let width = field(self, "width");
+        let levels = field(self, "levels");
+        Some(Input {
+            channels: channels?,
+            height: height?,
+            width: width?,
+            levels: levels?,
+            span: node.span,
+        })
+    }
+
+    fn train(&mut self, node: &Node) -> Option<Train> {
+        let m = self.map(node, "`train`", "`train: {optimizer: rmsprop, lr: 0.001, batch: 16, epochs: 10}`")?;
+        self.check_keys(m, "`train`", TRAIN_KEYS);
+        let mut t = Train {
+            span: node.span,
+            ..Train::default()
+        };
+        for (k, v) in m {
+            match k.name.as_str() {
+                "optimizer" => {
+                    if let Some(s) = self.string(v, "optimizer") {
+                        match s.node.as_str() {
+                            "rmsprop" => t.optimizer = Optimizer::RmsProp,
+                            "adam" => t.optimizer = Optimizer::Adam,
+                            other => {
+                                let d = Diagnostic::new(v.span, format!("unknown optimizer `{other}`"))
+                                    .label("not an optimizer");
+                                self.err(match did_you_mean(other, &["rmsprop", "adam"]) {
+                                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                                    None => d.help("use `rmsprop` (the paper's) or `adam`"),
+                                });
+                            }
+                        }
+                    }
+                }
+                "lr" => {
+                    if let Some(x) = self.positive_float(v, "lr") {
+                        t.lr = x;
+                    }
+                }
+                "clip" => {
+                    if matches!(&v.value, Value::Scalar(s) if s == "none" || s == "false") {
+                        t.clip = None;
+                    } else if let Some(x) = self.positive_float(v, "clip") {
+                        t.clip = Some(x);
+                    }
+                }
+                "batch" => t.batch = self.uint(v, "batch", 1).unwrap_or(t.batch),
+                "epochs" => t.epochs = self.uint(v, "epochs", 1),
+                "steps" => t.steps = self.uint(v, "steps", 1),
+                "seed" => t.seed = self.uint(v, "seed", 0).unwrap_or(0),
+                "valid_every" => t.valid_every = self.uint(v, "valid_every", 1).unwrap_or(t.valid_every),
+                "data" => {
+                    if let Some(s) = self.string(v, "data") {
+                        t.data = s.node;
+                    }
+                }
+                _ => {}
+            }
+        }
+        Some(t)
+    }
+
+    fn layers(&mut self, node: &Node, depth: usize) -> Option<Vec<Layer>> {
+        let items = match &node.value {
+            Value::Seq(items) => items,
+            _ => {
+                self.err(
+                    Diagnostic::new(node.span, format!("layers must be a list, found {}", node.kind_name()))
+                        .label("expected a list")
+                        .help("write one `- layer: {...}` per line"),
+                );
+                return None;
+            }
+        };
+        let mut out = Vec::new();
+        let mut ok = true;
+        for it in items {
+            match self.layer(it, depth) {
+                Some(l) => out.push(l),
+                None => ok = false,
+            }
+        }
+        ok.then_some(out)
+    }
+
+    fn layer(&mut self, node: &Node, depth: usize) -> Option<Layer> {
+        // `- relu` (a bare name) or `- conv: {...}` (one key: the layer type).
+        let (tkey, args): (Key, Option<&Node>) = match &node.value {
+            Value::Scalar(s) => (
+                Key {
+                    name: s.clone(),
+                    span: node.span,
+                },
+                None,
+            ),
+            Value::Map(m) if m.len() == 1 => (m[0].0.clone(), Some(&m[0].1)),
+            Value::Map(m) if m.len() > 1 => {
+                let names: Vec<&str> = m.iter().map(|(k, _)| k.name.as_str()).collect();
+                let hint = if names.iter().any(|n| LAYER_TYPES.contains(n)) {
+                    "indent the layer's arguments under its type, e.g. `- conv: {out: 32, kernel: 1}`"
+                } else {
+                    "each list item is one layer: `- TYPE: {arguments}`"
+                };
+                self.err(
+                    Diagnostic::new(m[1].0.span, format!("a layer has one type, found keys {}", names.join(", ")))
+                        .label("second key")
+                        .help(hint),
+                );
+                return None;
+            }
+            _ => {
+                self.err(
+                    Diagnostic::new(node.span, format!("expected a layer, found {}", node.kind_name()))
+                        .label("not a layer")
+                        .help(format!("a layer is one of: {}", LAYER_TYPES.join(", "))),
+                );
+                return None;
+            }
+        };
+        let ty = tkey.name.as_str();
+        if !LAYER_TYPES.contains(&ty) {
+            let d = Diagnostic::new(tkey.span, format!("unknown layer type `{ty}`")).label("unknown layer");
+            self.err(match did_you_mean(ty, LAYER_TYPES) {
+                Some(s) => d.help(format!("did you mean `{s}`?")),
+                None => d.help(format!("layer types: {}", LAYER_TYPES.join(", "))),
+            });
+            return None;
+        }
+        // Normalise arguments: none, a scalar (the positional argument) or a mapping.
+        let positional = super::dsl::positional_key(ty);
+        let empty: Vec<(Key, Node)> = Vec::new();
+        let mut scalar_arg: Option<&Node> = None;
+        let args_map: &[(Key, Node)] = match args {
+            None => &empty,
+            Some(n) => match &n.value {
+                Value::Null => &empty,
+                Value::Map(m) => m,
+                Value::Scalar(_) if positional.is_some() => {
+                    scalar_arg = Some(n);
+                    &empty
+                }
+                Value::Seq(_) if ty == "residual" => {
+                    // `residual: [...]` shorthand for `residual: {body: [...]}`.
+                    let body = self.layers_nested(n, depth)?;
+                    return Some(Layer {
+                        kind: LayerKind::Residual { body },
+                        span: node.span,
+                        skip: false,
+                    });
+                }
+                _ => {
+                    self.err(
+                        Diagnostic::new(n.span, format!("`{ty}` takes a mapping of arguments, found {}", n.kind_name()))
+                            .label("expected `{key: value}`")
+                            .help(layer_example(ty)),
+                    );
+                    return None;
+                }
+            },
+        };
+        let allowed = layer_keys(ty);
+        for (k, _) in args_map {
+            if !allowed.contains(&k.name.as_str()) {
+                self.err(unknown_key(k, &format!("`{ty}`"), allowed));
+            }
+        }
+        let arg = |name: &str| -> Option<&Node> {
+            if Some(name) == positional && scalar_arg.is_some() {
+                return scalar_arg;
+            }
+            args_map.iter().find(|(k, _)| k.name == name).map(|(_, v)| v)
+        };
+        let span = node.span;
+        let skip = match arg("skip") {
+            Some(v) => self.boolean(v, "skip")?,
+            None => false,
+        };
+        let required = |cx: &mut Ctx, name: &str| -> Option<Sp<Expr>> {
+            match arg(name) {
+                Some(v) => cx.expr(v, name),
+                None => {
+                    cx.err(
+                        Diagnostic::new(tkey.span, format!("`{ty}` needs `{name}`"))
+                            .label(format!("missing `{name}`"))
+                            .help(layer_example(ty)),
+                    );
+                    None
+                }
+            }
+        };
+        let kind = match ty {
+            "conv" => {
+                let out = required(self, "out");
+                let kernel = match arg("kernel") {
+                    Some(v) => self.kernel(v),
+                    None => {
+                        self.err(
+                            Diagnostic::new(tkey.span, "`conv` needs `kernel`")
+                                .label("missing `kernel`")
+                                .help(layer_example(ty)),
+                        );
+                        None
+                    }
+                };
+                let mask = match arg("mask") {
+                    Some(v) => self.mask(v)?,
+                    None => Mask::B,
+                };
+                LayerKind::Conv {
+                    out: out?,
+                    kernel: kernel?,
+                    mask,
+                }
+            }
+            "row_lstm" => {
+                let hidden = required(self, "hidden");
+                let kernel = match arg("kernel") {
+                    Some(v) => self.expr(v, "kernel"),
+                    None => Some(Sp::new(Expr::Int(3), tkey.span)),
+                };
+                LayerKind::RowLstm {
+                    hidden: hidden?,
+                    kernel: kernel?,
+                }
+            }
+            "diag_bilstm" => {
+                let hidden = required(self, "hidden");
+                let shift = match arg("shift") {
+                    Some(v) => self.boolean(v, "shift")?,
+                    None => true,
+                };
+                LayerKind::DiagBiLstm { hidden: hidden?, shift }
+            }
+            "pixelcnn_block" => LayerKind::PixelCnnBlock {
+                hidden: required(self, "hidden")?,
+            },
+            "relu" => LayerKind::Relu,
+            "skip_sum" => LayerKind::SkipSum,
+            "residual" => {
+                let body = match arg("body") {
+                    Some(b) => self.layers_nested(b, depth)?,
+                    None => {
+                        self.err(
+                            Diagnostic::new(tkey.span, "`residual` needs a `body`")
+                                .label("missing `body`")
+                                .help(layer_example(ty)),
+                        );
+                        return None;
+                    }
+                };
+                LayerKind::Residual { body }
+            }
+            "repeat" => {
+                let count = required(self, "count");
+                let body = match arg("body") {
+                    Some(b) => self.layers_nested(b, depth),
+                    None => {
+                        self.err(
+                            Diagnostic::new(tkey.span, "`repeat` needs a `body`")
+                                .label("missing `body`")
+                                .help(layer_example(ty)),
+                        );
+                        None
+                    }
+                };
+                LayerKind::Repeat {
+                    count: count?,
+                    body: body?,
+                }
+            }
+            "head" => {
+                let v = match arg("kind") {
+                    Some(v) => v,
+                    None => {
+                        self.err(
+                            Diagnostic::new(tkey.span, "`head` needs a kind")
+                                .label("missing kind")
+                                .help("write `head: bernoulli` (levels 2) or `head: softmax` (levels 256)"),
+                        );
+                        return None;
+                    }
+                };
+                let s = self.string(v, "head kind")?;
+                let kind = match s.node.as_str() {
+                    "bernoulli" | "sigmoid" => HeadKind::Bernoulli,
+                    "softmax" => HeadKind::Softmax,
+                    other => {
+                        let d = Diagnostic::new(v.span, format!("unknown head `{other}`")).label("unknown head");
+                        self.err(match did_you_mean(other, &["bernoulli", "softmax"]) {
+                            Some(s) => d.help(format!("did you mean `{s}`?")),
+                            None => d.help("use `bernoulli` for binary images or `softmax` for 256 levels"),
+                        });
+                        return None;
+                    }
+                };
+                LayerKind::Head {
+                    kind: Sp::new(kind, s.span),
+                }
+            }
+            _ => return None,
+        };
+        Some(Layer { kind, span, skip })
+    }
+
+    fn layers_nested(&mut self, node: &Node, depth: usize) -> Option<Vec<Layer>> {
+        if depth + 1 > super::tree::MAX_DEPTH {
+            self.err(
+                Diagnostic::new(node.span, "layers are nested too deeply")
+                    .label("too deep")
+                    .help("flatten the spec"),
+            );
+            return None;
+        }
+        self.layers(node, depth + 1)
+    }
+
+    fn scalar_text<'a>(&mut self, node: &'a Node, what: &str) -> Option<&'a str> {
+        match &node.value {
+            Value::Scalar(s) => Some(s),
+            _ => {
+                self.err(
+                    Diagnostic::new(node.span, format!("`{what}` must be a single value, found {}", node.kind_name()))
+                        .label("expected a value"),
+                );
+                None
+            }
+        }
+    }
+
+    fn string(&mut self, node: &Node, what: &str) -> Option<Sp<String>> {
+        self.scalar_text(node, what).map(|s| Sp::new(s.to_string(), node.span))
+    }
+
+    fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
+        match self.scalar_text(node, what)? {
+            "true" | "yes" => Some(true),
+            "false" | "no" => Some(false),
+            other => {
+                self.err(
+                    Diagnostic::new(node.span, format!("`{what}` must be true or false, found `{other}`"))
+                        .label("not a boolean")
+                        .help(format!("write `{what}: true` or `{what}: false`")),
+                );
+                None
+            }
+        }
+    }
+
+    fn positive_float(&mut self, node: &Node, what: &str) -> Option<f64> {
+        let s = self.scalar_text(node, what)?;
+        match s.parse::<f64>() {
+            Ok(x) if x.is_finite() && x > 0.0 => Some(x),
+            _ => {
+                self.err(
+                    Diagnostic::new(node.span, format!("`{what}` must be a positive number, found `{s}`"))
+                        .label("not a positive number")
+                        .help(format!("for example `{what}: 0.001`")),
+                );
+                None
+            }
+        }
+    }
+
+    fn uint(&mut self, node: &Node, what: &str, min: u64) -> Option<u64> {
+        let s = self.scalar_text(node, what)?;
+        match s.parse::<u64>() {
+            Ok(x) if x >= min => Some(x),
+            _ => {
+                self.err(
+                    Diagnostic::new(node.span, format!("`{what}` must be an integer >= {min}, found `{s}`"))
+                        .label("not a valid count"),
+                );
+                None
+            }
+        }
+    }
+
+    fn mask(&mut self, node: &Node) -> Option<Mask> {
+        match self.scalar_text(node, "mask")? {
+            "A" | "a" => Some(Mask::A),
+            "B" | "b" => Some(Mask::B),
+            other => {
+                self.err(
+                    Diagnostic::new(node.span, format!("unknown mask `{other}`"))
+                        .label("not a mask")
+                        .help("use `A` on the first layer and `B` everywhere after it"),
+                );
+                None
+            }
+        }
+    }
+
+    fn kernel(&mut self, node: &Node) -> Option<Sp<Kernel>> {
+        // `7`, `"7x7"`, `1x3` or `[1, 3]`.
+        if let Value::Seq(items) = &node.value {
+            if items.len() != 2 {
+                self.err(
+                    Diagnostic::new(node.span, format!("a kernel list has 2 sizes, found {}", items.len()))
+                        .label("expected [height, width]")
+                        .help("write `kernel: 7`, `kernel: 1x3` or `kernel: [1, 3]`"),
+                );
+                return None;
+            }
+            let h = self.expr(&items[0], "kernel height");
+            let w = self.expr(&items[1], "kernel width");
+            return Some(Sp::new(
+                Kernel {
+                    h: h?.node,
+                    w: w?.node,
+                },
+                node.span,
+            ));
+        }
+        let s = self.scalar_text(node, "kernel")?;
+        let parts: Vec<&str> = s.split('x').collect();
+        let base = node.span.start;
+        match parts.as_slice() {
+            [one] => {
+                let e = self.parse_expr_at(one, base, node.span, "kernel")?;
+                Some(Sp::new(Kernel { h: e.clone(), w: e }, node.span))
+            }
+            [a, b] => {
+                let h = self.parse_expr_at(a, base, node.span, "kernel");
+                let w = self.parse_expr_at(b, base + a.len() + 1, node.span, "kernel");
+                Some(Sp::new(Kernel { h: h?, w: w? }, node.span))
+            }
+            _ => {
+                self.err(
+                    Diagnostic::new(node.span, format!("malformed kernel `{s}`"))
+                        .label("expected `K` or `KHxKW`")
+                        .help("write `kernel: 7` or `kernel: 1x3`"),
+                );
+                None
+            }
+        }
+    }
+
+    fn expr(&mut self, node: &Node, what: &str) -> Option<Sp<Expr>> {
+        let s = self.scalar_text(node, what)?;
+        let e = self.parse_expr_at(s, node.span.start, node.span, what)?;
+        Some(Sp::new(e, node.span))
+    }
+
+    fn parse_expr_at(&mut self, text: &str, base: usize, span: Span, what: &str) -> Option<Expr> {
+        match parse_expr(text) {
+            Ok(e) => Some(e),
+            Err(at) => {
+                let at = (base + at).min(span.end.max(base));
+                self.err(
+                    Diagnostic::new(Span::new(at, at + 1), format!("`{what}` is not a valid size expression: `{text}`"))
+                        .label("unexpected here")
+                        .help("sizes are integers or expressions over params, e.g. `16`, `2*h`, `h/2`"),
+                );
+                None
+            }
+        }
+    }
+}
+
+fn is_ident(s: &str) -> bool {
+    let mut c = s.chars();
+    matches!(c.next(), Some(ch) if ch.is_ascii_alphabetic() || ch == '_')
+        && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
+}
+
+fn layer_keys(ty: &str) -> &'static [&'static str] {
+    match ty {
+        "conv" => &["out", "kernel", "mask", "skip"],
+        "row_lstm" => &["hidden", "kernel", "skip"],
+        "diag_bilstm" => &["hidden", "shift", "skip"],
+        "pixelcnn_block" => &["hidden", "skip"],
+        "residual" => &["body", "skip"],
+        "repeat" => &["count", "body"],
+        "head" => &["kind"],
+        "relu" | "skip_sum" => &["skip"],
+        _ => &[],
+    }
+}
+
+fn layer_example(ty: &str) -> String {
+    match ty {
+        "conv" => "for example `- conv: {out: 32, kernel: 7, mask: A}`",
+        "row_lstm" => "for example `- row_lstm: {hidden: 16, kernel: 3}`",
+        "diag_bilstm" => "for example `- diag_bilstm: {hidden: 16}`",
+        "pixelcnn_block" => "for example `- pixelcnn_block: {hidden: 16}`",
+        "residual" => "for example `- residual: {body: [...]}`",
+        "repeat" => "for example `- repeat: {count: 7, body: [...]}`",
+        "head" => "for example `- head: bernoulli`",
+        _ => "see grammar/pixc.ebnf",
+    }
+    .to_string()
+}
+
+// ---- size expressions (nom) ----
+
+fn atom(i: &str) -> IResult<&str, Expr> {
+    delimited(
+        space0,
+        alt((
+            digit1.map_res(|d: &str| d.parse::<i64>().map(Expr::Int)),
+            nom::combinator::verify(take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_'), |s: &str| is_ident(s))
+                .map(|s: &str| Expr::Param(s.to_string())),
+            delimited(char('('), sum, char(')')),
+        )),
+        space0,
+    )
+    .parse(i)
+}
+
+fn fold(first: Expr, rest: Vec<(char, Expr)>) -> Expr {
+    rest.into_iter().fold(first, |acc, (op, e)| {
+        let op = match op {
+            '+' => BinOp::Add,
+            '-' => BinOp::Sub,
+            '*' => BinOp::Mul,
+            _ => BinOp::Div,
+        };
+        Expr::Bin(Box::new(acc), op, Box::new(e))
+    })
+}
+
+fn product(i: &str) -> IResult<&str, Expr> {
+    let (i, first) = atom(i)?;
+    let (i, rest) = nom::multi::many0((alt((char('*'), char('/'))), atom)).parse(i)?;
+    Ok((i, fold(first, rest)))
+}
+
+fn sum(i: &str) -> IResult<&str, Expr> {
+    let (i, first) = product(i)?;
+    let (i, rest) = nom::multi::many0((alt((char('+'), char('-'))), product)).parse(i)?;
+    Ok((i, fold(first, rest)))
+}
+
+/// Parses a whole size expression; on failure returns the byte offset of the problem.
+pub fn parse_expr(text: &str) -> Result<Expr, usize> {
+    match sum(text) {
+        Ok(("", e)) => Ok(e),
+        Ok((rest, _)) => Err(text.len() - rest.len()),
+        Err(_) => Err(0),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expressions_print_canonically() {
+        for (src, want) in [("2*h", "2*h"), ("2 * (h+1)", "2*(h+1)"), ("a-(b-c)", "a-(b-c)"), ("(a*b)*c", "a*b*c")] {
+            assert_eq!(parse_expr(src).unwrap().to_string(), want);
+        }
+        assert!(parse_expr("2**h").is_err());
+    }
+}
