@@ -11,6 +11,7 @@ pub mod diag;
 pub mod ir;
 pub mod spec;
 pub mod util;
+pub mod weights;
 
 use diag::Diagnostic;
 use ir::validate::{Model, Options};

@@ -177,6 +177,17 @@ pub fn receptive_text(m: &Model) -> String {
     s
 }
 
+/// An op's attributes as JSON (for tools such as the PyTorch reference in python/).
+pub fn op_attrs(op: &Op) -> serde_json::Value {
+    match op {
+        Op::Conv { out, kh, kw, mask } => json!({"out": out, "kh": kh, "kw": kw, "mask": if *mask == Mask::A { "A" } else { "B" }}),
+        Op::RowLstm { hidden, k } => json!({"hidden": hidden, "k": k}),
+        Op::DiagBiLstm { hidden, shift } => json!({"hidden": hidden, "shift": shift}),
+        Op::Head { kind } => json!({"kind": if *kind == HeadKind::Bernoulli { "bernoulli" } else { "softmax" }}),
+        _ => json!({}),
+    }
+}
+
 /// Machine-readable summary for `pixc check --json`.
 pub fn check_json(m: &Model) -> serde_json::Value {
     let g = m.graph();
@@ -190,6 +201,9 @@ pub fn check_json(m: &Model) -> serde_json::Value {
                 "node": id.to_string(),
                 "layer": n.path,
                 "op": op_text(&n.op),
+                "kind": n.op.name(),
+                "attrs": op_attrs(&n.op),
+                "param_shapes": m.shapes().params(id).iter().map(|p| (p.name.clone(), p.shape.clone())).collect::<std::collections::BTreeMap<_, _>>(),
                 "inputs": g.inputs(id).iter().map(|i| i.to_string()).collect::<Vec<_>>(),
                 "output": [m.shapes().channels(id), im.height, im.width],
                 "params": m.shapes().param_count(id),

@@ -1,0 +1,196 @@
+//! Model weights independent of any back end: seeded initialisation and safetensors I/O.
+//!
+//! Names and shapes come from `ir::params_of` (`n{node}.{param}`). The libtorch back end
+//! copies these into its variables and back; the ONNX exporter writes them as initializers.
+//! Initialising here (not in libtorch) makes a seed give the same weights on every device.
+
+use crate::ir::validate::Model;
+use rand::{Rng, SeedableRng};
+use rand_chacha::ChaCha8Rng;
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Tensor {
+    pub shape: Vec<usize>,
+    pub data: Vec<f32>,
+}
+
+/// Named f32 tensors, sorted by name.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Weights {
+    pub tensors: BTreeMap<String, Tensor>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WeightsError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: String, source: std::io::Error },
+    #[error("{path} is not a valid safetensors file ({reason}); the file may be truncated or corrupt")]
+    Corrupt { path: String, reason: String },
+    #[error("{path} does not match the spec: {reason}")]
+    Mismatch { path: String, reason: String },
+}
+
+/// The safetensors name of a node's parameter.
+pub fn param_key(node: usize, param: &str) -> String {
+    format!("n{node}.{param}")
+}
+
+impl Weights {
+    /// Seeded initialisation, like PyTorch's defaults for convolutions: weights and biases
+    /// uniform in ±1/sqrt(fan_in); LSTM initial states zero; forget-gate biases +1, which
+    /// lets gradients through long recurrences early in training.
+    pub fn init(model: &Model, seed: u64) -> Weights {
+        let mut rng = ChaCha8Rng::seed_from_u64(seed);
+        let mut tensors = BTreeMap::new();
+        let g = model.graph();
+        for id in g.nodes() {
+            let hidden = match g.node(id).op {
+                crate::ir::Op::RowLstm { hidden, .. } | crate::ir::Op::DiagBiLstm { hidden, .. } => hidden,
+                _ => 0,
+            };
+            let params = model.shapes().params(id);
+            // fan_in of the node's main weight, used for its bias too.
+            let mut fan_in = 1usize;
+            for p in params {
+                let n = p.numel();
+                let data: Vec<f32> = if p.name == "h0" || p.name == "c0" {
+                    vec![0.0; n]
+                } else if p.shape.len() >= 2 {
+                    fan_in = p.shape[1..].iter().product::<usize>().max(1);
+                    let b = 1.0 / (fan_in as f32).sqrt();
+                    (0..n).map(|_| rng.random_range(-b..b)).collect()
+                } else {
+                    let b = 1.0 / (fan_in as f32).sqrt();
+                    let mut v: Vec<f32> = (0..n).map(|_| rng.random_range(-b..b)).collect();
+                    if p.name == "is_bias" && hidden > 0 {
+                        // Gate chunks are [o, f, i, g] per direction: bias f by +1.
+                        for (k, x) in v.iter_mut().enumerate() {
+                            if (k / hidden) % 4 == 1 {
+                                *x += 1.0;
+                            }
+                        }
+                    }
+                    v
+                };
+                tensors.insert(
+                    param_key(id.index(), &p.name),
+                    Tensor {
+                        shape: p.shape.clone(),
+                        data,
+                    },
+                );
+            }
+        }
+        Weights { tensors }
+    }
+
+    pub fn numel(&self) -> usize {
+        self.tensors.values().map(|t| t.data.len()).sum()
+    }
+
+    /// Checks names and shapes against the model; returns a reason on mismatch.
+    pub fn check_against(&self, model: &Model) -> Result<(), String> {
+        let want = Weights::expected(model);
+        for (k, shape) in &want {
+            match self.tensors.get(k) {
+                None => return Err(format!("tensor `{k}` is missing")),
+                Some(t) if &t.shape != shape => {
+                    return Err(format!("tensor `{k}` has shape {:?}, the spec needs {:?}", t.shape, shape))
+                }
+                _ => {}
+            }
+        }
+        if let Some(extra) = self.tensors.keys().find(|k| !want.contains_key(*k)) {
+            return Err(format!("tensor `{extra}` is not in the spec"));
+        }
+        Ok(())
+    }
+
+    fn expected(model: &Model) -> BTreeMap<String, Vec<usize>> {
+        let mut m = BTreeMap::new();
+        for id in model.graph().nodes() {
+            for p in model.shapes().params(id) {
+                m.insert(param_key(id.index(), &p.name), p.shape.clone());
+            }
+        }
+        m
+    }
+
+    /// Serialises to safetensors bytes with optional string metadata.
+    pub fn to_safetensors(&self, metadata: Option<HashMap<String, String>>) -> Vec<u8> {
+        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
+            .tensors
+            .iter()
+            .map(|(k, t)| (k.clone(), t.data.iter().flat_map(|x| x.to_le_bytes()).collect(), t.shape.clone()))
+            .collect();
+        let views: Vec<(String, TensorView<'_>)> = bytes
+            .iter()
+            .map(|(k, b, s)| (k.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("sizes agree")))
+            .collect();
+        safetensors::tensor::serialize(views, metadata).expect("f32 tensors always serialise")
+    }
+
+    /// Parses safetensors bytes (f32 tensors only); returns the weights and metadata.
+    pub fn from_safetensors(bytes: &[u8], path: &str) -> Result<(Weights, HashMap<String, String>), WeightsError> {
+        let corrupt = |reason: String| WeightsError::Corrupt {
+            path: path.to_string(),
+            reason,
+        };
+        let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let mut tensors = BTreeMap::new();
+        for (name, view) in st.tensors() {
+            if view.dtype() != Dtype::F32 {
+                return Err(corrupt(format!("tensor `{name}` is {:?}, expected F32", view.dtype())));
+            }
+            let data: Vec<f32> = view
+                .data()
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect();
+            if data.iter().any(|x| !x.is_finite()) {
+                return Err(corrupt(format!("tensor `{name}` holds NaN or infinite values")));
+            }
+            tensors.insert(
+                name,
+                Tensor {
+                    shape: view.shape().to_vec(),
+                    data,
+                },
+            );
+        }
+        let metadata = meta.metadata().clone().unwrap_or_default();
+        Ok((Weights { tensors }, metadata))
+    }
+
+    pub fn load(path: &Path) -> Result<(Weights, HashMap<String, String>), WeightsError> {
+        let p = path.display().to_string();
+        let bytes = std::fs::read(path).map_err(|e| WeightsError::Io { path: p.clone(), source: e })?;
+        Weights::from_safetensors(&bytes, &p)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safetensors_round_trip_and_corruption() {
+        let mut w = Weights::default();
+        w.tensors.insert(
+            "n1.weight".into(),
+            Tensor {
+                shape: vec![2, 3],
+                data: vec![1., 2., 3., 4., 5., 6.],
+            },
+        );
+        let bytes = w.to_safetensors(None);
+        let (back, _) = Weights::from_safetensors(&bytes, "x").unwrap();
+        assert_eq!(back, w);
+        assert!(Weights::from_safetensors(&bytes[..bytes.len() - 3], "x").is_err());
+        assert!(Weights::from_safetensors(b"garbage", "x").is_err());
+    }
+}
