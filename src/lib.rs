@@ -6,9 +6,11 @@
 //! See ARCHITECTURE.md for the code map and invariants.
 
 pub mod data;
+pub mod backend;
 pub mod cli;
 pub mod diag;
 pub mod ir;
+pub mod runtime;
 pub mod spec;
 pub mod util;
 pub mod weights;

@@ -1,0 +1,482 @@
+#!/usr/bin/env python3
+"""Self-tests for python/pixc_ref.py. A plain script (pytest is not installed):
+
+    .venv/bin/python python/test_pixc_ref.py
+
+Prints one line per test and `N passed, M failed`; exits non-zero on any failure.
+Needs the pixc binary (target/debug/pixc, or $PIXC) to compile the small specs.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import os
+import subprocess
+import sys
+import tempfile
+import time
+import traceback
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import pixc_ref as P  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+TMP = Path(tempfile.mkdtemp(prefix="pixc_ref_test_"))
+
+# ---------------------------------------------------------------------------------------
+# small specs
+# ---------------------------------------------------------------------------------------
+
+BINARY_TAIL = """
+  - skip_sum
+  - relu
+  - conv: {out: 8, kernel: 1, mask: B}
+  - relu
+  - head: bernoulli
+"""
+
+
+def _binary(name, body, h=4, size=8, count=2):
+    return f"""model: {name}
+params:
+  h: {h}
+input: {{channels: 1, height: {size}, width: {size}, levels: 2}}
+layers:
+  - conv: {{out: 2*h, kernel: 7, mask: A}}
+  - repeat:
+      count: {count}
+      body:
+{body}""" + BINARY_TAIL
+
+
+RESIDUAL = """        - residual:
+            skip: true
+            body:
+              - {layer}
+              - conv: {{out: 2*h, kernel: 1, mask: B}}
+"""
+
+SPECS = {
+    "diag_small": _binary("diag_small", RESIDUAL.format(layer="diag_bilstm: {hidden: h}")),
+    "row_small": _binary("row_small", RESIDUAL.format(layer="row_lstm: {hidden: h, kernel: 3}")),
+    "pixelcnn_small": _binary("pixelcnn_small", "        - pixelcnn_block: {hidden: h, skip: true}\n"),
+    "rgb_small": """model: rgb_small
+params:
+  h: 6
+input: {channels: 3, height: 8, width: 8, levels: 256}
+layers:
+  - conv: {out: 2*h, kernel: 7, mask: A}
+  - residual:
+      skip: true
+      body:
+        - diag_bilstm: {hidden: h}
+        - conv: {out: 2*h, kernel: 1, mask: B}
+  - residual:
+      skip: true
+      body:
+        - row_lstm: {hidden: h, kernel: 3}
+        - conv: {out: 2*h, kernel: 1, mask: B}
+  - pixelcnn_block: {hidden: h}
+  - skip_sum
+  - relu
+  - conv: {out: 12, kernel: 1, mask: B}
+  - relu
+  - head: softmax
+""",
+    # The paper's setting for the "not quite full context" measurement: 10x10, 7x7 mask A.
+    "diag10_1": _binary("diag10_1", RESIDUAL.format(layer="diag_bilstm: {hidden: h}"), h=8, size=10, count=1),
+    "diag10_2": _binary("diag10_2", RESIDUAL.format(layer="diag_bilstm: {hidden: h}"), h=8, size=10, count=2),
+}
+
+_IR_CACHE: dict = {}
+
+
+def ir(name: str) -> dict:
+    if name not in _IR_CACHE:
+        path = TMP / f"{name}.yaml"
+        path.write_text(SPECS[name])
+        _IR_CACHE[name] = P.compile_spec(path)
+    return copy.deepcopy(_IR_CACHE[name])
+
+
+def model(name: str, seed: int = 0) -> P.PixcRef:
+    m = P.PixcRef(ir(name))
+    m.init_weights(seed)
+    return m
+
+
+def randomize(m: P.PixcRef, seed: int, scale: float = 0.5) -> P.PixcRef:
+    """Random values in every parameter, initial states included."""
+    g = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for p in m.parameters():
+            p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) * scale)
+    return m
+
+
+# ---------------------------------------------------------------------------------------
+# literal implementations of docs/semantics.md, for comparison
+# ---------------------------------------------------------------------------------------
+
+
+def literal_row_lstm(mod: P.RowLSTM, x: torch.Tensor) -> torch.Tensor:
+    n, _, H, W = x.shape
+    h = mod.hidden
+    s = F.conv2d(x, mod.is_weight * mod.mask, mod.is_bias, padding=(0, mod.k // 2))
+    hp = mod.h0.expand(n, h, W)
+    cp = mod.c0.expand(n, h, W)
+    out = torch.zeros(n, h, H, W, dtype=x.dtype)
+    for r in range(H):
+        gates = s[:, :, r, :] + F.conv1d(F.pad(hp, (1, 1)), mod.ss_weight)
+        o = torch.sigmoid(gates[:, 0:h])
+        f = torch.sigmoid(gates[:, h : 2 * h])
+        i = torch.sigmoid(gates[:, 2 * h : 3 * h])
+        g = torch.tanh(gates[:, 3 * h : 4 * h])
+        cp = f * cp + i * g
+        hp = o * torch.tanh(cp)
+        out[:, :, r, :] = hp
+    return out
+
+
+def literal_diag_bilstm(mod: P.DiagBiLSTM, x: torch.Tensor) -> torch.Tensor:
+    n, _, H, W = x.shape
+    h = mod.hidden
+    s = F.conv2d(x, mod.is_weight * mod.mask, mod.is_bias)
+    outs = []
+    for d in range(2):
+        m = s[:, d * 4 * h : (d + 1) * 4 * h]
+        if d == 1:
+            m = torch.stack([m[..., W - 1 - c] for c in range(W)], dim=-1)
+        K = W + H - 1
+        sk = torch.zeros(n, 4 * h, H, K, dtype=x.dtype)
+        for r in range(H):
+            for c in range(W):
+                sk[:, :, r, r + c] = m[:, :, r, c]
+        hp = mod.h0[d * h : (d + 1) * h].expand(n, h, H)
+        cp = mod.c0[d * h : (d + 1) * h].expand(n, h, H)
+        w = mod.ss_weight[d * 4 * h : (d + 1) * 4 * h]
+        osk = torch.zeros(n, h, H, K, dtype=x.dtype)
+        for k in range(K):
+            prev = torch.cat([torch.zeros(n, h, 1, dtype=x.dtype), hp[:, :, :-1]], dim=2)  # row r-1
+            gates = sk[:, :, :, k] + torch.einsum("oi,nir->nor", w[:, :, 0], prev) + torch.einsum("oi,nir->nor", w[:, :, 1], hp)
+            o = torch.sigmoid(gates[:, 0:h])
+            f = torch.sigmoid(gates[:, h : 2 * h])
+            i = torch.sigmoid(gates[:, 2 * h : 3 * h])
+            g = torch.tanh(gates[:, 3 * h :])
+            cp = f * cp + i * g
+            hp = o * torch.tanh(cp)
+            osk[:, :, :, k] = hp
+        out = torch.zeros(n, h, H, W, dtype=x.dtype)
+        for r in range(H):
+            for c in range(W):
+                out[:, :, r, c] = osk[:, :, r, r + c]
+        outs.append(out)
+    left, right = outs
+    right = torch.stack([right[..., W - 1 - c] for c in range(W)], dim=-1)
+    if mod.shift:
+        shifted = torch.zeros_like(right)
+        shifted[:, :, 1:] = right[:, :, :-1]
+        right = shifted
+    return left + right
+
+
+# ---------------------------------------------------------------------------------------
+# tests
+# ---------------------------------------------------------------------------------------
+
+TESTS = []
+
+
+def test(fn):
+    TESTS.append(fn)
+    return fn
+
+
+@test
+def masks_match_the_rust_unit_tests():
+    assert P.conv_mask(1, 1, 3, 3, "A", 1, 1).ravel().tolist() == [1, 1, 1, 1, 0, 0, 0, 0, 0]
+    assert P.conv_mask(1, 1, 3, 3, "B", 1, 1).ravel().tolist() == [1, 1, 1, 1, 1, 0, 0, 0, 0]
+    assert P.conv_mask(3, 3, 1, 1, "A", 3, 1).ravel().tolist() == [0, 0, 0, 1, 0, 0, 1, 1, 0]
+    assert P.conv_mask(3, 3, 1, 1, "B", 3, 1).ravel().tolist() == [1, 0, 0, 1, 1, 0, 1, 1, 1]
+    assert [P.group_of(c, 12, 4, 3) for c in range(12)] == [0, 1, 2] * 4
+    # Softmax head: logits of colour c are channels c*levels .. (c+1)*levels.
+    assert [P.group_of(o, 768, 1, 3) for o in (0, 255, 256, 511, 512, 767)] == [0, 0, 1, 1, 2, 2]
+
+
+@test
+def safetensors_round_trip():
+    rng = np.random.default_rng(0)
+    t = {"n1.weight": rng.standard_normal((4, 1, 7, 7)).astype(np.float32), "n2.h0": np.zeros((3, 5), np.float32),
+         "n9.bias": np.arange(3, dtype=np.float32)}
+    p = TMP / "rt.safetensors"
+    P.save_safetensors(p, t, {"spec": "x"})
+    raw = p.read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    assert n % 8 == 0 and json.loads(raw[8 : 8 + n])["__metadata__"] == {"spec": "x"}
+    back, meta = P.load_safetensors(p, with_metadata=True)
+    assert meta == {"spec": "x"} and sorted(back) == sorted(t)
+    for k in t:
+        assert back[k].dtype == np.float32 and np.array_equal(back[k], t[k])
+    p.write_bytes(raw[:-3])
+    try:
+        P.load_safetensors(p)
+        raise AssertionError("a truncated file loaded")
+    except ValueError:
+        pass
+
+
+@test
+def weights_by_pixc_name_round_trip():
+    m = randomize(model("rgb_small"), 1)
+    w = m.pixc_weights()
+    names = [l["node"] + "." + k for l in ir("rgb_small")["layers"] for k in l["param_shapes"]]
+    assert sorted(w) == sorted(names), "pixc_weights() names differ from the IR's n{node}.{param}"
+    for l in ir("rgb_small")["layers"]:
+        for k, s in l["param_shapes"].items():
+            assert list(w[l["node"] + "." + k].shape) == s
+    p = TMP / "rgb.safetensors"
+    P.save_safetensors(p, w)
+    m2 = model("rgb_small", seed=5)
+    m2.load_pixc_weights(P.load_safetensors(p))
+    x = torch.randint(0, 256, (2, 3, 8, 8))
+    assert torch.equal(m(x), m2(x))
+    bad = dict(w)
+    bad.pop("n1.bias")
+    for wrong in (bad, {**w, "n99.weight": np.zeros(1, np.float32)}, {**w, "n1.bias": np.zeros(5, np.float32)}):
+        try:
+            m2.load_pixc_weights(wrong)
+            raise AssertionError("mismatched weights loaded")
+        except ValueError:
+            pass
+
+
+@test
+def parameter_counts_equal_the_irs():
+    for name in SPECS:
+        j = ir(name)
+        assert P.PixcRef(j).num_parameters() == j["parameters"], name
+    root = HERE.parent
+    for spec in sorted((root / "specs").glob("*.yaml")):
+        j = P.compile_spec(spec)
+        got = P.PixcRef(j).num_parameters()
+        assert got == j["parameters"], f"{spec.name}: {got} != {j['parameters']}"
+
+
+@test
+def init_follows_pixcs_scheme():
+    m = model("diag_small")
+    w = m.pixc_weights()
+    h = 4
+    assert np.all(w["n2.h0"] == 0) and np.all(w["n2.c0"] == 0)
+    b = w["n2.is_bias"]
+    f = np.array([(k // h) % 4 == 1 for k in range(8 * h)])
+    bound = 1 / math.sqrt(2 * h)  # fan_in of is_weight [8h, 2h, 1, 1]
+    assert np.all(np.abs(b[~f]) <= bound) and np.all(np.abs(b[f] - 1) <= bound)
+    assert np.all(np.abs(w["n1.weight"]) <= 1 / 7)
+
+
+@test
+def skew_and_unskew_are_the_documented_maps():
+    x = torch.randn(2, 3, 4, 5)
+    sk = P.skew(x)
+    assert sk.shape == (2, 3, 4, 8)
+    ref = torch.zeros(2, 3, 4, 8)
+    for r in range(4):
+        ref[:, :, r, r : r + 5] = x[:, :, r]
+    assert torch.equal(sk, ref)
+    assert torch.equal(P.unskew(sk, 5), x)
+
+
+@test
+def lstm_layers_match_literal_semantics():
+    torch.manual_seed(0)
+    for name in ("rgb_small", "diag_small", "row_small"):
+        m = randomize(model(name), 3).double()
+        for node, kind, ins in m.order:
+            if kind not in ("row_lstm", "diag_bilstm"):
+                continue
+            mod = m.nodes[node]
+            x = torch.randn(3, mod.is_weight.shape[1], m.height, m.width, dtype=torch.float64)
+            fast = mod(x)
+            lit = literal_row_lstm(mod, x) if kind == "row_lstm" else literal_diag_bilstm(mod, x)
+            err = (fast - lit).abs().max().item()
+            assert err < 1e-12, f"{name} {node} {kind}: max error {err}"
+            if kind == "diag_bilstm":
+                mod.shift = False
+                err = (mod(x) - literal_diag_bilstm(mod, x)).abs().max().item()
+                mod.shift = True
+                assert err < 1e-12, f"{name} {node} unshifted: max error {err}"
+
+
+@test
+def nll_and_bits_per_dim():
+    for name, levels in (("rgb_small", 256), ("diag_small", 2)):
+        m = model(name)
+        with torch.no_grad():
+            for p in m.parameters():
+                p.zero_()
+        x = torch.randint(0, levels, (3, m.channels, 8, 8), dtype=torch.uint8)
+        nll = m.nll(x)
+        assert nll.shape == (3,)
+        want = m.dims() * math.log(levels)
+        assert torch.allclose(nll, torch.full((3,), want), rtol=1e-5), (nll, want)
+        assert abs(float(m.bits_per_dim(nll[0].item())) - math.log2(levels)) < 1e-5
+    # Softmax NLL is the cross entropy of the right channel block.
+    m = randomize(model("rgb_small"), 2)
+    x = torch.randint(0, 256, (2, 3, 8, 8))
+    lg = m(x)
+    assert lg.shape == (2, 768, 8, 8)
+    manual = torch.zeros(2)
+    for c in range(3):
+        ls = torch.log_softmax(lg[:, c * 256 : (c + 1) * 256], dim=1)
+        manual -= ls.gather(1, x[:, c : c + 1]).sum((1, 2, 3))
+    assert torch.allclose(m.nll(x), manual, rtol=1e-5)
+    # Bernoulli: BCE with the image as target; input scaled by 1/(levels-1).
+    m = randomize(model("diag_small"), 2)
+    xb = torch.randint(0, 2, (2, 1, 8, 8))
+    lg = m(xb)
+    manual = F.binary_cross_entropy_with_logits(lg, xb.float(), reduction="none").sum((1, 2, 3))
+    assert torch.allclose(m.nll(xb), manual)
+    assert torch.equal(m(xb.float()), m(xb.to(torch.uint8)))
+
+
+def _check_causal(name, n_images=4):
+    j = ir(name)
+    m = P.PixcRef(j)
+    m.init_weights(0)
+    deps = P.causality(m, n_images=n_images, seed=0)
+    C, H, W = m.channels, m.height, m.width
+    allowed = P.allowed_mask(C, H, W)
+    leaks = deps & ~allowed
+    assert not leaks.any(), f"{name}: {int(leaks.sum())} dependencies on future sub-pixels"
+    # Spelled out: no future pixel, and at the same pixel no channel >= the logit's colour.
+    for h in range(H):
+        for w in range(W):
+            for c in range(C):
+                d = deps[h, w, c].reshape(H * W, C)
+                assert not d[h * W + w + 1 :].any()
+                assert not d[h * W + w, c:].any()
+    rf = j.get("receptive_field")
+    seen = int((deps & allowed).sum())
+    if rf is not None:
+        assert rf["allowed"] == int(allowed.sum()), (name, rf["allowed"], int(allowed.sum()))
+        assert rf["seen"] == seen, f"{name}: gradients see {seen} (out, in) pairs, pixc's static pass says {rf['seen']}"
+    return deps, seen, int(allowed.sum())
+
+
+@test
+def causal_diag_bilstm():
+    _, s, a = _check_causal("diag_small")
+    print(f"    diag_small: seen {s}/{a} (= pixc's receptive_field)")
+
+
+@test
+def causal_row_lstm():
+    _, s, a = _check_causal("row_small")
+    print(f"    row_small: seen {s}/{a} (= pixc's receptive_field)")
+
+
+@test
+def causal_pixelcnn():
+    _, s, a = _check_causal("pixelcnn_small")
+    print(f"    pixelcnn_small: seen {s}/{a} (= pixc's receptive_field)")
+
+
+@test
+def causal_rgb_softmax():
+    _, s, a = _check_causal("rgb_small")
+    print(f"    rgb_small: seen {s}/{a} (= pixc's receptive_field)")
+
+
+@test
+def unshifted_diag_bilstm_leaks():
+    j = ir("diag_small")
+    n = 0
+    for layer in j["layers"]:
+        if layer["kind"] == "diag_bilstm":
+            layer["attrs"]["shift"] = False
+            n += 1
+    assert n == 2
+    m = P.PixcRef(j)
+    m.init_weights(0)
+    deps = P.causality(m, n_images=4, seed=0)
+    leaks = deps & ~P.allowed_mask(1, 8, 8)
+    assert leaks.any(), "shift: false should see future pixels"
+    # E.g. (r, c) sees (r, c+1) through the right-to-left direction reading row r.
+    assert leaks[3, 2, 0].reshape(8, 8)[3, 3], "expected (3,2) to see (3,3)"
+    print(f"    shift=false: {int(leaks.sum())} future dependencies")
+
+
+@test
+def diag_bilstm_10x10_misses_exactly_one_pixel():
+    for name in ("diag10_1", "diag10_2"):
+        deps, _, _ = _check_causal(name, n_images=8)
+        H = W = 10
+        allowed = P.allowed_mask(1, H, W)
+        missing = allowed & ~deps
+        count = 0
+        for r in range(H):
+            for c in range(W):
+                miss = np.argwhere(missing[r, c, 0, :, :, 0])
+                if r >= 1 and c < W - 4:
+                    assert miss.tolist() == [[r - 1, W - 1]], f"{name} ({r},{c}) misses {miss.tolist()}"
+                    count += 1
+                else:
+                    assert len(miss) == 0, f"{name} ({r},{c}) misses {miss.tolist()}"
+        assert count == 54
+        print(f"    {name}: 54 of 100 positions miss exactly x(r-1, W-1), the rest see the full context")
+
+
+@test
+def cli_logits_nll_causality_bench():
+    j = ir("rgb_small")
+    irp = TMP / "rgb.json"
+    irp.write_text(json.dumps(j))
+    m = randomize(model("rgb_small"), 4)
+    wp = TMP / "rgb_cli.safetensors"
+    P.save_safetensors(wp, m.pixc_weights())
+    imgs = np.random.default_rng(0).integers(0, 256, (5, 3, 8, 8)).astype(np.uint8)
+    ip = TMP / "imgs.npy"
+    np.save(ip, imgs)
+    py, script = sys.executable, str(HERE / "pixc_ref.py")
+    run = lambda *a: subprocess.run([py, script, *map(str, a)], capture_output=True, text=True, check=True).stdout
+    run("logits", "--ir", irp, "--weights", wp, "--images", ip, "--out", TMP / "lg.npy", "--batch", 2, "--threads", 1)
+    run("nll", "--ir", irp, "--weights", wp, "--images", ip, "--out", TMP / "nll.npy", "--threads", 1)
+    lg, nll = np.load(TMP / "lg.npy"), np.load(TMP / "nll.npy")
+    assert lg.dtype == np.float32 and lg.shape == (5, 768, 8, 8) and nll.shape == (5,)
+    with torch.no_grad():
+        assert np.allclose(lg, m(imgs).numpy(), atol=1e-5)
+        assert np.allclose(nll, m.nll(imgs).numpy(), rtol=1e-5)
+    out = run("causality", "--ir", TMP / "diag_small.yaml", "--out", TMP / "deps.npy", "--threads", 1)
+    d = np.load(TMP / "deps.npy")
+    assert d.shape == (8, 8, 1, 8, 8, 1) and d.dtype == bool and json.loads(out)["causal"] is True
+    b = json.loads(run("bench", "--ir", irp, "--batch", 4, "--steps", 2, "--threads", 1, "--json"))
+    assert b["images_per_s"] > 0 and b["peak_rss_mb"] > 0 and b["parameters"] == j["parameters"]
+
+
+def main() -> int:
+    passed = failed = 0
+    for fn in TESTS:
+        t = time.perf_counter()
+        try:
+            fn()
+            passed += 1
+            print(f"ok   {fn.__name__} ({time.perf_counter() - t:.1f}s)", flush=True)
+        except Exception:
+            failed += 1
+            print(f"FAIL {fn.__name__}", flush=True)
+            traceback.print_exc()
+    print(f"{passed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,166 @@
+//! IR -> ONNX nodes: one function per op, plus the in-graph negative log-likelihood.
+//!
+//! IR node `n{i}` becomes a run of ONNX nodes named `n{i}.*` whose final value is named
+//! `n{i}` (the head's is `logits`). Masked weights are stored pre-multiplied by their mask
+//! under the parameter's own name (`n3.weight`), so the file holds exactly what runs.
+
+use super::builder::{attr_int, attr_ints, Builder};
+use super::lstm;
+use crate::ir::mask::conv_mask;
+use crate::ir::validate::Model;
+use crate::ir::{HeadKind, Mask, NodeId, Op};
+use crate::weights::{param_key, Weights};
+use std::collections::HashMap;
+
+/// Parameter name (`is_weight`) -> initializer name (`n5.is_weight`) for one node.
+pub type Params = HashMap<String, String>;
+
+/// Name of the value holding an IR node's output.
+pub fn value_of(model: &Model, id: NodeId) -> String {
+    if id == model.output() {
+        "logits".to_string()
+    } else {
+        format!("n{}", id.index())
+    }
+}
+
+/// Adds a node's parameters as initializers, multiplying each masked weight by its mask.
+fn add_params(b: &mut Builder, model: &Model, id: NodeId, weights: &Weights) -> Params {
+    let g = model.graph();
+    let groups = g.image.groups();
+    let op = &g.node(id).op;
+    let mut out = Params::new();
+    for p in model.shapes().params(id) {
+        let key = param_key(id.index(), &p.name);
+        // `check_against` ran before lowering, so every tensor is present with this shape.
+        let t = &weights.tensors[&key];
+        let s = &p.shape;
+        // (mask kind, output chunks) of a masked weight; None for unmasked tensors.
+        let masking = match (op, p.name.as_str()) {
+            (Op::Conv { mask, .. }, "weight") => Some((*mask, 1)),
+            (Op::Head { .. }, "weight") => Some((Mask::B, 1)),
+            (Op::RowLstm { .. }, "is_weight") => Some((Mask::B, 4)),
+            (Op::DiagBiLstm { .. }, "is_weight") => Some((Mask::B, 8)),
+            (Op::SkipSum, n) if n.ends_with("_weight") => Some((Mask::B, 1)),
+            _ => None,
+        };
+        let data: Vec<f32> = match masking {
+            Some((mask, chunks)) => {
+                let m = conv_mask(s[0], s[1], s[2], s[3], mask, groups, chunks);
+                t.data.iter().zip(&m).map(|(w, m)| w * m).collect()
+            }
+            None => t.data.clone(),
+        };
+        b.init_f32(&key, s, &data);
+        out.insert(p.name.clone(), key);
+    }
+    out
+}
+
+/// Lowers every IR node after the input (which `export` has already scaled into `n0`).
+pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
+    let g = model.graph();
+    let (height, width) = (g.image.height, g.image.width);
+    for id in g.nodes() {
+        let node = g.node(id);
+        if matches!(node.op, Op::Input) {
+            continue;
+        }
+        b.doc = format!("{} ({})", node.path, node.op.name());
+        let prm = add_params(b, model, id, weights);
+        let p = format!("n{}", id.index());
+        let out = value_of(model, id);
+        let ins: Vec<String> = g.inputs(id).iter().map(|&i| value_of(model, i)).collect();
+        let x = ins[0].as_str();
+        match node.op {
+            Op::Input => {}
+            Op::Conv { kh, kw, .. } => {
+                let pads = [kh / 2, kw / 2, kh / 2, kw / 2];
+                conv_to(b, &format!("{p}.conv"), x, &prm["weight"], &prm["bias"], &[kh, kw], &pads, &out);
+            }
+            Op::Relu => {
+                b.op_to("Relu", &format!("{p}.relu"), &[x], &out, vec![]);
+            }
+            Op::Add => sum_chain(b, &p, &ins, &out),
+            Op::SkipSum => {
+                let mut terms = vec![ins[0].clone()];
+                for (i, src) in ins.iter().enumerate().skip(1) {
+                    let (w, bias) = (&prm[&format!("proj{i}_weight")], &prm[&format!("proj{i}_bias")]);
+                    terms.push(b.conv(&format!("{p}.proj{i}"), src, w, Some(bias), &[1, 1], &[0, 0, 0, 0], 1));
+                }
+                sum_chain(b, &p, &terms, &out);
+            }
+            Op::Head { .. } => {
+                conv_to(b, &format!("{p}.head"), x, &prm["weight"], &prm["bias"], &[1, 1], &[0, 0, 0, 0], &out);
+            }
+            Op::RowLstm { hidden, k } => {
+                lstm::row_lstm(b, &p, x, &prm, hidden, k, height, width, &out);
+            }
+            Op::DiagBiLstm { hidden, shift } => {
+                lstm::diag_bilstm(b, &p, x, &prm, hidden, shift, height, width, &out);
+            }
+        }
+    }
+    b.doc.clear();
+}
+
+/// A Conv whose output value is named `out` (the IR node's value).
+#[allow(clippy::too_many_arguments)]
+fn conv_to(b: &mut Builder, name: &str, x: &str, w: &str, bias: &str, kernel: &[usize], pads: &[usize], out: &str) {
+    let k: Vec<i64> = kernel.iter().map(|&v| v as i64).collect();
+    let p: Vec<i64> = pads.iter().map(|&v| v as i64).collect();
+    b.op_to("Conv", name, &[x, w, bias], out, vec![attr_ints("kernel_shape", &k), attr_ints("pads", &p)]);
+}
+
+/// `((t0 + t1) + t2) + ...` in slot order (binary Adds keep the summation order fixed, which
+/// a variadic Sum does not promise); one term becomes an Identity.
+fn sum_chain(b: &mut Builder, p: &str, terms: &[String], out: &str) {
+    if terms.len() == 1 {
+        b.op_to("Identity", &format!("{p}.identity"), &[&terms[0]], out, vec![]);
+        return;
+    }
+    let mut acc = terms[0].clone();
+    for (i, t) in terms.iter().enumerate().skip(1) {
+        let name = format!("{p}.add{i}");
+        acc = if i + 1 == terms.len() {
+            b.op_to("Add", &name, &[&acc, t], out, vec![])
+        } else {
+            b.binary("Add", &name, &acc, t)
+        };
+    }
+}
+
+/// The per-image NLL in nats from `logits` and the raw `image`, as value `nll` (`[N]`).
+pub fn nll(b: &mut Builder, model: &Model, image: &str, scaled: &str) {
+    let im = model.graph().image;
+    b.doc = "negative log-likelihood per image, nats".to_string();
+    match model.head_kind() {
+        HeadKind::Bernoulli => {
+            // BCEWithLogits(l, t) = max(l, 0) - l*t + log(1 + exp(-|l|)), the overflow-free
+            // form; the target is the scaled image (exactly 0 or 1).
+            let abs = b.unary("Abs", "nll.abs", "logits");
+            let neg = b.unary("Neg", "nll.neg_abs", &abs);
+            let sp = b.unary("Softplus", "nll.log1p_exp", &neg);
+            let relu = b.unary("Relu", "nll.relu", "logits");
+            let lt = b.binary("Mul", "nll.logit_x_target", "logits", scaled);
+            let d = b.binary("Sub", "nll.relu_minus", &relu, &lt);
+            let e = b.binary("Add", "nll.bce", &d, &sp);
+            let axes = b.i64s(&[1, 2, 3]);
+            b.op("ReduceSum", "nll", &[&e, &axes], vec![attr_int("keepdims", 0)]);
+        }
+        HeadKind::Softmax => {
+            let (c, l, h, w) = (im.channels as i64, im.levels as i64, im.height as i64, im.width as i64);
+            // Channel c*levels + v -> [N, C, levels, H, W]: log-softmax over the levels axis.
+            let l5 = b.reshape("nll.logits.levels", "logits", &[0, c, l, h, w]);
+            let logp = b.op("LogSoftmax", "nll.log_softmax", &[&l5], vec![attr_int("axis", 2)]);
+            let t = b.op("Cast", "nll.target", &[image], vec![attr_int("to", super::builder::INT64 as i64)]);
+            let ax = b.i64s(&[2]);
+            let t5 = b.op("Unsqueeze", "nll.target.levels", &[&t, &ax], vec![]);
+            let picked = b.op("GatherElements", "nll.log_p", &[&logp, &t5], vec![attr_int("axis", 2)]);
+            let axes = b.i64s(&[1, 2, 3, 4]);
+            let s = b.op("ReduceSum", "nll.sum_log_p", &[&picked, &axes], vec![attr_int("keepdims", 0)]);
+            b.op("Neg", "nll", &[&s], vec![]);
+        }
+    }
+    b.doc.clear();
+}

@@ -1,0 +1,134 @@
+//! The ops of docs/semantics.md in libtorch: masked convs, Row LSTM, Diagonal BiLSTM.
+//!
+//! Recurrences loop over rows / skewed columns; everything that does not depend on the
+//! state (input-to-state convs, skew, mirror) is computed for the whole image at once.
+//! The Diagonal BiLSTM runs both directions as one recurrence (a grouped conv1d).
+
+use super::Step;
+use crate::ir::Op;
+use tch::{Kind, Tensor};
+
+fn masked(st: &Step, k: usize) -> Tensor {
+    match &st.masks[k] {
+        Some(m) => &st.params[k] * m,
+        None => st.params[k].shallow_clone(),
+    }
+}
+
+/// Applies one op to its inputs.
+pub(crate) fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor {
+    let x = ins[0];
+    match st.op {
+        Op::Input => x.shallow_clone(),
+        Op::Conv { kh, kw, .. } => {
+            let w = masked(st, 0);
+            x.conv2d(&w, Some(&st.params[1]), [1, 1], [kh as i64 / 2, kw as i64 / 2], [1, 1], 1)
+        }
+        Op::Head { .. } => {
+            let w = masked(st, 0);
+            x.conv2d(&w, Some(&st.params[1]), [1, 1], [0, 0], [1, 1], 1)
+        }
+        Op::Relu => x.relu(),
+        Op::Add => {
+            let mut y = x + ins[1];
+            for t in &ins[2..] {
+                y += *t;
+            }
+            y
+        }
+        Op::SkipSum => {
+            let mut y = x.shallow_clone();
+            for (i, src) in ins.iter().enumerate().skip(1) {
+                let k = 2 * (i - 1);
+                let w = masked(st, k);
+                y = y + src.conv2d(&w, Some(&st.params[k + 1]), [1, 1], [0, 0], [1, 1], 1);
+            }
+            y
+        }
+        Op::RowLstm { hidden, k } => row_lstm(st, x, hidden as i64, k as i64, height as i64),
+        Op::DiagBiLstm { hidden, shift } => diag_bilstm(st, x, hidden as i64, shift, height as i64, width as i64),
+    }
+}
+
+/// Gates `[o, f, i, g]` along `dim` -> new (h, c).
+fn lstm_update(gates: &Tensor, c_prev: &Tensor, dim: i64, h: i64) -> (Tensor, Tensor) {
+    let sig = gates.narrow(dim, 0, 3 * h).sigmoid();
+    let g = gates.narrow(dim, 3 * h, h).tanh();
+    let o = sig.narrow(dim, 0, h);
+    let f = sig.narrow(dim, h, h);
+    let i = sig.narrow(dim, 2 * h, h);
+    let c = f * c_prev + i * g;
+    let hn = o * c.tanh();
+    (hn, c)
+}
+
+fn row_lstm(st: &Step, x: &Tensor, h: i64, k: i64, height: i64) -> Tensor {
+    let n = x.size()[0];
+    let w_is = masked(st, 0);
+    let is = x.conv2d(&w_is, Some(&st.params[1]), [1, 1], [0, k / 2], [1, 1], 1);
+    let ss = &st.params[2];
+    let width = is.size()[3];
+    let mut hs = st.params[3].unsqueeze(0).expand([n, h, width], false);
+    let mut cs = st.params[4].unsqueeze(0).expand([n, h, width], false);
+    let mut rows = Vec::with_capacity(height as usize);
+    for r in 0..height {
+        let gates = is.select(2, r) + hs.conv1d::<Tensor>(ss, None, [1], [1], [1], 1);
+        let (hn, cn) = lstm_update(&gates, &cs, 1, h);
+        rows.push(hn.shallow_clone());
+        hs = hn;
+        cs = cn;
+    }
+    Tensor::stack(&rows, 2)
+}
+
+/// Skews `N x C x H x W` to `N x C x H x (W+H-1)`: row r shifted right by r.
+pub(crate) fn skew(t: &Tensor, height: i64, width: i64) -> Tensor {
+    let s = t.size();
+    let (n, c) = (s[0], s[1]);
+    t.constant_pad_nd([0, height])
+        .reshape([n, c, height * (width + height)])
+        .narrow(2, 0, height * (width + height - 1))
+        .reshape([n, c, height, width + height - 1])
+}
+
+/// Inverse of `skew`.
+pub(crate) fn unskew(t: &Tensor, height: i64, width: i64) -> Tensor {
+    let s = t.size();
+    let (n, c) = (s[0], s[1]);
+    t.reshape([n, c, height * (width + height - 1)])
+        .constant_pad_nd([0, height])
+        .reshape([n, c, height, width + height])
+        .narrow(3, 0, width)
+}
+
+fn diag_bilstm(st: &Step, x: &Tensor, h: i64, shift: bool, height: i64, width: i64) -> Tensor {
+    let n = x.size()[0];
+    let w_is = masked(st, 0);
+    let is = x.conv2d(&w_is, Some(&st.params[1]), [1, 1], [0, 0], [1, 1], 1);
+    // Right-to-left = left-to-right on the mirrored map (the 1x1 conv commutes with it).
+    let both = Tensor::cat(&[is.narrow(1, 0, 4 * h), is.narrow(1, 4 * h, 4 * h).flip([3])], 1);
+    let sk = skew(&both, height, width);
+    let ss = &st.params[2];
+    let mut hs = st.params[3].unsqueeze(0).expand([n, 2 * h, height], false);
+    let mut cs = st.params[4].reshape([1, 2, h, height]).expand([n, 2, h, height], false);
+    let cols = width + height - 1;
+    let mut outs = Vec::with_capacity(cols as usize);
+    for k in 0..cols {
+        // 2-tap state-to-state conv over rows r-1, r: pad the top only (never the bottom).
+        let rec = hs.constant_pad_nd([1, 0]).conv1d::<Tensor>(ss, None, [1], [0], [1], 2);
+        let gates = (sk.select(3, k) + rec).view([n, 2, 4 * h, height]);
+        let (hn, cn) = lstm_update(&gates, &cs, 2, h);
+        hs = hn.reshape([n, 2 * h, height]);
+        outs.push(hs.shallow_clone());
+        cs = cn;
+    }
+    let out = unskew(&Tensor::stack(&outs, 3), height, width);
+    let lr = out.narrow(1, 0, h);
+    let mut rl = out.narrow(1, h, h).flip([3]);
+    if shift {
+        // Row r of the right-to-left map has seen row r; move it to row r+1.
+        rl = rl.constant_pad_nd([0, 0, 1, 0]).narrow(2, 0, height);
+    }
+    let _ = Kind::Float;
+    lr + rl
+}

@@ -1,0 +1,283 @@
+//! libtorch back end: lowers a validated model to a tch computation (CPU or CUDA).
+//!
+//! The math is docs/semantics.md, op for op; parameter names and shapes are
+//! `ir::params_of`'s, masks `ir::mask`'s. Parameters live in plain tensors owned by
+//! `TorchModel` (not a VarStore: pixc names contain dots and the optimizer is pixc's own,
+//! so its state can be checkpointed and resumed bit for bit).
+
+mod layers;
+
+use crate::ir::validate::Model;
+use crate::ir::{mask::conv_mask, HeadKind, Mask, Op};
+use crate::weights::{param_key, Tensor as WTensor, Weights};
+use std::collections::BTreeMap;
+use tch::{Device, Kind, Tensor};
+
+pub use tch;
+
+/// Which device to run on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DeviceChoice {
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl std::str::FromStr for DeviceChoice {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(DeviceChoice::Auto),
+            "cpu" => Ok(DeviceChoice::Cpu),
+            "cuda" | "gpu" => Ok(DeviceChoice::Cuda),
+            _ => Err(format!("unknown device `{s}` (use auto, cpu or cuda)")),
+        }
+    }
+}
+
+/// Resolves a device choice; asking for CUDA where libtorch sees none is an error.
+pub fn resolve_device(choice: DeviceChoice) -> anyhow::Result<Device> {
+    match choice {
+        DeviceChoice::Cpu => Ok(Device::Cpu),
+        DeviceChoice::Auto => Ok(Device::cuda_if_available()),
+        DeviceChoice::Cuda => {
+            if tch::Cuda::is_available() {
+                Ok(Device::Cuda(0))
+            } else {
+                anyhow::bail!(
+                    "--device cuda was requested, but libtorch sees no CUDA device (no GPU, no driver, or a CPU-only libtorch); use --device cpu or auto"
+                )
+            }
+        }
+    }
+}
+
+pub fn device_name(d: Device) -> String {
+    match d {
+        Device::Cpu => "cpu".into(),
+        Device::Cuda(i) => format!("cuda:{i}"),
+        other => format!("{other:?}"),
+    }
+}
+
+/// Sets libtorch's intra-op threads to the machine's cores (libtorch's own default can
+/// oversubscribe containers whose CPU quota is below the host's core count).
+pub fn set_threads(n: Option<usize>) {
+    let n = n.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    tch::set_num_threads(n as i32);
+    tch::set_num_interop_threads(1);
+}
+
+/// One lowered op, with its parameters and precomputed masks on the device.
+pub(crate) struct Step {
+    pub op: Op,
+    pub inputs: Vec<usize>,
+    /// Parameter tensors in `params_of` order.
+    pub params: Vec<Tensor>,
+    /// Masks for masked weights, same order as the params they apply to (None = unmasked).
+    pub masks: Vec<Option<Tensor>>,
+}
+
+/// A model lowered to libtorch.
+pub struct TorchModel {
+    pub(crate) steps: Vec<Step>,
+    pub(crate) names: Vec<(usize, usize, String)>,
+    pub device: Device,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    pub levels: usize,
+    pub head: HeadKind,
+    output: usize,
+}
+
+impl TorchModel {
+    /// Builds the model with the given weights (checked against the spec).
+    pub fn new(model: &Model, weights: &Weights, device: Device) -> anyhow::Result<TorchModel> {
+        weights
+            .check_against(model)
+            .map_err(|e| anyhow::anyhow!("weights do not fit the model: {e}"))?;
+        let g = model.graph();
+        let image = g.image;
+        let groups = image.groups();
+        let mut steps = Vec::new();
+        let mut names = Vec::new();
+        for id in g.nodes() {
+            let op = g.node(id).op.clone();
+            let inputs: Vec<usize> = g.inputs(id).iter().map(|i| i.index()).collect();
+            let in_ch: Vec<usize> = g.inputs(id).iter().map(|&i| model.shapes().channels(i)).collect();
+            let mut params = Vec::new();
+            let mut masks = Vec::new();
+            for (k, p) in model.shapes().params(id).iter().enumerate() {
+                let key = param_key(id.index(), &p.name);
+                let w = &weights.tensors[&key];
+                let dims: Vec<i64> = w.shape.iter().map(|&d| d as i64).collect();
+                let t = Tensor::from_slice(&w.data)
+                    .reshape(&dims)
+                    .to_device(device)
+                    .set_requires_grad(true);
+                params.push(t);
+                names.push((steps.len(), k, key));
+                // Which weights are masked, and with what.
+                let m = match (&op, p.name.as_str()) {
+                    (Op::Conv { mask, .. }, "weight") => Some(*mask),
+                    (Op::Head { .. }, "weight") => Some(Mask::B),
+                    (Op::RowLstm { .. }, "is_weight") | (Op::DiagBiLstm { .. }, "is_weight") => Some(Mask::B),
+                    (Op::SkipSum, n) if n.ends_with("_weight") => Some(Mask::B),
+                    _ => None,
+                };
+                let chunks = match op {
+                    Op::RowLstm { .. } if p.name == "is_weight" => 4,
+                    Op::DiagBiLstm { .. } if p.name == "is_weight" => 8,
+                    _ => 1,
+                };
+                masks.push(m.map(|m| {
+                    let s = &w.shape;
+                    let mk = conv_mask(s[0], s[1], s[2], s[3], m, groups, chunks);
+                    Tensor::from_slice(&mk).reshape(&dims).to_device(device)
+                }));
+            }
+            let _ = in_ch;
+            steps.push(Step {
+                op,
+                inputs,
+                params,
+                masks,
+            });
+        }
+        Ok(TorchModel {
+            steps,
+            names,
+            device,
+            channels: image.channels,
+            height: image.height,
+            width: image.width,
+            levels: image.levels,
+            head: model.head_kind(),
+            output: model.output().index(),
+        })
+    }
+
+    /// All learned tensors, in a stable order.
+    pub fn parameters(&self) -> Vec<&Tensor> {
+        self.names.iter().map(|(s, k, _)| &self.steps[*s].params[*k]).collect()
+    }
+
+    /// Parameter names, same order as `parameters`.
+    pub fn parameter_names(&self) -> Vec<&str> {
+        self.names.iter().map(|(_, _, n)| n.as_str()).collect()
+    }
+
+    pub fn param_count(&self) -> usize {
+        self.parameters().iter().map(|t| t.numel()).sum()
+    }
+
+    /// Copies the current parameters out as backend-neutral weights.
+    pub fn to_weights(&self) -> Weights {
+        let mut tensors = BTreeMap::new();
+        for (t, name) in self.parameters().into_iter().zip(self.parameter_names()) {
+            let c = t.detach().to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+            let n = c.numel();
+            let mut data = vec![0f32; n];
+            c.copy_data(&mut data, n);
+            let shape = c.size().iter().map(|&d| d as usize).collect();
+            tensors.insert(name.to_string(), WTensor { shape, data });
+        }
+        Weights { tensors }
+    }
+
+    /// Overwrites parameters from weights (same model).
+    pub fn load_weights(&mut self, w: &Weights) -> anyhow::Result<()> {
+        tch::no_grad(|| -> anyhow::Result<()> {
+            for (s, k, name) in &self.names {
+                let src = w
+                    .tensors
+                    .get(name)
+                    .ok_or_else(|| anyhow::anyhow!("tensor `{name}` missing"))?;
+                let dst = &mut self.steps[*s].params[*k];
+                let dims = dst.size();
+                let t = Tensor::from_slice(&src.data).reshape(&dims).to_device(self.device);
+                dst.copy_(&t);
+            }
+            Ok(())
+        })
+    }
+
+    /// Converts raw image values (0..levels-1, N x C x H x W) to the model input.
+    pub fn images_to_tensor(&self, images: &[u8], n: usize) -> Tensor {
+        Tensor::from_slice(images)
+            .reshape([n as i64, self.channels as i64, self.height as i64, self.width as i64])
+            .to_device(self.device)
+    }
+
+    /// Logits for raw image values (uint8 tensor N x C x H x W).
+    pub fn forward(&self, images: &Tensor) -> Tensor {
+        self.forward_scaled(&(images.to_kind(Kind::Float) / (self.levels as f64 - 1.0)))
+    }
+
+    /// Logits for an already scaled float input (values / (levels - 1)); the causality
+    /// tests differentiate with respect to this.
+    pub fn forward_scaled(&self, x: &Tensor) -> Tensor {
+        let mut outs: Vec<Option<Tensor>> = Vec::with_capacity(self.steps.len());
+        for st in &self.steps {
+            let y = match &st.op {
+                Op::Input => x.shallow_clone(),
+                _ => {
+                    let ins: Vec<&Tensor> = st.inputs.iter().map(|&i| outs[i].as_ref().expect("topological")).collect();
+                    layers::apply(st, &ins, self.height, self.width)
+                }
+            };
+            outs.push(Some(y));
+        }
+        outs[self.output].take().expect("output computed")
+    }
+
+    /// Per-image negative log-likelihood in nats, from logits and raw image values.
+    pub fn nll_from_logits(&self, logits: &Tensor, images: &Tensor) -> Tensor {
+        let n = logits.size()[0];
+        match self.head {
+            HeadKind::Bernoulli => {
+                let target = images.to_kind(Kind::Float);
+                logits
+                    .binary_cross_entropy_with_logits::<Tensor>(&target, None, None, tch::Reduction::None)
+                    .reshape([n, -1])
+                    .sum_dim_intlist(1, false, Kind::Float)
+            }
+            HeadKind::Softmax => {
+                let (c, l, h, w) = (self.channels as i64, self.levels as i64, self.height as i64, self.width as i64);
+                let lp = logits.reshape([n, c, l, h, w]).log_softmax(2, Kind::Float);
+                let t = images.to_kind(Kind::Int64).unsqueeze(2);
+                -lp.gather(2, &t, false).reshape([n, -1]).sum_dim_intlist(1, false, Kind::Float)
+            }
+        }
+    }
+
+    /// Per-image NLL in nats.
+    pub fn nll(&self, images: &Tensor) -> Tensor {
+        let logits = self.forward(images);
+        self.nll_from_logits(&logits, images)
+    }
+
+    /// Sub-pixels per image.
+    pub fn dims(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+}
+
+/// The unit NLLs are reported in: nats per image for binary data, bits/dim otherwise.
+pub fn nll_unit(levels: usize) -> &'static str {
+    if levels == 2 {
+        "nats/image"
+    } else {
+        "bits/dim"
+    }
+}
+
+/// Converts a mean per-image NLL in nats to the reporting unit for this data.
+pub fn report_nll(nats_per_image: f64, levels: usize, dims: usize) -> f64 {
+    if levels == 2 {
+        nats_per_image
+    } else {
+        nats_per_image / (dims as f64 * std::f64::consts::LN_2)
+    }
+}

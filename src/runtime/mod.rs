@@ -1,0 +1,329 @@
+//! Running exported models with ONNX Runtime (via `ort`, library loaded at run time).
+//!
+//! `OnnxModel::load` opens a pixc ONNX file on a `Device` and reports the execution provider
+//! that really runs it: `Cuda` and `Auto` try the CUDA provider (TF32 off, so results match
+//! libtorch's float32) with registration errors surfaced instead of silently ignored; `Auto`
+//! then falls back to the CPU, `Cuda` fails with the reason. The CPU provider always works.
+//! The image geometry and levels come from the file's own metadata (see
+//! `backend::onnx::meta_keys`), so the spec is not needed at inference time.
+
+pub mod bench;
+mod env;
+
+pub use bench::{bench_onnx, BenchResult};
+pub use env::{dylib_path, take_log, DEFAULT_DYLIB};
+
+use crate::backend::onnx::meta_keys;
+use ort::ep::{ExecutionProvider, CPU, CUDA};
+use ort::logging::LogLevel;
+use ort::session::builder::GraphOptimizationLevel;
+use ort::session::{OutputSelector, RunOptions, Session};
+use ort::value::TensorRef;
+use std::path::Path;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("ONNX Runtime library not found: {0}")]
+    LibraryNotFound(String),
+    #[error("{0}")]
+    Init(String),
+    #[error("the CUDA execution provider is unavailable: {0}")]
+    Cuda(String),
+    #[error("ONNX Runtime: {0}")]
+    Ort(String),
+    #[error("{0} is not a pixc ONNX model: {1}")]
+    NotPixc(String, String),
+    #[error("cannot read {0}: {1}")]
+    Io(String, std::io::Error),
+    #[error("bad input: {0}")]
+    Input(String),
+    #[error(transparent)]
+    Export(#[from] crate::backend::onnx::ExportError),
+}
+
+fn ort_err(e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Ort(e.to_string())
+}
+
+/// Where to run.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum Device {
+    /// CUDA if it works here, else the CPU.
+    #[default]
+    Auto,
+    Cpu,
+    Cuda,
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Device, String> {
+        match s {
+            "auto" => Ok(Device::Auto),
+            "cpu" => Ok(Device::Cpu),
+            "cuda" | "gpu" => Ok(Device::Cuda),
+            _ => Err(format!("unknown device `{s}`: use auto, cpu or cuda")),
+        }
+    }
+}
+
+/// The execution provider a session actually runs on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Provider {
+    Cpu,
+    Cuda,
+}
+
+impl Provider {
+    /// ONNX Runtime's own name, e.g. `CUDAExecutionProvider`.
+    pub fn ort_name(self) -> &'static str {
+        match self {
+            Provider::Cpu => CPU::NAME,
+            Provider::Cuda => CUDA::NAME,
+        }
+    }
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.ort_name())
+    }
+}
+
+/// What a pixc ONNX file says about itself (its `metadata_props`).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelInfo {
+    pub model_name: String,
+    pub pixc_version: String,
+    pub levels: usize,
+    pub channels: usize,
+    pub height: usize,
+    pub width: usize,
+    /// `bernoulli` or `softmax`.
+    pub head: String,
+    pub spec_text: Option<String>,
+}
+
+impl ModelInfo {
+    /// Sub-pixels per image.
+    pub fn dims(&self) -> usize {
+        self.channels * self.height * self.width
+    }
+    /// Logit channels per image: C (Bernoulli) or C * levels (softmax).
+    pub fn logit_channels(&self) -> usize {
+        if self.head == "softmax" {
+            self.channels * self.levels
+        } else {
+            self.channels
+        }
+    }
+}
+
+/// Both outputs of one run.
+#[derive(Clone, Debug)]
+pub struct Outputs {
+    /// `n x logit_channels x H x W`, row-major.
+    pub logits: Vec<f32>,
+    /// Per-image NLL in nats.
+    pub nll: Vec<f32>,
+}
+
+/// A loaded pixc ONNX model.
+pub struct OnnxModel {
+    session: Session,
+    info: ModelInfo,
+    provider: Provider,
+}
+
+impl OnnxModel {
+    /// Loads a file; returns the model and the provider it runs on.
+    pub fn load(path: &Path, device: Device) -> Result<(OnnxModel, Provider), RuntimeError> {
+        let bytes = std::fs::read(path).map_err(|e| RuntimeError::Io(path.display().to_string(), e))?;
+        OnnxModel::from_bytes(&bytes, device, &path.display().to_string())
+    }
+
+    /// Loads serialized ONNX bytes (`name` is used in errors only).
+    pub fn from_bytes(bytes: &[u8], device: Device, name: &str) -> Result<(OnnxModel, Provider), RuntimeError> {
+        let (env, dylib) = env::environment()?;
+        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let builder = || -> Result<ort::session::builder::SessionBuilder, RuntimeError> {
+            Session::builder(&env)
+                .map_err(ort_err)?
+                .with_optimization_level(GraphOptimizationLevel::Level3)
+                .map_err(ort_err)?
+                .with_intra_threads(threads)
+                .map_err(ort_err)?
+                .with_log_level(LogLevel::Warning)
+                .map_err(ort_err)
+        };
+        let try_cuda = match device {
+            Device::Cpu => false,
+            Device::Cuda => true,
+            Device::Auto => env::nvidia_driver_present(),
+        };
+        let mut cuda_error = None;
+        if try_cuda {
+            env::preload_cuda(&dylib);
+            let ep = CUDA::default().with_tf32(false).build().error_on_failure();
+            let attempt = builder().and_then(|b| {
+                b.with_execution_providers([ep])
+                    .map_err(|e| RuntimeError::Cuda(e.to_string()))?
+                    .commit_from_memory(bytes)
+                    .map_err(|e| RuntimeError::Cuda(e.to_string()))
+            });
+            match attempt {
+                Ok(s) => return OnnxModel::wrap(s, Provider::Cuda, name),
+                Err(e) if device == Device::Cuda => {
+                    return Err(match e {
+                        RuntimeError::Cuda(m) => RuntimeError::Cuda(format!(
+                            "{m}; the CUDA provider needs an NVIDIA driver, CUDA 13 and cuDNN 9 libraries (pixc looks in {}; set PIXC_CUDA_LIB_DIRS or LD_LIBRARY_PATH to their folders), or use --device cpu",
+                            describe_dirs(&env::cuda_lib_dirs(&dylib))
+                        )),
+                        other => other,
+                    })
+                }
+                Err(e) => cuda_error = Some(e),
+            }
+        }
+        let session = builder()?.commit_from_memory(bytes).map_err(|e| match &cuda_error {
+            Some(c) => RuntimeError::Ort(format!("{e} (CUDA was tried first: {c})")),
+            None => ort_err(e),
+        })?;
+        OnnxModel::wrap(session, Provider::Cpu, name)
+    }
+
+    fn wrap(session: Session, provider: Provider, name: &str) -> Result<(OnnxModel, Provider), RuntimeError> {
+        let info = read_info(&session).map_err(|why| RuntimeError::NotPixc(name.to_string(), why))?;
+        Ok((
+            OnnxModel {
+                session,
+                info,
+                provider,
+            },
+            provider,
+        ))
+    }
+
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    pub fn provider(&self) -> Provider {
+        self.provider
+    }
+
+    fn check_input(&self, images: &[f32], n: usize) -> Result<[usize; 4], RuntimeError> {
+        let i = &self.info;
+        let shape = [n, i.channels, i.height, i.width];
+        if images.len() != n * i.dims() {
+            return Err(RuntimeError::Input(format!(
+                "{} values given for {n} images of {} x {} x {} ({} expected)",
+                images.len(),
+                i.channels,
+                i.height,
+                i.width,
+                n * i.dims()
+            )));
+        }
+        Ok(shape)
+    }
+
+    /// Runs `n` images (raw values `0..levels-1`, `n x C x H x W`) in one batch; returns
+    /// logits and NLL.
+    pub fn run(&mut self, images: &[f32], n: usize) -> Result<Outputs, RuntimeError> {
+        let shape = self.check_input(images, n)?;
+        let input = TensorRef::from_array_view((shape, images)).map_err(ort_err)?;
+        let out = self.session.run(ort::inputs!["image" => input]).map_err(ort_err)?;
+        let logits = out["logits"].try_extract_tensor::<f32>().map_err(ort_err)?.1.to_vec();
+        let nll = out["nll"].try_extract_tensor::<f32>().map_err(ort_err)?.1.to_vec();
+        Ok(Outputs { logits, nll })
+    }
+
+    /// The logits of `n` images, `n x logit_channels x H x W`.
+    pub fn logits(&mut self, images: &[f32], n: usize) -> Result<Vec<f32>, RuntimeError> {
+        self.run_one(images, n, "logits")
+    }
+
+    /// Per-image NLL in nats of `n` images (one batch). Only `nll` is copied out.
+    pub fn nll(&mut self, images: &[f32], n: usize) -> Result<Vec<f32>, RuntimeError> {
+        self.run_one(images, n, "nll")
+    }
+
+    /// Per-image NLL of `n` images, run `batch` at a time (the last batch may be smaller).
+    pub fn nll_batched(&mut self, images: &[f32], n: usize, batch: usize) -> Result<Vec<f32>, RuntimeError> {
+        self.check_input(images, n)?;
+        let d = self.info.dims();
+        let mut out = Vec::with_capacity(n);
+        for start in (0..n).step_by(batch.max(1)) {
+            let m = batch.max(1).min(n - start);
+            out.extend(self.nll(&images[start * d..(start + m) * d], m)?);
+        }
+        Ok(out)
+    }
+
+    fn run_one(&mut self, images: &[f32], n: usize, output: &str) -> Result<Vec<f32>, RuntimeError> {
+        let shape = self.check_input(images, n)?;
+        let input = TensorRef::from_array_view((shape, images)).map_err(ort_err)?;
+        let opts = RunOptions::new()
+            .map_err(ort_err)?
+            .with_outputs(OutputSelector::no_default().with(output));
+        let out = self
+            .session
+            .run_with_options(ort::inputs!["image" => input], &opts)
+            .map_err(ort_err)?;
+        let v = out[output].try_extract_tensor::<f32>().map_err(ort_err)?.1.to_vec();
+        Ok(v)
+    }
+}
+
+/// Widens 8-bit images to the float32 the model takes (values unchanged: no scaling).
+pub fn images_to_f32(images: &[u8]) -> Vec<f32> {
+    images.iter().map(|&v| v as f32).collect()
+}
+
+fn describe_dirs(d: &[std::path::PathBuf]) -> String {
+    if d.is_empty() {
+        "no nvidia/*/lib folder next to the ONNX Runtime wheel".to_string()
+    } else {
+        d.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+fn read_info(session: &Session) -> Result<ModelInfo, String> {
+    let md = session.metadata().map_err(|e| e.to_string())?;
+    let get = |k: &str| md.custom(k);
+    let num = |k: &str| -> Result<usize, String> {
+        get(k)
+            .ok_or_else(|| format!("metadata `{k}` is missing (was it exported by `pixc export`?)"))?
+            .parse::<usize>()
+            .map_err(|_| format!("metadata `{k}` is not a number"))
+    };
+    let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
+    if names != ["image"] {
+        return Err(format!("expected one input `image`, found {names:?}"));
+    }
+    for o in ["logits", "nll"] {
+        if !session.outputs().iter().any(|x| x.name() == o) {
+            return Err(format!("output `{o}` is missing"));
+        }
+    }
+    Ok(ModelInfo {
+        model_name: get(meta_keys::MODEL_NAME).unwrap_or_default(),
+        pixc_version: get(meta_keys::PIXC_VERSION).unwrap_or_default(),
+        levels: num(meta_keys::LEVELS)?,
+        channels: num(meta_keys::CHANNELS)?,
+        height: num(meta_keys::HEIGHT)?,
+        width: num(meta_keys::WIDTH)?,
+        head: get(meta_keys::HEAD).ok_or("metadata `pixc.head` is missing")?,
+        spec_text: get(meta_keys::SPEC),
+    })
+}
+
+/// ONNX Runtime's version and the execution providers its library offers, for `pixc doctor`.
+/// Errors (e.g. no library) are returned as the version string's explanation.
+pub fn version_and_providers() -> (String, Vec<String>) {
+    match env::version_and_providers() {
+        Ok(v) => v,
+        Err(e) => (format!("unavailable: {e}"), vec![]),
+    }
+}

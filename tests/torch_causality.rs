@@ -1,0 +1,210 @@
+//! Causality checked numerically in libtorch: gradients of every output logit with respect
+//! to the input are exactly zero in the future, and equal the static pass's sets exactly.
+
+use pixc::backend::torch::{tch, TorchModel};
+use pixc::ir::validate::{Model, Options};
+use pixc::spec::Syntax;
+use pixc::weights::Weights;
+use tch::{Device, Kind, Tensor};
+
+fn compile(text: &str, allow_leaks: bool) -> Model {
+    pixc::compile_with(text, Syntax::Yaml, Options { allow_leaks })
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .1
+}
+
+/// For every output (pixel, colour) the set of input sub-pixels with a nonzero gradient,
+/// over several random inputs (so a ReLU that happens to be off does not hide a path).
+/// Returns [out_index][in_index] with out_index = (r*W + c)*C + colour.
+fn gradient_deps(model: &Model, seed: u64) -> Vec<Vec<bool>> {
+    let im = model.graph().image;
+    let (c, h, w) = (im.channels as i64, im.height as i64, im.width as i64);
+    let outs = (h * w * c) as usize;
+    let per_colour = if im.levels == 2 { 1 } else { im.levels as i64 };
+    tch::manual_seed(seed as i64);
+    let mut deps = vec![vec![false; outs]; outs];
+    // Several weight draws and input scales: a ReLU that is off for one draw (a bias
+    // dominating small first-layer weights) must not hide a structural path.
+    for (wseed, scale) in (0..3).flat_map(|s| [1.0, 3.0, 10.0, 30.0].map(move |x| (s, x))) {
+        let weights = Weights::init(model, seed * 100 + wseed);
+        let tm = TorchModel::new(model, &weights, Device::Cpu).unwrap();
+        // One batch row per output sub-pixel: the gradient of row b's input then holds
+        // exactly the dependencies of output b.
+        // Continuous inputs at several scales switch ReLUs on and off far more than real
+        // images would (small first-layer weights otherwise leave some ReLUs dead behind
+        // larger biases), so every structural path shows up in some trial.
+        let x = Tensor::randn([outs as i64, c, h, w], (Kind::Float, Device::Cpu)) * scale;
+        let x = x.set_requires_grad(true);
+        let logits = tm.forward_scaled(&x).reshape([outs as i64, c, per_colour, h, w]);
+        // Random weights per level so softmax logits cannot cancel.
+        let r = Tensor::rand([per_colour], (Kind::Float, Device::Cpu)) + 0.5;
+        let mut sel = vec![0f32; outs * outs];
+        for b in 0..outs {
+            sel[b * outs + b] = 1.0;
+        }
+        // sel[b, (r*W + cc)*C + col] picks output b's sub-pixel.
+        let sel = Tensor::from_slice(&sel).reshape([outs as i64, h, w, c]).permute([0, 3, 1, 2]);
+        let picked = (logits * r.reshape([1, 1, per_colour, 1, 1])).sum_dim_intlist(2, false, Kind::Float) * sel;
+        picked.sum(Kind::Float).backward();
+        let g = x.grad().permute([0, 2, 3, 1]).reshape([outs as i64, outs as i64]);
+        let n = g.numel();
+        let mut v = vec![0f32; n];
+        g.contiguous().copy_data(&mut v, n);
+        for b in 0..outs {
+            for i in 0..outs {
+                if v[b * outs + i] != 0.0 {
+                    deps[b][i] = true;
+                }
+            }
+        }
+    }
+    deps
+}
+
+fn static_deps(model: &Model) -> Vec<Vec<bool>> {
+    let im = model.graph().image;
+    let cz = model.causality();
+    let outs = im.height * im.width * im.channels;
+    let mut deps = vec![vec![false; outs]; outs];
+    for r in 0..im.height {
+        for c in 0..im.width {
+            for col in 0..im.channels {
+                let b = (r * im.width + c) * im.channels + col;
+                for (r2, c2, ch) in cz.deps(r, c, col) {
+                    deps[b][(r2 * im.width + c2) * im.channels + ch] = true;
+                }
+            }
+        }
+    }
+    deps
+}
+
+/// Asserts causality (nothing at or after its own sub-pixel), some past dependency, and
+/// exact agreement with the static pass.
+fn check(text: &str) {
+    let model = compile(text, false);
+    let grad = gradient_deps(&model, 1);
+    let stat = static_deps(&model);
+    let outs = grad.len();
+    for b in 0..outs {
+        for i in b..outs {
+            assert!(!grad[b][i], "output {b} has a nonzero gradient at input {i} (future or same sub-pixel)");
+        }
+        if b > 0 {
+            assert!(grad[b].iter().any(|&d| d), "output {b} depends on nothing");
+        }
+    }
+    for b in 0..outs {
+        if grad[b] != stat[b] {
+            let only_grad: Vec<usize> = (0..outs).filter(|&i| grad[b][i] && !stat[b][i]).collect();
+            let only_stat: Vec<usize> = (0..outs).filter(|&i| !grad[b][i] && stat[b][i]).collect();
+            panic!("output {b}: gradients and static pass disagree; only in gradients {only_grad:?}, only in static {only_stat:?}");
+        }
+    }
+}
+
+fn spec(channels: usize, size: usize, body: &str) -> String {
+    let (levels, head) = if channels == 1 { (2, "bernoulli") } else { (256, "softmax") };
+    format!(
+        "input: {{channels: {channels}, height: {size}, width: {size}, levels: {levels}}}\nlayers:\n{body}  - head: {head}\n"
+    )
+}
+
+const DIAG: &str = "  - conv: {out: 6, kernel: 7, mask: A}\n  - residual:\n      skip: true\n      body:\n        - diag_bilstm: {hidden: 3}\n        - conv: {out: 6, kernel: 1}\n  - diag_bilstm: {hidden: 6, skip: true}\n  - skip_sum\n  - relu\n";
+const ROW: &str = "  - conv: {out: 6, kernel: 7, mask: A}\n  - residual: [{row_lstm: {hidden: 3, kernel: 3}}, {conv: {out: 6, kernel: 1}}]\n  - row_lstm: {hidden: 6, kernel: 5}\n  - relu\n";
+const CNN: &str = "  - conv: {out: 24, kernel: 7, mask: A}\n  - pixelcnn_block: {hidden: 12}\n  - pixelcnn_block: {hidden: 12}\n  - relu\n  - conv: {out: 12, kernel: 1}\n";
+const CONV: &str = "  - conv: {out: 6, kernel: 3, mask: A}\n  - conv: {out: 6, kernel: 5}\n  - relu\n  - conv: {out: 6, kernel: 1x3}\n";
+
+#[test]
+fn diag_bilstm_grayscale_and_rgb() {
+    check(&spec(1, 7, DIAG));
+    check(&spec(1, 8, DIAG));
+    check(&spec(3, 7, DIAG));
+}
+
+#[test]
+fn row_lstm_grayscale_and_rgb() {
+    check(&spec(1, 7, ROW));
+    check(&spec(3, 8, ROW));
+}
+
+#[test]
+fn pixelcnn_grayscale_and_rgb() {
+    check(&spec(1, 8, CNN));
+    check(&spec(3, 7, CNN));
+}
+
+#[test]
+fn masked_convs_grayscale_and_rgb() {
+    check(&spec(1, 7, CONV));
+    check(&spec(3, 8, CONV));
+}
+
+#[test]
+fn shipped_specs_shrunk() {
+    for f in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/specs")).unwrap() {
+        let p = f.unwrap().path();
+        let text = std::fs::read_to_string(&p).unwrap();
+        // Shrink: 7x7 images, tiny widths, few repeats (the structure is what matters).
+        let small = shrink(&text);
+        eprintln!("checking {}", p.display());
+        check(&small);
+    }
+}
+
+/// Shrinks a shipped spec to 7x7 with small widths and at most 2 repeats.
+pub fn shrink(text: &str) -> String {
+    let mut out = String::new();
+    for line in text.lines() {
+        let l = line.trim_start();
+        let indent = &line[..line.len() - l.len()];
+        let new = if l.starts_with("input:") {
+            let ch = if l.contains("channels: 3") { 3 } else { 1 };
+            let lv = if ch == 3 { 256 } else { 2 };
+            format!("input: {{channels: {ch}, height: 7, width: 7, levels: {lv}}}")
+        } else if l.starts_with("h:") {
+            "h: 12".into()
+        } else if l.starts_with("out_maps:") {
+            "out_maps: 12".into()
+        } else if l.starts_with("count:") {
+            "count: 2".into()
+        } else if l.starts_with("- conv: {out: 32,") {
+            l.replace("out: 32", "out: 12")
+        } else {
+            l.to_string()
+        };
+        out.push_str(indent);
+        out.push_str(&new);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn the_unshifted_diagonal_bilstm_leaks_numerically() {
+    let text = spec(1, 7, "  - conv: {out: 4, kernel: 7, mask: A}\n  - diag_bilstm: {hidden: 4, shift: false}\n");
+    assert!(pixc::compile_str(&text, Syntax::Yaml).is_err(), "the static pass must reject it");
+    let model = compile(&text, true);
+    let grad = gradient_deps(&model, 2);
+    let leaks = (0..grad.len()).any(|b| (b..grad.len()).any(|i| grad[b][i]));
+    assert!(leaks, "without the shift-down, some output must see the future");
+}
+
+#[test]
+fn mask_b_on_the_first_layer_leaks_numerically() {
+    let text = spec(3, 7, "  - conv: {out: 6, kernel: 3, mask: B}\n");
+    assert!(pixc::compile_str(&text, Syntax::Yaml).is_err());
+    let model = compile(&text, true);
+    let grad = gradient_deps(&model, 3);
+    assert!((0..grad.len()).any(|b| grad[b][b]), "mask B first sees its own sub-pixel");
+}
+
+#[test]
+fn parameter_counts_equal_the_ir() {
+    for f in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/specs")).unwrap() {
+        let text = std::fs::read_to_string(f.unwrap().path()).unwrap();
+        let model = compile(&shrink(&text), false);
+        let tm = TorchModel::new(&model, &Weights::init(&model, 0), Device::Cpu).unwrap();
+        assert_eq!(tm.param_count(), model.shapes().total_params());
+    }
+}
