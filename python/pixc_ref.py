@@ -352,7 +352,7 @@ class PixcRef(nn.Module):
             in_ch = [chans[i] for i in ins]
             want = params_of(kind, attrs, in_ch, im)
             got = {k: list(v) for k, v in layer.get("param_shapes", {}).items()}
-            if {k: v for k, v in want} != got:
+            if "param_shapes" in layer and {k: v for k, v in want} != got:
                 raise ValueError(f"{node} ({kind}): parameter shapes {got} differ from params_of's {want}")
             G = self.groups
             if kind == "input":
@@ -498,7 +498,8 @@ class PixcRef(nn.Module):
             images = images.unsqueeze(1)
         C, L = self.channels, self.levels
         H, W = logits.shape[-2:]
-        target = images.to(logits.device).round().long().reshape(n * C, H, W)
+        images = images.to(logits.device)
+        target = (images.round() if images.is_floating_point() else images).long().reshape(n * C, H, W)
         lg = logits.reshape(n * C, L, H, W)
         return F.cross_entropy(lg, target, reduction="none").reshape(n, -1).sum(1)
 

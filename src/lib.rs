@@ -11,7 +11,9 @@ pub mod cli;
 pub mod diag;
 pub mod ir;
 pub mod runtime;
+pub mod sample;
 pub mod spec;
+pub mod train;
 pub mod util;
 pub mod weights;
 

@@ -3,12 +3,16 @@
 //! Exit codes: 0 success, 1 runtime failure (I/O, data, training), 2 invalid spec or usage.
 
 mod spec_cmds;
+mod train_cmds;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 
 const EXAMPLES: &str = "\
 Examples:
+  pixc train specs/diag_bilstm_7_mnist.yaml --minutes 5 --out runs/mnist
+  pixc eval runs/mnist --split test
+  pixc doctor
   pixc check specs/diag_bilstm_7_mnist.yaml        shapes, parameters, causality proof
   pixc graph specs/pixelcnn_7_mnist.yaml --dot | dot -Tpng > g.png
   pixc fmt specs/row_lstm_7_mnist.yaml --to dsl    print the spec in the pixc DSL
@@ -56,6 +60,75 @@ pub enum Cmd {
         #[arg(long, short = 'w', conflicts_with = "check")]
         write: bool,
     },
+    /// Train a spec on its data set (libtorch, CPU or CUDA)
+    #[command(after_help = "Examples:\n  pixc train specs/diag_bilstm_7_mnist.yaml --minutes 5 --out runs/mnist\n  pixc train specs/diag_bilstm_7_mnist.yaml --out runs/mnist --resume\n  pixc train specs/pixelcnn_7_mnist.yaml --steps 2000 --batch 32 --device cuda")]
+    Train {
+        spec: PathBuf,
+        /// auto (CUDA when available), cpu or cuda
+        #[arg(long, default_value = "auto")]
+        device: crate::backend::torch::DeviceChoice,
+        /// Train this many epochs (overrides the spec)
+        #[arg(long, conflicts_with_all = ["steps", "minutes"])]
+        epochs: Option<u64>,
+        /// Train this many optimizer steps in total (overrides the spec)
+        #[arg(long, conflicts_with = "minutes")]
+        steps: Option<u64>,
+        /// Train for this many minutes of wall time
+        #[arg(long)]
+        minutes: Option<f64>,
+        /// Batch size (overrides the spec)
+        #[arg(long)]
+        batch: Option<u64>,
+        /// Learning rate (overrides the spec)
+        #[arg(long)]
+        lr: Option<f64>,
+        /// Seed for initial weights and data order (overrides the spec)
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Data set, e.g. mnist-binarized, mnist-256, fashion-mnist-256, cifar10:DIR, png:DIR
+        #[arg(long)]
+        data: Option<String>,
+        /// Run folder (default runs/<model name>)
+        #[arg(long, short = 'o', default_value = "")]
+        out: PathBuf,
+        /// Continue the run in --out from its last checkpoint
+        #[arg(long)]
+        resume: bool,
+        /// Validate and checkpoint every N steps (overrides the spec)
+        #[arg(long)]
+        valid_every: Option<u64>,
+        /// Validation images per validation (0 = the whole split)
+        #[arg(long, default_value_t = 1000)]
+        valid_images: usize,
+        /// libtorch threads (default: all cores)
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Write a sample grid to RUN/samples at each validation
+        #[arg(long)]
+        samples: bool,
+        /// One JSON object per validation and a final summary on stdout
+        #[arg(long)]
+        json: bool,
+    },
+    /// Score a run's best checkpoint on the validation or test split
+    #[command(after_help = "Example:\n  pixc eval runs/mnist --split test --json")]
+    Eval {
+        run: PathBuf,
+        #[arg(long, default_value = "valid", value_parser = ["valid", "test"])]
+        split: String,
+        /// Score only the first N images
+        #[arg(long)]
+        limit: Option<usize>,
+        #[arg(long, default_value = "auto")]
+        device: crate::backend::torch::DeviceChoice,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show versions, devices, ONNX Runtime providers and data sets found
+    Doctor {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// Runs the CLI and returns the process exit code.
@@ -77,6 +150,52 @@ pub fn run() -> i32 {
             check,
             write,
         } => spec_cmds::fmt(&spec, to.as_deref(), check, write),
+        Cmd::Train {
+            spec,
+            device,
+            epochs,
+            steps,
+            minutes,
+            batch,
+            lr,
+            seed,
+            data,
+            out,
+            resume,
+            valid_every,
+            valid_images,
+            threads,
+            samples,
+            json,
+        } => train_cmds::train(
+            &spec,
+            crate::train::TrainOptions {
+                device: Some(device),
+                epochs,
+                steps,
+                minutes,
+                batch,
+                lr,
+                seed,
+                data,
+                out,
+                resume,
+                threads,
+                valid_images,
+                valid_every,
+                json,
+                samples,
+                mnist_dir: None,
+            },
+        ),
+        Cmd::Eval {
+            run,
+            split,
+            limit,
+            device,
+            json,
+        } => train_cmds::eval(&run, &split, limit, device, json),
+        Cmd::Doctor { json } => train_cmds::doctor(json),
     };
     match r {
         Ok(code) => code,

@@ -47,6 +47,9 @@ pub fn dylib_path() -> Result<PathBuf, RuntimeError> {
 pub fn environment() -> Result<(Environment, PathBuf), RuntimeError> {
     ENV.get_or_init(|| {
         let path = dylib_path().map_err(|e| e.to_string())?;
+        // Load through the real file, not the .venv symlink: ORT finds its provider libraries
+        // (libonnxruntime_providers_{shared,cuda}.so) next to the path it was opened from.
+        let path = std::fs::canonicalize(&path).unwrap_or(path);
         let env = ort::init_from(&path)
             .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?
             .with_name("pixc")

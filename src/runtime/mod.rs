@@ -11,7 +11,7 @@ pub mod bench;
 mod env;
 
 pub use bench::{bench_onnx, BenchResult};
-pub use env::{dylib_path, take_log, DEFAULT_DYLIB};
+pub use env::{dylib_path, nvidia_driver_present, take_log, DEFAULT_DYLIB};
 
 use crate::backend::onnx::meta_keys;
 use ort::ep::{ExecutionProvider, CPU, CUDA};
@@ -175,6 +175,9 @@ impl OnnxModel {
                 Ok(s) => return OnnxModel::wrap(s, Provider::Cuda, name),
                 Err(e) if device == Device::Cuda => {
                     return Err(match e {
+                        RuntimeError::Cuda(m) if !env::nvidia_driver_present() => RuntimeError::Cuda(format!(
+                            "this machine has no NVIDIA driver (no /proc/driver/nvidia); use --device cpu or --device auto ({m})"
+                        )),
                         RuntimeError::Cuda(m) => RuntimeError::Cuda(format!(
                             "{m}; the CUDA provider needs an NVIDIA driver, CUDA 13 and cuDNN 9 libraries (pixc looks in {}; set PIXC_CUDA_LIB_DIRS or LD_LIBRARY_PATH to their folders), or use --device cpu",
                             describe_dirs(&env::cuda_lib_dirs(&dylib))

@@ -24,8 +24,12 @@ pub fn value_of(model: &Model, id: NodeId) -> String {
     }
 }
 
+/// Masks by `(out, cin, kh, kw, is mask A, chunks)`: repeated layers share one (a 12-layer
+/// model builds each distinct mask once).
+type MaskCache = HashMap<(usize, usize, usize, usize, bool, usize), Vec<f32>>;
+
 /// Adds a node's parameters as initializers, multiplying each masked weight by its mask.
-fn add_params(b: &mut Builder, model: &Model, id: NodeId, weights: &Weights) -> Params {
+fn add_params(b: &mut Builder, model: &Model, id: NodeId, weights: &Weights, masks: &mut MaskCache) -> Params {
     let g = model.graph();
     let groups = g.image.groups();
     let op = &g.node(id).op;
@@ -44,14 +48,19 @@ fn add_params(b: &mut Builder, model: &Model, id: NodeId, weights: &Weights) -> 
             (Op::SkipSum, n) if n.ends_with("_weight") => Some((Mask::B, 1)),
             _ => None,
         };
-        let data: Vec<f32> = match masking {
+        match masking {
             Some((mask, chunks)) => {
-                let m = conv_mask(s[0], s[1], s[2], s[3], mask, groups, chunks);
-                t.data.iter().zip(&m).map(|(w, m)| w * m).collect()
+                let m = masks
+                    .entry((s[0], s[1], s[2], s[3], mask == Mask::A, chunks))
+                    .or_insert_with(|| conv_mask(s[0], s[1], s[2], s[3], mask, groups, chunks));
+                let mut data = t.data.clone();
+                for (w, m) in data.iter_mut().zip(m.iter()) {
+                    *w *= m;
+                }
+                b.init_f32(&key, s, &data)
             }
-            None => t.data.clone(),
+            None => b.init_f32(&key, s, &t.data),
         };
-        b.init_f32(&key, s, &data);
         out.insert(p.name.clone(), key);
     }
     out
@@ -61,13 +70,14 @@ fn add_params(b: &mut Builder, model: &Model, id: NodeId, weights: &Weights) -> 
 pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
     let g = model.graph();
     let (height, width) = (g.image.height, g.image.width);
+    let mut masks = MaskCache::new();
     for id in g.nodes() {
         let node = g.node(id);
         if matches!(node.op, Op::Input) {
             continue;
         }
         b.doc = format!("{} ({})", node.path, node.op.name());
-        let prm = add_params(b, model, id, weights);
+        let prm = add_params(b, model, id, weights, &mut masks);
         let p = format!("n{}", id.index());
         let out = value_of(model, id);
         let ins: Vec<String> = g.inputs(id).iter().map(|&i| value_of(model, i)).collect();

@@ -16,7 +16,7 @@ fn masked(st: &Step, k: usize) -> Tensor {
 }
 
 /// Applies one op to its inputs.
-pub(crate) fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor {
+pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor {
     let x = ins[0];
     match st.op {
         Op::Input => x.shallow_clone(),
@@ -82,7 +82,7 @@ fn row_lstm(st: &Step, x: &Tensor, h: i64, k: i64, height: i64) -> Tensor {
 }
 
 /// Skews `N x C x H x W` to `N x C x H x (W+H-1)`: row r shifted right by r.
-pub(crate) fn skew(t: &Tensor, height: i64, width: i64) -> Tensor {
+pub fn skew(t: &Tensor, height: i64, width: i64) -> Tensor {
     let s = t.size();
     let (n, c) = (s[0], s[1]);
     t.constant_pad_nd([0, height])
@@ -92,7 +92,7 @@ pub(crate) fn skew(t: &Tensor, height: i64, width: i64) -> Tensor {
 }
 
 /// Inverse of `skew`.
-pub(crate) fn unskew(t: &Tensor, height: i64, width: i64) -> Tensor {
+pub fn unskew(t: &Tensor, height: i64, width: i64) -> Tensor {
     let s = t.size();
     let (n, c) = (s[0], s[1]);
     t.reshape([n, c, height * (width + height - 1)])

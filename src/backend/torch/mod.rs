@@ -5,7 +5,7 @@
 //! `TorchModel` (not a VarStore: pixc names contain dots and the optimizer is pixc's own,
 //! so its state can be checkpointed and resumed bit for bit).
 
-mod layers;
+pub mod layers;
 
 use crate::ir::validate::Model;
 use crate::ir::{mask::conv_mask, HeadKind, Mask, Op};
@@ -69,7 +69,7 @@ pub fn set_threads(n: Option<usize>) {
 }
 
 /// One lowered op, with its parameters and precomputed masks on the device.
-pub(crate) struct Step {
+pub struct Step {
     pub op: Op,
     pub inputs: Vec<usize>,
     /// Parameter tensors in `params_of` order.
@@ -156,6 +156,17 @@ impl TorchModel {
             head: model.head_kind(),
             output: model.output().index(),
         })
+    }
+
+    /// The lowered ops in topological order (node index = position), for tools that
+    /// evaluate the model differently, e.g. the cached sampler.
+    pub fn steps(&self) -> &[Step] {
+        &self.steps
+    }
+
+    /// Index of the head (the logits) in `steps`.
+    pub fn output_index(&self) -> usize {
+        self.output
     }
 
     /// All learned tensors, in a stable order.

@@ -1,0 +1,428 @@
+//! Training and evaluation on real data with the libtorch back end.
+//!
+//! A run folder holds everything needed to resume, evaluate, export and sample:
+//! `spec.yaml` (canonical spec), `state.json` (step, epoch, best), `last.safetensors` +
+//! `last.optim.safetensors` (weights and optimizer state), `best.safetensors` (best
+//! validation weights), `metrics.jsonl` (one JSON object per validation) and `samples/`.
+//! Every file is written atomically (temp + rename), state.json last, so an interrupted
+//! write never loses the previous good checkpoint.
+
+pub mod checkpoint;
+pub mod optim;
+
+use crate::backend::torch::{self, DeviceChoice, TorchModel};
+use crate::data::{self, DataSource, Dataset, LoadOptions, Split};
+use crate::ir::validate::Model;
+use crate::spec::ast::{Spec, Train};
+use crate::weights::Weights;
+use anyhow::{bail, Context, Result};
+use checkpoint::RunState;
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use rand_chacha::ChaCha8Rng;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
+use tch::{Kind, Tensor};
+
+/// Command-line overrides of the spec's `train:` section and run options.
+#[derive(Clone, Debug, Default)]
+pub struct TrainOptions {
+    pub device: Option<DeviceChoice>,
+    pub epochs: Option<u64>,
+    pub steps: Option<u64>,
+    pub minutes: Option<f64>,
+    pub batch: Option<u64>,
+    pub lr: Option<f64>,
+    pub seed: Option<u64>,
+    pub data: Option<String>,
+    pub out: PathBuf,
+    pub resume: bool,
+    pub threads: Option<usize>,
+    /// Validation images per validation (the full split at the end of `pixc eval`).
+    pub valid_images: usize,
+    pub valid_every: Option<u64>,
+    pub json: bool,
+    /// Write a sample grid at each validation.
+    pub samples: bool,
+    pub mnist_dir: Option<PathBuf>,
+}
+
+/// What a finished (or stopped) run reports.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct TrainReport {
+    pub steps: u64,
+    pub epochs_done: f64,
+    pub seconds: f64,
+    pub images_per_second: f64,
+    pub best_valid: Option<f64>,
+    pub last_train: Option<f64>,
+    pub unit: String,
+    pub stopped_by: String,
+    pub out: String,
+    pub device: String,
+}
+
+fn load_data(train: &Train, data_override: Option<&str>, mnist_dir: Option<PathBuf>, model: &Model) -> Result<Dataset> {
+    let name = data_override.unwrap_or(&train.data);
+    let src = DataSource::parse(name)?;
+    let im = model.graph().image;
+    let opts = LoadOptions {
+        mnist_dir,
+        png_size: Some((im.channels, im.height, im.width)),
+        ..Default::default()
+    };
+    let ds = data::load(&src, &opts)?;
+    if (ds.channels, ds.height, ds.width, ds.levels) != (im.channels, im.height, im.width, im.levels) {
+        bail!(
+            "data set {} has {}x{}x{} images with {} levels, but the spec models {}x{}x{} with {} levels; pick a matching `data:` (e.g. mnist-binarized for 1x28x28, levels 2)",
+            ds.name, ds.channels, ds.height, ds.width, ds.levels, im.channels, im.height, im.width, im.levels
+        );
+    }
+    Ok(ds)
+}
+
+/// Mean per-image NLL (nats) over the first `limit` images of a split.
+pub fn evaluate(tm: &TorchModel, split: &Split, limit: usize, batch: usize) -> Result<f64> {
+    let size = tm.dims();
+    let n = split.n.min(limit);
+    if n == 0 {
+        bail!("the split has no images");
+    }
+    let mut total = 0.0;
+    tch::no_grad(|| -> Result<()> {
+        let mut i = 0;
+        while i < n {
+            let b = batch.min(n - i);
+            let x = tm.images_to_tensor(&split.images[i * size..(i + b) * size], b);
+            let nll = tm.nll(&x);
+            total += f64::try_from(nll.sum(Kind::Double))?;
+            i += b;
+        }
+        Ok(())
+    })?;
+    Ok(total / n as f64)
+}
+
+/// Trains `model` (compiled from `spec`) as `opts` says.
+pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainReport> {
+    let mut tcfg = spec.train.clone().unwrap_or_default();
+    if let Some(b) = opts.batch {
+        tcfg.batch = b;
+    }
+    if let Some(lr) = opts.lr {
+        tcfg.lr = lr;
+    }
+    if let Some(s) = opts.seed {
+        tcfg.seed = s;
+    }
+    if let Some(v) = opts.valid_every {
+        tcfg.valid_every = v;
+    }
+    if opts.steps.is_some() || opts.epochs.is_some() || opts.minutes.is_some() {
+        tcfg.steps = opts.steps;
+        tcfg.epochs = opts.epochs;
+    }
+    torch::set_threads(opts.threads);
+    let device = torch::resolve_device(opts.device.unwrap_or(DeviceChoice::Auto))?;
+    let out = &opts.out;
+    std::fs::create_dir_all(out).with_context(|| format!("cannot create the run folder {}", out.display()))?;
+    let run_spec = spec_for_run(spec, &tcfg);
+    let spec_text = crate::spec::fmt::to_yaml(&run_spec);
+
+    let mut ds = load_data(&tcfg, opts.data.as_deref(), opts.mnist_dir.clone(), model)?;
+    let im = model.graph().image;
+    let size = im.dims();
+
+    // Fresh start or resume.
+    let (mut tm, mut state, mut opt) = if opts.resume {
+        let ck = checkpoint::load_last(out, model, device)
+            .with_context(|| format!("cannot resume from {}", out.display()))?;
+        (ck.0, ck.1, ck.2)
+    } else {
+        if out.join("state.json").exists() {
+            bail!(
+                "{} already holds a run; use --resume to continue it or choose another --out",
+                out.display()
+            );
+        }
+        let w = Weights::init(model, tcfg.seed);
+        let tm = TorchModel::new(model, &w, device)?;
+        let opt = optim::Optimizer::new(tcfg.optimizer, tcfg.lr, &tm.parameters());
+        (tm, RunState::new(&spec_text), opt)
+    };
+    opt.lr = tcfg.lr;
+    if !opts.resume {
+        crate::util::write_atomic(&out.join("spec.yaml"), spec_text.as_bytes())?;
+    } else if state.spec_sha256 != checkpoint::sha256(&spec_text) {
+        bail!(
+            "the spec differs from the one this run was started with ({}); resume with the same spec and train options, or start a new --out",
+            out.join("spec.yaml").display()
+        );
+    }
+
+    let batch = tcfg.batch as usize;
+    let n_train = ds.train.n;
+    let per_epoch = (n_train / batch).max(1) as u64;
+    let max_steps = match (tcfg.steps, tcfg.epochs) {
+        (Some(s), _) => Some(s),
+        (None, Some(e)) => Some(e * per_epoch),
+        (None, None) if opts.minutes.is_some() => None,
+        (None, None) => Some(per_epoch),
+    };
+    let deadline = opts.minutes.map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
+
+    let stop = Arc::new(AtomicBool::new(false));
+    {
+        let s = stop.clone();
+        // A second Ctrl-C while saving is ignored; the save is quick.
+        let _ = ctrlc::set_handler(move || s.store(true, Ordering::SeqCst));
+    }
+    let unit = torch::nll_unit(im.levels);
+    let report = |nats: f64| torch::report_nll(nats, im.levels, size);
+    let bar = progress_bar(max_steps, state.step, opts.json);
+    let t0 = Instant::now();
+    let mut images_this_run = 0u64;
+    let mut last_train: Option<f64> = None;
+    let mut ema: Option<f64> = None;
+    let mut stopped_by = "steps".to_string();
+    let mut order: Vec<usize> = Vec::new();
+    let mut order_epoch = u64::MAX;
+    let mut metrics = checkpoint::Metrics::open(out)?;
+
+    loop {
+        if let Some(m) = max_steps {
+            if state.step >= m {
+                break;
+            }
+        }
+        if let Some(d) = deadline {
+            if Instant::now() >= d {
+                stopped_by = "time".into();
+                break;
+            }
+        }
+        if stop.load(Ordering::SeqCst) {
+            stopped_by = "interrupt".into();
+            break;
+        }
+        let epoch = state.step / per_epoch;
+        let in_epoch = (state.step % per_epoch) as usize;
+        if epoch != order_epoch {
+            // The order depends only on (seed, epoch): resuming mid-epoch sees the same batches.
+            let mut rng = ChaCha8Rng::seed_from_u64(tcfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            order = (0..n_train).collect();
+            order.shuffle(&mut rng);
+            if let Some(gray) = &ds.train_gray {
+                ds.train.images = data::binarize_dynamic(&gray.images, &mut rng);
+            }
+            order_epoch = epoch;
+        }
+        let idx = &order[in_epoch * batch..(in_epoch + 1) * batch];
+        let mut buf = Vec::with_capacity(batch * size);
+        for &i in idx {
+            buf.extend_from_slice(&ds.train.images[i * size..(i + 1) * size]);
+        }
+        let x = tm.images_to_tensor(&buf, batch);
+        let loss = tm.nll(&x).mean(Kind::Float);
+        let lv = f64::try_from(&loss)?;
+        if !lv.is_finite() {
+            bar.abandon();
+            bail!(
+                "the training loss became {lv} at step {}; stopping. The last good checkpoint in {} is kept (step {}). Try a lower learning rate (--lr) or gradient clipping (`clip:` in the spec)",
+                state.step + 1,
+                out.display(),
+                state.saved_step
+            );
+        }
+        loss.backward();
+        let params = tm.parameters();
+        if let Some(c) = tcfg.clip {
+            optim::clip_grad_norm(&params, c);
+        }
+        opt.step(&params);
+        state.step += 1;
+        images_this_run += batch as u64;
+        last_train = Some(lv);
+        ema = Some(match ema {
+            None => lv,
+            Some(e) => 0.98 * e + 0.02 * lv,
+        });
+        let rate = images_this_run as f64 / t0.elapsed().as_secs_f64();
+        bar.set_position(state.step);
+        bar.set_message(format!("train {:.3} {unit}  {rate:.1} img/s", report(ema.unwrap_or(lv))));
+
+        if state.step % tcfg.valid_every == 0 {
+            validate_and_save(
+                &tm, &opt, &mut state, &ds, opts, out, &mut metrics, &bar, t0, rate, ema, im.levels, size, batch,
+            )?;
+        }
+    }
+    // Final validation and checkpoint unless we just did one.
+    let rate = images_this_run as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+    if state.saved_step != state.step {
+        validate_and_save(
+            &tm, &opt, &mut state, &ds, opts, out, &mut metrics, &bar, t0, rate, ema, im.levels, size, batch,
+        )?;
+    }
+    bar.finish_and_clear();
+    let _ = &mut tm;
+    Ok(TrainReport {
+        steps: state.step,
+        epochs_done: state.step as f64 / per_epoch as f64,
+        seconds: state.wall_seconds,
+        images_per_second: rate,
+        best_valid: state.best_valid.map(report),
+        last_train: last_train.map(report),
+        unit: unit.into(),
+        stopped_by,
+        out: out.display().to_string(),
+        device: torch::device_name(device),
+    })
+}
+
+#[allow(clippy::too_many_arguments)]
+fn validate_and_save(
+    tm: &TorchModel,
+    opt: &optim::Optimizer,
+    state: &mut RunState,
+    ds: &Dataset,
+    opts: &TrainOptions,
+    out: &Path,
+    metrics: &mut checkpoint::Metrics,
+    bar: &indicatif::ProgressBar,
+    t0: Instant,
+    rate: f64,
+    ema: Option<f64>,
+    levels: usize,
+    size: usize,
+    batch: usize,
+) -> Result<()> {
+    let limit = if opts.valid_images == 0 { usize::MAX } else { opts.valid_images };
+    let v = evaluate(tm, &ds.valid, limit, batch.max(64))?;
+    state.wall_seconds += t0.elapsed().as_secs_f64() - state.wall_at_last_save;
+    state.wall_at_last_save = t0.elapsed().as_secs_f64();
+    let improved = state.best_valid.is_none_or(|b| v < b);
+    if improved {
+        state.best_valid = Some(v);
+        state.best_step = state.step;
+    }
+    let unit = torch::nll_unit(levels);
+    let rep = |x: f64| torch::report_nll(x, levels, size);
+    checkpoint::save(out, tm, opt, state, improved)?;
+    let rec = serde_json::json!({
+        "step": state.step,
+        "wall_seconds": state.wall_seconds,
+        "train_nll": ema.map(rep),
+        "valid_nll": rep(v),
+        "valid_images": ds.valid.n.min(limit),
+        "best_valid_nll": state.best_valid.map(rep),
+        "unit": unit,
+        "images_per_second": rate,
+    });
+    metrics.append(&rec)?;
+    if opts.samples {
+        if let Err(e) = crate::sample::grid_for_run(tm, out, state.step) {
+            bar.println(format!("warning: could not write the sample grid: {e:#}"));
+        }
+    }
+    let line = format!(
+        "step {:>7}  valid {:.4} {unit}{}  train {:.4}  {:.1} img/s",
+        state.step,
+        rep(v),
+        if improved { " (best)" } else { "" },
+        ema.map(rep).unwrap_or(f64::NAN),
+        rate
+    );
+    if opts.json {
+        println!("{rec}");
+    } else if bar.is_hidden() {
+        eprintln!("{line}");
+    } else {
+        bar.println(line);
+    }
+    Ok(())
+}
+
+fn progress_bar(max_steps: Option<u64>, start: u64, json: bool) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = match max_steps {
+        Some(m) => ProgressBar::new(m),
+        None => ProgressBar::new_spinner(),
+    };
+    if json {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let style = match max_steps {
+        Some(_) => ProgressStyle::with_template("{bar:30} {pos}/{len} steps  {msg}  eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+        None => ProgressStyle::with_template("{spinner} step {pos}  {msg}  {elapsed}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner()),
+    };
+    bar.set_style(style);
+    bar.set_position(start);
+    bar.reset_eta();
+    bar
+}
+
+/// The spec as it is trained: with the effective `train:` section (overrides applied).
+fn spec_for_run(spec: &Spec, t: &Train) -> Spec {
+    let mut s = spec.clone();
+    s.train = Some(t.clone());
+    s
+}
+
+/// Which split `pixc eval` scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EvalSplit {
+    Valid,
+    Test,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct EvalReport {
+    pub nll: f64,
+    pub unit: String,
+    pub nats_per_image: f64,
+    pub images: usize,
+    pub split: String,
+    pub step: u64,
+    pub checkpoint: String,
+    pub data: String,
+}
+
+/// Scores a run's best checkpoint on a split (all images unless `limit`).
+pub fn eval_run(dir: &Path, split: EvalSplit, limit: Option<usize>, device: DeviceChoice, mnist_dir: Option<PathBuf>) -> Result<EvalReport> {
+    let (spec, model) = checkpoint::load_spec(dir)?;
+    let dev = torch::resolve_device(device)?;
+    torch::set_threads(None);
+    let (tm, step, path) = checkpoint::load_best(dir, &model, dev)?;
+    let tcfg = spec.train.clone().unwrap_or_default();
+    let ds = load_data(&tcfg, None, mnist_dir, &model)?;
+    let sp = match split {
+        EvalSplit::Valid => &ds.valid,
+        EvalSplit::Test => &ds.test,
+    };
+    let n = sp.n.min(limit.unwrap_or(usize::MAX));
+    let nats = evaluate(&tm, sp, n, 256)?;
+    let im = model.graph().image;
+    Ok(EvalReport {
+        nll: torch::report_nll(nats, im.levels, im.dims()),
+        unit: torch::nll_unit(im.levels).into(),
+        nats_per_image: nats,
+        images: n,
+        split: match split {
+            EvalSplit::Valid => "valid".into(),
+            EvalSplit::Test => "test".into(),
+        },
+        step,
+        checkpoint: path.display().to_string(),
+        data: format!("{} ({})", ds.name, ds.protocol),
+    })
+}
+
+/// Reports CUDA-independent facts for `Tensor` use in other modules.
+pub fn images_tensor(images: &[u8], n: usize, c: usize, h: usize, w: usize) -> Tensor {
+    Tensor::from_slice(images).reshape([n as i64, c as i64, h as i64, w as i64])
+}

@@ -1,0 +1,101 @@
+//! The ONNX command helpers (src/cli/onnx_cmds.rs) compiled against the library and run:
+//! export to a file, evaluate it, read its metadata, bench, doctor lines.
+
+// onnx_cmds.rs names library items as `crate::...`; these imports make that resolve here too.
+use pixc::{backend, ir, runtime, util, weights};
+
+#[allow(dead_code)]
+#[path = "../src/cli/onnx_cmds.rs"]
+mod onnx_cmds;
+
+use pixc::spec::Syntax;
+use rand::{Rng, SeedableRng};
+use runtime::{Device, Provider};
+
+const SPEC: &str = "model: tiny_row\ninput: {channels: 1, height: 6, width: 5, levels: 2}\nlayers:\n  - conv: {out: 4, kernel: 3, mask: A}\n  - row_lstm: {hidden: 2, kernel: 3}\n  - relu\n  - head: bernoulli\n";
+
+#[test]
+fn export_eval_info_bench_doctor() {
+    let (_, model) = pixc::compile_str(SPEC, Syntax::Yaml).unwrap();
+    let w = weights::Weights::init(&model, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.onnx");
+    let rep = onnx_cmds::export(&model, &w, SPEC, &out).unwrap();
+    assert_eq!(rep.bytes as u64, std::fs::metadata(&out).unwrap().len());
+    assert!(rep.to_string().contains("m.onnx"));
+
+    let (info, provider) = onnx_cmds::onnx_info(&out, Device::Cpu).unwrap();
+    assert_eq!(provider, Provider::Cpu);
+    assert_eq!((info.channels, info.height, info.width, info.levels), (1, 6, 5, 2));
+    assert_eq!(info.spec_text.as_deref(), Some(SPEC));
+
+    // eval_onnx over 7 images in batches of 3 equals one direct run.
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
+    let n = 7;
+    let imgs: Vec<u8> = (0..n * 30).map(|_| rng.random_range(0..2u8)).collect();
+    let ev = onnx_cmds::eval_onnx(&out, &imgs, n, Device::Cpu, 3).unwrap();
+    let (mut m, _) = runtime::OnnxModel::load(&out, Device::Cpu).unwrap();
+    let direct = m.nll(&runtime::images_to_f32(&imgs), n).unwrap();
+    let mean = direct.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
+    assert!((ev.nll_mean - mean).abs() < 1e-4, "{} vs {mean}", ev.nll_mean);
+    assert!((ev.bits_per_dim - mean / (30.0 * std::f64::consts::LN_2)).abs() < 1e-6);
+    assert_eq!(m.nll_batched(&runtime::images_to_f32(&imgs), n, 3).unwrap().len(), n);
+    // Values outside the levels are refused with a reason, not an ORT index error.
+    let mut bad = imgs.clone();
+    bad[4] = 2;
+    let e = onnx_cmds::eval_onnx(&out, &bad, n, Device::Cpu, 3).unwrap_err();
+    assert!(e.to_string().contains("value 2"), "{e}");
+
+    // Auto runs on CUDA where a driver is, else the CPU; Cuda without one explains itself.
+    let t = std::time::Instant::now();
+    let (_, auto) = onnx_cmds::onnx_info(&out, Device::Auto).unwrap();
+    let cuda = onnx_cmds::onnx_info(&out, Device::Cuda);
+    eprintln!("auto: {auto}, cuda: {:?} ({:.2} s)", cuda.as_ref().map(|c| c.1).map_err(|e| e.to_string()), t.elapsed().as_secs_f64());
+    if runtime::nvidia_driver_present() {
+        assert_eq!(auto, Provider::Cuda);
+        assert_eq!(cuda.unwrap().1, Provider::Cuda);
+    } else {
+        assert_eq!(auto, Provider::Cpu);
+        let e = cuda.unwrap_err().to_string();
+        assert!(e.contains("CUDA") && e.contains("--device cpu"), "{e}");
+    }
+
+    let b = onnx_cmds::bench(&model, &w, &[2], 2, Device::Cpu).unwrap();
+    assert_eq!(b.len(), 1);
+    assert!(b[0].images_per_sec > 0.0 && b[0].file_bytes > 0);
+
+    let lines = onnx_cmds::doctor_lines();
+    eprintln!("{}", lines.join("\n"));
+    assert!(lines.iter().any(|l| l.contains("onnxruntime version: 1.")), "{lines:?}");
+    assert!(lines.iter().any(|l| l.contains("CPUExecutionProvider")), "{lines:?}");
+    let _ = (backend::onnx::OPSET, ir::Op::Relu, util::write_atomic as fn(&std::path::Path, &[u8]) -> anyhow::Result<()>);
+}
+
+/// A wrong ORT_DYLIB_PATH gives an error naming it and the fix. Run in a child process (this
+/// test binary again), because the library is loaded once per process.
+#[test]
+fn missing_library_is_explained() {
+    if std::env::var_os("PIXC_ONNX_CLI_CHILD").is_some() {
+        let (_, model) = pixc::compile_str(SPEC, Syntax::Yaml).unwrap();
+        let bytes = backend::onnx::export(&model, &weights::Weights::init(&model, 0), &Default::default()).unwrap();
+        let e = runtime::OnnxModel::from_bytes(&bytes, Device::Cpu, "x").err().expect("must fail");
+        let msg = e.to_string();
+        assert!(msg.contains("ORT_DYLIB_PATH is /nonexistent/libonnxruntime.so"), "{msg}");
+        assert!(msg.contains("scripts/setup.sh"), "{msg}");
+        let (v, p) = runtime::version_and_providers();
+        assert!(v.starts_with("unavailable") && p.is_empty());
+        return;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "missing_library_is_explained", "--nocapture"])
+        .env("PIXC_ONNX_CLI_CHILD", "1")
+        .env("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
