@@ -19,7 +19,10 @@ fn is_leaky(path: &Path) -> bool {
 /// `examples/tiny.yaml` for `/abs/path/to/repo/examples/tiny.yaml`.
 fn short_name(path: &Path) -> String {
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    path.strip_prefix(root).unwrap_or(path).display().to_string()
+    path.strip_prefix(root)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }
 
 fn compile(path: &Path) -> Model {

@@ -2,6 +2,7 @@
 //!
 //! Exit codes: 0 success, 1 runtime failure (I/O, data, training), 2 invalid spec or usage.
 
+mod bench_cmds;
 mod spec_cmds;
 mod train_cmds;
 
@@ -124,6 +125,41 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Benchmark training throughput and memory beside the eager PyTorch reference
+    #[command(after_help = "Examples:\n  pixc bench                       # the three MNIST models, batch 16, all cores\n  pixc bench specs/pixelcnn_7_mnist.yaml --seconds 30 --json")]
+    Bench {
+        /// Specs to measure (default: the shipped MNIST Diagonal BiLSTM, Row LSTM, PixelCNN)
+        specs: Vec<PathBuf>,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Seconds of timed training steps per model (after warm-up)
+        #[arg(long, default_value_t = 15.0)]
+        seconds: f64,
+        #[arg(long, default_value = "auto")]
+        device: crate::backend::torch::DeviceChoice,
+        #[arg(long)]
+        threads: Option<usize>,
+        /// Skip the PyTorch reference
+        #[arg(long)]
+        no_pytorch: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// (internal) measure one spec in this process; used by `pixc bench`
+    #[command(hide = true)]
+    BenchOne {
+        spec: PathBuf,
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        #[arg(long, default_value_t = 15.0)]
+        seconds: f64,
+        #[arg(long, default_value = "auto")]
+        device: crate::backend::torch::DeviceChoice,
+        #[arg(long)]
+        threads: Option<usize>,
+        #[arg(long)]
+        dump: Option<PathBuf>,
+    },
     /// Show versions, devices, ONNX Runtime providers and data sets found
     Doctor {
         #[arg(long)]
@@ -196,6 +232,30 @@ pub fn run() -> i32 {
             json,
         } => train_cmds::eval(&run, &split, limit, device, json),
         Cmd::Doctor { json } => train_cmds::doctor(json),
+        Cmd::Bench {
+            specs,
+            batch,
+            seconds,
+            device,
+            threads,
+            no_pytorch,
+            json,
+        } => {
+            let specs = if specs.is_empty() {
+                bench_cmds::DEFAULT_SPECS.iter().map(PathBuf::from).collect()
+            } else {
+                specs
+            };
+            bench_cmds::bench(&specs, batch, seconds, device, threads, !no_pytorch, json)
+        }
+        Cmd::BenchOne {
+            spec,
+            batch,
+            seconds,
+            device,
+            threads,
+            dump,
+        } => bench_cmds::bench_one(&spec, batch, seconds, device, threads, dump.as_deref()),
     };
     match r {
         Ok(code) => code,

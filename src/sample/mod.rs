@@ -4,11 +4,17 @@
 //! Randomness is one pre-drawn uniform per sub-pixel, consumed by inverse CDF, so every
 //! sampler given the same seed draws the same image.
 
+//TMP pub mod complete;
+pub mod fast;
+//TMP pub mod onnx;
+//TMP pub mod plot;
 pub mod png_grid;
+//TMP pub mod raw;
+//TMP pub mod run;
 
 use crate::backend::torch::TorchModel;
 use crate::ir::HeadKind;
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
@@ -44,16 +50,58 @@ pub fn draw(logits: &[f32], head: HeadKind, u: f32) -> u8 {
     }
 }
 
-/// Sub-pixels per image that a head has logits for, and the logits per sub-pixel.
-fn per_sub_pixel(tm: &TorchModel) -> usize {
+/// Divides raw logits by the temperature (in f32, the same way in every sampler) and
+/// draws. Both samplers call this, so equal logits and uniforms give equal draws.
+pub fn draw_scaled(raw: &[f32], head: HeadKind, temperature: f64, u: f32) -> u8 {
+    if temperature == 1.0 {
+        return draw(raw, head, u);
+    }
+    let t = temperature as f32;
+    let scaled: Vec<f32> = raw.iter().map(|&l| l / t).collect();
+    draw(&scaled, head, u)
+}
+
+/// Logits per sub-pixel: 1 (Bernoulli) or `levels` (softmax).
+pub(crate) fn per_sub_pixel(tm: &TorchModel) -> usize {
     match tm.head {
         HeadKind::Bernoulli => 1,
         HeadKind::Softmax => tm.levels,
     }
 }
 
-/// The reference sampler: a full forward pass per sub-pixel. `known` fixes sub-pixels that
-/// are given (completion): `Some(values)` with a mask of which sub-pixels to keep.
+/// The most images one sampling call draws (a grid of 32 x 32).
+pub const MAX_SAMPLES: usize = 1024;
+
+/// Checks a sampling request: `1..=MAX_SAMPLES` images, a finite temperature above 0.
+pub fn check_request(n: usize, temperature: f64) -> Result<()> {
+    if n == 0 {
+        bail!("asked for 0 samples: ask for at least 1 (-n 16 draws a 4 x 4 grid)");
+    }
+    if n > MAX_SAMPLES {
+        bail!("asked for {n} samples, more than the {MAX_SAMPLES} one call draws; ask for fewer, or run several times with different --seed");
+    }
+    if !(temperature.is_finite() && temperature > 0.0) {
+        bail!("the temperature must be a number above 0 (1 = the model's own distribution, below 1 = more conservative), got {temperature}");
+    }
+    Ok(())
+}
+
+fn check_keep(tm: &TorchModel, n: usize, keep: Option<(&[u8], &[bool])>) -> Result<()> {
+    if let Some((v, m)) = keep {
+        let size = n * tm.dims();
+        if v.len() != size || m.len() != size {
+            bail!("the given sub-pixels hold {} values and {} mask entries, expected {size} for {n} images", v.len(), m.len());
+        }
+        if let Some(&bad) = v.iter().find(|&&x| x as usize >= tm.levels) {
+            bail!("a given sub-pixel has value {bad}, but the model has only {} levels (0..{})", tm.levels, tm.levels - 1);
+        }
+    }
+    Ok(())
+}
+
+/// The reference sampler: a full forward pass per sub-pixel. `keep` fixes sub-pixels that
+/// are given (completion): `Some((values, mask))`, both N x C x H x W, `mask` true where
+/// the value is kept.
 pub fn sample_reference(
     tm: &TorchModel,
     n: usize,
@@ -62,6 +110,8 @@ pub fn sample_reference(
     keep: Option<(&[u8], &[bool])>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<u8>> {
+    check_request(n, temperature)?;
+    check_keep(tm, n, keep)?;
     let (c, h, w) = (tm.channels, tm.height, tm.width);
     let u = uniforms(n, c, h, w, seed);
     let mut img = vec![0u8; n * c * h * w];
@@ -91,7 +141,6 @@ pub fn sample_reference(
                         .to_device(tch::Device::Cpu)
                         .to_kind(Kind::Float)
                         .contiguous();
-                    let sel = &sel / temperature;
                     let mut v = vec![0f32; n * l];
                     sel.copy_data(&mut v, n * l);
                     for b in 0..n {
@@ -101,7 +150,7 @@ pub fn sample_reference(
                                 continue;
                             }
                         }
-                        img[i] = draw(&v[b * l..(b + 1) * l], tm.head, u[i]);
+                        img[i] = draw_scaled(&v[b * l..(b + 1) * l], tm.head, temperature, u[i]);
                     }
                 }
             }
@@ -111,12 +160,71 @@ pub fn sample_reference(
     Ok(img)
 }
 
-/// Writes a small sample grid into a run folder (`samples/step_NNNNNNN.png`).
+/// Threads the cached sampler uses by default: the machine's cores.
+pub fn default_threads() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+}
+
+/// The cached ("fast") sampler (see `fast`): same arguments and, for the same seed, the
+/// same images as `sample_reference`, computing only what each new pixel changes. Runs
+/// on the CPU whatever device `tm` is on.
+pub fn sample_fast(
+    tm: &TorchModel,
+    n: usize,
+    seed: u64,
+    temperature: f64,
+    keep: Option<(&[u8], &[bool])>,
+    progress: impl FnMut(usize, usize),
+) -> Result<Vec<u8>> {
+    Ok(sample_fast_with_logits(tm, n, seed, temperature, keep, false, default_threads(), progress)?.0)
+}
+
+/// `sample_fast`, optionally also returning the raw logits it drew every sub-pixel from
+/// (N x C*L x H x W like the model's output; NaN where nothing was drawn), for checking
+/// them against a full forward pass.
+#[allow(clippy::too_many_arguments)]
+pub fn sample_fast_with_logits(
+    tm: &TorchModel,
+    n: usize,
+    seed: u64,
+    temperature: f64,
+    keep: Option<(&[u8], &[bool])>,
+    record: bool,
+    threads: usize,
+    progress: impl FnMut(usize, usize),
+) -> Result<(Vec<u8>, Option<Vec<f32>>)> {
+    check_request(n, temperature)?;
+    check_keep(tm, n, keep)?;
+    let cm = fast::CachedModel::new(tm)?;
+    let u = uniforms(n, tm.channels, tm.height, tm.width, seed);
+    Ok(cm.sample_with(n, &u, temperature, keep, record, threads, progress))
+}
+
+/// Times both samplers on `n` images from `seed` (temperature 1): returns
+/// `(reference_seconds, fast_seconds)`. The fast time includes copying the weights.
+/// Fails if the two disagree (which would be a bug, or a draw flipped by float rounding:
+/// then try another seed).
+pub fn bench_sampling(tm: &TorchModel, n: usize, seed: u64) -> Result<(f64, f64)> {
+    let t0 = std::time::Instant::now();
+    let fast = sample_fast(tm, n, seed, 1.0, None, |_, _| {})?;
+    let tf = t0.elapsed().as_secs_f64();
+    let t1 = std::time::Instant::now();
+    let reference = sample_reference(tm, n, seed, 1.0, None, |_, _| {})?;
+    let tr = t1.elapsed().as_secs_f64();
+    if fast != reference {
+        let diff = fast.iter().zip(&reference).filter(|(a, b)| a != b).count();
+        bail!("the cached and reference samplers disagree on {diff} of {} sub-pixels (seed {seed})", fast.len());
+    }
+    Ok((tr, tf))
+}
+
+/// Writes a small sample grid into a run folder (`samples/step_NNNNNNN.png`), with the
+/// cached sampler. The trainer calls this at each validation when asked to.
 pub fn grid_for_run(tm: &TorchModel, dir: &Path, step: u64) -> Result<()> {
     let n = 8;
-    let imgs = sample_reference(tm, n, step, 1.0, None, |_, _| {})?;
+    let imgs = sample_fast(tm, n, step, 1.0, None, |_, _| {})?;
     let d = dir.join("samples");
-    std::fs::create_dir_all(&d)?;
+    std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
     let grid = png_grid::grid(&imgs, n, tm.channels, tm.height, tm.width, tm.levels, 4, 2)?;
     crate::util::write_atomic(&d.join(format!("step_{step:07}.png")), &grid)?;
     Ok(())

@@ -30,10 +30,11 @@ pub struct RunState {
 }
 
 impl RunState {
-    pub fn new(spec_text: &str) -> RunState {
+    /// `key`: what must stay the same for the run to be resumed (see `train::resume_key`).
+    pub fn new(key: &str) -> RunState {
         RunState {
             pixc_version: env!("CARGO_PKG_VERSION").into(),
-            spec_sha256: sha256(spec_text),
+            spec_sha256: sha256(key),
             step: 0,
             saved_step: 0,
             best_valid: None,

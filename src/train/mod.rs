@@ -150,14 +150,14 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         let w = Weights::init(model, tcfg.seed);
         let tm = TorchModel::new(model, &w, device)?;
         let opt = optim::Optimizer::new(tcfg.optimizer, tcfg.lr, &tm.parameters());
-        (tm, RunState::new(&spec_text), opt)
+        (tm, RunState::new(&resume_key(model, &tcfg)), opt)
     };
     opt.lr = tcfg.lr;
     if !opts.resume {
         crate::util::write_atomic(&out.join("spec.yaml"), spec_text.as_bytes())?;
-    } else if state.spec_sha256 != checkpoint::sha256(&spec_text) {
+    } else if state.spec_sha256 != checkpoint::sha256(&resume_key(model, &tcfg)) {
         bail!(
-            "the spec differs from the one this run was started with ({}); resume with the same spec and train options, or start a new --out",
+            "the model, optimizer, batch, seed or data differ from the run's ({}); resume with the same spec (step limits and the learning rate may change), or start a new --out",
             out.join("spec.yaml").display()
         );
     }
@@ -364,6 +364,19 @@ fn progress_bar(max_steps: Option<u64>, start: u64, json: bool) -> indicatif::Pr
     bar.set_position(start);
     bar.reset_eta();
     bar
+}
+
+/// What must not change when a run is resumed: the architecture and everything that fixes
+/// the data order and optimizer state. Step limits and the learning rate may change.
+fn resume_key(model: &Model, t: &Train) -> String {
+    format!(
+        "{}\noptimizer={} batch={} seed={} data={}",
+        crate::ir::dump::ir_text(model),
+        t.optimizer.name(),
+        t.batch,
+        t.seed,
+        t.data
+    )
 }
 
 /// The spec as it is trained: with the effective `train:` section (overrides applied).

@@ -251,6 +251,10 @@ impl Builder {
         self.op_n("Split", name, &[x, &s], suffixes, vec![attr_int("axis", axis)])
     }
 
+    pub fn transpose(&mut self, name: &str, x: &str, perm: &[i64]) -> String {
+        self.op("Transpose", name, &[x], vec![attr_ints("perm", perm)])
+    }
+
     pub fn concat(&mut self, name: &str, xs: &[String], axis: i64) -> String {
         let refs: Vec<&str> = xs.iter().map(|s| s.as_str()).collect();
         self.op("Concat", name, &refs, vec![attr_int("axis", axis)])

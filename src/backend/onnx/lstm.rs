@@ -84,6 +84,13 @@ fn mirror(b: &mut Builder, name: &str, x: &str) -> String {
 }
 
 /// Diagonal BiLSTM `{hidden h, shift}`; returns the `N x h x H x W` output, named `out`.
+///
+/// The recurrence runs column-major: the skewed map is transposed once to
+/// `W' x 8h x H x N`, so each column is one contiguous block (splitting the innermost axis
+/// of `N x 8h x H x W'` into single columns copies element by element, and was most of the
+/// run time). In that layout the grouped 2-tap state conv of a column is one batched MatMul
+/// per direction, `[4h x 2h] @ [2h x H*N]`, over the stack (h one row up, h): two large
+/// products instead of 2N tiny convolutions, and the one-row shift moves whole runs of N.
 #[allow(clippy::too_many_arguments)]
 pub fn diag_bilstm(
     b: &mut Builder,
@@ -97,42 +104,56 @@ pub fn diag_bilstm(
     out: &str,
 ) -> String {
     let cols = width + height - 1;
+    let (hi, hh, ci) = (h as i64, height as i64, cols as i64);
     // 1. Input-to-state 1x1 conv for both directions: [0, 4h) left-to-right, [4h, 8h) right-to-left.
     let is = b.conv(&format!("{p}.is"), x, &prm["is_weight"], Some(&prm["is_bias"]), &[1, 1], &[0, 0, 0, 0], 1);
     // 2. Mirror the right-to-left half; both halves then run side by side as 8h channels.
     let dirs = b.split(&format!("{p}.is.dir"), &is, 1, &[4 * h, 4 * h], &["l2r".into(), "r2l".into()]);
     let r2l = mirror(b, &format!("{p}.is.r2l.mirror"), &dirs[1]);
     let both = b.concat(&format!("{p}.is.both"), &[dirs[0].clone(), r2l], 1);
-    // 3. Skew.
+    // 3. Skew, then go column-major: W' x (8h * H * N). The flattening Reshape also keeps
+    // ORT's transpose optimizer from pushing the Transpose through the Split (which would
+    // turn one transpose into one per column).
     let skewed = skew(b, p, &both, 8 * h, height, width);
-    // 4. State N x 2h x H x 1 (direction d holds channels [d*h, (d+1)*h)); the state conv is
-    // a grouped 2 x 1 Conv (groups = 2 directions) on it.
-    let ss_w = b.reshape(&format!("{p}.ss_weight.2x1"), &prm["ss_weight"], &[(8 * h) as i64, h as i64, 2, 1]);
-    let mut h_prev = b.reshape(&format!("{p}.h0.4d"), &prm["h0"], &[1, (2 * h) as i64, height as i64, 1]);
-    // The cell works on N x 2 x 4h x H (direction, gate channel, row): same memory order.
-    let mut c_prev = b.reshape(&format!("{p}.c0.4d"), &prm["c0"], &[1, 2, h as i64, height as i64]);
+    let by_col = b.transpose(&format!("{p}.skewed.by_col"), &skewed, &[3, 1, 2, 0]);
+    let by_col = b.reshape(&format!("{p}.skewed.by_col.flat"), &by_col, &[ci, -1]);
     let inputs = b.split(
         &format!("{p}.skewed.cols"),
-        &skewed,
-        3,
+        &by_col,
+        0,
         &vec![1; cols],
         &(0..cols).map(|k| format!("col{k}")).collect::<Vec<_>>(),
     );
+    // 4. ss_weight [8h, h, 2] (output d*4h + q, input j, tap t) as per-direction matrices
+    // [2, 4h, 2h] with column t*h + j, matching the stack (tap 0 = row r-1, tap 1 = row r).
+    let w4 = b.reshape(&format!("{p}.ss_weight.dir"), &prm["ss_weight"], &[2, 4 * hi, hi, 2]);
+    let wt = b.transpose(&format!("{p}.ss_weight.taps"), &w4, &[0, 1, 3, 2]);
+    let ss_w = b.reshape(&format!("{p}.ss_weight.mat"), &wt, &[2, 4 * hi, 2 * hi]);
+    // State per direction as [2, h, H, N]; h0, c0 ([2h, H]) broadcast over N.
+    let mut h_prev = b.reshape(&format!("{p}.h0.dir"), &prm["h0"], &[2, hi, hh, 1]);
+    let mut c_prev = b.reshape(&format!("{p}.c0.dir"), &prm["c0"], &[2, hi, hh, 1]);
     let mut outs = Vec::with_capacity(cols);
     for (k, col) in inputs.iter().enumerate() {
         let q = format!("{p}.col{k}");
-        // 5. The 2-tap kernel reads rows r-1 (tap 0) and r (tap 1): pad the top only.
-        let ss = b.conv(&format!("{q}.ss"), &h_prev, &ss_w, None, &[2, 1], &[1, 0, 0, 0], 2);
-        let gates = b.binary("Add", &format!("{q}.gates"), col, &ss);
-        let gates = b.reshape(&format!("{q}.gates.dir"), &gates, &[0, 2, (4 * h) as i64, height as i64]);
-        let (hh, c) = cell(b, &q, &gates, &c_prev, 2, h);
-        let h4 = b.reshape(&format!("{q}.h.4d"), &hh, &[0, (2 * h) as i64, height as i64, 1]);
-        outs.push(h4.clone());
-        h_prev = h4;
+        // 5. gates = column + ss_weight taps over (h one row up, zero at the top; h).
+        let padded = b.pad(&format!("{q}.h_up.pad"), &h_prev, &[0, 0, 1, 0, 0, 0, 0, 0]);
+        let up = b.slice(&format!("{q}.h_up"), &padded, &[0], &[hh], &[2], &[1]);
+        let stack = b.concat(&format!("{q}.taps"), &[up, h_prev.clone()], 1);
+        let flat = b.reshape(&format!("{q}.taps.flat"), &stack, &[2, 2 * hi, -1]);
+        let ss = b.binary("MatMul", &format!("{q}.ss"), &ss_w, &flat);
+        let ss = b.reshape(&format!("{q}.ss.rows"), &ss, &[2, 4 * hi, hh, -1]);
+        let xin = b.reshape(&format!("{q}.in"), col, &[2, 4 * hi, hh, -1]);
+        let gates = b.binary("Add", &format!("{q}.gates"), &xin, &ss);
+        let (hn, c) = cell(b, &q, &gates, &c_prev, 1, h);
+        outs.push(b.reshape(&format!("{q}.h.flat"), &hn, &[1, -1]));
+        h_prev = hn;
         c_prev = c;
     }
-    let skewed_out = b.concat(&format!("{p}.skewed_out"), &outs, 3);
-    // 6. Unskew both directions at once.
+    // Back to N x 2h x H x W' (channel d*h + j), then unskew both directions at once.
+    let stacked = b.concat(&format!("{p}.out.cols"), &outs, 0);
+    let stacked = b.reshape(&format!("{p}.out.cols.4d"), &stacked, &[ci, 2 * hi, hh, -1]);
+    let skewed_out = b.transpose(&format!("{p}.skewed_out"), &stacked, &[3, 1, 2, 0]);
+    // 6. Unskew.
     let unskewed = unskew(b, p, &skewed_out, 2 * h, height, width);
     let dirs = b.split(&format!("{p}.out.dir"), &unskewed, 1, &[h, h], &["l2r".into(), "r2l".into()]);
     // 7. Mirror the right-to-left output back, then shift it down one row.

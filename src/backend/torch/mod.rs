@@ -65,7 +65,6 @@ pub fn device_name(d: Device) -> String {
 pub fn set_threads(n: Option<usize>) {
     let n = n.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
     tch::set_num_threads(n as i32);
-    tch::set_num_interop_threads(1);
 }
 
 /// One lowered op, with its parameters and precomputed masks on the device.
