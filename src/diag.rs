@@ -79,6 +79,19 @@ fn clamp_to_char_boundary(source: &str, offset: usize) -> usize {
 /// Renders diagnostics the way compilers do: a `file:line:col: error: message` header line
 /// (easy to grep and to click in editors), then the source line with a caret and the help.
 pub fn render(file_name: &str, source: &str, diags: &[Diagnostic]) -> String {
+    // Never echo control characters (a NUL draws no caret, an ESC sequence would drive the
+    // terminal); replace each by as many `?` as it has bytes so offsets stay valid.
+    let shown: String = source
+        .chars()
+        .map(|c| {
+            if c.is_control() && c != '\n' && c != '\t' && c != '\r' {
+                "?".repeat(c.len_utf8())
+            } else {
+                c.to_string()
+            }
+        })
+        .collect();
+    let source = shown.as_str();
     let file = SimpleFile::new(file_name, source);
     let config = Config {
         chars: Chars::ascii(),
@@ -89,10 +102,7 @@ pub fn render(file_name: &str, source: &str, diags: &[Diagnostic]) -> String {
         let start = clamp_to_char_boundary(source, d.span.start);
         let end = clamp_to_char_boundary(source, d.span.end).max(start);
         let (line, col) = line_col(source, start);
-        out.push_str(&format!(
-            "{file_name}:{line}:{col}: error: {}\n",
-            d.message
-        ));
+        out.push_str(&format!("{file_name}:{line}:{col}: error: {}\n", d.message));
         let mut cs = CsDiagnostic::error()
             .with_message(&d.message)
             .with_labels(vec![Label::primary((), start..end).with_message(&d.label)]);

@@ -5,9 +5,9 @@
 //! (shapes, rules, causality proof -> `ir::validate::Model`) -> back ends.
 //! See ARCHITECTURE.md for the code map and invariants.
 
-pub mod data;
 pub mod backend;
 pub mod cli;
+pub mod data;
 pub mod diag;
 pub mod ir;
 pub mod runtime;
@@ -27,7 +27,11 @@ pub fn compile_str(text: &str, syntax: Syntax) -> Result<(Spec, Model), Vec<Diag
 }
 
 /// As `compile_str`, with validation options.
-pub fn compile_with(text: &str, syntax: Syntax, opts: Options) -> Result<(Spec, Model), Vec<Diagnostic>> {
+pub fn compile_with(
+    text: &str,
+    syntax: Syntax,
+    opts: Options,
+) -> Result<(Spec, Model), Vec<Diagnostic>> {
     let spec = spec::parse(text, syntax)?;
     let graph = ir::lower::lower(&spec)?;
     let model = ir::validate::validate(graph, opts)?;
@@ -60,7 +64,11 @@ pub fn compile_file(path: &std::path::Path) -> Result<(Spec, Model, String), Spe
 }
 
 /// Compiles raw bytes named `name` (the name chooses the syntax and appears in errors).
-pub fn compile_bytes<'a>(name: &str, bytes: &'a [u8], opts: Options) -> Result<(Spec, Model, &'a str), SpecError> {
+pub fn compile_bytes<'a>(
+    name: &str,
+    bytes: &'a [u8],
+    opts: Options,
+) -> Result<(Spec, Model, &'a str), SpecError> {
     let text = spec::check_text(bytes).map_err(|d| SpecError {
         rendered: diag::render(name, &String::from_utf8_lossy(bytes), &d),
         diagnostics: d,

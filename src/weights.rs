@@ -26,8 +26,13 @@ pub struct Weights {
 #[derive(Debug, thiserror::Error)]
 pub enum WeightsError {
     #[error("cannot read {path}: {source}")]
-    Io { path: String, source: std::io::Error },
-    #[error("{path} is not a valid safetensors file ({reason}); the file may be truncated or corrupt")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "{path} is not a valid safetensors file ({reason}); the file may be truncated or corrupt"
+    )]
     Corrupt { path: String, reason: String },
     #[error("{path} does not match the spec: {reason}")]
     Mismatch { path: String, reason: String },
@@ -48,7 +53,8 @@ impl Weights {
         let g = model.graph();
         for id in g.nodes() {
             let hidden = match g.node(id).op {
-                crate::ir::Op::RowLstm { hidden, .. } | crate::ir::Op::DiagBiLstm { hidden, .. } => hidden,
+                crate::ir::Op::RowLstm { hidden, .. }
+                | crate::ir::Op::DiagBiLstm { hidden, .. } => hidden,
                 _ => 0,
             };
             let params = model.shapes().params(id);
@@ -98,7 +104,10 @@ impl Weights {
             match self.tensors.get(k) {
                 None => return Err(format!("tensor `{k}` is missing")),
                 Some(t) if &t.shape != shape => {
-                    return Err(format!("tensor `{k}` has shape {:?}, the spec needs {:?}", t.shape, shape))
+                    return Err(format!(
+                        "tensor `{k}` has shape {:?}, the spec needs {:?}",
+                        t.shape, shape
+                    ))
                 }
                 _ => {}
             }
@@ -124,17 +133,31 @@ impl Weights {
         let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
             .tensors
             .iter()
-            .map(|(k, t)| (k.clone(), t.data.iter().flat_map(|x| x.to_le_bytes()).collect(), t.shape.clone()))
+            .map(|(k, t)| {
+                (
+                    k.clone(),
+                    t.data.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    t.shape.clone(),
+                )
+            })
             .collect();
         let views: Vec<(String, TensorView<'_>)> = bytes
             .iter()
-            .map(|(k, b, s)| (k.clone(), TensorView::new(Dtype::F32, s.clone(), b).expect("sizes agree")))
+            .map(|(k, b, s)| {
+                (
+                    k.clone(),
+                    TensorView::new(Dtype::F32, s.clone(), b).expect("sizes agree"),
+                )
+            })
             .collect();
         safetensors::tensor::serialize(views, metadata).expect("f32 tensors always serialise")
     }
 
     /// Parses safetensors bytes (f32 tensors only); returns the weights and metadata.
-    pub fn from_safetensors(bytes: &[u8], path: &str) -> Result<(Weights, HashMap<String, String>), WeightsError> {
+    pub fn from_safetensors(
+        bytes: &[u8],
+        path: &str,
+    ) -> Result<(Weights, HashMap<String, String>), WeightsError> {
         let corrupt = |reason: String| WeightsError::Corrupt {
             path: path.to_string(),
             reason,
@@ -144,7 +167,10 @@ impl Weights {
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
             if view.dtype() != Dtype::F32 {
-                return Err(corrupt(format!("tensor `{name}` is {:?}, expected F32", view.dtype())));
+                return Err(corrupt(format!(
+                    "tensor `{name}` is {:?}, expected F32",
+                    view.dtype()
+                )));
             }
             let data: Vec<f32> = view
                 .data()
@@ -152,7 +178,9 @@ impl Weights {
                 .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
                 .collect();
             if data.iter().any(|x| !x.is_finite()) {
-                return Err(corrupt(format!("tensor `{name}` holds NaN or infinite values")));
+                return Err(corrupt(format!(
+                    "tensor `{name}` holds NaN or infinite values"
+                )));
             }
             tensors.insert(
                 name,
@@ -168,7 +196,10 @@ impl Weights {
 
     pub fn load(path: &Path) -> Result<(Weights, HashMap<String, String>), WeightsError> {
         let p = path.display().to_string();
-        let bytes = std::fs::read(path).map_err(|e| WeightsError::Io { path: p.clone(), source: e })?;
+        let bytes = std::fs::read(path).map_err(|e| WeightsError::Io {
+            path: p.clone(),
+            source: e,
+        })?;
         Weights::from_safetensors(&bytes, &p)
     }
 }

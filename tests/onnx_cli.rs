@@ -26,7 +26,10 @@ fn export_eval_info_bench_doctor() {
 
     let (info, provider) = onnx_cmds::onnx_info(&out, Device::Cpu).unwrap();
     assert_eq!(provider, Provider::Cpu);
-    assert_eq!((info.channels, info.height, info.width, info.levels), (1, 6, 5, 2));
+    assert_eq!(
+        (info.channels, info.height, info.width, info.levels),
+        (1, 6, 5, 2)
+    );
     assert_eq!(info.spec_text.as_deref(), Some(SPEC));
 
     // eval_onnx over 7 images in batches of 3 equals one direct run.
@@ -37,9 +40,18 @@ fn export_eval_info_bench_doctor() {
     let (mut m, _) = runtime::OnnxModel::load(&out, Device::Cpu).unwrap();
     let direct = m.nll(&runtime::images_to_f32(&imgs), n).unwrap();
     let mean = direct.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
-    assert!((ev.nll_mean - mean).abs() < 1e-4, "{} vs {mean}", ev.nll_mean);
+    assert!(
+        (ev.nll_mean - mean).abs() < 1e-4,
+        "{} vs {mean}",
+        ev.nll_mean
+    );
     assert!((ev.bits_per_dim - mean / (30.0 * std::f64::consts::LN_2)).abs() < 1e-6);
-    assert_eq!(m.nll_batched(&runtime::images_to_f32(&imgs), n, 3).unwrap().len(), n);
+    assert_eq!(
+        m.nll_batched(&runtime::images_to_f32(&imgs), n, 3)
+            .unwrap()
+            .len(),
+        n
+    );
     // Values outside the levels are refused with a reason, not an ORT index error.
     let mut bad = imgs.clone();
     bad[4] = 2;
@@ -50,7 +62,11 @@ fn export_eval_info_bench_doctor() {
     let t = std::time::Instant::now();
     let (_, auto) = onnx_cmds::onnx_info(&out, Device::Auto).unwrap();
     let cuda = onnx_cmds::onnx_info(&out, Device::Cuda);
-    eprintln!("auto: {auto}, cuda: {:?} ({:.2} s)", cuda.as_ref().map(|c| c.1).map_err(|e| e.to_string()), t.elapsed().as_secs_f64());
+    eprintln!(
+        "auto: {auto}, cuda: {:?} ({:.2} s)",
+        cuda.as_ref().map(|c| c.1).map_err(|e| e.to_string()),
+        t.elapsed().as_secs_f64()
+    );
     if runtime::nvidia_driver_present() {
         assert_eq!(auto, Provider::Cuda);
         assert_eq!(cuda.unwrap().1, Provider::Cuda);
@@ -66,9 +82,19 @@ fn export_eval_info_bench_doctor() {
 
     let lines = onnx_cmds::doctor_lines();
     eprintln!("{}", lines.join("\n"));
-    assert!(lines.iter().any(|l| l.contains("onnxruntime version: 1.")), "{lines:?}");
-    assert!(lines.iter().any(|l| l.contains("CPUExecutionProvider")), "{lines:?}");
-    let _ = (backend::onnx::OPSET, ir::Op::Relu, util::write_atomic as fn(&std::path::Path, &[u8]) -> anyhow::Result<()>);
+    assert!(
+        lines.iter().any(|l| l.contains("onnxruntime version: 1.")),
+        "{lines:?}"
+    );
+    assert!(
+        lines.iter().any(|l| l.contains("CPUExecutionProvider")),
+        "{lines:?}"
+    );
+    let _ = (
+        backend::onnx::OPSET,
+        ir::Op::Relu,
+        util::write_atomic as fn(&std::path::Path, &[u8]) -> anyhow::Result<()>,
+    );
 }
 
 /// A wrong ORT_DYLIB_PATH gives an error naming it and the fix. Run in a child process (this
@@ -77,10 +103,20 @@ fn export_eval_info_bench_doctor() {
 fn missing_library_is_explained() {
     if std::env::var_os("PIXC_ONNX_CLI_CHILD").is_some() {
         let (_, model) = pixc::compile_str(SPEC, Syntax::Yaml).unwrap();
-        let bytes = backend::onnx::export(&model, &weights::Weights::init(&model, 0), &Default::default()).unwrap();
-        let e = runtime::OnnxModel::from_bytes(&bytes, Device::Cpu, "x").err().expect("must fail");
+        let bytes = backend::onnx::export(
+            &model,
+            &weights::Weights::init(&model, 0),
+            &Default::default(),
+        )
+        .unwrap();
+        let e = runtime::OnnxModel::from_bytes(&bytes, Device::Cpu, "x")
+            .err()
+            .expect("must fail");
         let msg = e.to_string();
-        assert!(msg.contains("ORT_DYLIB_PATH is /nonexistent/libonnxruntime.so"), "{msg}");
+        assert!(
+            msg.contains("ORT_DYLIB_PATH is /nonexistent/libonnxruntime.so"),
+            "{msg}"
+        );
         assert!(msg.contains("scripts/setup.sh"), "{msg}");
         let (v, p) = runtime::version_and_providers();
         assert!(v.starts_with("unavailable") && p.is_empty());

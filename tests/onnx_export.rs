@@ -12,7 +12,9 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 fn compile(text: &str) -> Model {
-    pixc::compile_str(text, Syntax::Yaml).unwrap_or_else(|e| panic!("{e:?}\n{text}")).1
+    pixc::compile_str(text, Syntax::Yaml)
+        .unwrap_or_else(|e| panic!("{e:?}\n{text}"))
+        .1
 }
 
 fn compile_leaky(text: &str) -> Model {
@@ -105,7 +107,9 @@ fn weights(model: &Model, seed: u64) -> Weights {
     let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
     for (k, t) in w.tensors.iter_mut() {
         if k.ends_with(".h0") || k.ends_with(".c0") {
-            t.data.iter_mut().for_each(|v| *v = rng.random_range(-0.5..0.5));
+            t.data
+                .iter_mut()
+                .for_each(|v| *v = rng.random_range(-0.5..0.5));
         }
     }
     w
@@ -142,13 +146,16 @@ fn onnx_check(files: &[PathBuf]) {
 }
 
 fn load_cpu(bytes: &[u8], name: &str) -> OnnxModel {
-    let (m, p) = OnnxModel::from_bytes(bytes, Device::Cpu, name).unwrap_or_else(|e| panic!("{name}: {e}"));
+    let (m, p) =
+        OnnxModel::from_bytes(bytes, Device::Cpu, name).unwrap_or_else(|e| panic!("{name}: {e}"));
     assert_eq!(p, Provider::Cpu);
     m
 }
 
 fn random_images(rng: &mut ChaCha8Rng, n: usize, dims: usize, levels: usize) -> Vec<f32> {
-    (0..n * dims).map(|_| rng.random_range(0..levels) as f32).collect()
+    (0..n * dims)
+        .map(|_| rng.random_range(0..levels) as f32)
+        .collect()
 }
 
 #[test]
@@ -158,7 +165,11 @@ fn exports_pass_the_onnx_checker() {
     let mut all = small_specs();
     all.push(("leaky", leaky_spec()));
     for (name, text) in &all {
-        let model = if *name == "leaky" { compile_leaky(text) } else { compile(text) };
+        let model = if *name == "leaky" {
+            compile_leaky(text)
+        } else {
+            compile(text)
+        };
         let w = weights(&model, 0);
         let proto = export_proto(&model, &w, &ExportMeta::new(text.clone())).unwrap();
         assert_eq!(proto.ir_version, IR_VERSION);
@@ -166,14 +177,26 @@ fn exports_pass_the_onnx_checker() {
         let graph = proto.graph.as_ref().unwrap();
         // Node names are unique and say which IR node they come from.
         let mut names: Vec<&str> = graph.node.iter().map(|n| n.name.as_str()).collect();
-        assert!(names.iter().all(|n| n.starts_with('n') || n.starts_with("nll")), "{names:?}");
+        assert!(
+            names
+                .iter()
+                .all(|n| n.starts_with('n') || n.starts_with("nll")),
+            "{names:?}"
+        );
         names.sort();
         let before = names.len();
         names.dedup();
         assert_eq!(before, names.len(), "{name}: duplicate node names");
-        assert!(graph.input.iter().chain(&graph.output).all(|v| !v.doc_string.is_empty()));
-        let meta: std::collections::HashMap<_, _> =
-            proto.metadata_props.iter().map(|e| (e.key.as_str(), e.value.as_str())).collect();
+        assert!(graph
+            .input
+            .iter()
+            .chain(&graph.output)
+            .all(|v| !v.doc_string.is_empty()));
+        let meta: std::collections::HashMap<_, _> = proto
+            .metadata_props
+            .iter()
+            .map(|e| (e.key.as_str(), e.value.as_str()))
+            .collect();
         assert_eq!(meta[meta_keys::SPEC], text.as_str());
         assert_eq!(meta[meta_keys::PIXC_VERSION], env!("CARGO_PKG_VERSION"));
         assert_eq!(meta[meta_keys::NLL_UNITS], "nats per image");
@@ -191,8 +214,17 @@ fn weights_are_checked_and_masks_baked_in() {
     let mut w = weights(&model, 1);
     let proto = export_proto(&model, &w, &ExportMeta::new(text.clone())).unwrap();
     // The first conv is 5x5 mask A on one channel: the centre and everything after are zero.
-    let t = proto.graph.initializer.iter().find(|t| t.name == "n1.weight").unwrap();
-    let vals: Vec<f32> = t.raw_data.chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    let t = proto
+        .graph
+        .initializer
+        .iter()
+        .find(|t| t.name == "n1.weight")
+        .unwrap();
+    let vals: Vec<f32> = t
+        .raw_data
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect();
     for o in 0..6 {
         let k = &vals[o * 25..(o + 1) * 25];
         assert!(k[..12].iter().all(|v| *v != 0.0));
@@ -212,7 +244,10 @@ fn runs_in_ort_with_a_dynamic_batch_and_no_warnings() {
         let bytes = export_bytes(&model, &weights(&model, 2), &text);
         let mut m = load_cpu(&bytes, name);
         let info = m.info().clone();
-        assert_eq!((info.channels, info.height, info.width, info.levels), (im.channels, im.height, im.width, im.levels));
+        assert_eq!(
+            (info.channels, info.height, info.width, info.levels),
+            (im.channels, im.height, im.width, im.levels)
+        );
         let d = im.dims();
         let lc = info.logit_channels();
         let x5 = random_images(&mut rng, 5, d, im.levels);
@@ -243,7 +278,13 @@ fn chw_index(s: usize, c: usize, h: usize, w: usize) -> usize {
 
 /// For each position p: logits at sub-pixels <= p from x and from x with every later
 /// sub-pixel changed. Returns (any future change showed, any past change showed).
-fn causality_probe(model: &Model, bytes: &[u8], name: &str, positions: &[usize], seed: u64) -> (bool, bool) {
+fn causality_probe(
+    model: &Model,
+    bytes: &[u8],
+    name: &str,
+    positions: &[usize],
+    seed: u64,
+) -> (bool, bool) {
     let im = model.graph().image;
     let (c, h, w, l) = (im.channels, im.height, im.width, im.levels);
     let d = im.dims();
@@ -299,8 +340,14 @@ fn causal_through_onnx_runtime() {
         let mut positions = vec![0, 1, 2, d / 2, d / 2 + 1, d - 1];
         positions.extend((d / 3)..(d / 3 + 4));
         let (leaked, sees_past) = causality_probe(&model, &bytes, name, &positions, 11);
-        assert!(!leaked, "{name}: a logit changed when only later sub-pixels did");
-        assert!(sees_past, "{name}: no logit depends on earlier sub-pixels (the probe is vacuous)");
+        assert!(
+            !leaked,
+            "{name}: a logit changed when only later sub-pixels did"
+        );
+        assert!(
+            sees_past,
+            "{name}: no logit depends on earlier sub-pixels (the probe is vacuous)"
+        );
     }
     let text = leaky_spec();
     let model = compile_leaky(&text);
@@ -308,7 +355,10 @@ fn causal_through_onnx_runtime() {
     let bytes = export_bytes(&model, &weights(&model, 3), &text);
     let positions: Vec<usize> = (0..d - 1).collect();
     let (leaked, _) = causality_probe(&model, &bytes, "leaky", &positions, 12);
-    assert!(leaked, "the unshifted Diagonal BiLSTM must show its leak through ORT");
+    assert!(
+        leaked,
+        "the unshifted Diagonal BiLSTM must show its leak through ORT"
+    );
 }
 
 /// NLL in nats from logits, in f64, straight from docs/semantics.md.
@@ -322,7 +372,9 @@ fn nll_from_logits(logits: &[f32], images: &[f32], c: usize, hw: usize, levels: 
     } else {
         for ch in 0..c {
             for p in 0..hw {
-                let z: Vec<f64> = (0..levels).map(|v| logits[(ch * levels + v) * hw + p] as f64).collect();
+                let z: Vec<f64> = (0..levels)
+                    .map(|v| logits[(ch * levels + v) * hw + p] as f64)
+                    .collect();
                 let mx = z.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                 let lse = mx + z.iter().map(|v| (v - mx).exp()).sum::<f64>().ln();
                 total += lse - z[images[ch * hw + p] as usize];
@@ -354,7 +406,10 @@ fn nll_output_matches_the_logits() {
                 im.levels,
             );
             let got = out.nll[i] as f64;
-            assert!((got - want).abs() <= 1e-4, "{name}: image {i}: nll {got}, from logits {want}");
+            assert!(
+                (got - want).abs() <= 1e-4,
+                "{name}: image {i}: nll {got}, from logits {want}"
+            );
         }
         // The NLL-only path agrees with the full run.
         assert_eq!(m.nll(&x, n).unwrap(), out.nll);
@@ -369,7 +424,8 @@ fn zero_weights(model: &Model) -> Weights {
                 shape: p.shape.clone(),
                 data: vec![0.0; p.numel()],
             };
-            w.tensors.insert(pixc::weights::param_key(id.index(), &p.name), t);
+            w.tensors
+                .insert(pixc::weights::param_key(id.index(), &p.name), t);
         }
     }
     w
@@ -404,7 +460,10 @@ fn shipped_specs_export_and_pass_the_checker() {
         let mut meta = ExportMeta::new(text.clone());
         meta.spec_name = path.file_name().map(|f| f.to_string_lossy().into_owned());
         let bytes = export(&model, &w, &meta).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
-        let out = dir.path().join(path.file_stem().unwrap()).with_extension("onnx");
+        let out = dir
+            .path()
+            .join(path.file_stem().unwrap())
+            .with_extension("onnx");
         std::fs::write(&out, &bytes).unwrap();
         files.push(out);
     }
@@ -415,7 +474,10 @@ fn shipped_specs_export_and_pass_the_checker() {
 
 fn write_npy_f32(path: &Path, shape: &[usize], data: &[f32]) {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let mut header = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
+    let mut header = format!(
+        "{{'descr': '<f4', 'fortran_order': False, 'shape': ({},), }}",
+        dims.join(", ")
+    );
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -438,15 +500,24 @@ fn read_npy_f32(path: &Path) -> Vec<f32> {
         (u32::from_le_bytes([b[8], b[9], b[10], b[11]]) as usize, 12)
     };
     let header = String::from_utf8_lossy(&b[start..start + hlen]);
-    assert!(header.contains("'<f4'") && header.contains("False"), "unexpected npy header {header}");
-    b[start + hlen..].chunks(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect()
+    assert!(
+        header.contains("'<f4'") && header.contains("False"),
+        "unexpected npy header {header}"
+    );
+    b[start + hlen..]
+        .chunks(4)
+        .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+        .collect()
 }
 
 #[test]
 fn matches_the_pytorch_reference() {
     let script = root().join("python/pixc_ref.py");
     if !script.exists() {
-        eprintln!("note: {} is missing; skipping the comparison with the PyTorch reference", script.display());
+        eprintln!(
+            "note: {} is missing; skipping the comparison with the PyTorch reference",
+            script.display()
+        );
         return;
     }
     let dir = tempfile::tempdir().unwrap();
@@ -462,8 +533,17 @@ fn matches_the_pytorch_reference() {
         let w = weights(&model, 6);
         let spec_path = dir.path().join(format!("{name}.yaml"));
         std::fs::write(&spec_path, &text).unwrap();
-        let ir = Command::new(env!("CARGO_BIN_EXE_pixc")).arg("check").arg(&spec_path).arg("--json").output().unwrap();
-        assert!(ir.status.success(), "{}", String::from_utf8_lossy(&ir.stderr));
+        let ir = Command::new(env!("CARGO_BIN_EXE_pixc"))
+            .arg("check")
+            .arg(&spec_path)
+            .arg("--json")
+            .output()
+            .unwrap();
+        assert!(
+            ir.status.success(),
+            "{}",
+            String::from_utf8_lossy(&ir.stderr)
+        );
         let ir_path = dir.path().join(format!("{name}.json"));
         std::fs::write(&ir_path, &ir.stdout).unwrap();
         let w_path = dir.path().join(format!("{name}.safetensors"));
@@ -494,14 +574,25 @@ fn matches_the_pytorch_reference() {
         .current_dir(root())
         .output()
         .unwrap();
-    assert!(r.status.success(), "pixc_ref.py failed:\n{}", String::from_utf8_lossy(&r.stderr));
+    assert!(
+        r.status.success(),
+        "pixc_ref.py failed:\n{}",
+        String::from_utf8_lossy(&r.stderr)
+    );
     for (name, text, model, w, x, out_path) in cases {
         let want = read_npy_f32(&out_path);
         let mut m = load_cpu(&export_bytes(&model, &w, &text), name);
         let got = m.logits(&x, n).unwrap();
         assert_eq!(got.len(), want.len(), "{name}");
-        let worst = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
+        let worst = got
+            .iter()
+            .zip(&want)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
         eprintln!("{name}: ORT vs PyTorch reference, max |logit difference| {worst:.2e}");
-        assert!(worst <= 1e-4, "{name}: ORT and the PyTorch reference differ by {worst}");
+        assert!(
+            worst <= 1e-4,
+            "{name}: ORT and the PyTorch reference differ by {worst}"
+        );
     }
 }

@@ -72,7 +72,17 @@ fn check(tm: &TorchModel, n: usize, seed: u64, temperature: f64, what: &str) {
 fn check_with(tm: &TorchModel, n: usize, seed: u64, temperature: f64, what: &str, causal: bool) {
     let reference = sample::sample_reference(tm, n, seed, temperature, None, |_, _| {}).unwrap();
     for threads in [1, 3] {
-        let (fast, rec) = sample::sample_fast_with_logits(tm, n, seed, temperature, None, true, threads, |_, _| {}).unwrap();
+        let (fast, rec) = sample::sample_fast_with_logits(
+            tm,
+            n,
+            seed,
+            temperature,
+            None,
+            true,
+            threads,
+            |_, _| {},
+        )
+        .unwrap();
         assert_eq!(fast, reference, "{what}: images differ (threads {threads})");
         let rec = rec.unwrap();
         if !causal {
@@ -84,8 +94,15 @@ fn check_with(tm: &TorchModel, n: usize, seed: u64, temperature: f64, what: &str
         let mut v = vec![0f32; len];
         full.copy_data(&mut v, len);
         assert_eq!(v.len(), rec.len());
-        let worst = v.iter().zip(&rec).map(|(a, b)| (a - b).abs()).fold(0f32, f32::max);
-        assert!(worst <= 1e-5, "{what}: cached logits differ from the forward pass by {worst}");
+        let worst = v
+            .iter()
+            .zip(&rec)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            worst <= 1e-5,
+            "{what}: cached logits differ from the forward pass by {worst}"
+        );
     }
 }
 
@@ -130,7 +147,10 @@ fn temperature_is_applied_the_same_way() {
         seen.iter().filter(|&&s| s).count()
     };
     let (cold, hot) = (distinct(0.05), distinct(3.0));
-    assert!(cold < hot, "temperature 0.05 gave {cold} distinct values, 3.0 gave {hot}");
+    assert!(
+        cold < hot,
+        "temperature 0.05 gave {cold} distinct values, 3.0 gave {hot}"
+    );
 }
 
 #[test]
@@ -176,7 +196,14 @@ fn cached_model_rejects_nothing_valid_and_bad_requests_fail_cleanly() {
     let (name, body) = BODIES[0];
     let tm = model(&spec(name, body, 1, 4, 4, 2), 1);
     assert!(CachedModel::new(&tm).is_ok());
-    for (n, t) in [(0, 1.0), (1025, 1.0), (1, 0.0), (1, -1.0), (1, f64::NAN), (1, f64::INFINITY)] {
+    for (n, t) in [
+        (0, 1.0),
+        (1025, 1.0),
+        (1, 0.0),
+        (1, -1.0),
+        (1, f64::NAN),
+        (1, f64::INFINITY),
+    ] {
         let e = sample::sample_fast(&tm, n, 0, t, None, |_, _| {}).unwrap_err();
         assert!(!format!("{e}").is_empty());
         assert!(sample::sample_reference(&tm, n, 0, t, None, |_, _| {}).is_err());
@@ -197,8 +224,14 @@ fn pixels_are_recomputed_when_cached_values_see_the_last_colour() {
     for (c, levels) in [(1, 2), (3, 256)] {
         let text = spec("leaky", body, c, 5, 6, levels);
         let opts = pixc::ir::validate::Options { allow_leaks: true };
-        let (_, m) = pixc::compile_with(&text, Syntax::Yaml, opts).unwrap_or_else(|e| panic!("{e:?}"));
-        let tm = TorchModel::new(&m, &Weights::init(&m, 2), Device::Cpu).unwrap();
+        let (_, m) =
+            pixc::compile_with(&text, Syntax::Yaml, opts).unwrap_or_else(|e| panic!("{e:?}"));
+        // Large weights, so that a stale cache would change the draws.
+        let mut w = Weights::init(&m, 2);
+        w.tensors
+            .values_mut()
+            .for_each(|t| t.data.iter_mut().for_each(|x| *x *= 6.0));
+        let tm = TorchModel::new(&m, &w, Device::Cpu).unwrap();
         check_with(&tm, 3, 4, 1.0, &format!("leaky, {c} channel(s)"), false);
     }
 }

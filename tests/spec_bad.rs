@@ -27,19 +27,11 @@ const NO_HELP: &[(&str, &str)] = &[
 ];
 
 /// Files whose rendered diagnostic shows no `^` caret.
-const NO_CARET: &[(&str, &str)] = &[(
-    "binary_garbage.yaml",
-    "src bug: the span covers a NUL, which codespan draws zero columns wide, so no caret \
-     appears (diag::render echoes raw control characters)",
-)];
+const NO_CARET: &[(&str, &str)] = &[];
 
 /// Files that fail as they should but whose diagnostic text is wrong: no snapshot, so the
-/// wrong text is not frozen. See the `#[ignore]`d tests at the end for the right text.
-const WRONG_TEXT: &[(&str, &str)] = &[(
-    "residual_width_mismatch.yaml",
-    "src bug in ir/validate.rs: a residual add's path is `layers[i].add`, which the message \
-     logic takes for a pixelcnn_block, so it gets the pixelcnn_block message and help",
-)];
+/// wrong text is not frozen (none at present).
+const WRONG_TEXT: &[(&str, &str)] = &[];
 
 fn listed(table: &[(&str, &str)], name: &str) -> bool {
     table.iter().any(|(n, _)| *n == name)
@@ -257,7 +249,8 @@ fn very_deep_nesting() {
         let rendered = rejected(&name, text.as_bytes());
         check_rendered(&name, "", &rendered);
         assert!(
-            rendered.contains("deeper than 48 levels"),
+            rendered.contains("deeper than 48 levels")
+                || rendered.contains("deeper than 16 levels"),
             "{name}:\n{rendered}"
         );
         insta::with_settings!({
@@ -275,6 +268,7 @@ fn very_deep_nesting() {
         // yaml-rust2 may stop first, with its own recursion limit for flow collections.
         assert!(
             rendered.contains("deeper than 48 levels")
+                || rendered.contains("deeper than 16 levels")
                 || rendered.contains("recursion limit exceeded"),
             "{name}:\n{}",
             &rendered[..rendered.len().min(2000)]
@@ -284,35 +278,44 @@ fn very_deep_nesting() {
 
 // ---- the real binary ----
 
-/// How long `pixc check` may take to reject a bad spec: a correctness bound (bad input is
-/// refused without real work), generous for a debug build whose start-up loads libtorch.
-const BINARY_BOUND: Duration = Duration::from_secs(2);
+/// How long `pixc check` may spend rejecting a bad spec beyond the time the process takes
+/// to start at all (a debug build loading libtorch: ~0.5 s on an idle machine, several
+/// seconds when other jobs load the CPUs). A correctness bound, not a benchmark: bad input
+/// must be refused without real work.
+const WORK_BOUND: Duration = Duration::from_secs(1);
 
-/// Runs `pixc check PATH`: exit code, stdout, stderr and the fastest of up to three runs
-/// (other tests share the CPUs, so one slow run is retried rather than failed).
+fn pixc(args: &[&std::ffi::OsStr]) -> (std::process::Output, Duration) {
+    let t = Instant::now();
+    let out = Command::new(env!("CARGO_BIN_EXE_pixc"))
+        .args(args)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run pixc");
+    (out, t.elapsed())
+}
+
+/// Runs `pixc check PATH`: exit code, stdout, stderr, and the time it took beyond a
+/// `pixc --version` run just before it (process start-up under the same load). The best of
+/// up to three tries: other tests and jobs share the CPUs.
 fn run_check(path: &Path) -> (i32, String, String, Duration) {
-    let mut best = Duration::MAX;
-    let mut result = None;
+    let mut best: Option<(std::process::Output, Duration)> = None;
     for _ in 0..3 {
-        let t = Instant::now();
-        let out = Command::new(env!("CARGO_BIN_EXE_pixc"))
-            .arg("check")
-            .arg(path)
-            .current_dir(env!("CARGO_MANIFEST_DIR"))
-            .output()
-            .expect("run pixc");
-        best = best.min(t.elapsed());
-        result = Some(out);
-        if best < BINARY_BOUND {
+        let (_, startup) = pixc(&["--version".as_ref()]);
+        let (out, took) = pixc(&["check".as_ref(), path.as_os_str()]);
+        let work = took.saturating_sub(startup);
+        if best.as_ref().is_none_or(|(_, b)| work < *b) {
+            best = Some((out, work));
+        }
+        if work < WORK_BOUND {
             break;
         }
     }
-    let out = result.unwrap();
+    let (out, work) = best.unwrap();
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
         String::from_utf8_lossy(&out.stderr).into_owned(),
-        best,
+        work,
     )
 }
 
@@ -342,7 +345,7 @@ fn binary_rejects_bad_specs_with_exit_code_2() {
             stderr.contains(message),
             "{path}: `{message}` missing:\n{stderr}"
         );
-        assert!(took < BINARY_BOUND, "{path}: took {took:?}");
+        assert!(took < WORK_BOUND, "{path}: took {took:?} after start-up");
     }
 }
 
@@ -354,7 +357,7 @@ fn binary_rejects_a_huge_file_quickly() {
     let (code, _, stderr, took) = run_check(&path);
     assert_eq!(code, 2, "{stderr}");
     assert!(stderr.contains("at most 1048576 bytes"), "{stderr}");
-    assert!(took < BINARY_BOUND, "took {took:?}");
+    assert!(took < WORK_BOUND, "took {took:?} after start-up");
 }
 
 #[test]
@@ -364,10 +367,9 @@ fn binary_reports_a_missing_file_as_an_error() {
     assert!(stderr.contains("no_such_file.yaml"), "{stderr}");
 }
 
-// ---- known src bugs: the right behaviour, ignored until fixed ----
+// ---- regression tests for bugs found by these tests ----
 
 #[test]
-#[ignore = "src bug: residual width mismatch gets the pixelcnn_block message (ir/validate.rs)"]
 fn residual_width_mismatch_names_the_residual() {
     let name = "bad_specs/residual_width_mismatch.yaml";
     let path = Path::new(env!("CARGO_MANIFEST_DIR"))
@@ -382,7 +384,6 @@ fn residual_width_mismatch_names_the_residual() {
 }
 
 #[test]
-#[ignore = "src bug: a NUL in the source hides the caret and is echoed raw (diag.rs)"]
 fn control_characters_are_shown_escaped_with_a_caret() {
     let rendered = rejected("nul.yaml", b"model: m\n\x00\x1b[31m\n");
     assert!(rendered.contains('^'), "{rendered}");
@@ -393,7 +394,6 @@ fn control_characters_are_shown_escaped_with_a_caret() {
 }
 
 #[test]
-#[ignore = "src bug: nested YAML block sequences (`- - - ... relu`, 3,000 deep, 6 KB) overflow the stack (spec/yaml.rs uses the recursive Parser::load)"]
 fn compact_block_sequences_do_not_overflow_the_stack() {
     // In a child process: a stack overflow aborts the whole process.
     let dir = tempfile::tempdir().unwrap();

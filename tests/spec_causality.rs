@@ -329,9 +329,7 @@ fn rgb_outputs_see_only_earlier_colours_of_their_pixel() {
 #[test]
 fn rgb_first_layer_mask_b_leaks_within_the_pixel() {
     let s = "input channels=3 height=4 width=4 levels=256\nlayers {\n  conv 3 out=6 mask=B\n  head softmax\n}\n";
-    let e = pixc::compile_str(s, Syntax::Dsl)
-        .err()
-        .expect("mask B first must be rejected");
+    let e = pixc::compile_str(s, Syntax::Dsl).expect_err("mask B first must be rejected");
     assert!(e[0].message.contains("is not causal"), "{:?}", e[0]);
     let (_, m) = pixc::compile_with(s, Syntax::Dsl, Options { allow_leaks: true }).unwrap();
     // R sees R at its own pixel: the leak at the very first sub-pixel.

@@ -335,8 +335,8 @@ fn documented_token_details_hold() {
         ok("conv 7 out=(h+1)*2 mask=A\r\n residual{\r\n relu\r\n   }\r"),
         Ok(())
     );
-    // Parenthesised groups do not nest (documented limitation).
-    assert!(ok("  conv 7 out=((h+h)*1) mask=A").is_err());
+    // Parenthesised groups nest.
+    assert_eq!(ok("  conv 7 out=((h+h)*1) mask=A"), Ok(()));
     // A bare word after the positional value is a flag (`skip` = `skip=true`).
     let t = "input channels=1 height=8 width=8 levels=2\nlayers {\n  conv 7 out=2 mask=A skip\n  skip_sum\n  head bernoulli\n}\n";
     let (spec, _) = pixc::compile_str(t, Syntax::Dsl).unwrap();
@@ -350,7 +350,7 @@ fn documented_token_details_hold() {
     assert_eq!(ok("  conv 7x5 out=2 mask=A"), Ok(()));
 }
 
-/// At most 48 blocks may be open at once, `layers` included (grammar section 4).
+/// At most 16 blocks may be open at once, `layers` included (grammar section 4).
 #[test]
 fn block_depth_limit_is_as_documented() {
     let spec = |blocks: usize| {
@@ -367,7 +367,7 @@ fn block_depth_limit_is_as_documented() {
         s.push_str("head bernoulli\n}\n");
         s
     };
-    assert!(parse(&spec(48), Syntax::Dsl).is_ok());
-    let m = messages(&spec(49), Syntax::Dsl);
-    assert!(m.iter().any(|m| m.contains("deeper than 48")), "{m:?}");
+    assert!(parse(&spec(16), Syntax::Dsl).is_ok());
+    let m = messages(&spec(17), Syntax::Dsl);
+    assert!(m.iter().any(|m| m.contains("deeper than 16")), "{m:?}");
 }

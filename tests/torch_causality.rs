@@ -35,7 +35,9 @@ fn gradient_deps(model: &Model, seed: u64) -> Vec<Vec<bool>> {
         // larger biases), so every structural path shows up in some trial.
         let x = Tensor::randn([outs as i64, c, h, w], (Kind::Float, Device::Cpu)) * scale;
         let x = x.set_requires_grad(true);
-        let logits = tm.forward_scaled(&x).reshape([outs as i64, c, per_colour, h, w]);
+        let logits = tm
+            .forward_scaled(&x)
+            .reshape([outs as i64, c, per_colour, h, w]);
         // Random weights per level so softmax logits cannot cancel.
         let r = Tensor::rand([per_colour], (Kind::Float, Device::Cpu)) + 0.5;
         let mut sel = vec![0f32; outs * outs];
@@ -43,10 +45,17 @@ fn gradient_deps(model: &Model, seed: u64) -> Vec<Vec<bool>> {
             sel[b * outs + b] = 1.0;
         }
         // sel[b, (r*W + cc)*C + col] picks output b's sub-pixel.
-        let sel = Tensor::from_slice(&sel).reshape([outs as i64, h, w, c]).permute([0, 3, 1, 2]);
-        let picked = (logits * r.reshape([1, 1, per_colour, 1, 1])).sum_dim_intlist(2, false, Kind::Float) * sel;
+        let sel = Tensor::from_slice(&sel)
+            .reshape([outs as i64, h, w, c])
+            .permute([0, 3, 1, 2]);
+        let picked =
+            (logits * r.reshape([1, 1, per_colour, 1, 1])).sum_dim_intlist(2, false, Kind::Float)
+                * sel;
         picked.sum(Kind::Float).backward();
-        let g = x.grad().permute([0, 2, 3, 1]).reshape([outs as i64, outs as i64]);
+        let g = x
+            .grad()
+            .permute([0, 2, 3, 1])
+            .reshape([outs as i64, outs as i64]);
         let n = g.numel();
         let mut v = vec![0f32; n];
         g.contiguous().copy_data(&mut v, n);
@@ -88,7 +97,10 @@ fn check(text: &str) {
     let outs = grad.len();
     for b in 0..outs {
         for i in b..outs {
-            assert!(!grad[b][i], "output {b} has a nonzero gradient at input {i} (future or same sub-pixel)");
+            assert!(
+                !grad[b][i],
+                "output {b} has a nonzero gradient at input {i} (future or same sub-pixel)"
+            );
         }
         if b > 0 {
             assert!(grad[b].iter().any(|&d| d), "output {b} depends on nothing");
@@ -104,7 +116,11 @@ fn check(text: &str) {
 }
 
 fn spec(channels: usize, size: usize, body: &str) -> String {
-    let (levels, head) = if channels == 1 { (2, "bernoulli") } else { (256, "softmax") };
+    let (levels, head) = if channels == 1 {
+        (2, "bernoulli")
+    } else {
+        (256, "softmax")
+    };
     format!(
         "input: {{channels: {channels}, height: {size}, width: {size}, levels: {levels}}}\nlayers:\n{body}  - head: {head}\n"
     )
@@ -182,12 +198,22 @@ pub fn shrink(text: &str) -> String {
 
 #[test]
 fn the_unshifted_diagonal_bilstm_leaks_numerically() {
-    let text = spec(1, 7, "  - conv: {out: 4, kernel: 7, mask: A}\n  - diag_bilstm: {hidden: 4, shift: false}\n");
-    assert!(pixc::compile_str(&text, Syntax::Yaml).is_err(), "the static pass must reject it");
+    let text = spec(
+        1,
+        7,
+        "  - conv: {out: 4, kernel: 7, mask: A}\n  - diag_bilstm: {hidden: 4, shift: false}\n",
+    );
+    assert!(
+        pixc::compile_str(&text, Syntax::Yaml).is_err(),
+        "the static pass must reject it"
+    );
     let model = compile(&text, true);
     let grad = gradient_deps(&model, 2);
     let leaks = (0..grad.len()).any(|b| (b..grad.len()).any(|i| grad[b][i]));
-    assert!(leaks, "without the shift-down, some output must see the future");
+    assert!(
+        leaks,
+        "without the shift-down, some output must see the future"
+    );
 }
 
 #[test]
@@ -196,7 +222,10 @@ fn mask_b_on_the_first_layer_leaks_numerically() {
     assert!(pixc::compile_str(&text, Syntax::Yaml).is_err());
     let model = compile(&text, true);
     let grad = gradient_deps(&model, 3);
-    assert!((0..grad.len()).any(|b| grad[b][b]), "mask B first sees its own sub-pixel");
+    assert!(
+        (0..grad.len()).any(|b| grad[b][b]),
+        "mask B first sees its own sub-pixel"
+    );
 }
 
 #[test]

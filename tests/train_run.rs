@@ -37,40 +37,103 @@ fn resume_is_bit_for_bit_and_eval_works() {
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
     let b = dir.path().join("b");
-    let ra = train::train(&spec, &model, &TrainOptions { steps: Some(4), ..opts(&a) }).unwrap();
+    let ra = train::train(
+        &spec,
+        &model,
+        &TrainOptions {
+            steps: Some(4),
+            ..opts(&a)
+        },
+    )
+    .unwrap();
     assert_eq!(ra.steps, 4);
-    train::train(&spec, &model, &TrainOptions { steps: Some(2), ..opts(&b) }).unwrap();
+    train::train(
+        &spec,
+        &model,
+        &TrainOptions {
+            steps: Some(2),
+            ..opts(&b)
+        },
+    )
+    .unwrap();
     // Starting again without --resume refuses to overwrite the run.
-    let again = train::train(&spec, &model, &TrainOptions { steps: Some(4), ..opts(&b) });
+    let again = train::train(
+        &spec,
+        &model,
+        &TrainOptions {
+            steps: Some(4),
+            ..opts(&b)
+        },
+    );
     assert!(format!("{:#}", again.unwrap_err()).contains("--resume"));
-    train::train(&spec, &model, &TrainOptions { steps: Some(4), resume: true, ..opts(&b) }).unwrap();
+    train::train(
+        &spec,
+        &model,
+        &TrainOptions {
+            steps: Some(4),
+            resume: true,
+            ..opts(&b)
+        },
+    )
+    .unwrap();
     let load = |p: std::path::PathBuf| pixc::weights::Weights::load(&p).unwrap().0;
     // Tensor data compared exactly (the files' metadata order is not significant).
-    assert!(load(a.join("last.safetensors")) == load(b.join("last.safetensors")), "resumed weights differ from an uninterrupted run");
+    assert!(
+        load(a.join("last.safetensors")) == load(b.join("last.safetensors")),
+        "resumed weights differ from an uninterrupted run"
+    );
     assert!(
         load(a.join("last.optim.safetensors")) == load(b.join("last.optim.safetensors")),
         "resumed optimizer state differs"
     );
     let metrics = std::fs::read_to_string(a.join("metrics.jsonl")).unwrap();
     assert_eq!(metrics.lines().count(), 2);
-    let r = train::eval_run(&a, EvalSplit::Test, Some(8), pixc::backend::torch::DeviceChoice::Cpu, None).unwrap();
+    let r = train::eval_run(
+        &a,
+        EvalSplit::Test,
+        Some(8),
+        pixc::backend::torch::DeviceChoice::Cpu,
+        None,
+    )
+    .unwrap();
     assert!(r.nll.is_finite() && r.nll > 0.0 && r.unit == "nats/image");
 }
 
 #[test]
 fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
-    let text = TINY.replace("lr: 0.01", "lr: 1.0e30").replace("clip: 1.0", "clip: none").replace("valid_every: 2", "valid_every: 1");
+    let text = TINY
+        .replace("lr: 0.01", "lr: 1.0e30")
+        .replace("clip: 1.0", "clip: none")
+        .replace("valid_every: 2", "valid_every: 1");
     let (spec, model) = pixc::compile_str(&text, Syntax::Yaml).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    let err = train::train(&spec, &model, &TrainOptions { steps: Some(20), ..opts(&out) }).unwrap_err();
+    let err = train::train(
+        &spec,
+        &model,
+        &TrainOptions {
+            steps: Some(20),
+            ..opts(&out)
+        },
+    )
+    .unwrap_err();
     let msg = format!("{err:#}");
-    assert!(msg.contains("loss became") && msg.contains("last good checkpoint"), "{msg}");
-    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("state.json")).unwrap()).unwrap();
+    assert!(
+        msg.contains("loss became") && msg.contains("last good checkpoint"),
+        "{msg}"
+    );
+    let state: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(out.join("state.json")).unwrap()).unwrap();
     let saved = state["saved_step"].as_u64().unwrap();
     assert!(saved >= 1);
     // The kept checkpoint loads.
-    let r = train::eval_run(&out, EvalSplit::Valid, Some(4), pixc::backend::torch::DeviceChoice::Cpu, None);
+    let r = train::eval_run(
+        &out,
+        EvalSplit::Valid,
+        Some(4),
+        pixc::backend::torch::DeviceChoice::Cpu,
+        None,
+    );
     assert!(r.is_ok(), "{:?}", r.err());
 }
 
@@ -79,18 +142,47 @@ fn corrupt_and_missing_checkpoints_are_clear_errors() {
     let (spec, model) = pixc::compile_str(TINY, Syntax::Yaml).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
-    train::train(&spec, &model, &TrainOptions { steps: Some(2), ..opts(&out) }).unwrap();
+    train::train(
+        &spec,
+        &model,
+        &TrainOptions {
+            steps: Some(2),
+            ..opts(&out)
+        },
+    )
+    .unwrap();
     let best = out.join("best.safetensors");
     let bytes = std::fs::read(&best).unwrap();
     std::fs::write(&best, &bytes[..bytes.len() / 2]).unwrap();
-    let e = train::eval_run(&out, EvalSplit::Valid, Some(4), pixc::backend::torch::DeviceChoice::Cpu, None).unwrap_err();
+    let e = train::eval_run(
+        &out,
+        EvalSplit::Valid,
+        Some(4),
+        pixc::backend::torch::DeviceChoice::Cpu,
+        None,
+    )
+    .unwrap_err();
     assert!(format!("{e:#}").contains("corrupt"), "{e:#}");
-    let e = train::eval_run(&dir.path().join("nope"), EvalSplit::Valid, None, pixc::backend::torch::DeviceChoice::Cpu, None).unwrap_err();
+    let e = train::eval_run(
+        &dir.path().join("nope"),
+        EvalSplit::Valid,
+        None,
+        pixc::backend::torch::DeviceChoice::Cpu,
+        None,
+    )
+    .unwrap_err();
     assert!(format!("{e:#}").contains("run folder"), "{e:#}");
     // A run whose weights do not fit its spec.
     std::fs::write(&best, &bytes).unwrap();
     std::fs::write(out.join("spec.yaml"), TINY.replace("h: 2", "h: 3")).unwrap();
-    let e = train::eval_run(&out, EvalSplit::Valid, Some(4), pixc::backend::torch::DeviceChoice::Cpu, None).unwrap_err();
+    let e = train::eval_run(
+        &out,
+        EvalSplit::Valid,
+        Some(4),
+        pixc::backend::torch::DeviceChoice::Cpu,
+        None,
+    )
+    .unwrap_err();
     assert!(format!("{e:#}").contains("does not match"), "{e:#}");
 }
 
@@ -101,7 +193,10 @@ fn cuda_requested_without_a_gpu_is_a_clear_error() {
     }
     let (spec, model) = pixc::compile_str(TINY, Syntax::Yaml).unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let o = TrainOptions { device: Some(pixc::backend::torch::DeviceChoice::Cuda), ..opts(&dir.path().join("r")) };
+    let o = TrainOptions {
+        device: Some(pixc::backend::torch::DeviceChoice::Cuda),
+        ..opts(&dir.path().join("r"))
+    };
     let e = train::train(&spec, &model, &o).unwrap_err();
     assert!(format!("{e:#}").contains("CUDA"), "{e:#}");
 }

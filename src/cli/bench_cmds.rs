@@ -35,7 +35,11 @@ pub fn peak_rss_mib() -> f64 {
 
 /// A deterministic batch: the first `n` images of the spec's data set when it loads,
 /// else seeded random images.
-fn batch_images(model: &crate::ir::validate::Model, spec: &crate::spec::ast::Spec, n: usize) -> Vec<u8> {
+fn batch_images(
+    model: &crate::ir::validate::Model,
+    spec: &crate::spec::ast::Spec,
+    n: usize,
+) -> Vec<u8> {
     let im = model.graph().image;
     let t = spec.train.clone().unwrap_or_default();
     if let Ok(src) = crate::data::DataSource::parse(&t.data) {
@@ -47,11 +51,20 @@ fn batch_images(model: &crate::ir::validate::Model, spec: &crate::spec::ast::Spe
     }
     use rand::{Rng, SeedableRng};
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
-    (0..n * im.dims()).map(|_| rng.random_range(0..im.levels) as u8).collect()
+    (0..n * im.dims())
+        .map(|_| rng.random_range(0..im.levels) as u8)
+        .collect()
 }
 
 /// Measures one spec in this process; prints one JSON line.
-pub fn bench_one(spec_path: &Path, batch: usize, seconds: f64, device: DeviceChoice, threads: Option<usize>, dump: Option<&Path>) -> Result<i32> {
+pub fn bench_one(
+    spec_path: &Path,
+    batch: usize,
+    seconds: f64,
+    device: DeviceChoice,
+    threads: Option<usize>,
+    dump: Option<&Path>,
+) -> Result<i32> {
     let (spec, model, _) = crate::compile_file(spec_path)?;
     torch::set_threads(threads);
     let dev = torch::resolve_device(device)?;
@@ -64,8 +77,22 @@ pub fn bench_one(spec_path: &Path, batch: usize, seconds: f64, device: DeviceCho
     if let Some(d) = dump {
         std::fs::create_dir_all(d)?;
         std::fs::write(d.join("weights.safetensors"), w.to_safetensors(None))?;
-        std::fs::write(d.join("images.npy"), npy_u8(&imgs, &[batch, model.graph().image.channels, model.graph().image.height, model.graph().image.width]))?;
-        std::fs::write(d.join("ir.json"), serde_json::to_vec(&crate::ir::dump::check_json(&model))?)?;
+        std::fs::write(
+            d.join("images.npy"),
+            npy_u8(
+                &imgs,
+                &[
+                    batch,
+                    model.graph().image.channels,
+                    model.graph().image.height,
+                    model.graph().image.width,
+                ],
+            ),
+        )?;
+        std::fs::write(
+            d.join("ir.json"),
+            serde_json::to_vec(&crate::ir::dump::check_json(&model))?,
+        )?;
     }
     let params = tm.parameters();
     let mut opt = Optimizer::new(crate::spec::ast::Optimizer::Adam, 1e-3, &params);
@@ -111,7 +138,10 @@ pub fn bench_one(spec_path: &Path, batch: usize, seconds: f64, device: DeviceCho
 
 fn npy_u8(data: &[u8], shape: &[usize]) -> Vec<u8> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': ({},), }}", dims.join(", "));
+    let mut header = format!(
+        "{{'descr': '|u1', 'fortran_order': False, 'shape': ({},), }}",
+        dims.join(", ")
+    );
     while (10 + header.len() + 1) % 64 != 0 {
         header.push(' ');
     }
@@ -126,10 +156,17 @@ fn npy_u8(data: &[u8], shape: &[usize]) -> Vec<u8> {
 fn run_json(cmd: &mut Command) -> Result<Value> {
     let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
     if !out.status.success() {
-        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr).trim());
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
     }
     let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().rev().find(|l| l.trim_start().starts_with('{')).unwrap_or("");
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or("");
     serde_json::from_str(line).with_context(|| format!("parsing the output of {cmd:?}: {text}"))
 }
 
@@ -143,30 +180,68 @@ fn python() -> PathBuf {
 }
 
 /// The whole benchmark: each spec through pixc and through the PyTorch reference.
-pub fn bench(specs: &[PathBuf], batch: usize, seconds: f64, device: DeviceChoice, threads: Option<usize>, pytorch: bool, json_out: bool) -> Result<i32> {
+pub fn bench(
+    specs: &[PathBuf],
+    batch: usize,
+    seconds: f64,
+    device: DeviceChoice,
+    threads: Option<usize>,
+    pytorch: bool,
+    json_out: bool,
+) -> Result<i32> {
     let exe = std::env::current_exe()?;
     let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/pixc_ref.py");
-    let threads_n = threads.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let threads_n = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     let mut rows = Vec::new();
     for spec in specs {
-        let tmp = std::env::temp_dir().join(format!("pixc-bench-{}-{}", std::process::id(), rows.len()));
+        let tmp =
+            std::env::temp_dir().join(format!("pixc-bench-{}-{}", std::process::id(), rows.len()));
         let mut c = Command::new(&exe);
-        c.arg("bench-one").arg(spec).arg("--batch").arg(batch.to_string()).arg("--seconds").arg(seconds.to_string());
-        c.arg("--threads").arg(threads_n.to_string()).arg("--device").arg(match device {
-            DeviceChoice::Auto => "auto",
-            DeviceChoice::Cpu => "cpu",
-            DeviceChoice::Cuda => "cuda",
-        });
+        c.arg("bench-one")
+            .arg(spec)
+            .arg("--batch")
+            .arg(batch.to_string())
+            .arg("--seconds")
+            .arg(seconds.to_string());
+        c.arg("--threads")
+            .arg(threads_n.to_string())
+            .arg("--device")
+            .arg(match device {
+                DeviceChoice::Auto => "auto",
+                DeviceChoice::Cpu => "cpu",
+                DeviceChoice::Cuda => "cuda",
+            });
         c.arg("--dump").arg(&tmp);
         let p = run_json(&mut c)?;
         let mut row = json!({"spec": spec.display().to_string(), "pixc": p});
         if pytorch && reference.exists() {
-            let dev = if p["device"].as_str().unwrap_or("cpu").starts_with("cuda") { "cuda" } else { "cpu" };
-            let steps = ((p["steps"].as_f64().unwrap_or(5.0) * p["images_per_second"].as_f64().unwrap_or(1.0)).max(1.0)).min(1.0e9);
+            let dev = if p["device"].as_str().unwrap_or("cpu").starts_with("cuda") {
+                "cuda"
+            } else {
+                "cpu"
+            };
+            let steps = ((p["steps"].as_f64().unwrap_or(5.0)
+                * p["images_per_second"].as_f64().unwrap_or(1.0))
+            .max(1.0))
+            .min(1.0e9);
             let _ = steps;
             let mut pc = Command::new(python());
-            pc.arg(&reference).arg("bench").arg("--ir").arg(tmp.join("ir.json")).arg("--weights").arg(tmp.join("weights.safetensors"));
-            pc.arg("--batch").arg(batch.to_string()).arg("--threads").arg(threads_n.to_string()).arg("--device").arg(dev);
+            pc.arg(&reference)
+                .arg("bench")
+                .arg("--ir")
+                .arg(tmp.join("ir.json"))
+                .arg("--weights")
+                .arg(tmp.join("weights.safetensors"));
+            pc.arg("--batch")
+                .arg(batch.to_string())
+                .arg("--threads")
+                .arg(threads_n.to_string())
+                .arg("--device")
+                .arg(dev);
             pc.arg("--steps").arg(pytorch_steps(spec)).arg("--json");
             match run_json(&mut pc) {
                 Ok(r) => row["pytorch"] = r,
@@ -175,14 +250,25 @@ pub fn bench(specs: &[PathBuf], batch: usize, seconds: f64, device: DeviceChoice
             // Identical math: the reference's NLL on the same batch and weights.
             let mut nc = Command::new(python());
             let out = tmp.join("nll.npy");
-            nc.arg(&reference).arg("nll").arg("--ir").arg(tmp.join("ir.json")).arg("--weights").arg(tmp.join("weights.safetensors"));
-            nc.arg("--images").arg(tmp.join("images.npy")).arg("--out").arg(&out);
+            nc.arg(&reference)
+                .arg("nll")
+                .arg("--ir")
+                .arg(tmp.join("ir.json"))
+                .arg("--weights")
+                .arg(tmp.join("weights.safetensors"));
+            nc.arg("--images")
+                .arg(tmp.join("images.npy"))
+                .arg("--out")
+                .arg(&out);
             if let Ok(o) = nc.output() {
                 if o.status.success() {
                     if let Some(v) = read_npy_f32_mean(&out) {
-                        let dims = p["loss_nats_per_image"].as_f64().unwrap_or(0.0) / p["loss_nats_per_dim"].as_f64().unwrap_or(1.0);
+                        let dims = p["loss_nats_per_image"].as_f64().unwrap_or(0.0)
+                            / p["loss_nats_per_dim"].as_f64().unwrap_or(1.0);
                         row["pytorch_loss_nats_per_image"] = json!(v);
-                        row["loss_diff_nats_per_dim"] = json!((v - p["loss_nats_per_image"].as_f64().unwrap_or(0.0)).abs() / dims);
+                        row["loss_diff_nats_per_dim"] = json!(
+                            (v - p["loss_nats_per_image"].as_f64().unwrap_or(0.0)).abs() / dims
+                        );
                     }
                 }
             }
@@ -194,7 +280,12 @@ pub fn bench(specs: &[PathBuf], batch: usize, seconds: f64, device: DeviceChoice
         rows.push(row);
     }
     if json_out {
-        println!("{}", serde_json::to_string_pretty(&json!({"batch": batch, "threads": threads_n, "rows": rows}))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(
+                &json!({"batch": batch, "threads": threads_n, "rows": rows})
+            )?
+        );
     }
     Ok(0)
 }
@@ -218,9 +309,13 @@ fn read_npy_f32_mean(path: &Path) -> Option<f64> {
     let header = std::str::from_utf8(&b[10..10 + hl]).ok()?;
     let data = &b[10 + hl..];
     let v: Vec<f64> = if header.contains("<f8") {
-        data.chunks_exact(8).map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8]))).collect()
+        data.chunks_exact(8)
+            .map(|c| f64::from_le_bytes(c.try_into().unwrap_or([0; 8])))
+            .collect()
     } else {
-        data.chunks_exact(4).map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as f64).collect()
+        data.chunks_exact(4)
+            .map(|c| f32::from_le_bytes(c.try_into().unwrap_or([0; 4])) as f64)
+            .collect()
     };
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
 }
@@ -231,7 +326,8 @@ fn print_row(r: &Value) {
     let pix = p["images_per_second"].as_f64().unwrap_or(f64::NAN);
     print!(
         "{name:<22} {:>8} params  pixc {pix:>8.1} img/s  peak {:>6.0} MiB",
-        p["params"], p["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
+        p["params"],
+        p["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
     );
     if let Some(t) = r["pytorch"]["images_per_s"].as_f64() {
         print!(

@@ -29,7 +29,9 @@ pub struct Cli {
 #[derive(Subcommand)]
 pub enum Cmd {
     /// Parse and validate a spec; print layers, shapes, parameters and the receptive field
-    #[command(after_help = "Example:\n  pixc check specs/diag_bilstm_7_mnist.yaml --json | jq .parameters")]
+    #[command(
+        after_help = "Example:\n  pixc check specs/diag_bilstm_7_mnist.yaml --json | jq .parameters"
+    )]
     Check {
         spec: PathBuf,
         /// Machine-readable output
@@ -40,7 +42,9 @@ pub enum Cmd {
         ir: bool,
     },
     /// Print the IR graph (Graphviz DOT)
-    #[command(after_help = "Example:\n  pixc graph specs/pixelcnn_7_mnist.yaml --dot | dot -Tsvg > model.svg")]
+    #[command(
+        after_help = "Example:\n  pixc graph specs/pixelcnn_7_mnist.yaml --dot | dot -Tsvg > model.svg"
+    )]
     Graph {
         spec: PathBuf,
         /// Graphviz DOT output (the only format for now)
@@ -48,7 +52,9 @@ pub enum Cmd {
         dot: bool,
     },
     /// Convert a spec between YAML and the pixc DSL, or check it is canonical
-    #[command(after_help = "Examples:\n  pixc fmt specs/diag_bilstm_7_mnist.yaml --to dsl > m.pixc\n  pixc fmt m.pixc --check")]
+    #[command(
+        after_help = "Examples:\n  pixc fmt specs/diag_bilstm_7_mnist.yaml --to dsl > m.pixc\n  pixc fmt m.pixc --check"
+    )]
     Fmt {
         spec: PathBuf,
         /// Output syntax (default: the input's own, i.e. canonicalise)
@@ -62,7 +68,9 @@ pub enum Cmd {
         write: bool,
     },
     /// Train a spec on its data set (libtorch, CPU or CUDA)
-    #[command(after_help = "Examples:\n  pixc train specs/diag_bilstm_7_mnist.yaml --minutes 5 --out runs/mnist\n  pixc train specs/diag_bilstm_7_mnist.yaml --out runs/mnist --resume\n  pixc train specs/pixelcnn_7_mnist.yaml --steps 2000 --batch 32 --device cuda")]
+    #[command(
+        after_help = "Examples:\n  pixc train specs/diag_bilstm_7_mnist.yaml --minutes 5 --out runs/mnist\n  pixc train specs/diag_bilstm_7_mnist.yaml --out runs/mnist --resume\n  pixc train specs/pixelcnn_7_mnist.yaml --steps 2000 --batch 32 --device cuda"
+    )]
     Train {
         spec: PathBuf,
         /// auto (CUDA when available), cpu or cuda
@@ -126,7 +134,9 @@ pub enum Cmd {
         json: bool,
     },
     /// Benchmark training throughput and memory beside the eager PyTorch reference
-    #[command(after_help = "Examples:\n  pixc bench                       # the three MNIST models, batch 16, all cores\n  pixc bench specs/pixelcnn_7_mnist.yaml --seconds 30 --json")]
+    #[command(
+        after_help = "Examples:\n  pixc bench                       # the three MNIST models, batch 16, all cores\n  pixc bench specs/pixelcnn_7_mnist.yaml --seconds 30 --json"
+    )]
     Bench {
         /// Specs to measure (default: the shipped MNIST Diagonal BiLSTM, Row LSTM, PixelCNN)
         specs: Vec<PathBuf>,
@@ -242,7 +252,10 @@ pub fn run() -> i32 {
             json,
         } => {
             let specs = if specs.is_empty() {
-                bench_cmds::DEFAULT_SPECS.iter().map(PathBuf::from).collect()
+                bench_cmds::DEFAULT_SPECS
+                    .iter()
+                    .map(PathBuf::from)
+                    .collect()
             } else {
                 specs
             };

@@ -35,16 +35,27 @@ impl std::fmt::Display for ExportReport {
 
 /// `pixc export SPEC --weights W.safetensors [-o OUT.onnx]`: exports with the spec text as
 /// metadata (default OUT: the weights' path with `.onnx`). Writes atomically.
-pub fn export(model: &Model, weights: &Weights, spec_text: &str, out_path: &Path) -> Result<ExportReport> {
+pub fn export(
+    model: &Model,
+    weights: &Weights,
+    spec_text: &str,
+    out_path: &Path,
+) -> Result<ExportReport> {
     export_with(model, weights, &ExportMeta::new(spec_text), out_path)
 }
 
 /// As `export`, with full metadata (spec file name, weights source, extra properties).
-pub fn export_with(model: &Model, weights: &Weights, meta: &ExportMeta, out_path: &Path) -> Result<ExportReport> {
+pub fn export_with(
+    model: &Model,
+    weights: &Weights,
+    meta: &ExportMeta,
+    out_path: &Path,
+) -> Result<ExportReport> {
     let t = Instant::now();
     let bytes = onnx::export(model, weights, meta)?;
     let seconds = t.elapsed().as_secs_f64();
-    crate::util::write_atomic(out_path, &bytes).with_context(|| format!("writing {}", out_path.display()))?;
+    crate::util::write_atomic(out_path, &bytes)
+        .with_context(|| format!("writing {}", out_path.display()))?;
     Ok(ExportReport {
         path: out_path.to_path_buf(),
         bytes: bytes.len(),
@@ -81,7 +92,13 @@ impl std::fmt::Display for EvalReport {
 /// `pixc eval-onnx MODEL.onnx --data SOURCE [--split test] [--limit N] [--device auto|cpu|cuda]
 /// [--batch 256]`: mean NLL of `n` images (`n x C x H x W` bytes holding the raw values
 /// `0..levels-1`, as the data loaders give them) through ONNX Runtime.
-pub fn eval_onnx(path: &Path, images_u8: &[u8], n: usize, device: Device, batch: usize) -> Result<EvalReport> {
+pub fn eval_onnx(
+    path: &Path,
+    images_u8: &[u8],
+    n: usize,
+    device: Device,
+    batch: usize,
+) -> Result<EvalReport> {
     let (mut m, provider) = OnnxModel::load(path, device)?;
     let info = m.info().clone();
     anyhow::ensure!(n > 0, "no images to evaluate");
@@ -131,10 +148,18 @@ pub fn onnx_info(path: &Path, device: Device) -> Result<(ModelInfo, Provider)> {
 
 /// `pixc bench SPEC --onnx [--batch 16,256] [--iters 20] [--device ...]`: one result per batch
 /// size (weights from `Weights::init(model, 0)` unless given).
-pub fn bench(model: &Model, weights: &Weights, batches: &[usize], iters: usize, device: Device) -> Result<Vec<BenchResult>> {
+pub fn bench(
+    model: &Model,
+    weights: &Weights,
+    batches: &[usize],
+    iters: usize,
+    device: Device,
+) -> Result<Vec<BenchResult>> {
     batches
         .iter()
-        .map(|&b| runtime::bench_onnx(model, weights, b, iters, device).map_err(anyhow::Error::from))
+        .map(|&b| {
+            runtime::bench_onnx(model, weights, b, iters, device).map_err(anyhow::Error::from)
+        })
         .collect()
 }
 

@@ -8,7 +8,10 @@ use std::path::Path;
 pub fn check(path: &Path, json: bool, ir: bool) -> Result<i32> {
     let (_, model, _) = crate::compile_file(path)?;
     if json {
-        println!("{}", serde_json::to_string_pretty(&dump::check_json(&model))?);
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&dump::check_json(&model))?
+        );
     } else if ir {
         print!("{}", dump::ir_text(&model));
     } else {
@@ -50,7 +53,8 @@ pub fn fmt(path: &Path, to: Option<&str>, check: bool, write: bool) -> Result<i3
         if target != from {
             anyhow::bail!("--write rewrites a file in its own syntax; drop --to");
         }
-        crate::util::write_atomic(path, out.as_bytes()).with_context(|| format!("writing {name}"))?;
+        crate::util::write_atomic(path, out.as_bytes())
+            .with_context(|| format!("writing {name}"))?;
         return Ok(0);
     }
     print!("{out}");

@@ -29,17 +29,32 @@ pub fn train(spec_path: &Path, mut opts: TrainOptions) -> Result<i32> {
     } else {
         eprintln!(
             "done: {} steps ({:.2} epochs) in {:.0} s on {}, {:.1} images/s, stopped by {}",
-            rep.steps, rep.epochs_done, rep.seconds, rep.device, rep.images_per_second, rep.stopped_by
+            rep.steps,
+            rep.epochs_done,
+            rep.seconds,
+            rep.device,
+            rep.images_per_second,
+            rep.stopped_by
         );
         if let Some(b) = rep.best_valid {
             println!("best validation NLL: {b:.4} {}", rep.unit);
         }
         eprintln!("next: pixc eval {} --split test", rep.out);
     }
-    Ok(if rep.stopped_by == "interrupt" { 130 } else { 0 })
+    Ok(if rep.stopped_by == "interrupt" {
+        130
+    } else {
+        0
+    })
 }
 
-pub fn eval(dir: &Path, split: &str, limit: Option<usize>, device: DeviceChoice, json: bool) -> Result<i32> {
+pub fn eval(
+    dir: &Path,
+    split: &str,
+    limit: Option<usize>,
+    device: DeviceChoice,
+    json: bool,
+) -> Result<i32> {
     let split = match split {
         "test" => EvalSplit::Test,
         _ => EvalSplit::Valid,
@@ -94,12 +109,18 @@ pub fn doctor(json: bool) -> Result<i32> {
         return Ok(0);
     }
     println!("pixc          {}", env!("CARGO_PKG_VERSION"));
-    println!("libtorch      {} ({})", env!("PIXC_LIBTORCH_VERSION"), env!("PIXC_LIBTORCH_LIB"));
+    println!(
+        "libtorch      {} ({})",
+        env!("PIXC_LIBTORCH_VERSION"),
+        env!("PIXC_LIBTORCH_LIB")
+    );
     println!("threads       {threads}");
     match (cuda, gpu_name) {
         (true, Some(n)) => println!("CUDA          available: {devices} device(s), {n}"),
         (true, None) => println!("CUDA          available: {devices} device(s)"),
-        (false, _) => println!("CUDA          not available (training and inference run on the CPU)"),
+        (false, _) => {
+            println!("CUDA          not available (training and inference run on the CPU)")
+        }
     }
     match ort_version {
         Some(v) => println!("ONNX Runtime  {v}, providers: {}", providers.join(", ")),
@@ -122,6 +143,10 @@ fn gpu_name() -> Option<String> {
         .args(["--query-gpu=name", "--format=csv,noheader"])
         .output()
         .ok()?;
-    let s = String::from_utf8_lossy(&out.stdout).lines().next()?.trim().to_string();
+    let s = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .trim()
+        .to_string();
     (!s.is_empty()).then_some(s)
 }

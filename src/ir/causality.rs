@@ -58,7 +58,16 @@ impl DepMap {
         }
     }
     /// Does group `g` at `(r, c)` depend on input sub-pixel `(r2, c2, ch)`?
-    pub fn depends(&self, r: usize, c: usize, g: usize, r2: usize, c2: usize, ch: usize, channels: usize) -> bool {
+    pub fn depends(
+        &self,
+        r: usize,
+        c: usize,
+        g: usize,
+        r2: usize,
+        c2: usize,
+        ch: usize,
+        channels: usize,
+    ) -> bool {
         let bit = (r2 * self.width + c2) * channels + ch;
         self.get(r, c, g)[bit / 64] >> (bit % 64) & 1 == 1
     }
@@ -113,6 +122,8 @@ pub struct Causality {
     pub output: DepMap,
     pub leak: Option<Leak>,
     pub summary: Summary,
+    /// True when the image was too large to analyse exactly and `image` is a smaller proxy.
+    pub proxy: bool,
 }
 
 const COLOUR: [&str; 3] = ["R", "G", "B"];
@@ -133,7 +144,11 @@ impl Causality {
         let mut v = Vec::new();
         for bit in 0..self.image.height * self.image.width * ch {
             if set[bit / 64] >> (bit % 64) & 1 == 1 {
-                v.push((bit / ch / self.image.width, (bit / ch) % self.image.width, bit % ch));
+                v.push((
+                    bit / ch / self.image.width,
+                    (bit / ch) % self.image.width,
+                    bit % ch,
+                ));
             }
         }
         v
@@ -180,15 +195,27 @@ impl Causality {
     }
 }
 
+/// Largest image side analysed exactly. The dependency maps grow as (H*W)^2, so larger
+/// images are analysed on a proxy of this size: every op is translation-invariant with
+/// kernels and recurrences that reach the whole proxy, so a leak shows up on it too.
+pub const MAX_EXACT_SIDE: usize = 64;
+
 /// Runs the pass over a graph whose shapes were inferred.
 pub fn analyze(g: &Graph, shapes: &Shapes) -> Causality {
-    let image = g.image;
+    let mut image = g.image;
+    let proxy = image.height > MAX_EXACT_SIDE || image.width > MAX_EXACT_SIDE;
+    if proxy {
+        image.height = image.height.min(MAX_EXACT_SIDE);
+        image.width = image.width.min(MAX_EXACT_SIDE);
+    }
     let groups = image.groups();
     let mut maps: Vec<Option<DepMap>> = vec![None; g.len()];
     let mut leak = None;
     // How many users still need each map, so maps can be freed early on big models.
     let mut pending: Vec<usize> = g.nodes().map(|n| g.users(n)).collect();
-    let output = g.output.unwrap_or_else(|| NodeId(petgraph::graph::NodeIndex::new(g.len() - 1)));
+    let output = g
+        .output
+        .unwrap_or_else(|| NodeId(petgraph::graph::NodeIndex::new(g.len() - 1)));
     for id in g.nodes() {
         let ins = g.inputs(id);
         let inp = |k: usize| maps[ins[k].index()].as_ref().expect("inputs come first");
@@ -260,13 +287,16 @@ pub fn analyze(g: &Graph, shapes: &Shapes) -> Causality {
         maps[id.index()] = Some(m);
     }
     let _ = shapes;
-    let out = maps[output.index()].take().unwrap_or_else(|| DepMap::new(&image));
+    let out = maps[output.index()]
+        .take()
+        .unwrap_or_else(|| DepMap::new(&image));
     let summary = summarize(&out, &image);
     Causality {
         image,
         output: out,
         leak,
         summary,
+        proxy,
     }
 }
 
@@ -296,7 +326,10 @@ fn conv(x: &DepMap, kh: usize, kw: usize, mask: Mask) -> DepMap {
                     if !(dy < ch || (dy == ch && dx < cw)) {
                         continue;
                     }
-                    let (y, xx) = (r as isize + dy as isize - ch as isize, c as isize + dx as isize - cw as isize);
+                    let (y, xx) = (
+                        r as isize + dy as isize - ch as isize,
+                        c as isize + dx as isize - cw as isize,
+                    );
                     if y < 0 || xx < 0 || y >= h as isize || xx >= w as isize {
                         continue;
                     }
@@ -373,7 +406,11 @@ fn diag_direction(is: &DepMap, mirror: bool) -> DepMap {
             let mut all = cell.clone();
             let col = k as isize - r as isize;
             if col >= 0 && (col as usize) < w {
-                let c = if mirror { w - 1 - col as usize } else { col as usize };
+                let c = if mirror {
+                    w - 1 - col as usize
+                } else {
+                    col as usize
+                };
                 for g in 0..gs {
                     let mut s = cell.clone();
                     or(&mut s, is.get(r, c, g));
@@ -390,7 +427,10 @@ fn diag_direction(is: &DepMap, mirror: bool) -> DepMap {
 
 /// The first (pixel, group) that depends on an input sub-pixel at or after itself.
 #[allow(clippy::type_complexity)]
-fn find_leak(m: &DepMap, image: &ImageSpec) -> Option<((usize, usize, usize), (usize, usize, usize))> {
+fn find_leak(
+    m: &DepMap,
+    image: &ImageSpec,
+) -> Option<((usize, usize, usize), (usize, usize, usize))> {
     let ch = image.channels;
     for r in 0..m.height {
         for c in 0..m.width {
@@ -433,6 +473,10 @@ fn summarize(m: &DepMap, image: &ImageSpec) -> Summary {
         full_context: full,
         seen: seen_t,
         allowed: allowed_t,
-        mean_fraction: if counted > 0 { frac / counted as f64 } else { 1.0 },
+        mean_fraction: if counted > 0 {
+            frac / counted as f64
+        } else {
+            1.0
+        },
     }
 }

@@ -139,7 +139,10 @@ pub fn check_table(m: &Model) -> String {
     for r in &rows {
         s.push_str(&line([&r[0], &r[1], &r[2], &r[3], &r[4]]));
     }
-    s.push_str(&format!("\nparameters: {}\n", group_digits(m.shapes().total_params())));
+    s.push_str(&format!(
+        "\nparameters: {}\n",
+        group_digits(m.shapes().total_params())
+    ));
     s.push_str(&receptive_text(m));
     s
 }
@@ -150,6 +153,15 @@ pub fn receptive_text(m: &Model) -> String {
     let sm = &c.summary;
     let im = c.image;
     let mut s = String::new();
+    if c.proxy {
+        s.push_str(&format!(
+            "(analysed on a {}x{} proxy of the {}x{} image: exact maps grow as (H*W)^2)\n",
+            im.height,
+            im.width,
+            m.graph().image.height,
+            m.graph().image.width
+        ));
+    }
     match &c.leak {
         None => s.push_str("causality: proved (no output sees its own or a later sub-pixel)\n"),
         Some(l) => s.push_str(&format!(
@@ -180,10 +192,14 @@ pub fn receptive_text(m: &Model) -> String {
 /// An op's attributes as JSON (for tools such as the PyTorch reference in python/).
 pub fn op_attrs(op: &Op) -> serde_json::Value {
     match op {
-        Op::Conv { out, kh, kw, mask } => json!({"out": out, "kh": kh, "kw": kw, "mask": if *mask == Mask::A { "A" } else { "B" }}),
+        Op::Conv { out, kh, kw, mask } => {
+            json!({"out": out, "kh": kh, "kw": kw, "mask": if *mask == Mask::A { "A" } else { "B" }})
+        }
         Op::RowLstm { hidden, k } => json!({"hidden": hidden, "k": k}),
         Op::DiagBiLstm { hidden, shift } => json!({"hidden": hidden, "shift": shift}),
-        Op::Head { kind } => json!({"kind": if *kind == HeadKind::Bernoulli { "bernoulli" } else { "softmax" }}),
+        Op::Head { kind } => {
+            json!({"kind": if *kind == HeadKind::Bernoulli { "bernoulli" } else { "softmax" }})
+        }
         _ => json!({}),
     }
 }
@@ -230,7 +246,10 @@ pub fn check_json(m: &Model) -> serde_json::Value {
 pub fn dot(m: &Model) -> String {
     let g = m.graph();
     let im = g.image;
-    let mut s = format!("digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n", g.name);
+    let mut s = format!(
+        "digraph \"{}\" {{\n  rankdir=TB;\n  node [shape=box, fontname=\"monospace\"];\n",
+        g.name
+    );
     for id in g.nodes() {
         let n = g.node(id);
         s.push_str(&format!(

@@ -43,9 +43,12 @@ pub fn lower(spec: &Spec) -> Result<Graph, Vec<Diagnostic>> {
     for p in &spec.params {
         if lw.env.contains_key(&p.name.node) {
             lw.errors.push(
-                Diagnostic::new(p.name.span, format!("parameter `{}` is defined twice", p.name.node))
-                    .label("second definition")
-                    .help("give each parameter one value"),
+                Diagnostic::new(
+                    p.name.span,
+                    format!("parameter `{}` is defined twice", p.name.node),
+                )
+                .label("second definition")
+                .help("give each parameter one value"),
             );
             continue;
         }
@@ -65,7 +68,9 @@ pub fn lower(spec: &Spec) -> Result<Graph, Vec<Diagnostic>> {
                 .help("use 1 for grayscale or binary images, 3 for RGB"),
         );
     }
-    let (Some(channels), Some(height), Some(width), Some(levels)) = (channels, height, width, levels) else {
+    let (Some(channels), Some(height), Some(width), Some(levels)) =
+        (channels, height, width, levels)
+    else {
         return Err(lw.errors);
     };
     lw.g.image = ImageSpec {
@@ -134,9 +139,12 @@ impl Lower {
         let v = self.size(&Sp::new(e.clone(), span), what, 1, MAX_KERNEL)?;
         if v % 2 == 0 {
             self.errors.push(
-                Diagnostic::new(span, format!("a masked kernel needs a centre pixel, but {what} {v} is even"))
-                    .label("even kernel size")
-                    .help(format!("use {} or {}", v - 1, v + 1)),
+                Diagnostic::new(
+                    span,
+                    format!("a masked kernel needs a centre pixel, but {what} {v} is even"),
+                )
+                .label("even kernel size")
+                .help(format!("use {} or {}", v - 1, v + 1)),
             );
             return None;
         }
@@ -228,7 +236,7 @@ impl Lower {
             }
             LayerKind::PixelCnnBlock { hidden } => {
                 let h = self.size(hidden, "hidden", 1, MAX_CHANNELS)? as usize;
-                let p = |s: &str| format!("{path}.{s}");
+                let p = |s: &str| format!("{path}.pixelcnn.{s}");
                 let a = self.add(Op::Relu, span, p("relu0"), &[x])?;
                 let b = self.add(conv(h, 1), span, p("conv1x1_in"), &[a])?;
                 let c = self.add(Op::Relu, span, p("relu1"), &[b])?;
@@ -248,7 +256,7 @@ impl Lower {
                     );
                     return None;
                 }
-                self.add(Op::Add, span, format!("{path}.add"), &[x, y])
+                self.add(Op::Add, span, format!("{path}.residual.add"), &[x, y])
             }
             LayerKind::Repeat { count, body } => {
                 let n = self.size(count, "count", 1, MAX_REPEAT)?;
@@ -271,7 +279,9 @@ impl Lower {
                 inputs.extend(self.skips.drain(..).map(|(n, _)| n));
                 self.add(Op::SkipSum, span, path.to_string(), &inputs)
             }
-            LayerKind::Head { kind } => self.add(Op::Head { kind: kind.node }, span, path.to_string(), &[x]),
+            LayerKind::Head { kind } => {
+                self.add(Op::Head { kind: kind.node }, span, path.to_string(), &[x])
+            }
         }
     }
 }
@@ -296,7 +306,9 @@ pub fn eval_expr(e: &Expr, env: &HashMap<String, i64>) -> Result<i64, EvalError>
             let names: Vec<&str> = env.keys().map(|s| s.as_str()).collect();
             let help = match did_you_mean(p, &names) {
                 Some(s) => format!("did you mean `{s}`?"),
-                None if names.is_empty() => format!("define it under `params:`, e.g. `params: {{{p}: 16}}`"),
+                None if names.is_empty() => {
+                    format!("define it under `params:`, e.g. `params: {{{p}: 16}}`")
+                }
                 None => {
                     let mut n = names.clone();
                     n.sort();
@@ -324,7 +336,12 @@ pub fn eval_expr(e: &Expr, env: &HashMap<String, i64>) -> Result<i64, EvalError>
                     Some(x / y)
                 }
             };
-            r.ok_or_else(|| EvalError("size arithmetic overflows".into(), Some("use smaller sizes".into())))
+            r.ok_or_else(|| {
+                EvalError(
+                    "size arithmetic overflows".into(),
+                    Some("use smaller sizes".into()),
+                )
+            })
         }
     }
 }

@@ -87,9 +87,15 @@ pub enum Op {
         mask: Mask,
     },
     /// Row LSTM: 1 x k mask-B input-to-state conv, 1 x 3 state-to-state conv on the row above.
-    RowLstm { hidden: usize, k: usize },
+    RowLstm {
+        hidden: usize,
+        k: usize,
+    },
     /// Diagonal BiLSTM: both directions, right-to-left shifted down a row when `shift`.
-    DiagBiLstm { hidden: usize, shift: bool },
+    DiagBiLstm {
+        hidden: usize,
+        shift: bool,
+    },
     Relu,
     /// Element-wise sum of all inputs (residual connections).
     Add,
@@ -97,7 +103,9 @@ pub enum Op {
     /// mask-B conv to the stream's channels and added.
     SkipSum,
     /// 1x1 mask-B conv to logits: `channels` (Bernoulli) or `channels * levels` (softmax).
-    Head { kind: HeadKind },
+    Head {
+        kind: HeadKind,
+    },
 }
 
 impl Op {

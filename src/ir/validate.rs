@@ -82,24 +82,36 @@ pub fn validate(graph: Graph, opts: Options) -> Result<Model, Vec<Diagnostic>> {
             }
             if graph.output != Some(*h) && rest.is_empty() {
                 // Something follows the head.
-                let after = graph.nodes().find(|n| n.index() > h.index()).unwrap_or(last);
+                let after = graph
+                    .nodes()
+                    .find(|n| n.index() > h.index())
+                    .unwrap_or(last);
                 errors.push(
-                    Diagnostic::new(graph.node(after).span, "layers after the head are never used")
-                        .label("after the head")
-                        .help("the head must be the last layer"),
+                    Diagnostic::new(
+                        graph.node(after).span,
+                        "layers after the head are never used",
+                    )
+                    .label("after the head")
+                    .help("the head must be the last layer"),
                 );
             }
             if let Op::Head { kind } = graph.node(*h).op {
                 match (kind, image.levels) {
                     (HeadKind::Bernoulli, l) if l != 2 => errors.push(
-                        Diagnostic::new(graph.node(*h).span, format!("the bernoulli head models binary images, but `levels` is {l}"))
-                            .label("head does not match levels")
-                            .help("use `head: softmax` for multi-level images, or `levels: 2`"),
+                        Diagnostic::new(
+                            graph.node(*h).span,
+                            format!("the bernoulli head models binary images, but `levels` is {l}"),
+                        )
+                        .label("head does not match levels")
+                        .help("use `head: softmax` for multi-level images, or `levels: 2`"),
                     ),
                     (HeadKind::Softmax, 2) => errors.push(
-                        Diagnostic::new(graph.node(*h).span, "binary images (levels 2) use the bernoulli head")
-                            .label("head does not match levels")
-                            .help("use `head: bernoulli`, or set `levels: 256`"),
+                        Diagnostic::new(
+                            graph.node(*h).span,
+                            "binary images (levels 2) use the bernoulli head",
+                        )
+                        .label("head does not match levels")
+                        .help("use `head: bernoulli`, or set `levels: 256`"),
                     ),
                     _ => {}
                 }
@@ -114,7 +126,11 @@ pub fn validate(graph: Graph, opts: Options) -> Result<Model, Vec<Diagnostic>> {
         let in_ch: Vec<usize> = ins.iter().map(|&i| shapes.channels(i)).collect();
         let masked = matches!(
             node.op,
-            Op::Conv { .. } | Op::RowLstm { .. } | Op::DiagBiLstm { .. } | Op::Head { .. } | Op::SkipSum
+            Op::Conv { .. }
+                | Op::RowLstm { .. }
+                | Op::DiagBiLstm { .. }
+                | Op::Head { .. }
+                | Op::SkipSum
         );
         if masked && first_masked.is_none() {
             first_masked = Some(id);
@@ -132,14 +148,28 @@ pub fn validate(graph: Graph, opts: Options) -> Result<Model, Vec<Diagnostic>> {
                     errors.push(
                         Diagnostic::new(node.span, format!("RGB models split channels into R, G, B groups, but `out` is {out}, not a multiple of 3"))
                             .label("not divisible by 3")
-                            .help(format!("use {} or {}", out / 3 * 3.max(1), out / 3 * 3 + 3)),
+                            .help(if out < 3 {
+                                "use at least 3 (one channel per colour group)".to_string()
+                            } else {
+                                format!("use {} or {}", out / 3 * 3, out / 3 * 3 + 3)
+                            }),
                     );
                 }
                 if kh > 2 * image.height - 1 || kw > 2 * image.width - 1 {
                     errors.push(
-                        Diagnostic::new(node.span, format!("a {kh}x{kw} kernel is larger than the {}x{} image can use", image.height, image.width))
-                            .label("kernel too large")
-                            .help(format!("use a kernel of at most {}x{}", 2 * image.height - 1, 2 * image.width - 1)),
+                        Diagnostic::new(
+                            node.span,
+                            format!(
+                                "a {kh}x{kw} kernel is larger than the {}x{} image can use",
+                                image.height, image.width
+                            ),
+                        )
+                        .label("kernel too large")
+                        .help(format!(
+                            "use a kernel of at most {}x{}",
+                            2 * image.height - 1,
+                            2 * image.width - 1
+                        )),
                     );
                 }
             }
@@ -154,23 +184,32 @@ pub fn validate(graph: Graph, opts: Options) -> Result<Model, Vec<Diagnostic>> {
             }
             Op::Add => {
                 if in_ch.iter().any(|&c| c != in_ch[0]) {
-                    let msg = if node.path.ends_with(".add") && node.path.contains("residual") {
-                        format!(
-                            "a residual block must keep its width: its input has {} channels, its body's output {}",
-                            in_ch[0], in_ch[1]
+                    let (msg, help) = if node.path.ends_with(".pixelcnn.add") {
+                        (
+                            format!(
+                                "a pixelcnn_block adds its input ({} channels) to its output (2 x hidden = {} channels)",
+                                in_ch[0], in_ch[1]
+                            ),
+                            if in_ch[0] % 2 == 0 {
+                                format!("a pixelcnn_block with hidden h needs 2h input channels: use hidden: {}", in_ch[0] / 2)
+                            } else {
+                                "a pixelcnn_block needs an even number of input channels (2 x hidden)".to_string()
+                            },
                         )
                     } else {
-                        format!(
-                            "this block adds its input ({} channels) to an output of {} channels",
-                            in_ch[0], in_ch[1]
+                        (
+                            format!(
+                                "a residual block must keep its width: its input has {} channels, its body's output {}",
+                                in_ch[0], in_ch[1]
+                            ),
+                            format!("end the body with `conv: {{out: {}, kernel: 1, mask: B}}` to project back", in_ch[0]),
                         )
                     };
-                    let help = if node.path.contains("pixelcnn") || node.path.ends_with(".add") && !node.path.contains("residual") {
-                        format!("a pixelcnn_block with hidden h needs 2h input channels: use hidden: {}", in_ch[0] / 2)
-                    } else {
-                        format!("end the body with `conv: {{out: {}, kernel: 1, mask: B}}` to project back", in_ch[0])
-                    };
-                    errors.push(Diagnostic::new(node.span, msg).label("shape mismatch").help(help));
+                    errors.push(
+                        Diagnostic::new(node.span, msg)
+                            .label("shape mismatch")
+                            .help(help),
+                    );
                 }
             }
             _ => {}
@@ -179,9 +218,12 @@ pub fn validate(graph: Graph, opts: Options) -> Result<Model, Vec<Diagnostic>> {
     let total = shapes.total_params();
     if total > MAX_PARAMS {
         errors.push(
-            Diagnostic::new(graph.node(graph.input).span, format!("the model has {total} parameters, more than the limit of {MAX_PARAMS}"))
-                .label("model too large")
-                .help("reduce hidden sizes or depth"),
+            Diagnostic::new(
+                graph.node(graph.input).span,
+                format!("the model has {total} parameters, more than the limit of {MAX_PARAMS}"),
+            )
+            .label("model too large")
+            .help("reduce hidden sizes or depth"),
         );
     }
     if !errors.is_empty() {

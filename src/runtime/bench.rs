@@ -23,7 +23,13 @@ pub struct BenchResult {
 
 /// Exports `model`, loads it on `device` and times `iters` NLL runs of `batch` random
 /// images (uniform over the levels; the content does not change the work done).
-pub fn bench_onnx(model: &Model, weights: &Weights, batch: usize, iters: usize, device: Device) -> Result<BenchResult, RuntimeError> {
+pub fn bench_onnx(
+    model: &Model,
+    weights: &Weights,
+    batch: usize,
+    iters: usize,
+    device: Device,
+) -> Result<BenchResult, RuntimeError> {
     let t = Instant::now();
     let bytes = export(model, weights, &ExportMeta::new("(pixc bench)"))?;
     let export_seconds = t.elapsed().as_secs_f64();
@@ -33,7 +39,9 @@ pub fn bench_onnx(model: &Model, weights: &Weights, batch: usize, iters: usize, 
     let im = model.graph().image;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(0);
     let batch = batch.max(1);
-    let images: Vec<f32> = (0..batch * im.dims()).map(|_| rng.random_range(0..im.levels) as f32).collect();
+    let images: Vec<f32> = (0..batch * im.dims())
+        .map(|_| rng.random_range(0..im.levels) as f32)
+        .collect();
     m.nll(&images, batch)?;
     let iters = iters.max(1);
     let t = Instant::now();

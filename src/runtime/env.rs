@@ -56,7 +56,12 @@ pub fn environment() -> Result<(Environment, PathBuf), RuntimeError> {
             .with_telemetry(false)
             .with_logger(Arc::new(log_message))
             .build()
-            .map_err(|e| format!("cannot initialise ONNX Runtime from {}: {e}", path.display()))?;
+            .map_err(|e| {
+                format!(
+                    "cannot initialise ONNX Runtime from {}: {e}",
+                    path.display()
+                )
+            })?;
         // A custom logger starts at verbose; only warnings and worse are worth the calls.
         env.set_log_level(LogLevel::Warning);
         Ok((env, path))
@@ -85,7 +90,9 @@ fn log_message(level: LogLevel, category: &str, _id: &str, location: &str, messa
 
 /// Returns and clears the warnings and errors ONNX Runtime has logged so far.
 pub fn take_log() -> Vec<String> {
-    LOG.lock().map(|mut l| std::mem::take(&mut *l)).unwrap_or_default()
+    LOG.lock()
+        .map(|mut l| std::mem::take(&mut *l))
+        .unwrap_or_default()
 }
 
 /// Folders holding the CUDA 13 and cuDNN 9 libraries of an installed torch / nvidia wheel
@@ -99,7 +106,11 @@ pub fn cuda_lib_dirs(ort_dylib: &Path) -> Vec<PathBuf> {
     if let Ok(real) = std::fs::canonicalize(ort_dylib) {
         if let Some(site) = real.parent().and_then(Path::parent).and_then(Path::parent) {
             if let Ok(rd) = std::fs::read_dir(site.join("nvidia")) {
-                let mut found: Vec<PathBuf> = rd.flatten().map(|e| e.path().join("lib")).filter(|p| p.is_dir()).collect();
+                let mut found: Vec<PathBuf> = rd
+                    .flatten()
+                    .map(|e| e.path().join("lib"))
+                    .filter(|p| p.is_dir())
+                    .collect();
                 found.sort();
                 dirs.extend(found);
             }
@@ -118,7 +129,10 @@ pub fn preload_cuda(ort_dylib: &Path) -> Vec<PathBuf> {
         let dirs = cuda_lib_dirs(ort_dylib);
         let mut loaded = Vec::new();
         // ort's lists are in dependency order (cudart before cublas, cudnn before its parts).
-        for name in ort::ep::cuda::CUDA_DYLIBS.iter().chain(ort::ep::cuda::CUDNN_DYLIBS) {
+        for name in ort::ep::cuda::CUDA_DYLIBS
+            .iter()
+            .chain(ort::ep::cuda::CUDNN_DYLIBS)
+        {
             if let Some(p) = dirs.iter().map(|d| d.join(name)).find(|p| p.exists()) {
                 if ort::util::preload_dylib(&p).is_ok() {
                     loaded.push(p);

@@ -138,20 +138,32 @@ pub struct OnnxModel {
 impl OnnxModel {
     /// Loads a file; returns the model and the provider it runs on.
     pub fn load(path: &Path, device: Device) -> Result<(OnnxModel, Provider), RuntimeError> {
-        let bytes = std::fs::read(path).map_err(|e| RuntimeError::Io(path.display().to_string(), e))?;
+        let bytes =
+            std::fs::read(path).map_err(|e| RuntimeError::Io(path.display().to_string(), e))?;
         OnnxModel::from_bytes(&bytes, device, &path.display().to_string())
     }
 
     /// Loads serialized ONNX bytes (`name` is used in errors only).
-    pub fn from_bytes(bytes: &[u8], device: Device, name: &str) -> Result<(OnnxModel, Provider), RuntimeError> {
+    pub fn from_bytes(
+        bytes: &[u8],
+        device: Device,
+        name: &str,
+    ) -> Result<(OnnxModel, Provider), RuntimeError> {
         let (env, dylib) = env::environment()?;
-        let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1);
         let builder = || -> Result<ort::session::builder::SessionBuilder, RuntimeError> {
             Session::builder(&env)
                 .map_err(ort_err)?
                 .with_optimization_level(GraphOptimizationLevel::Level3)
                 .map_err(ort_err)?
                 .with_intra_threads(threads)
+                .map_err(ort_err)?
+                // Spinning workers win a little on an idle machine but lose badly when the
+                // cores are shared (measured 3x slower for the unrolled recurrences, which
+                // are thousands of small nodes), so workers sleep between nodes.
+                .with_config_entry("session.intra_op.allow_spinning", "0")
                 .map_err(ort_err)?
                 .with_log_level(LogLevel::Warning)
                 .map_err(ort_err)
@@ -188,15 +200,22 @@ impl OnnxModel {
                 Err(e) => cuda_error = Some(e),
             }
         }
-        let session = builder()?.commit_from_memory(bytes).map_err(|e| match &cuda_error {
-            Some(c) => RuntimeError::Ort(format!("{e} (CUDA was tried first: {c})")),
-            None => ort_err(e),
-        })?;
+        let session = builder()?
+            .commit_from_memory(bytes)
+            .map_err(|e| match &cuda_error {
+                Some(c) => RuntimeError::Ort(format!("{e} (CUDA was tried first: {c})")),
+                None => ort_err(e),
+            })?;
         OnnxModel::wrap(session, Provider::Cpu, name)
     }
 
-    fn wrap(session: Session, provider: Provider, name: &str) -> Result<(OnnxModel, Provider), RuntimeError> {
-        let info = read_info(&session).map_err(|why| RuntimeError::NotPixc(name.to_string(), why))?;
+    fn wrap(
+        session: Session,
+        provider: Provider,
+        name: &str,
+    ) -> Result<(OnnxModel, Provider), RuntimeError> {
+        let info =
+            read_info(&session).map_err(|why| RuntimeError::NotPixc(name.to_string(), why))?;
         Ok((
             OnnxModel {
                 session,
@@ -236,9 +255,20 @@ impl OnnxModel {
     pub fn run(&mut self, images: &[f32], n: usize) -> Result<Outputs, RuntimeError> {
         let shape = self.check_input(images, n)?;
         let input = TensorRef::from_array_view((shape, images)).map_err(ort_err)?;
-        let out = self.session.run(ort::inputs!["image" => input]).map_err(ort_err)?;
-        let logits = out["logits"].try_extract_tensor::<f32>().map_err(ort_err)?.1.to_vec();
-        let nll = out["nll"].try_extract_tensor::<f32>().map_err(ort_err)?.1.to_vec();
+        let out = self
+            .session
+            .run(ort::inputs!["image" => input])
+            .map_err(ort_err)?;
+        let logits = out["logits"]
+            .try_extract_tensor::<f32>()
+            .map_err(ort_err)?
+            .1
+            .to_vec();
+        let nll = out["nll"]
+            .try_extract_tensor::<f32>()
+            .map_err(ort_err)?
+            .1
+            .to_vec();
         Ok(Outputs { logits, nll })
     }
 
@@ -253,7 +283,12 @@ impl OnnxModel {
     }
 
     /// Per-image NLL of `n` images, run `batch` at a time (the last batch may be smaller).
-    pub fn nll_batched(&mut self, images: &[f32], n: usize, batch: usize) -> Result<Vec<f32>, RuntimeError> {
+    pub fn nll_batched(
+        &mut self,
+        images: &[f32],
+        n: usize,
+        batch: usize,
+    ) -> Result<Vec<f32>, RuntimeError> {
         self.check_input(images, n)?;
         let d = self.info.dims();
         let mut out = Vec::with_capacity(n);
@@ -264,7 +299,12 @@ impl OnnxModel {
         Ok(out)
     }
 
-    fn run_one(&mut self, images: &[f32], n: usize, output: &str) -> Result<Vec<f32>, RuntimeError> {
+    fn run_one(
+        &mut self,
+        images: &[f32],
+        n: usize,
+        output: &str,
+    ) -> Result<Vec<f32>, RuntimeError> {
         let shape = self.check_input(images, n)?;
         let input = TensorRef::from_array_view((shape, images)).map_err(ort_err)?;
         let opts = RunOptions::new()
@@ -274,7 +314,11 @@ impl OnnxModel {
             .session
             .run_with_options(ort::inputs!["image" => input], &opts)
             .map_err(ort_err)?;
-        let v = out[output].try_extract_tensor::<f32>().map_err(ort_err)?.1.to_vec();
+        let v = out[output]
+            .try_extract_tensor::<f32>()
+            .map_err(ort_err)?
+            .1
+            .to_vec();
         Ok(v)
     }
 }
@@ -288,7 +332,10 @@ fn describe_dirs(d: &[std::path::PathBuf]) -> String {
     if d.is_empty() {
         "no nvidia/*/lib folder next to the ONNX Runtime wheel".to_string()
     } else {
-        d.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        d.iter()
+            .map(|p| p.display().to_string())
+            .collect::<Vec<_>>()
+            .join(", ")
     }
 }
 
@@ -297,7 +344,9 @@ fn read_info(session: &Session) -> Result<ModelInfo, String> {
     let get = |k: &str| md.custom(k);
     let num = |k: &str| -> Result<usize, String> {
         get(k)
-            .ok_or_else(|| format!("metadata `{k}` is missing (was it exported by `pixc export`?)"))?
+            .ok_or_else(|| {
+                format!("metadata `{k}` is missing (was it exported by `pixc export`?)")
+            })?
             .parse::<usize>()
             .map_err(|_| format!("metadata `{k}` is not a number"))
     };

@@ -120,7 +120,11 @@ pub struct CachedModel {
 }
 
 fn to_vec(t: &Tensor) -> Vec<f32> {
-    let c = t.detach().to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+    let c = t
+        .detach()
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous();
     let n = c.numel();
     let mut v = vec![0f32; n];
     c.copy_data(&mut v, n);
@@ -157,7 +161,11 @@ fn conv_taps(w: &[f32], s: &[usize]) -> Vec<(isize, isize, Mat)> {
                     m[i * out + o] = w[((o * cin + i) * kh + y) * kw + x];
                 }
             }
-            let mat = Mat { rows: cin, cols: out, w: m };
+            let mat = Mat {
+                rows: cin,
+                cols: out,
+                w: m,
+            };
             if !mat.is_zero() {
                 taps.push((y as isize - ch as isize, x as isize - cw as isize, mat));
             }
@@ -167,7 +175,15 @@ fn conv_taps(w: &[f32], s: &[usize]) -> Vec<(isize, isize, Mat)> {
 }
 
 /// Tap `t` of a conv1d weight `[out, cin, k]` (rows `lo..lo+out` only) as `[cin][out]`.
-fn conv1d_tap(w: &[f32], out_total: usize, cin: usize, k: usize, t: usize, lo: usize, out: usize) -> Mat {
+fn conv1d_tap(
+    w: &[f32],
+    out_total: usize,
+    cin: usize,
+    k: usize,
+    t: usize,
+    lo: usize,
+    out: usize,
+) -> Mat {
     debug_assert!(lo + out <= out_total);
     let mut m = vec![0f32; cin * out];
     for o in 0..out {
@@ -175,7 +191,11 @@ fn conv1d_tap(w: &[f32], out_total: usize, cin: usize, k: usize, t: usize, lo: u
             m[i * out + o] = w[((lo + o) * cin + i) * k + t];
         }
     }
-    Mat { rows: cin, cols: out, w: m }
+    Mat {
+        rows: cin,
+        cols: out,
+        w: m,
+    }
 }
 
 #[inline]
@@ -217,14 +237,26 @@ fn matacc_one(y: &mut [f32], x: &[f32], m: &Mat, lo: usize, hi: usize) {
 fn matacc(y: &mut [f32], x: &[f32], m: &Mat, lo: usize, hi: usize, nb: usize) {
     let ys = hi - lo;
     for b in 0..nb {
-        matacc_one(&mut y[b * ys..(b + 1) * ys], &x[b * m.rows..(b + 1) * m.rows], m, lo, hi);
+        matacc_one(
+            &mut y[b * ys..(b + 1) * ys],
+            &x[b * m.rows..(b + 1) * m.rows],
+            m,
+            lo,
+            hi,
+        );
     }
 }
 
 /// The state to the left of column 0 of every row, for one direction of a Diagonal
 /// BiLSTM: the left padding zone of the skewed map (input zero), computed from `h0`, `c0`
 /// and the state-to-state taps. Returns `([H][h], [H][h])`.
-fn padding_edge(h: usize, height: usize, h0: &[f32], c0: &[f32], ss: &[Mat; 2]) -> (Vec<f32>, Vec<f32>) {
+fn padding_edge(
+    h: usize,
+    height: usize,
+    h0: &[f32],
+    c0: &[f32],
+    ss: &[Mat; 2],
+) -> (Vec<f32>, Vec<f32>) {
     // ph[r][j] for j = k + 1 = 0..=r: the state at skewed column k = j - 1 (k = -1 is h0).
     let idx = |r: usize, j: usize| (r * height + j) * h;
     let mut ph = vec![0f32; height * height * h];
@@ -242,7 +274,13 @@ fn padding_edge(h: usize, height: usize, h0: &[f32], c0: &[f32], ss: &[Mat; 2]) 
         for r in (k + 1)..height {
             gates.iter_mut().for_each(|g| *g = 0.0);
             // Row r-1 at column k-1 (j = k): still in the padding zone (or h0 when k = 0).
-            matacc_one(&mut gates, &ph[idx(r - 1, k)..idx(r - 1, k) + h], &ss[0], 0, 4 * h);
+            matacc_one(
+                &mut gates,
+                &ph[idx(r - 1, k)..idx(r - 1, k) + h],
+                &ss[0],
+                0,
+                4 * h,
+            );
             matacc_one(&mut gates, &ph[idx(r, k)..idx(r, k) + h], &ss[1], 0, 4 * h);
             lstm(&gates, &pc[idx(r, k)..idx(r, k) + h], &mut hn, &mut cn, h);
             ph[idx(r, k + 1)..idx(r, k + 1) + h].copy_from_slice(&hn);
@@ -303,9 +341,14 @@ impl CachedModel {
                     Op::RowLstm { hidden, k } => {
                         let (h, k) = (*hidden, *k);
                         let (w, s) = masked(st, 0);
-                        let taps = conv_taps(&w, &s).into_iter().map(|(_, dx, m)| (dx, m)).collect();
+                        let taps = conv_taps(&w, &s)
+                            .into_iter()
+                            .map(|(_, dx, m)| (dx, m))
+                            .collect();
                         let ssw = param(st, 2);
-                        let ss = (0..3).map(|t| conv1d_tap(&ssw, 4 * h, h, 3, t, 0, 4 * h)).collect();
+                        let ss = (0..3)
+                            .map(|t| conv1d_tap(&ssw, 4 * h, h, 3, t, 0, 4 * h))
+                            .collect();
                         let (h0p, c0p) = (param(st, 3), param(st, 4));
                         let mut h0 = vec![0f32; width * h];
                         let mut c0 = vec![0f32; width * h];
@@ -346,7 +389,8 @@ impl CachedModel {
                             },
                         };
                         let ssw = param(st, 2);
-                        let tap = |d: usize, t: usize| conv1d_tap(&ssw, 8 * h, h, 2, t, d * 4 * h, 4 * h);
+                        let tap =
+                            |d: usize, t: usize| conv1d_tap(&ssw, 8 * h, h, 2, t, d * 4 * h, 4 * h);
                         let ss = [[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]];
                         let (h0, c0) = (param(st, 3), param(st, 4));
                         let dir = |d: usize| {
@@ -443,7 +487,11 @@ impl CachedModel {
             }
         });
         let mut img = Vec::with_capacity(n * size);
-        let mut rec = if record { Some(Vec::with_capacity(n * lsize)) } else { None };
+        let mut rec = if record {
+            Some(Vec::with_capacity(n * lsize))
+        } else {
+            None
+        };
         for (i, r) in parts {
             img.extend_from_slice(&i);
             if let (Some(all), Some(r)) = (rec.as_mut(), r) {
@@ -475,7 +523,9 @@ fn centre_dependence(nodes: &[Node], colours: usize, output: usize) -> Vec<bool>
         out
     }
     fn gates_to_h(g: &[u8], h: usize) -> Vec<u8> {
-        (0..h).map(|j| g[j] | g[h + j] | g[2 * h + j] | g[3 * h + j]).collect()
+        (0..h)
+            .map(|j| g[j] | g[h + j] | g[2 * h + j] | g[3 * h + j])
+            .collect()
     }
     let mut deps: Vec<Vec<u8>> = Vec::with_capacity(nodes.len());
     let mut any = 0u8;
@@ -503,7 +553,9 @@ fn centre_dependence(nodes: &[Node], colours: usize, output: usize) -> Vec<bool>
             Kernel::SkipSum { projs } => {
                 let mut d = input(0).clone();
                 for (k, (m, _)) in projs.iter().enumerate() {
-                    d.iter_mut().zip(through(m, input(k + 1))).for_each(|(a, b)| *a |= b);
+                    d.iter_mut()
+                        .zip(through(m, input(k + 1)))
+                        .for_each(|(a, b)| *a |= b);
                 }
                 (d, 0)
             }
@@ -657,7 +709,13 @@ impl<'a> Engine<'a> {
         }
     }
 
-    fn run(&mut self, u: &[f32], temperature: f64, keep: Option<(&[u8], &[bool])>, progress: &mut dyn FnMut(usize, usize)) {
+    fn run(
+        &mut self,
+        u: &[f32],
+        temperature: f64,
+        keep: Option<(&[u8], &[bool])>,
+        progress: &mut dyn FnMut(usize, usize),
+    ) {
         let m = self.m;
         let (c_n, h_n, w_n) = (m.channels, m.height, m.width);
         if let Some((vals, _)) = keep {
@@ -698,7 +756,7 @@ impl<'a> Engine<'a> {
                 // colour drawn last feeds any (never in a model with mask A first), then
                 // store the finished pixel in the input's cache.
                 match last {
-                    Some(_ch) => self.input_at(r, c),
+                    Some(ch) if !m.stale[ch] => self.input_at(r, c),
                     _ => self.pixel(r, c, None),
                 }
             }
@@ -810,7 +868,13 @@ impl<'a> Engine<'a> {
                         let cc = cc as usize;
                         if r == 0 {
                             for b in 0..nb {
-                                matacc_one(&mut g[b * 4 * h..(b + 1) * 4 * h], &h0[cc * h..(cc + 1) * h], mat, 0, 4 * h);
+                                matacc_one(
+                                    &mut g[b * 4 * h..(b + 1) * 4 * h],
+                                    &h0[cc * h..(cc + 1) * h],
+                                    mat,
+                                    0,
+                                    4 * h,
+                                );
                             }
                         } else {
                             matacc(g, hs.at(r - 1, cc), mat, 0, 4 * h, nb);
@@ -818,7 +882,11 @@ impl<'a> Engine<'a> {
                     }
                     let (hn, cn) = (&mut self.s_h[..nb * h], &mut self.s_c[..nb * h]);
                     for b in 0..nb {
-                        let cp = if r == 0 { &c0[c * h..(c + 1) * h] } else { &cs.at(r - 1, c)[b * h..(b + 1) * h] };
+                        let cp = if r == 0 {
+                            &c0[c * h..(c + 1) * h]
+                        } else {
+                            &cs.at(r - 1, c)[b * h..(b + 1) * h]
+                        };
                         lstm(
                             &g[b * 4 * h..(b + 1) * 4 * h],
                             cp,
@@ -845,7 +913,18 @@ impl<'a> Engine<'a> {
                         unreachable!("diag state")
                     };
                     if r >= 1 && *r2l_rows < r {
-                        right_to_left_row(d, r - 1, nb, w_n, hr, cr, isr, &mut self.s_gates, &mut self.s_h, &mut self.s_c);
+                        right_to_left_row(
+                            d,
+                            r - 1,
+                            nb,
+                            w_n,
+                            hr,
+                            cr,
+                            isr,
+                            &mut self.s_gates,
+                            &mut self.s_h,
+                            &mut self.s_c,
+                        );
                         *r2l_rows = r;
                     }
                     // Input-to-state at p, both directions.
@@ -857,13 +936,15 @@ impl<'a> Engine<'a> {
                     {
                         let dst = isr.at_mut(r, c);
                         for b in 0..nb {
-                            dst[b * 4 * h..(b + 1) * 4 * h].copy_from_slice(&is[b * 8 * h + 4 * h..(b + 1) * 8 * h]);
+                            dst[b * 4 * h..(b + 1) * 4 * h]
+                                .copy_from_slice(&is[b * 8 * h + 4 * h..(b + 1) * 8 * h]);
                         }
                     }
                     // Left-to-right: reads (r-1, c) and (r, c-1).
                     let g = &mut self.s_gates[..nb * 4 * h];
                     for b in 0..nb {
-                        g[b * 4 * h..(b + 1) * 4 * h].copy_from_slice(&is[b * 8 * h..b * 8 * h + 4 * h]);
+                        g[b * 4 * h..(b + 1) * 4 * h]
+                            .copy_from_slice(&is[b * 8 * h..b * 8 * h + 4 * h]);
                     }
                     if r >= 1 {
                         matacc(g, hl.at(r - 1, c), &d.ss[0][0], 0, 4 * h, nb);
@@ -871,7 +952,13 @@ impl<'a> Engine<'a> {
                     if c == 0 {
                         let e = &d.edge_h[0][r * h..(r + 1) * h];
                         for b in 0..nb {
-                            matacc_one(&mut g[b * 4 * h..(b + 1) * 4 * h], e, &d.ss[0][1], 0, 4 * h);
+                            matacc_one(
+                                &mut g[b * 4 * h..(b + 1) * 4 * h],
+                                e,
+                                &d.ss[0][1],
+                                0,
+                                4 * h,
+                            );
                         }
                     } else {
                         matacc(g, hl.at(r, c - 1), &d.ss[0][1], 0, 4 * h, nb);

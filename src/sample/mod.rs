@@ -4,13 +4,13 @@
 //! Randomness is one pre-drawn uniform per sub-pixel, consumed by inverse CDF, so every
 //! sampler given the same seed draws the same image.
 
-//TMP pub mod complete;
+pub mod complete;
 pub mod fast;
-//TMP pub mod onnx;
-//TMP pub mod plot;
+pub mod onnx;
+pub mod plot;
 pub mod png_grid;
-//TMP pub mod raw;
-//TMP pub mod run;
+pub mod raw;
+pub mod run;
 
 use crate::backend::torch::TorchModel;
 use crate::ir::HeadKind;
@@ -93,7 +93,11 @@ fn check_keep(tm: &TorchModel, n: usize, keep: Option<(&[u8], &[bool])>) -> Resu
             bail!("the given sub-pixels hold {} values and {} mask entries, expected {size} for {n} images", v.len(), m.len());
         }
         if let Some(&bad) = v.iter().find(|&&x| x as usize >= tm.levels) {
-            bail!("a given sub-pixel has value {bad}, but the model has only {} levels (0..{})", tm.levels, tm.levels - 1);
+            bail!(
+                "a given sub-pixel has value {bad}, but the model has only {} levels (0..{})",
+                tm.levels,
+                tm.levels - 1
+            );
         }
     }
     Ok(())
@@ -162,7 +166,9 @@ pub fn sample_reference(
 
 /// Threads the cached sampler uses by default: the machine's cores.
 pub fn default_threads() -> usize {
-    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
 }
 
 /// The cached ("fast") sampler (see `fast`): same arguments and, for the same seed, the
@@ -176,7 +182,17 @@ pub fn sample_fast(
     keep: Option<(&[u8], &[bool])>,
     progress: impl FnMut(usize, usize),
 ) -> Result<Vec<u8>> {
-    Ok(sample_fast_with_logits(tm, n, seed, temperature, keep, false, default_threads(), progress)?.0)
+    Ok(sample_fast_with_logits(
+        tm,
+        n,
+        seed,
+        temperature,
+        keep,
+        false,
+        default_threads(),
+        progress,
+    )?
+    .0)
 }
 
 /// `sample_fast`, optionally also returning the raw logits it drew every sub-pixel from
@@ -213,7 +229,10 @@ pub fn bench_sampling(tm: &TorchModel, n: usize, seed: u64) -> Result<(f64, f64)
     let tr = t1.elapsed().as_secs_f64();
     if fast != reference {
         let diff = fast.iter().zip(&reference).filter(|(a, b)| a != b).count();
-        bail!("the cached and reference samplers disagree on {diff} of {} sub-pixels (seed {seed})", fast.len());
+        bail!(
+            "the cached and reference samplers disagree on {diff} of {} sub-pixels (seed {seed})",
+            fast.len()
+        );
     }
     Ok((tr, tf))
 }

@@ -54,7 +54,12 @@ impl BinOp {
 impl std::fmt::Display for Expr {
     /// Canonical text: no spaces, parentheses only where precedence needs them.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        fn go(e: &Expr, parent: u8, right: bool, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        fn go(
+            e: &Expr,
+            parent: u8,
+            right: bool,
+            f: &mut std::fmt::Formatter<'_>,
+        ) -> std::fmt::Result {
             match e {
                 Expr::Int(v) => write!(f, "{v}"),
                 Expr::Param(p) => write!(f, "{p}"),
@@ -118,20 +123,35 @@ pub enum LayerKind {
         mask: Mask,
     },
     /// Row LSTM with a 1 x `kernel` mask-B input-to-state convolution (default 3).
-    RowLstm { hidden: Sp<Expr>, kernel: Sp<Expr> },
+    RowLstm {
+        hidden: Sp<Expr>,
+        kernel: Sp<Expr>,
+    },
     /// Diagonal BiLSTM. `shift: false` omits the right-to-left shift-down: it leaks, and is
     /// only useful to demonstrate that the causality pass catches it.
-    DiagBiLstm { hidden: Sp<Expr>, shift: bool },
+    DiagBiLstm {
+        hidden: Sp<Expr>,
+        shift: bool,
+    },
     /// PixelCNN residual block: ReLU-1x1 (2h->h), ReLU-3x3 (h), ReLU-1x1 (h->2h), add.
-    PixelCnnBlock { hidden: Sp<Expr> },
+    PixelCnnBlock {
+        hidden: Sp<Expr>,
+    },
     Relu,
     /// `body` whose output is added to its input (shapes must match).
-    Residual { body: Vec<Layer> },
-    Repeat { count: Sp<Expr>, body: Vec<Layer> },
+    Residual {
+        body: Vec<Layer>,
+    },
+    Repeat {
+        count: Sp<Expr>,
+        body: Vec<Layer>,
+    },
     /// Adds the learned 1x1 projections of all earlier `skip` outputs to the stream.
     SkipSum,
     /// The output layer: a 1x1 mask-B conv to logits, then the likelihood.
-    Head { kind: Sp<HeadKind> },
+    Head {
+        kind: Sp<HeadKind>,
+    },
 }
 
 impl LayerKind {

@@ -70,9 +70,12 @@ impl Ctx {
             Value::Map(m) => Some(m),
             _ => {
                 self.err(
-                    Diagnostic::new(node.span, format!("{what} must be a mapping, found {}", node.kind_name()))
-                        .label("expected `key: value` pairs")
-                        .help(format!("for example: {example}")),
+                    Diagnostic::new(
+                        node.span,
+                        format!("{what} must be a mapping, found {}", node.kind_name()),
+                    )
+                    .label("expected `key: value` pairs")
+                    .help(format!("for example: {example}")),
                 );
                 None
             }
@@ -98,7 +101,22 @@ impl Ctx {
         let get = |name: &str| entries.iter().find(|(k, _)| k.name == name);
 
         let name = match get("model") {
-            Some((_, n)) => self.string(n, "model")?,
+            Some((_, n)) => {
+                let s = self.string(n, "model")?;
+                let ok = !s.node.is_empty()
+                    && s.node.len() <= 128
+                    && s.node
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
+                if !ok {
+                    self.err(
+                        Diagnostic::new(n.span, format!("`{}` is not a valid model name", s.node))
+                            .label("bad name")
+                            .help("model names use letters, digits, `_`, `-` and `.` (at most 128), e.g. `diag_bilstm_7_mnist`"),
+                    );
+                }
+                s
+            }
             None => Sp::new("model".to_string(), Span::new(0, 0)),
         };
         let mut params = Vec::new();
@@ -158,7 +176,11 @@ impl Ctx {
     }
 
     fn input(&mut self, node: &Node) -> Option<Input> {
-        let m = self.map(node, "`input`", "`input: {channels: 1, height: 28, width: 28, levels: 2}`")?;
+        let m = self.map(
+            node,
+            "`input`",
+            "`input: {channels: 1, height: 28, width: 28, levels: 2}`",
+        )?;
         self.check_keys(m, "`input`", INPUT_KEYS);
         let field = |cx: &mut Ctx, name: &str| -> Option<Sp<Expr>> {
             match m.iter().find(|(k, _)| k.name == name) {
@@ -187,7 +209,11 @@ impl Ctx {
     }
 
     fn train(&mut self, node: &Node) -> Option<Train> {
-        let m = self.map(node, "`train`", "`train: {optimizer: rmsprop, lr: 0.001, batch: 16, epochs: 10}`")?;
+        let m = self.map(
+            node,
+            "`train`",
+            "`train: {optimizer: rmsprop, lr: 0.001, batch: 16, epochs: 10}`",
+        )?;
         self.check_keys(m, "`train`", TRAIN_KEYS);
         let mut t = Train {
             span: node.span,
@@ -201,8 +227,9 @@ impl Ctx {
                             "rmsprop" => t.optimizer = Optimizer::RmsProp,
                             "adam" => t.optimizer = Optimizer::Adam,
                             other => {
-                                let d = Diagnostic::new(v.span, format!("unknown optimizer `{other}`"))
-                                    .label("not an optimizer");
+                                let d =
+                                    Diagnostic::new(v.span, format!("unknown optimizer `{other}`"))
+                                        .label("not an optimizer");
                                 self.err(match did_you_mean(other, &["rmsprop", "adam"]) {
                                     Some(s) => d.help(format!("did you mean `{s}`?")),
                                     None => d.help("use `rmsprop` (the paper's) or `adam`"),
@@ -227,7 +254,9 @@ impl Ctx {
                 "epochs" => t.epochs = self.uint(v, "epochs", 1),
                 "steps" => t.steps = self.uint(v, "steps", 1),
                 "seed" => t.seed = self.uint(v, "seed", 0).unwrap_or(0),
-                "valid_every" => t.valid_every = self.uint(v, "valid_every", 1).unwrap_or(t.valid_every),
+                "valid_every" => {
+                    t.valid_every = self.uint(v, "valid_every", 1).unwrap_or(t.valid_every)
+                }
                 "data" => {
                     if let Some(s) = self.string(v, "data") {
                         t.data = s.node;
@@ -244,9 +273,12 @@ impl Ctx {
             Value::Seq(items) => items,
             _ => {
                 self.err(
-                    Diagnostic::new(node.span, format!("layers must be a list, found {}", node.kind_name()))
-                        .label("expected a list")
-                        .help("write one `- layer: {...}` per line"),
+                    Diagnostic::new(
+                        node.span,
+                        format!("layers must be a list, found {}", node.kind_name()),
+                    )
+                    .label("expected a list")
+                    .help("write one `- layer: {...}` per line"),
                 );
                 return None;
             }
@@ -281,24 +313,31 @@ impl Ctx {
                     "each list item is one layer: `- TYPE: {arguments}`"
                 };
                 self.err(
-                    Diagnostic::new(m[1].0.span, format!("a layer has one type, found keys {}", names.join(", ")))
-                        .label("second key")
-                        .help(hint),
+                    Diagnostic::new(
+                        m[1].0.span,
+                        format!("a layer has one type, found keys {}", names.join(", ")),
+                    )
+                    .label("second key")
+                    .help(hint),
                 );
                 return None;
             }
             _ => {
                 self.err(
-                    Diagnostic::new(node.span, format!("expected a layer, found {}", node.kind_name()))
-                        .label("not a layer")
-                        .help(format!("a layer is one of: {}", LAYER_TYPES.join(", "))),
+                    Diagnostic::new(
+                        node.span,
+                        format!("expected a layer, found {}", node.kind_name()),
+                    )
+                    .label("not a layer")
+                    .help(format!("a layer is one of: {}", LAYER_TYPES.join(", "))),
                 );
                 return None;
             }
         };
         let ty = tkey.name.as_str();
         if !LAYER_TYPES.contains(&ty) {
-            let d = Diagnostic::new(tkey.span, format!("unknown layer type `{ty}`")).label("unknown layer");
+            let d = Diagnostic::new(tkey.span, format!("unknown layer type `{ty}`"))
+                .label("unknown layer");
             self.err(match did_you_mean(ty, LAYER_TYPES) {
                 Some(s) => d.help(format!("did you mean `{s}`?")),
                 None => d.help(format!("layer types: {}", LAYER_TYPES.join(", "))),
@@ -329,9 +368,15 @@ impl Ctx {
                 }
                 _ => {
                     self.err(
-                        Diagnostic::new(n.span, format!("`{ty}` takes a mapping of arguments, found {}", n.kind_name()))
-                            .label("expected `{key: value}`")
-                            .help(layer_example(ty)),
+                        Diagnostic::new(
+                            n.span,
+                            format!(
+                                "`{ty}` takes a mapping of arguments, found {}",
+                                n.kind_name()
+                            ),
+                        )
+                        .label("expected `{key: value}`")
+                        .help(layer_example(ty)),
                     );
                     return None;
                 }
@@ -347,7 +392,10 @@ impl Ctx {
             if Some(name) == positional && scalar_arg.is_some() {
                 return scalar_arg;
             }
-            args_map.iter().find(|(k, _)| k.name == name).map(|(_, v)| v)
+            args_map
+                .iter()
+                .find(|(k, _)| k.name == name)
+                .map(|(_, v)| v)
         };
         let span = node.span;
         let skip = match arg("skip") {
@@ -408,7 +456,10 @@ impl Ctx {
                     Some(v) => self.boolean(v, "shift")?,
                     None => true,
                 };
-                LayerKind::DiagBiLstm { hidden: hidden?, shift }
+                LayerKind::DiagBiLstm {
+                    hidden: hidden?,
+                    shift,
+                }
             }
             "pixelcnn_block" => LayerKind::PixelCnnBlock {
                 hidden: required(self, "hidden")?,
@@ -464,10 +515,13 @@ impl Ctx {
                     "bernoulli" | "sigmoid" => HeadKind::Bernoulli,
                     "softmax" => HeadKind::Softmax,
                     other => {
-                        let d = Diagnostic::new(v.span, format!("unknown head `{other}`")).label("unknown head");
+                        let d = Diagnostic::new(v.span, format!("unknown head `{other}`"))
+                            .label("unknown head");
                         self.err(match did_you_mean(other, &["bernoulli", "softmax"]) {
                             Some(s) => d.help(format!("did you mean `{s}`?")),
-                            None => d.help("use `bernoulli` for binary images or `softmax` for 256 levels"),
+                            None => d.help(
+                                "use `bernoulli` for binary images or `softmax` for 256 levels",
+                            ),
                         });
                         return None;
                     }
@@ -498,8 +552,14 @@ impl Ctx {
             Value::Scalar(s) => Some(s),
             _ => {
                 self.err(
-                    Diagnostic::new(node.span, format!("`{what}` must be a single value, found {}", node.kind_name()))
-                        .label("expected a value"),
+                    Diagnostic::new(
+                        node.span,
+                        format!(
+                            "`{what}` must be a single value, found {}",
+                            node.kind_name()
+                        ),
+                    )
+                    .label("expected a value"),
                 );
                 None
             }
@@ -507,7 +567,8 @@ impl Ctx {
     }
 
     fn string(&mut self, node: &Node, what: &str) -> Option<Sp<String>> {
-        self.scalar_text(node, what).map(|s| Sp::new(s.to_string(), node.span))
+        self.scalar_text(node, what)
+            .map(|s| Sp::new(s.to_string(), node.span))
     }
 
     fn boolean(&mut self, node: &Node, what: &str) -> Option<bool> {
@@ -516,9 +577,12 @@ impl Ctx {
             "false" | "no" => Some(false),
             other => {
                 self.err(
-                    Diagnostic::new(node.span, format!("`{what}` must be true or false, found `{other}`"))
-                        .label("not a boolean")
-                        .help(format!("write `{what}: true` or `{what}: false`")),
+                    Diagnostic::new(
+                        node.span,
+                        format!("`{what}` must be true or false, found `{other}`"),
+                    )
+                    .label("not a boolean")
+                    .help(format!("write `{what}: true` or `{what}: false`")),
                 );
                 None
             }
@@ -531,9 +595,12 @@ impl Ctx {
             Ok(x) if x.is_finite() && x > 0.0 => Some(x),
             _ => {
                 self.err(
-                    Diagnostic::new(node.span, format!("`{what}` must be a positive number, found `{s}`"))
-                        .label("not a positive number")
-                        .help(format!("for example `{what}: 0.001`")),
+                    Diagnostic::new(
+                        node.span,
+                        format!("`{what}` must be a positive number, found `{s}`"),
+                    )
+                    .label("not a positive number")
+                    .help(format!("for example `{what}: 0.001`")),
                 );
                 None
             }
@@ -546,8 +613,11 @@ impl Ctx {
             Ok(x) if x >= min => Some(x),
             _ => {
                 self.err(
-                    Diagnostic::new(node.span, format!("`{what}` must be an integer >= {min}, found `{s}`"))
-                        .label("not a valid count"),
+                    Diagnostic::new(
+                        node.span,
+                        format!("`{what}` must be an integer >= {min}, found `{s}`"),
+                    )
+                    .label("not a valid count"),
                 );
                 None
             }
@@ -574,9 +644,12 @@ impl Ctx {
         if let Value::Seq(items) = &node.value {
             if items.len() != 2 {
                 self.err(
-                    Diagnostic::new(node.span, format!("a kernel list has 2 sizes, found {}", items.len()))
-                        .label("expected [height, width]")
-                        .help("write `kernel: 7`, `kernel: 1x3` or `kernel: [1, 3]`"),
+                    Diagnostic::new(
+                        node.span,
+                        format!("a kernel list has 2 sizes, found {}", items.len()),
+                    )
+                    .label("expected [height, width]")
+                    .help("write `kernel: 7`, `kernel: 1x3` or `kernel: [1, 3]`"),
                 );
                 return None;
             }
@@ -591,8 +664,18 @@ impl Ctx {
             ));
         }
         let s = self.scalar_text(node, "kernel")?;
-        let parts: Vec<&str> = s.split('x').collect();
         let base = node.span.start;
+        // A whole expression (which may name a parameter containing `x`) is a square kernel.
+        if let Ok(e) = parse_expr(s) {
+            return Some(Sp::new(Kernel { h: e.clone(), w: e }, node.span));
+        }
+        // Otherwise `KHxKW`: the first split at an `x` where both sides are expressions.
+        for (i, _) in s.match_indices('x') {
+            if let (Ok(h), Ok(w)) = (parse_expr(&s[..i]), parse_expr(&s[i + 1..])) {
+                return Some(Sp::new(Kernel { h, w }, node.span));
+            }
+        }
+        let parts: Vec<&str> = s.split('x').collect();
         match parts.as_slice() {
             [one] => {
                 let e = self.parse_expr_at(one, base, node.span, "kernel")?;
@@ -626,9 +709,12 @@ impl Ctx {
             Err(at) => {
                 let at = (base + at).min(span.end.max(base));
                 self.err(
-                    Diagnostic::new(Span::new(at, at + 1), format!("`{what}` is not a valid size expression: `{text}`"))
-                        .label("unexpected here")
-                        .help("sizes are integers or expressions over params, e.g. `16`, `2*h`, `h/2`"),
+                    Diagnostic::new(
+                        Span::new(at, at + 1),
+                        format!("`{what}` is not a valid size expression: `{text}`"),
+                    )
+                    .label("unexpected here")
+                    .help("sizes are integers or expressions over params, e.g. `16`, `2*h`, `h/2`"),
                 );
                 None
             }
@@ -677,8 +763,11 @@ fn atom(i: &str) -> IResult<&str, Expr> {
         space0,
         alt((
             digit1.map_res(|d: &str| d.parse::<i64>().map(Expr::Int)),
-            nom::combinator::verify(take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_'), |s: &str| is_ident(s))
-                .map(|s: &str| Expr::Param(s.to_string())),
+            nom::combinator::verify(
+                take_while1(|c: char| c.is_ascii_alphanumeric() || c == '_'),
+                |s: &str| is_ident(s),
+            )
+            .map(|s: &str| Expr::Param(s.to_string())),
             delimited(char('('), sum, char(')')),
         )),
         space0,
@@ -725,7 +814,12 @@ mod tests {
 
     #[test]
     fn expressions_print_canonically() {
-        for (src, want) in [("2*h", "2*h"), ("2 * (h+1)", "2*(h+1)"), ("a-(b-c)", "a-(b-c)"), ("(a*b)*c", "a*b*c")] {
+        for (src, want) in [
+            ("2*h", "2*h"),
+            ("2 * (h+1)", "2*(h+1)"),
+            ("a-(b-c)", "a-(b-c)"),
+            ("(a*b)*c", "a*b*c"),
+        ] {
             assert_eq!(parse_expr(src).unwrap().to_string(), want);
         }
         assert!(parse_expr("2**h").is_err());

@@ -10,7 +10,7 @@ use nom::bytes::complete::{tag, take_while, take_while1};
 use nom::character::complete::{char, space0, space1};
 use nom::combinator::{opt, recognize};
 use nom::multi::many0;
-use nom::sequence::{delimited, preceded};
+use nom::sequence::preceded;
 use nom::{IResult, Parser};
 
 /// Top-level statements and the tree key each one fills.
@@ -52,25 +52,41 @@ fn ident(i: &str) -> IResult<&str, &str> {
 
 /// A value: a run of word characters, or a parenthesised expression that may hold spaces.
 fn value(i: &str) -> IResult<&str, &str> {
-    recognize(many0(alt((
-        take_while1(is_word_char),
-        recognize(delimited(
-            char('('),
-            take_while(|c: char| c != ')' && c != '\n' && c != '{' && c != '}'),
-            char(')'),
-        )),
-    ))))
-    .parse(i)
-    .and_then(|(rest, v)| {
-        if v.is_empty() {
-            Err(nom::Err::Error(nom::error::Error::new(
-                i,
-                nom::error::ErrorKind::TakeWhile1,
-            )))
-        } else {
-            Ok((rest, v))
+    recognize(many0(alt((take_while1(is_word_char), paren_group))))
+        .parse(i)
+        .and_then(|(rest, v)| {
+            if v.is_empty() {
+                Err(nom::Err::Error(nom::error::Error::new(
+                    i,
+                    nom::error::ErrorKind::TakeWhile1,
+                )))
+            } else {
+                Ok((rest, v))
+            }
+        })
+}
+
+/// A balanced parenthesised group on one line (nesting allowed, no braces inside).
+fn paren_group(i: &str) -> IResult<&str, &str> {
+    let err = || nom::Err::Error(nom::error::Error::new(i, nom::error::ErrorKind::Char));
+    if !i.starts_with('(') {
+        return Err(err());
+    }
+    let mut depth = 0usize;
+    for (k, c) in i.char_indices() {
+        match c {
+            '(' => depth += 1,
+            ')' => {
+                depth -= 1;
+                if depth == 0 {
+                    return Ok((&i[k + 1..], &i[..k + 1]));
+                }
+            }
+            '\n' | '{' | '}' => return Err(err()),
+            _ => {}
         }
-    })
+    }
+    Err(err())
 }
 
 fn item(i: &str) -> IResult<&str, Item<'_>> {
@@ -162,7 +178,9 @@ pub fn parse(source: &str) -> Result<Node, Vec<Diagnostic>> {
                 errors.push(
                     Diagnostic::new(Span::new(at, at + 1), "expected a statement name")
                         .label("here")
-                        .help("a line starts with a name such as `conv`, `relu`, `param` or `input`"),
+                        .help(
+                            "a line starts with a name such as `conv`, `relu`, `param` or `input`",
+                        ),
                 );
                 continue;
             }
@@ -209,13 +227,17 @@ pub fn parse(source: &str) -> Result<Node, Vec<Diagnostic>> {
                             };
                             if params.iter().any(|(p, _)| p.name == key.name) {
                                 errors.push(
-                                    Diagnostic::new(key.span, format!("parameter `{k}` is defined twice"))
-                                        .label("second definition")
-                                        .help("give each parameter one value"),
+                                    Diagnostic::new(
+                                        key.span,
+                                        format!("parameter `{k}` is defined twice"),
+                                    )
+                                    .label("second definition")
+                                    .help("give each parameter one value"),
                                 );
                             }
                             params.push((key, scalar(v, off(v))));
-                            params_span = Some(params_span.map_or(line_span, |s| s.join(line_span)));
+                            params_span =
+                                Some(params_span.map_or(line_span, |s| s.join(line_span)));
                         }
                         _ => errors.push(
                             Diagnostic::new(line_span, "malformed parameter")
@@ -233,8 +255,11 @@ pub fn parse(source: &str) -> Result<Node, Vec<Diagnostic>> {
                     push_top(&mut root, l.word, word_span, node, &mut errors);
                     if l.opens_block {
                         errors.push(
-                            Diagnostic::new(line_span, format!("`{}` does not take a block", l.word))
-                                .label("remove the `{`"),
+                            Diagnostic::new(
+                                line_span,
+                                format!("`{}` does not take a block", l.word),
+                            )
+                            .label("remove the `{`"),
                         );
                     }
                 }
@@ -275,11 +300,16 @@ pub fn parse(source: &str) -> Result<Node, Vec<Diagnostic>> {
         // Inside a block: a layer.
         let node = layer_node(&l, word_span, line_span, off, &mut errors);
         if l.opens_block {
-            if stack.len() >= MAX_DEPTH {
+            // A DSL block costs about three YAML levels (layer, arguments, body), so the
+            // same limit in both syntaxes keeps every DSL spec convertible to YAML.
+            if stack.len() >= MAX_DEPTH / 3 {
                 errors.push(
-                    Diagnostic::new(line_span, format!("nesting is deeper than {MAX_DEPTH} levels"))
-                        .label("too deep")
-                        .help("flatten the spec; `repeat` expresses repeated layers"),
+                    Diagnostic::new(
+                        line_span,
+                        format!("blocks are nested deeper than {} levels", MAX_DEPTH / 3),
+                    )
+                    .label("too deep")
+                    .help("flatten the spec; `repeat` expresses repeated layers"),
                 );
                 return Err(errors);
             }
@@ -325,7 +355,9 @@ pub fn parse(source: &str) -> Result<Node, Vec<Diagnostic>> {
     if root.is_empty() {
         return Err(vec![Diagnostic::new(Span::new(0, 0), "the spec is empty")
             .label("nothing here")
-            .help("a spec needs at least `input ...` and `layers { ... }`; see examples/tiny.pixc")]);
+            .help(
+                "a spec needs at least `input ...` and `layers { ... }`; see examples/tiny.pixc",
+            )]);
     }
     Ok(Node {
         value: Value::Map(root),
@@ -335,8 +367,17 @@ pub fn parse(source: &str) -> Result<Node, Vec<Diagnostic>> {
 
 fn scalar(text: &str, start: usize) -> Node {
     Node {
-        value: Value::Scalar(text.to_string()),
+        value: Value::Scalar(unparen(text).to_string()),
         span: Span::new(start, start + text.len()),
+    }
+}
+
+/// `(png:my dir)` -> `png:my dir`: parentheses that wrap a whole value only protect its
+/// spaces (the printer adds them); they are not part of the value.
+fn unparen(text: &str) -> &str {
+    match paren_group(text) {
+        Ok(("", _)) => &text[1..text.len() - 1],
+        _ => text,
     }
 }
 
@@ -406,7 +447,13 @@ fn attrs_map(
             );
             continue;
         }
-        m.push((Key { name: k, span: kspan }, v));
+        m.push((
+            Key {
+                name: k,
+                span: kspan,
+            },
+            v,
+        ));
     }
     m
 }
@@ -428,7 +475,9 @@ fn layer_node(
             span: word_span,
         };
     }
-    if let ([Item::Bare(b)], false, Some(_)) = (l.items.as_slice(), l.opens_block, positional_key(l.word)) {
+    if let ([Item::Bare(b)], false, Some(_)) =
+        (l.items.as_slice(), l.opens_block, positional_key(l.word))
+    {
         if l.word == "head" {
             return Node {
                 value: Value::Map(vec![(key, scalar(b, off(b)))]),
@@ -493,7 +542,12 @@ fn close_block(open: Open, end: usize) -> Node {
     head
 }
 
-fn attach(stack: &mut [Open], root: &mut Vec<(Key, Node)>, node: Node, errors: &mut Vec<Diagnostic>) {
+fn attach(
+    stack: &mut [Open],
+    root: &mut Vec<(Key, Node)>,
+    node: Node,
+    errors: &mut Vec<Diagnostic>,
+) {
     match stack.last_mut() {
         Some(top) => top.items.push(node),
         None => push_top(root, "layers", node.span, node, errors),

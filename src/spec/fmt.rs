@@ -91,8 +91,9 @@ fn layer_args(l: &Layer) -> Vec<(&'static str, String)> {
 /// A YAML scalar, quoted when YAML would otherwise read it as something else.
 fn yaml_scalar(s: &str) -> String {
     let plain = !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '*' | '+' | '/' | '(' | ')'))
+        && s.chars().all(|c| {
+            c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-' | '*' | '+' | '/' | '(' | ')')
+        })
         && !matches!(s, "null" | "~" | "yes" | "no" | "on" | "off")
         && !s.starts_with('-');
     if plain {
@@ -108,7 +109,11 @@ pub fn to_yaml(spec: &Spec) -> String {
     if !spec.params.is_empty() {
         o.push_str("params:\n");
         for p in &spec.params {
-            o.push_str(&format!("  {}: {}\n", p.name.node, yaml_scalar(&p.value.node.to_string())));
+            o.push_str(&format!(
+                "  {}: {}\n",
+                p.name.node,
+                yaml_scalar(&p.value.node.to_string())
+            ));
         }
     }
     let i = &spec.input;
@@ -155,7 +160,10 @@ fn yaml_layers(layers: &[Layer], depth: usize, o: &mut String) {
             }
             LayerKind::Repeat { count, body } => {
                 o.push_str(&format!("{pad}- repeat:\n"));
-                o.push_str(&format!("{pad}    count: {}\n", yaml_scalar(&count.node.to_string())));
+                o.push_str(&format!(
+                    "{pad}    count: {}\n",
+                    yaml_scalar(&count.node.to_string())
+                ));
                 o.push_str(&format!("{pad}    body:\n"));
                 yaml_layers(body, depth + 3, o);
             }
@@ -172,7 +180,9 @@ fn yaml_layers(layers: &[Layer], depth: usize, o: &mut String) {
 
 /// A DSL value: parenthesised if it contains characters that would split it.
 fn dsl_value(s: &str) -> String {
-    if s.chars().any(|c| c.is_whitespace() || matches!(c, '{' | '}' | '=' | '#')) {
+    if s.chars()
+        .any(|c| c.is_whitespace() || matches!(c, '{' | '}' | '=' | '#'))
+    {
         format!("({s})")
     } else {
         s.to_string()
@@ -208,7 +218,9 @@ fn dsl_layers(layers: &[Layer], depth: usize, o: &mut String) {
     for l in layers {
         let name = l.kind.name();
         match &l.kind {
-            LayerKind::Head { kind } => o.push_str(&format!("{pad}head {}\n", head_text(kind.node))),
+            LayerKind::Head { kind } => {
+                o.push_str(&format!("{pad}head {}\n", head_text(kind.node)))
+            }
             LayerKind::Residual { body } => {
                 let skip = if l.skip { " skip" } else { "" };
                 o.push_str(&format!("{pad}residual{skip} {{\n"));
@@ -216,18 +228,30 @@ fn dsl_layers(layers: &[Layer], depth: usize, o: &mut String) {
                 o.push_str(&format!("{pad}}}\n"));
             }
             LayerKind::Repeat { count, body } => {
-                o.push_str(&format!("{pad}repeat {} {{\n", dsl_value(&count.node.to_string())));
+                o.push_str(&format!(
+                    "{pad}repeat {} {{\n",
+                    dsl_value(&count.node.to_string())
+                ));
                 dsl_layers(body, depth + 1, o);
                 o.push_str(&format!("{pad}}}\n"));
             }
             LayerKind::Conv { .. } => {
                 // The kernel is the positional argument: `conv 7x7 out=32 mask=A`.
                 let args = layer_args(l);
-                let kernel = args.iter().find(|(k, _)| *k == "kernel").map(|(_, v)| v.clone());
+                let kernel = args
+                    .iter()
+                    .find(|(k, _)| *k == "kernel")
+                    .map(|(_, v)| v.clone());
                 let rest: Vec<String> = args
                     .iter()
                     .filter(|(k, _)| *k != "kernel")
-                    .map(|(k, v)| if v == "true" { k.to_string() } else { format!("{k}={}", dsl_value(v)) })
+                    .map(|(k, v)| {
+                        if v == "true" {
+                            k.to_string()
+                        } else {
+                            format!("{k}={}", dsl_value(v))
+                        }
+                    })
                     .collect();
                 o.push_str(&format!(
                     "{pad}conv {} {}\n",
@@ -238,7 +262,13 @@ fn dsl_layers(layers: &[Layer], depth: usize, o: &mut String) {
             _ => {
                 let args: Vec<String> = layer_args(l)
                     .iter()
-                    .map(|(k, v)| if v == "true" { k.to_string() } else { format!("{k}={}", dsl_value(v)) })
+                    .map(|(k, v)| {
+                        if v == "true" {
+                            k.to_string()
+                        } else {
+                            format!("{k}={}", dsl_value(v))
+                        }
+                    })
                     .collect();
                 if args.is_empty() {
                     o.push_str(&format!("{pad}{name}\n"));

@@ -48,9 +48,6 @@ pub fn check_text(bytes: &[u8]) -> Result<&str, Vec<Diagnostic>> {
         Ok(t) => t,
         Err(e) => {
             let at = e.valid_up_to();
-            // Point into the valid prefix so line:column can be computed.
-            let valid = std::str::from_utf8(&bytes[..at]).unwrap_or("");
-            let _ = valid;
             return Err(vec![Diagnostic::new(
                 Span::new(at, at + 1),
                 format!("the spec is not UTF-8 text (invalid byte at offset {at})"),
@@ -77,8 +74,18 @@ pub fn check_text(bytes: &[u8]) -> Result<&str, Vec<Diagnostic>> {
 /// Parses spec text in the given syntax.
 pub fn parse(text: &str, syntax: Syntax) -> Result<ast::Spec, Vec<Diagnostic>> {
     let tree = match syntax {
-        Syntax::Yaml => yaml::parse(text)?,
-        Syntax::Dsl => dsl::parse(text)?,
+        Syntax::Yaml => yaml::parse(text),
+        Syntax::Dsl => dsl::parse(text),
     };
-    build::build(&tree)
+    tree.and_then(|t| build::build(&t))
+        .map_err(|d| clamp_spans(d, text.len()))
+}
+
+/// Keeps every span inside the text (errors at end of input may point one past it).
+pub fn clamp_spans(mut diags: Vec<Diagnostic>, len: usize) -> Vec<Diagnostic> {
+    for d in &mut diags {
+        d.span.start = d.span.start.min(len);
+        d.span.end = d.span.end.clamp(d.span.start, len);
+    }
+    diags
 }

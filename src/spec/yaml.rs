@@ -9,6 +9,7 @@ use yaml_rust2::scanner::{Marker, TScalarStyle};
 pub fn parse(source: &str) -> Result<Node, Vec<Diagnostic>> {
     let offsets = CharOffsets::new(source);
     let mut b = Builder {
+        source,
         stack: Vec::new(),
         root: None,
         offsets: &offsets,
@@ -16,15 +17,31 @@ pub fn parse(source: &str) -> Result<Node, Vec<Diagnostic>> {
         skipped_depth: 0,
         docs: 0,
     };
+    // Pull events one at a time: `Parser::load` recurses once per nesting level and a
+    // hostile file could overflow the stack before our depth check ran.
     let mut parser = Parser::new_from_str(source);
-    if let Err(e) = parser.load(&mut b, true) {
-        let at = offsets.byte(e.marker().index());
-        return Err(vec![Diagnostic::new(
-            Span::new(at, at + 1),
-            format!("invalid YAML: {}", e.info()),
-        )
-        .label("here")
-        .help("check indentation and that every `key: value` and `- item` is well formed")]);
+    loop {
+        match parser.next_token() {
+            Ok((Event::StreamEnd, _)) => break,
+            Ok((ev, mark)) => {
+                b.on_event(ev, mark);
+                if b.skipped_depth > 0 {
+                    // Too deep: the error is recorded; nothing after it matters.
+                    break;
+                }
+            }
+            Err(e) => {
+                let at = offsets.byte(e.marker().index()).min(source.len());
+                return Err(vec![Diagnostic::new(
+                    Span::new(at, (at + 1).min(source.len().max(at))),
+                    format!("invalid YAML: {}", e.info()),
+                )
+                .label("here")
+                .help(
+                    "check indentation and that every `key: value` and `- item` is well formed",
+                )]);
+            }
+        }
     }
     if !b.errors.is_empty() {
         return Err(b.errors);
@@ -33,7 +50,9 @@ pub fn parse(source: &str) -> Result<Node, Vec<Diagnostic>> {
         Some(root) => Ok(root),
         None => Err(vec![Diagnostic::new(Span::new(0, 0), "the spec is empty")
             .label("nothing here")
-            .help("a spec needs at least `input:` and `layers:`; see examples/tiny.yaml")]),
+            .help(
+                "a spec needs at least `input:` and `layers:`; see examples/tiny.yaml",
+            )]),
     }
 }
 
@@ -51,7 +70,10 @@ impl CharOffsets {
         } else {
             Some(s.char_indices().map(|(i, _)| i as u32).collect())
         };
-        CharOffsets { table, len: s.len() }
+        CharOffsets {
+            table,
+            len: s.len(),
+        }
     }
     fn byte(&self, char_index: usize) -> usize {
         match &self.table {
@@ -67,6 +89,7 @@ enum Frame {
 }
 
 struct Builder<'a> {
+    source: &'a str,
     stack: Vec<Frame>,
     root: Option<Node>,
     offsets: &'a CharOffsets,
@@ -77,6 +100,10 @@ struct Builder<'a> {
 }
 
 impl Builder<'_> {
+    fn source_byte(&self, at: usize) -> Option<u8> {
+        self.source.as_bytes().get(at).copied()
+    }
+
     fn push_value(&mut self, node: Node) {
         match self.stack.last_mut() {
             None => {
@@ -136,9 +163,12 @@ impl MarkedEventReceiver for Builder<'_> {
                 self.docs += 1;
                 if self.docs == 2 {
                     self.errors.push(
-                        Diagnostic::new(Span::new(at, at + 3), "a spec file holds one YAML document")
-                            .label("second document starts here")
-                            .help("put each model in its own file"),
+                        Diagnostic::new(
+                            Span::new(at, at + 3),
+                            "a spec file holds one YAML document",
+                        )
+                        .label("second document starts here")
+                        .help("put each model in its own file"),
                     );
                 }
             }
@@ -161,9 +191,12 @@ impl MarkedEventReceiver for Builder<'_> {
             }
             Event::Alias(_) => {
                 self.errors.push(
-                    Diagnostic::new(Span::new(at, at + 1), "YAML aliases are not supported in specs")
-                        .label("alias")
-                        .help("use `params:` and `repeat:` to share sizes and layers"),
+                    Diagnostic::new(
+                        Span::new(at, at + 1),
+                        "YAML aliases are not supported in specs",
+                    )
+                    .label("alias")
+                    .help("use `params:` and `repeat:` to share sizes and layers"),
                 );
                 self.push_value(Node {
                     value: Value::Null,
@@ -190,15 +223,29 @@ impl MarkedEventReceiver for Builder<'_> {
                 }
             }
             Event::SequenceEnd | Event::MappingEnd => {
+                // A block container's end mark is the next token, often on a later line:
+                // end the span at its last child instead, so carets stay on the text.
                 let node = match self.stack.pop() {
                     Some(Frame::Seq(items, start)) => Node {
-                        span: Span::new(start, at.max(start + 1)),
+                        span: Span::new(
+                            start,
+                            items.last().map_or(at, |n| n.span.end).max(start + 1),
+                        ),
                         value: Value::Seq(items),
                     },
-                    Some(Frame::Map(entries, _, start)) => Node {
-                        span: Span::new(start, at.max(start + 1)),
-                        value: Value::Map(entries),
-                    },
+                    Some(Frame::Map(entries, _, start)) => {
+                        let end = entries.last().map_or(at, |(_, n)| n.span.end);
+                        // Flow mappings (`{...}`) include their closing brace.
+                        let end = if self.source_byte(at) == Some(b'}') {
+                            at + 1
+                        } else {
+                            end
+                        };
+                        Node {
+                            span: Span::new(start, end.max(start + 1)),
+                            value: Value::Map(entries),
+                        }
+                    }
                     None => return,
                 };
                 self.push_value(node);
@@ -218,7 +265,9 @@ mod tests {
         let n = parse(src).unwrap();
         let Value::Map(m) = n.value else { panic!() };
         assert_eq!(&src[m[1].0.span.start..m[1].0.span.end], "b");
-        let Value::Seq(s) = &m[1].1.value else { panic!() };
+        let Value::Seq(s) = &m[1].1.value else {
+            panic!()
+        };
         assert_eq!(&src[s[0].span.start..s[0].span.end], "x");
     }
 

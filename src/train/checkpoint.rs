@@ -55,13 +55,22 @@ fn meta(step: u64, kind: &str) -> HashMap<String, String> {
     HashMap::from([
         ("step".to_string(), step.to_string()),
         ("kind".to_string(), kind.to_string()),
-        ("pixc_version".to_string(), env!("CARGO_PKG_VERSION").to_string()),
+        (
+            "pixc_version".to_string(),
+            env!("CARGO_PKG_VERSION").to_string(),
+        ),
     ])
 }
 
 /// Saves weights, optimizer state and (last) state.json; copies the weights to
 /// best.safetensors when `best`.
-pub fn save(dir: &Path, tm: &TorchModel, opt: &Optimizer, state: &mut RunState, best: bool) -> Result<()> {
+pub fn save(
+    dir: &Path,
+    tm: &TorchModel,
+    opt: &Optimizer,
+    state: &mut RunState,
+    best: bool,
+) -> Result<()> {
     let w = tm.to_weights();
     let wbytes = w.to_safetensors(Some(meta(state.step, "weights")));
     let names = tm.parameter_names();
@@ -97,7 +106,10 @@ pub fn save(dir: &Path, tm: &TorchModel, opt: &Optimizer, state: &mut RunState, 
 fn read_state(dir: &Path) -> Result<RunState> {
     let p = dir.join("state.json");
     let bytes = std::fs::read(&p).with_context(|| {
-        format!("{} has no state.json: is it a pixc run folder (made by `pixc train --out DIR`)?", dir.display())
+        format!(
+            "{} has no state.json: is it a pixc run folder (made by `pixc train --out DIR`)?",
+            dir.display()
+        )
     })?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", p.display()))
 }
@@ -106,48 +118,70 @@ fn read_state(dir: &Path) -> Result<RunState> {
 pub fn load_spec(dir: &Path) -> Result<(Spec, Model)> {
     let p = dir.join("spec.yaml");
     if !p.exists() {
-        bail!("{} has no spec.yaml: is it a pixc run folder (made by `pixc train --out DIR`)?", dir.display());
+        bail!(
+            "{} has no spec.yaml: is it a pixc run folder (made by `pixc train --out DIR`)?",
+            dir.display()
+        );
     }
     let (spec, model, _) = crate::compile_file(&p)?;
     Ok((spec, model))
 }
 
-fn load_weights_checked(path: &Path, model: &Model, want_step: Option<u64>) -> Result<(Weights, u64)> {
+fn load_weights_checked(
+    path: &Path,
+    model: &Model,
+    want_step: Option<u64>,
+) -> Result<(Weights, u64)> {
     if !path.exists() {
         bail!("{} is missing: the run has no checkpoint yet (train at least until the first validation)", path.display());
     }
     let (w, meta) = Weights::load(path)?;
-    w.check_against(model).map_err(|reason| anyhow::anyhow!("{} does not match the run's spec: {reason}", path.display()))?;
+    w.check_against(model).map_err(|reason| {
+        anyhow::anyhow!("{} does not match the run's spec: {reason}", path.display())
+    })?;
     let step: u64 = meta.get("step").and_then(|s| s.parse().ok()).unwrap_or(0);
     if let Some(s) = want_step {
         if s != step {
-            bail!("{} is from step {step} but state.json says {s}: the run folder is inconsistent", path.display());
+            bail!(
+                "{} is from step {step} but state.json says {s}: the run folder is inconsistent",
+                path.display()
+            );
         }
     }
     Ok((w, step))
 }
 
 /// Loads the last checkpoint to resume: model, state and optimizer.
-pub fn load_last(dir: &Path, model: &Model, device: Device) -> Result<(TorchModel, RunState, Optimizer)> {
+pub fn load_last(
+    dir: &Path,
+    model: &Model,
+    device: Device,
+) -> Result<(TorchModel, RunState, Optimizer)> {
     let state = read_state(dir)?;
-    let (w, _) = load_weights_checked(&dir.join("last.safetensors"), model, Some(state.saved_step))?;
+    let (w, _) =
+        load_weights_checked(&dir.join("last.safetensors"), model, Some(state.saved_step))?;
     let tm = TorchModel::new(model, &w, device)?;
     let op = dir.join("last.optim.safetensors");
     let (ow, om) = Weights::load(&op)?;
     let spec = dir.join("spec.yaml");
-    let text = std::fs::read_to_string(&spec).with_context(|| format!("cannot read {}", spec.display()))?;
+    let text = std::fs::read_to_string(&spec)
+        .with_context(|| format!("cannot read {}", spec.display()))?;
     let (s, _) = load_spec(dir)?;
     let t = s.train.unwrap_or_default();
     let mut opt = Optimizer::new(t.optimizer, t.lr, &tm.parameters());
-    opt.t = om.get("t").and_then(|s| s.parse().ok()).unwrap_or(state.optimizer_t);
+    opt.t = om
+        .get("t")
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(state.optimizer_t);
     for (k, name) in tm.parameter_names().iter().enumerate() {
         for (prefix, dst) in [("m", &mut opt.m[k]), ("v", &mut opt.v[k])] {
             let key = format!("{prefix}.{name}");
-            let src = ow
-                .tensors
-                .get(&key)
-                .ok_or_else(|| anyhow::anyhow!("{} lacks `{key}`: corrupt optimizer state", op.display()))?;
-            let t = tch::Tensor::from_slice(&src.data).reshape(dst.size()).to_device(device);
+            let src = ow.tensors.get(&key).ok_or_else(|| {
+                anyhow::anyhow!("{} lacks `{key}`: corrupt optimizer state", op.display())
+            })?;
+            let t = tch::Tensor::from_slice(&src.data)
+                .reshape(dst.size())
+                .to_device(device);
             tch::no_grad(|| dst.copy_(&t));
         }
     }

@@ -64,7 +64,12 @@ pub struct TrainReport {
     pub device: String,
 }
 
-fn load_data(train: &Train, data_override: Option<&str>, mnist_dir: Option<PathBuf>, model: &Model) -> Result<Dataset> {
+fn load_data(
+    train: &Train,
+    data_override: Option<&str>,
+    mnist_dir: Option<PathBuf>,
+    model: &Model,
+) -> Result<Dataset> {
     let name = data_override.unwrap_or(&train.data);
     let src = DataSource::parse(name)?;
     let im = model.graph().image;
@@ -74,7 +79,9 @@ fn load_data(train: &Train, data_override: Option<&str>, mnist_dir: Option<PathB
         ..Default::default()
     };
     let ds = data::load(&src, &opts)?;
-    if (ds.channels, ds.height, ds.width, ds.levels) != (im.channels, im.height, im.width, im.levels) {
+    if (ds.channels, ds.height, ds.width, ds.levels)
+        != (im.channels, im.height, im.width, im.levels)
+    {
         bail!(
             "data set {} has {}x{}x{} images with {} levels, but the spec models {}x{}x{} with {} levels; pick a matching `data:` (e.g. mnist-binarized for 1x28x28, levels 2)",
             ds.name, ds.channels, ds.height, ds.width, ds.levels, im.channels, im.height, im.width, im.levels
@@ -127,7 +134,8 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
     torch::set_threads(opts.threads);
     let device = torch::resolve_device(opts.device.unwrap_or(DeviceChoice::Auto))?;
     let out = &opts.out;
-    std::fs::create_dir_all(out).with_context(|| format!("cannot create the run folder {}", out.display()))?;
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the run folder {}", out.display()))?;
     let run_spec = spec_for_run(spec, &tcfg);
     let spec_text = crate::spec::fmt::to_yaml(&run_spec);
 
@@ -171,7 +179,9 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         (None, None) if opts.minutes.is_some() => None,
         (None, None) => Some(per_epoch),
     };
-    let deadline = opts.minutes.map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
+    let deadline = opts
+        .minutes
+        .map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
 
     let stop = Arc::new(AtomicBool::new(false));
     {
@@ -211,7 +221,8 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         let in_epoch = (state.step % per_epoch) as usize;
         if epoch != order_epoch {
             // The order depends only on (seed, epoch): resuming mid-epoch sees the same batches.
-            let mut rng = ChaCha8Rng::seed_from_u64(tcfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let mut rng =
+                ChaCha8Rng::seed_from_u64(tcfg.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             order = (0..n_train).collect();
             order.shuffle(&mut rng);
             if let Some(gray) = &ds.train_gray {
@@ -251,11 +262,27 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         });
         let rate = images_this_run as f64 / t0.elapsed().as_secs_f64();
         bar.set_position(state.step);
-        bar.set_message(format!("train {:.3} {unit}  {rate:.1} img/s", report(ema.unwrap_or(lv))));
+        bar.set_message(format!(
+            "train {:.3} {unit}  {rate:.1} img/s",
+            report(ema.unwrap_or(lv))
+        ));
 
         if state.step % tcfg.valid_every == 0 {
             validate_and_save(
-                &tm, &opt, &mut state, &ds, opts, out, &mut metrics, &bar, t0, rate, ema, im.levels, size, batch,
+                &tm,
+                &opt,
+                &mut state,
+                &ds,
+                opts,
+                out,
+                &mut metrics,
+                &bar,
+                t0,
+                rate,
+                ema,
+                im.levels,
+                size,
+                batch,
             )?;
         }
     }
@@ -263,7 +290,20 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
     let rate = images_this_run as f64 / t0.elapsed().as_secs_f64().max(1e-9);
     if state.saved_step != state.step {
         validate_and_save(
-            &tm, &opt, &mut state, &ds, opts, out, &mut metrics, &bar, t0, rate, ema, im.levels, size, batch,
+            &tm,
+            &opt,
+            &mut state,
+            &ds,
+            opts,
+            out,
+            &mut metrics,
+            &bar,
+            t0,
+            rate,
+            ema,
+            im.levels,
+            size,
+            batch,
         )?;
     }
     bar.finish_and_clear();
@@ -299,7 +339,11 @@ fn validate_and_save(
     size: usize,
     batch: usize,
 ) -> Result<()> {
-    let limit = if opts.valid_images == 0 { usize::MAX } else { opts.valid_images };
+    let limit = if opts.valid_images == 0 {
+        usize::MAX
+    } else {
+        opts.valid_images
+    };
     let v = evaluate(tm, &ds.valid, limit, batch.max(64))?;
     state.wall_seconds += t0.elapsed().as_secs_f64() - state.wall_at_last_save;
     state.wall_at_last_save = t0.elapsed().as_secs_f64();
@@ -406,7 +450,13 @@ pub struct EvalReport {
 }
 
 /// Scores a run's best checkpoint on a split (all images unless `limit`).
-pub fn eval_run(dir: &Path, split: EvalSplit, limit: Option<usize>, device: DeviceChoice, mnist_dir: Option<PathBuf>) -> Result<EvalReport> {
+pub fn eval_run(
+    dir: &Path,
+    split: EvalSplit,
+    limit: Option<usize>,
+    device: DeviceChoice,
+    mnist_dir: Option<PathBuf>,
+) -> Result<EvalReport> {
     let (spec, model) = checkpoint::load_spec(dir)?;
     let dev = torch::resolve_device(device)?;
     torch::set_threads(None);

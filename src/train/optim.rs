@@ -44,7 +44,9 @@ impl Optimizer {
                 match self.kind {
                     Kind_::Adam => {
                         let _ = self.m[k].g_mul_scalar_(BETA1).g_add_(&(&g * (1.0 - BETA1)));
-                        let _ = self.v[k].g_mul_scalar_(BETA2).g_add_(&(&g * &g * (1.0 - BETA2)));
+                        let _ = self.v[k]
+                            .g_mul_scalar_(BETA2)
+                            .g_add_(&(&g * &g * (1.0 - BETA2)));
                         let bc1 = 1.0 - BETA1.powi(self.t as i32);
                         let bc2 = 1.0 - BETA2.powi(self.t as i32);
                         let denom = (&self.v[k] / bc2).sqrt() + EPS;
@@ -53,7 +55,9 @@ impl Optimizer {
                         let _ = p.g_sub_(&upd);
                     }
                     Kind_::RmsProp => {
-                        let _ = self.v[k].g_mul_scalar_(ALPHA).g_add_(&(&g * &g * (1.0 - ALPHA)));
+                        let _ = self.v[k]
+                            .g_mul_scalar_(ALPHA)
+                            .g_add_(&(&g * &g * (1.0 - ALPHA)));
                         let upd = &g / (self.v[k].sqrt() + EPS) * self.lr;
                         let mut p = p.shallow_clone();
                         let _ = p.g_sub_(&upd);
@@ -78,11 +82,18 @@ impl Optimizer {
 /// Scales gradients so their global L2 norm is at most `max`; returns the norm before.
 pub fn clip_grad_norm(params: &[&Tensor], max: f64) -> f64 {
     tch::no_grad(|| {
-        let grads: Vec<Tensor> = params.iter().map(|p| p.grad()).filter(|g| g.defined()).collect();
+        let grads: Vec<Tensor> = params
+            .iter()
+            .map(|p| p.grad())
+            .filter(|g| g.defined())
+            .collect();
         if grads.is_empty() {
             return 0.0;
         }
-        let sq: Vec<Tensor> = grads.iter().map(|g| g.pow_tensor_scalar(2).sum(Kind::Float)).collect();
+        let sq: Vec<Tensor> = grads
+            .iter()
+            .map(|g| g.pow_tensor_scalar(2).sum(Kind::Float))
+            .collect();
         let norm = f64::try_from(Tensor::stack(&sq, 0).sum(Kind::Float).sqrt()).unwrap_or(f64::NAN);
         if norm.is_finite() && norm > max {
             let s = max / (norm + 1e-6);

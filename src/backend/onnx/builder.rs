@@ -7,8 +7,8 @@
 //! once per distinct value.
 
 use onnx_protobuf::{
-    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto, AttributeProto,
-    NodeProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
+    attribute_proto::AttributeType, tensor_proto::DataType, tensor_shape_proto, type_proto,
+    AttributeProto, NodeProto, TensorProto, TensorShapeProto, TypeProto, ValueInfoProto,
 };
 use std::collections::{HashMap, HashSet};
 
@@ -55,7 +55,14 @@ impl Builder {
 
     /// Emits a node named `name` whose outputs are `outputs`; returns nothing (the caller
     /// knows the output names).
-    pub fn node_multi(&mut self, op: &str, name: &str, inputs: &[&str], outputs: &[String], attrs: Vec<AttributeProto>) {
+    pub fn node_multi(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        outputs: &[String],
+        attrs: Vec<AttributeProto>,
+    ) {
         self.claim(&format!("node:{name}"));
         for o in outputs {
             self.claim(o);
@@ -71,18 +78,38 @@ impl Builder {
     }
 
     /// Emits a single-output node whose output value is named like the node; returns it.
-    pub fn op(&mut self, op: &str, name: &str, inputs: &[&str], attrs: Vec<AttributeProto>) -> String {
+    pub fn op(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        attrs: Vec<AttributeProto>,
+    ) -> String {
         self.op_to(op, name, inputs, name, attrs)
     }
 
     /// Emits a single-output node with an explicitly named output value.
-    pub fn op_to(&mut self, op: &str, name: &str, inputs: &[&str], output: &str, attrs: Vec<AttributeProto>) -> String {
+    pub fn op_to(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        output: &str,
+        attrs: Vec<AttributeProto>,
+    ) -> String {
         self.node_multi(op, name, inputs, &[output.to_string()], attrs);
         output.to_string()
     }
 
     /// Emits a node with several outputs named `{name}.{suffix}`; returns them in order.
-    pub fn op_n(&mut self, op: &str, name: &str, inputs: &[&str], suffixes: &[String], attrs: Vec<AttributeProto>) -> Vec<String> {
+    pub fn op_n(
+        &mut self,
+        op: &str,
+        name: &str,
+        inputs: &[&str],
+        suffixes: &[String],
+        attrs: Vec<AttributeProto>,
+    ) -> Vec<String> {
         let outs: Vec<String> = suffixes.iter().map(|s| format!("{name}.{s}")).collect();
         self.node_multi(op, name, inputs, &outs, attrs);
         outs
@@ -104,7 +131,13 @@ impl Builder {
     pub fn i64s(&mut self, values: &[i64]) -> String {
         let body: Vec<String> = values
             .iter()
-            .map(|v| if *v < 0 { format!("m{}", v.unsigned_abs()) } else { v.to_string() })
+            .map(|v| {
+                if *v < 0 {
+                    format!("m{}", v.unsigned_abs())
+                } else {
+                    v.to_string()
+                }
+            })
             .collect();
         let key = format!("const.i64.{}", body.join("_"));
         if let Some(n) = self.consts.get(&key) {
@@ -119,6 +152,18 @@ impl Builder {
         self.initializers.push(t);
         self.consts.insert(key.clone(), key.clone());
         key
+    }
+
+    /// A named int64 tensor (index tables: too long to name by value).
+    pub fn i64_tensor(&mut self, name: &str, dims: &[usize], values: &[i64]) -> String {
+        self.claim(name);
+        let mut t = TensorProto::new();
+        t.name = name.to_string();
+        t.data_type = INT64;
+        t.dims = dims.iter().map(|&d| d as i64).collect();
+        t.int64_data = values.to_vec();
+        self.initializers.push(t);
+        name.to_string()
     }
 
     /// A shared 0-D float32 constant.
@@ -144,7 +189,8 @@ fn f32_bytes(data: &[f32]) -> Vec<u8> {
     // SAFETY: any f32 is 4 initialised bytes, u8 has no alignment requirement, and on a
     // little-endian target the in-memory bytes are the little-endian encoding. One memcpy
     // instead of a per-value loop matters for models of tens of millions of parameters.
-    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }.to_vec()
+    unsafe { std::slice::from_raw_parts(data.as_ptr().cast::<u8>(), std::mem::size_of_val(data)) }
+        .to_vec()
 }
 
 #[cfg(not(target_endian = "little"))]
@@ -233,8 +279,27 @@ impl Builder {
         self.op("Reshape", name, &[x, &s], vec![])
     }
 
-    pub fn slice(&mut self, name: &str, x: &str, starts: &[i64], ends: &[i64], axes: &[i64], steps: &[i64]) -> String {
-        let (s, e, a, st) = (self.i64s(starts), self.i64s(ends), self.i64s(axes), self.i64s(steps));
+    /// Reshape whose output value is named `out`.
+    pub fn reshape_to(&mut self, name: &str, x: &str, shape: &[i64], out: &str) -> String {
+        let s = self.i64s(shape);
+        self.op_to("Reshape", name, &[x, &s], out, vec![])
+    }
+
+    pub fn slice(
+        &mut self,
+        name: &str,
+        x: &str,
+        starts: &[i64],
+        ends: &[i64],
+        axes: &[i64],
+        steps: &[i64],
+    ) -> String {
+        let (s, e, a, st) = (
+            self.i64s(starts),
+            self.i64s(ends),
+            self.i64s(axes),
+            self.i64s(steps),
+        );
         self.op("Slice", name, &[x, &s, &e, &a, &st], vec![])
     }
 
@@ -245,10 +310,23 @@ impl Builder {
     }
 
     /// Split along `axis` into the given sizes; outputs are `{name}.{suffix}`.
-    pub fn split(&mut self, name: &str, x: &str, axis: i64, sizes: &[usize], suffixes: &[String]) -> Vec<String> {
+    pub fn split(
+        &mut self,
+        name: &str,
+        x: &str,
+        axis: i64,
+        sizes: &[usize],
+        suffixes: &[String],
+    ) -> Vec<String> {
         let s: Vec<i64> = sizes.iter().map(|&v| v as i64).collect();
         let s = self.i64s(&s);
-        self.op_n("Split", name, &[x, &s], suffixes, vec![attr_int("axis", axis)])
+        self.op_n(
+            "Split",
+            name,
+            &[x, &s],
+            suffixes,
+            vec![attr_int("axis", axis)],
+        )
     }
 
     pub fn transpose(&mut self, name: &str, x: &str, perm: &[i64]) -> String {

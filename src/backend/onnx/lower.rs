@@ -29,7 +29,13 @@ pub fn value_of(model: &Model, id: NodeId) -> String {
 type MaskCache = HashMap<(usize, usize, usize, usize, bool, usize), Vec<f32>>;
 
 /// Adds a node's parameters as initializers, multiplying each masked weight by its mask.
-fn add_params(b: &mut Builder, model: &Model, id: NodeId, weights: &Weights, masks: &mut MaskCache) -> Params {
+fn add_params(
+    b: &mut Builder,
+    model: &Model,
+    id: NodeId,
+    weights: &Weights,
+    masks: &mut MaskCache,
+) -> Params {
     let g = model.graph();
     let groups = g.image.groups();
     let op = &g.node(id).op;
@@ -86,7 +92,16 @@ pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
             Op::Input => {}
             Op::Conv { kh, kw, .. } => {
                 let pads = [kh / 2, kw / 2, kh / 2, kw / 2];
-                conv_to(b, &format!("{p}.conv"), x, &prm["weight"], &prm["bias"], &[kh, kw], &pads, &out);
+                conv_to(
+                    b,
+                    &format!("{p}.conv"),
+                    x,
+                    &prm["weight"],
+                    &prm["bias"],
+                    &[kh, kw],
+                    &pads,
+                    &out,
+                );
             }
             Op::Relu => {
                 b.op_to("Relu", &format!("{p}.relu"), &[x], &out, vec![]);
@@ -95,19 +110,40 @@ pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
             Op::SkipSum => {
                 let mut terms = vec![ins[0].clone()];
                 for (i, src) in ins.iter().enumerate().skip(1) {
-                    let (w, bias) = (&prm[&format!("proj{i}_weight")], &prm[&format!("proj{i}_bias")]);
-                    terms.push(b.conv(&format!("{p}.proj{i}"), src, w, Some(bias), &[1, 1], &[0, 0, 0, 0], 1));
+                    let (w, bias) = (
+                        &prm[&format!("proj{i}_weight")],
+                        &prm[&format!("proj{i}_bias")],
+                    );
+                    terms.push(b.conv(
+                        &format!("{p}.proj{i}"),
+                        src,
+                        w,
+                        Some(bias),
+                        &[1, 1],
+                        &[0, 0, 0, 0],
+                        1,
+                    ));
                 }
                 sum_chain(b, &p, &terms, &out);
             }
             Op::Head { .. } => {
-                conv_to(b, &format!("{p}.head"), x, &prm["weight"], &prm["bias"], &[1, 1], &[0, 0, 0, 0], &out);
+                conv_to(
+                    b,
+                    &format!("{p}.head"),
+                    x,
+                    &prm["weight"],
+                    &prm["bias"],
+                    &[1, 1],
+                    &[0, 0, 0, 0],
+                    &out,
+                );
             }
             Op::RowLstm { hidden, k } => {
                 lstm::row_lstm(b, &p, x, &prm, hidden, k, height, width, &out);
             }
             Op::DiagBiLstm { hidden, shift } => {
-                lstm::diag_bilstm(b, &p, x, &prm, hidden, shift, height, width, &out);
+                let cin = model.shapes().channels(g.inputs(id)[0]);
+                lstm::diag_bilstm(b, &p, x, cin, &prm, hidden, shift, height, width, &out);
             }
         }
     }
@@ -116,17 +152,38 @@ pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
 
 /// A Conv whose output value is named `out` (the IR node's value).
 #[allow(clippy::too_many_arguments)]
-fn conv_to(b: &mut Builder, name: &str, x: &str, w: &str, bias: &str, kernel: &[usize], pads: &[usize], out: &str) {
+fn conv_to(
+    b: &mut Builder,
+    name: &str,
+    x: &str,
+    w: &str,
+    bias: &str,
+    kernel: &[usize],
+    pads: &[usize],
+    out: &str,
+) {
     let k: Vec<i64> = kernel.iter().map(|&v| v as i64).collect();
     let p: Vec<i64> = pads.iter().map(|&v| v as i64).collect();
-    b.op_to("Conv", name, &[x, w, bias], out, vec![attr_ints("kernel_shape", &k), attr_ints("pads", &p)]);
+    b.op_to(
+        "Conv",
+        name,
+        &[x, w, bias],
+        out,
+        vec![attr_ints("kernel_shape", &k), attr_ints("pads", &p)],
+    );
 }
 
 /// `((t0 + t1) + t2) + ...` in slot order (binary Adds keep the summation order fixed, which
 /// a variadic Sum does not promise); one term becomes an Identity.
 fn sum_chain(b: &mut Builder, p: &str, terms: &[String], out: &str) {
     if terms.len() == 1 {
-        b.op_to("Identity", &format!("{p}.identity"), &[&terms[0]], out, vec![]);
+        b.op_to(
+            "Identity",
+            &format!("{p}.identity"),
+            &[&terms[0]],
+            out,
+            vec![],
+        );
         return;
     }
     let mut acc = terms[0].clone();
@@ -156,19 +213,49 @@ pub fn nll(b: &mut Builder, model: &Model, image: &str, scaled: &str) {
             let d = b.binary("Sub", "nll.relu_minus", &relu, &lt);
             let e = b.binary("Add", "nll.bce", &d, &sp);
             let axes = b.i64s(&[1, 2, 3]);
-            b.op("ReduceSum", "nll", &[&e, &axes], vec![attr_int("keepdims", 0)]);
+            b.op(
+                "ReduceSum",
+                "nll",
+                &[&e, &axes],
+                vec![attr_int("keepdims", 0)],
+            );
         }
         HeadKind::Softmax => {
-            let (c, l, h, w) = (im.channels as i64, im.levels as i64, im.height as i64, im.width as i64);
+            let (c, l, h, w) = (
+                im.channels as i64,
+                im.levels as i64,
+                im.height as i64,
+                im.width as i64,
+            );
             // Channel c*levels + v -> [N, C, levels, H, W]: log-softmax over the levels axis.
             let l5 = b.reshape("nll.logits.levels", "logits", &[0, c, l, h, w]);
-            let logp = b.op("LogSoftmax", "nll.log_softmax", &[&l5], vec![attr_int("axis", 2)]);
-            let t = b.op("Cast", "nll.target", &[image], vec![attr_int("to", super::builder::INT64 as i64)]);
+            let logp = b.op(
+                "LogSoftmax",
+                "nll.log_softmax",
+                &[&l5],
+                vec![attr_int("axis", 2)],
+            );
+            let t = b.op(
+                "Cast",
+                "nll.target",
+                &[image],
+                vec![attr_int("to", super::builder::INT64 as i64)],
+            );
             let ax = b.i64s(&[2]);
             let t5 = b.op("Unsqueeze", "nll.target.levels", &[&t, &ax], vec![]);
-            let picked = b.op("GatherElements", "nll.log_p", &[&logp, &t5], vec![attr_int("axis", 2)]);
+            let picked = b.op(
+                "GatherElements",
+                "nll.log_p",
+                &[&logp, &t5],
+                vec![attr_int("axis", 2)],
+            );
             let axes = b.i64s(&[1, 2, 3, 4]);
-            let s = b.op("ReduceSum", "nll.sum_log_p", &[&picked, &axes], vec![attr_int("keepdims", 0)]);
+            let s = b.op(
+                "ReduceSum",
+                "nll.sum_log_p",
+                &[&picked, &axes],
+                vec![attr_int("keepdims", 0)],
+            );
             b.op("Neg", "nll", &[&s], vec![]);
         }
     }

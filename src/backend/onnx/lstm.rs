@@ -6,16 +6,35 @@
 //! shapes are fixed by the spec (only the batch is dynamic), which makes unrolling exact.
 //! See docs/semantics.md for the maths each block implements.
 
-use super::builder::Builder;
+use super::builder::{attr_int, Builder};
 use super::lower::Params;
 
 /// One LSTM step from pre-activation gates (chunks `[o, f, i, g]` of `h` along `axis`):
 /// `c = f * c_prev + i * g`, `h = o * tanh(c)`. Returns `(h, c)`.
-fn cell(b: &mut Builder, p: &str, gates: &str, c_prev: &str, axis: i64, h: usize) -> (String, String) {
+fn cell(
+    b: &mut Builder,
+    p: &str,
+    gates: &str,
+    c_prev: &str,
+    axis: i64,
+    h: usize,
+) -> (String, String) {
     // One Sigmoid over the three sigmoid chunks, one Tanh over g: fewer nodes than four.
-    let parts = b.split(&format!("{p}.chunks"), gates, axis, &[3 * h, h], &["ofi_pre".into(), "g_pre".into()]);
+    let parts = b.split(
+        &format!("{p}.chunks"),
+        gates,
+        axis,
+        &[3 * h, h],
+        &["ofi_pre".into(), "g_pre".into()],
+    );
     let sig = b.unary("Sigmoid", &format!("{p}.ofi"), &parts[0]);
-    let ofi = b.split(&format!("{p}.gate"), &sig, axis, &[h, h, h], &["o".into(), "f".into(), "i".into()]);
+    let ofi = b.split(
+        &format!("{p}.gate"),
+        &sig,
+        axis,
+        &[h, h, h],
+        &["o".into(), "f".into(), "i".into()],
+    );
     let g = b.unary("Tanh", &format!("{p}.g"), &parts[1]);
     let fc = b.binary("Mul", &format!("{p}.f_c"), &ofi[1], c_prev);
     let ig = b.binary("Mul", &format!("{p}.i_g"), &ofi[2], &g);
@@ -28,15 +47,45 @@ fn cell(b: &mut Builder, p: &str, gates: &str, c_prev: &str, axis: i64, h: usize
 /// Row LSTM `{hidden h, k}` on `x` (`N x cin x H x W`); returns the `N x h x H x W` output,
 /// named `out`.
 #[allow(clippy::too_many_arguments)]
-pub fn row_lstm(b: &mut Builder, p: &str, x: &str, prm: &Params, h: usize, k: usize, height: usize, width: usize, out: &str) -> String {
+pub fn row_lstm(
+    b: &mut Builder,
+    p: &str,
+    x: &str,
+    prm: &Params,
+    h: usize,
+    k: usize,
+    height: usize,
+    width: usize,
+    out: &str,
+) -> String {
     // 1. Input-to-state: 1 x k masked conv over the whole image at once.
-    let is = b.conv(&format!("{p}.is"), x, &prm["is_weight"], Some(&prm["is_bias"]), &[1, k], &[0, k / 2, 0, k / 2], 1);
+    let is = b.conv(
+        &format!("{p}.is"),
+        x,
+        &prm["is_weight"],
+        Some(&prm["is_bias"]),
+        &[1, k],
+        &[0, k / 2, 0, k / 2],
+        1,
+    );
     // The state is kept 4-D (N x h x 1 x W) so the 1-D state conv is a 1 x 3 Conv and rows
     // concatenate straight back into the image.
-    let ss_w = b.reshape(&format!("{p}.ss_weight.1x3"), &prm["ss_weight"], &[(4 * h) as i64, h as i64, 1, 3]);
+    let ss_w = b.reshape(
+        &format!("{p}.ss_weight.1x3"),
+        &prm["ss_weight"],
+        &[(4 * h) as i64, h as i64, 1, 3],
+    );
     // h0, c0 (h x W) broadcast over the batch.
-    let mut h_prev = b.reshape(&format!("{p}.h0.4d"), &prm["h0"], &[1, h as i64, 1, width as i64]);
-    let mut c_prev = b.reshape(&format!("{p}.c0.4d"), &prm["c0"], &[1, h as i64, 1, width as i64]);
+    let mut h_prev = b.reshape(
+        &format!("{p}.h0.4d"),
+        &prm["h0"],
+        &[1, h as i64, 1, width as i64],
+    );
+    let mut c_prev = b.reshape(
+        &format!("{p}.c0.4d"),
+        &prm["c0"],
+        &[1, h as i64, 1, width as i64],
+    );
     let rows = b.split(
         &format!("{p}.is.rows"),
         &is,
@@ -48,54 +97,54 @@ pub fn row_lstm(b: &mut Builder, p: &str, x: &str, prm: &Params, h: usize, k: us
     for (r, row) in rows.iter().enumerate() {
         let q = format!("{p}.row{r}");
         // conv1d over the row above's h with zero padding (1, 1).
-        let ss = b.conv(&format!("{q}.ss"), &h_prev, &ss_w, None, &[1, 3], &[0, 1, 0, 1], 1);
+        let ss = b.conv(
+            &format!("{q}.ss"),
+            &h_prev,
+            &ss_w,
+            None,
+            &[1, 3],
+            &[0, 1, 0, 1],
+            1,
+        );
         let gates = b.binary("Add", &format!("{q}.gates"), row, &ss);
         let (hh, c) = cell(b, &q, &gates, &c_prev, 1, h);
         outs.push(hh.clone());
         h_prev = hh;
         c_prev = c;
     }
-    b.op_to("Concat", &format!("{p}.rows"), &outs.iter().map(|s| s.as_str()).collect::<Vec<_>>(), out, vec![super::builder::attr_int("axis", 2)])
+    b.op_to(
+        "Concat",
+        &format!("{p}.rows"),
+        &outs.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        out,
+        vec![attr_int("axis", 2)],
+    )
 }
 
-/// Skews `N x c x H x W` to `N x c x H x (W+H-1)`, row `r` shifted right by `r`: pad each
-/// row by H zeros, flatten, keep the first `H*(W+H-1)` values, and re-read them as rows one
-/// shorter. Pure data movement, so bit-exact.
-fn skew(b: &mut Builder, p: &str, m: &str, c: usize, height: usize, width: usize) -> String {
-    let (c, hh, w) = (c as i64, height as i64, width as i64);
-    let padded = b.pad(&format!("{p}.skew.pad"), m, &[0, 0, 0, 0, 0, 0, 0, hh]);
-    let flat = b.reshape(&format!("{p}.skew.flat"), &padded, &[0, c, hh * (w + hh)]);
-    let cut = b.slice(&format!("{p}.skew.cut"), &flat, &[0], &[hh * (w + hh - 1)], &[2], &[1]);
-    b.reshape(&format!("{p}.skewed"), &cut, &[0, c, hh, w + hh - 1])
-}
-
-/// The inverse of `skew`: `out[r, c] = skewed[r, r + c]`.
-fn unskew(b: &mut Builder, p: &str, s: &str, c: usize, height: usize, width: usize) -> String {
-    let (c, hh, w) = (c as i64, height as i64, width as i64);
-    let flat = b.reshape(&format!("{p}.unskew.flat"), s, &[0, c, hh * (w + hh - 1)]);
-    let padded = b.pad(&format!("{p}.unskew.pad"), &flat, &[0, 0, 0, 0, 0, hh]);
-    let rows = b.reshape(&format!("{p}.unskew.rows"), &padded, &[0, c, hh, w + hh]);
-    b.slice(&format!("{p}.unskewed"), &rows, &[0], &[w], &[3], &[1])
-}
-
-/// Mirrors the columns (`x'[..., c] = x[..., W-1-c]`) with a step -1 Slice over the width.
-fn mirror(b: &mut Builder, name: &str, x: &str) -> String {
-    b.slice(name, x, &[-1], &[i64::MIN], &[3], &[-1])
-}
-
-/// Diagonal BiLSTM `{hidden h, shift}`; returns the `N x h x H x W` output, named `out`.
+/// Diagonal BiLSTM `{hidden h, shift}` on `x` (`N x cin x H x W`); returns the
+/// `N x h x H x W` output, named `out`.
 ///
-/// The recurrence runs column-major: the skewed map is transposed once to
-/// `W' x 8h x H x N`, so each column is one contiguous block (splitting the innermost axis
-/// of `N x 8h x H x W'` into single columns copies element by element, and was most of the
-/// run time). In that layout the grouped 2-tap state conv of a column is one batched MatMul
-/// per direction, `[4h x 2h] @ [2h x H*N]`, over the stack (h one row up, h): two large
-/// products instead of 2N tiny convolutions, and the one-row shift moves whole runs of N.
+/// The semantics' skew / mirror / unskew / shift are pure data movement, so they are done
+/// here by index tables instead, and the recurrence runs in a layout where every per-column
+/// step moves whole blocks. Working in `N x C x H x (W+H-1)` and splitting the innermost
+/// axis into columns copies element by element in ONNX Runtime, which made that form about
+/// 7x slower. Layout of a column: `[2 directions, 4h gate channels, H rows, N]`.
+///
+/// 1. Input-to-state (a 1x1 conv) is one MatMul per direction of the masked weight
+///    `[4h, cin]` with the image as `[cin, H*W*N]`, plus bias: `is[d, q, pos, n]`.
+/// 2-3. Skewed column `k`, row `r` holds `is[d, :, r, k - r]` of the (mirrored, for d = 1)
+///    map, or 0 outside the image: one Gather per direction from the map with a zero slot
+///    appended, with index tables made here (`colK.idx.l2r` / `.r2l`).
+/// 4-5. The grouped 2-tap state conv of a column is one MatMul per direction,
+///    `[4h, 2h] @ [2h, H*N]`, over the stack (h one row up, zero at the top; h).
+/// 6-8. Unskew, mirror back, shift down and the sum: one Gather per direction from the
+///    stacked column outputs (with a zero slot, which the shift reads in row 0), then Add.
 #[allow(clippy::too_many_arguments)]
 pub fn diag_bilstm(
     b: &mut Builder,
     p: &str,
     x: &str,
+    cin: usize,
     prm: &Params,
     h: usize,
     shift: bool,
@@ -104,64 +153,142 @@ pub fn diag_bilstm(
     out: &str,
 ) -> String {
     let cols = width + height - 1;
-    let (hi, hh, ci) = (h as i64, height as i64, cols as i64);
-    // 1. Input-to-state 1x1 conv for both directions: [0, 4h) left-to-right, [4h, 8h) right-to-left.
-    let is = b.conv(&format!("{p}.is"), x, &prm["is_weight"], Some(&prm["is_bias"]), &[1, 1], &[0, 0, 0, 0], 1);
-    // 2. Mirror the right-to-left half; both halves then run side by side as 8h channels.
-    let dirs = b.split(&format!("{p}.is.dir"), &is, 1, &[4 * h, 4 * h], &["l2r".into(), "r2l".into()]);
-    let r2l = mirror(b, &format!("{p}.is.r2l.mirror"), &dirs[1]);
-    let both = b.concat(&format!("{p}.is.both"), &[dirs[0].clone(), r2l], 1);
-    // 3. Skew, then go column-major: W' x (8h * H * N). The flattening Reshape also keeps
-    // ORT's transpose optimizer from pushing the Transpose through the Split (which would
-    // turn one transpose into one per column).
-    let skewed = skew(b, p, &both, 8 * h, height, width);
-    let by_col = b.transpose(&format!("{p}.skewed.by_col"), &skewed, &[3, 1, 2, 0]);
-    let by_col = b.reshape(&format!("{p}.skewed.by_col.flat"), &by_col, &[ci, -1]);
-    let inputs = b.split(
-        &format!("{p}.skewed.cols"),
-        &by_col,
+    let hw = height * width;
+    let (hi, hh, wi) = (h as i64, height as i64, width as i64);
+    // 1. is = W_d [4h, cin] @ x [cin, H*W*N] + bias, as [2, 4h, H*W + 1 (zero slot), N].
+    let xf = b.reshape(&format!("{p}.x.flat"), x, &[0, cin as i64, hw as i64]);
+    let xt = b.transpose(&format!("{p}.x.pos_major"), &xf, &[1, 2, 0]);
+    let xt = b.reshape(&format!("{p}.x.mat"), &xt, &[cin as i64, -1]);
+    let w_is = b.reshape(
+        &format!("{p}.is_weight.dir"),
+        &prm["is_weight"],
+        &[2, 4 * hi, cin as i64],
+    );
+    let b_is = b.reshape(
+        &format!("{p}.is_bias.dir"),
+        &prm["is_bias"],
+        &[2, 4 * hi, 1],
+    );
+    let is = b.binary("MatMul", &format!("{p}.is.mat"), &w_is, &xt);
+    let is = b.binary("Add", &format!("{p}.is"), &is, &b_is);
+    let is = b.reshape(&format!("{p}.is.pos"), &is, &[2, 4 * hi, hw as i64, -1]);
+    let is = b.pad(&format!("{p}.is.zero_slot"), &is, &[0, 0, 0, 0, 0, 0, 1, 0]);
+    let is_dir = b.split(
+        &format!("{p}.is.dir"),
+        &is,
         0,
-        &vec![1; cols],
-        &(0..cols).map(|k| format!("col{k}")).collect::<Vec<_>>(),
+        &[1, 1],
+        &["l2r".into(), "r2l".into()],
     );
     // 4. ss_weight [8h, h, 2] (output d*4h + q, input j, tap t) as per-direction matrices
     // [2, 4h, 2h] with column t*h + j, matching the stack (tap 0 = row r-1, tap 1 = row r).
-    let w4 = b.reshape(&format!("{p}.ss_weight.dir"), &prm["ss_weight"], &[2, 4 * hi, hi, 2]);
+    let w4 = b.reshape(
+        &format!("{p}.ss_weight.dir"),
+        &prm["ss_weight"],
+        &[2, 4 * hi, hi, 2],
+    );
     let wt = b.transpose(&format!("{p}.ss_weight.taps"), &w4, &[0, 1, 3, 2]);
-    let ss_w = b.reshape(&format!("{p}.ss_weight.mat"), &wt, &[2, 4 * hi, 2 * hi]);
-    // State per direction as [2, h, H, N]; h0, c0 ([2h, H]) broadcast over N.
+    let w_ss = b.reshape(&format!("{p}.ss_weight.mat"), &wt, &[2, 4 * hi, 2 * hi]);
+    // State [2, h, H, N]; h0, c0 ([2h, H]: direction d is rows [d*h, (d+1)*h)) broadcast over N.
     let mut h_prev = b.reshape(&format!("{p}.h0.dir"), &prm["h0"], &[2, hi, hh, 1]);
     let mut c_prev = b.reshape(&format!("{p}.c0.dir"), &prm["c0"], &[2, hi, hh, 1]);
+    let zero = hw as i64;
     let mut outs = Vec::with_capacity(cols);
-    for (k, col) in inputs.iter().enumerate() {
+    for k in 0..cols {
         let q = format!("{p}.col{k}");
+        // 2-3. The skewed column: row r reads column c = k - r of the direction's map; the
+        // right-to-left map is mirrored, so its column c is the image's column W-1-c.
+        let (mut il, mut ir) = (Vec::with_capacity(height), Vec::with_capacity(height));
+        for r in 0..height {
+            let c = k as i64 - r as i64;
+            if (0..wi).contains(&c) {
+                il.push(r as i64 * wi + c);
+                ir.push(r as i64 * wi + (wi - 1 - c));
+            } else {
+                il.push(zero);
+                ir.push(zero);
+            }
+        }
+        let il = b.i64_tensor(&format!("{q}.idx.l2r"), &[height], &il);
+        let ir = b.i64_tensor(&format!("{q}.idx.r2l"), &[height], &ir);
+        let gl = b.op(
+            "Gather",
+            &format!("{q}.in.l2r"),
+            &[&is_dir[0], &il],
+            vec![attr_int("axis", 2)],
+        );
+        let gr = b.op(
+            "Gather",
+            &format!("{q}.in.r2l"),
+            &[&is_dir[1], &ir],
+            vec![attr_int("axis", 2)],
+        );
+        let xin = b.concat(&format!("{q}.in"), &[gl, gr], 0);
         // 5. gates = column + ss_weight taps over (h one row up, zero at the top; h).
         let padded = b.pad(&format!("{q}.h_up.pad"), &h_prev, &[0, 0, 1, 0, 0, 0, 0, 0]);
         let up = b.slice(&format!("{q}.h_up"), &padded, &[0], &[hh], &[2], &[1]);
         let stack = b.concat(&format!("{q}.taps"), &[up, h_prev.clone()], 1);
-        let flat = b.reshape(&format!("{q}.taps.flat"), &stack, &[2, 2 * hi, -1]);
-        let ss = b.binary("MatMul", &format!("{q}.ss"), &ss_w, &flat);
+        let flat = b.reshape(&format!("{q}.taps.mat"), &stack, &[2, 2 * hi, -1]);
+        let ss = b.binary("MatMul", &format!("{q}.ss"), &w_ss, &flat);
         let ss = b.reshape(&format!("{q}.ss.rows"), &ss, &[2, 4 * hi, hh, -1]);
-        let xin = b.reshape(&format!("{q}.in"), col, &[2, 4 * hi, hh, -1]);
         let gates = b.binary("Add", &format!("{q}.gates"), &xin, &ss);
         let (hn, c) = cell(b, &q, &gates, &c_prev, 1, h);
-        outs.push(b.reshape(&format!("{q}.h.flat"), &hn, &[1, -1]));
+        outs.push(b.reshape(&format!("{q}.h.col"), &hn, &[2, hi, hh, 1, -1]));
         h_prev = hn;
         c_prev = c;
     }
-    // Back to N x 2h x H x W' (channel d*h + j), then unskew both directions at once.
-    let stacked = b.concat(&format!("{p}.out.cols"), &outs, 0);
-    let stacked = b.reshape(&format!("{p}.out.cols.4d"), &stacked, &[ci, 2 * hi, hh, -1]);
-    let skewed_out = b.transpose(&format!("{p}.skewed_out"), &stacked, &[3, 1, 2, 0]);
-    // 6. Unskew.
-    let unskewed = unskew(b, p, &skewed_out, 2 * h, height, width);
-    let dirs = b.split(&format!("{p}.out.dir"), &unskewed, 1, &[h, h], &["l2r".into(), "r2l".into()]);
-    // 7. Mirror the right-to-left output back, then shift it down one row.
-    let mut r2l = mirror(b, &format!("{p}.out.r2l.mirror"), &dirs[1]);
-    if shift {
-        let padded = b.pad(&format!("{p}.out.r2l.shift.pad"), &r2l, &[0, 0, 1, 0, 0, 0, 0, 0]);
-        r2l = b.slice(&format!("{p}.out.r2l.shifted"), &padded, &[0], &[height as i64], &[2], &[1]);
+    // Column outputs as [2, h, H*W' + 1 (zero slot), N].
+    let skewed = b.concat(&format!("{p}.out.skewed"), &outs, 3);
+    let skewed = b.reshape(
+        &format!("{p}.out.skewed.flat"),
+        &skewed,
+        &[2, hi, (height * cols) as i64, -1],
+    );
+    let skewed = b.pad(
+        &format!("{p}.out.zero_slot"),
+        &skewed,
+        &[0, 0, 0, 0, 0, 0, 1, 0],
+    );
+    let dirs = b.split(
+        &format!("{p}.out.dir"),
+        &skewed,
+        0,
+        &[1, 1],
+        &["l2r".into(), "r2l".into()],
+    );
+    // 6-7. Output (r, c): left-to-right from skewed (r, r + c); right-to-left, mirrored back,
+    // from (r', r' + W-1-c) with r' = r - 1 when shifted down (row 0 reads the zero slot).
+    let wc = cols as i64;
+    let zero = (height * cols) as i64;
+    let (mut il, mut ir) = (Vec::with_capacity(hw), Vec::with_capacity(hw));
+    for r in 0..hh {
+        for c in 0..wi {
+            il.push(r * wc + r + c);
+            let rs = if shift { r - 1 } else { r };
+            ir.push(if rs < 0 {
+                zero
+            } else {
+                rs * wc + rs + (wi - 1 - c)
+            });
+        }
     }
-    // 8. Sum of the directions.
-    b.op_to("Add", &format!("{p}.sum"), &[&dirs[0], &r2l], out, vec![])
+    let il = b.i64_tensor(&format!("{p}.out.idx.l2r"), &[hw], &il);
+    let ir = b.i64_tensor(&format!("{p}.out.idx.r2l"), &[hw], &ir);
+    let l = b.op(
+        "Gather",
+        &format!("{p}.out.l2r"),
+        &[&dirs[0], &il],
+        vec![attr_int("axis", 2)],
+    );
+    let r = b.op(
+        "Gather",
+        &format!("{p}.out.r2l"),
+        &[&dirs[1], &ir],
+        vec![attr_int("axis", 2)],
+    );
+    // 8. Sum of the directions, back to N x h x H x W.
+    let sum = b.binary("Add", &format!("{p}.sum"), &l, &r);
+    let sum = b.reshape(&format!("{p}.sum.flat"), &sum, &[hi, hw as i64, -1]);
+    let nchw = b.transpose(&format!("{p}.sum.batch_major"), &sum, &[2, 0, 1]);
+    b.reshape_to(&format!("{p}.out"), &nchw, &[0, hi, hh, wi], out)
 }

@@ -106,11 +106,17 @@ pub fn export(model: &Model, weights: &Weights, meta: &ExportMeta) -> Result<Vec
     if size > MAX_BYTES {
         return Err(ExportError::TooLarge { bytes: size });
     }
-    proto.write_to_bytes().map_err(|e| ExportError::Internal(e.to_string()))
+    proto
+        .write_to_bytes()
+        .map_err(|e| ExportError::Internal(e.to_string()))
 }
 
 /// As `export`, returning the `ModelProto` itself (for inspection in tests and tools).
-pub fn export_proto(model: &Model, weights: &Weights, meta: &ExportMeta) -> Result<ModelProto, ExportError> {
+pub fn export_proto(
+    model: &Model,
+    weights: &Weights,
+    meta: &ExportMeta,
+) -> Result<ModelProto, ExportError> {
     weights.check_against(model).map_err(ExportError::Weights)?;
     let g = model.graph();
     let im = g.image;
@@ -118,7 +124,9 @@ pub fn export_proto(model: &Model, weights: &Weights, meta: &ExportMeta) -> Resu
     // would waste minutes.
     let weight_bytes = weights.numel() * 4;
     if weight_bytes > MAX_BYTES {
-        return Err(ExportError::TooLarge { bytes: weight_bytes });
+        return Err(ExportError::TooLarge {
+            bytes: weight_bytes,
+        });
     }
 
     let mut b = Builder::new();
@@ -137,7 +145,11 @@ pub fn export_proto(model: &Model, weights: &Weights, meta: &ExportMeta) -> Resu
 
     let head = model.head_kind();
     let out_c = crate::ir::head_out_channels(head, &im);
-    let (c, h, w) = (Dim::Fixed(im.channels), Dim::Fixed(im.height), Dim::Fixed(im.width));
+    let (c, h, w) = (
+        Dim::Fixed(im.channels),
+        Dim::Fixed(im.height),
+        Dim::Fixed(im.width),
+    );
     let batch = Dim::Symbolic("batch");
     let scaling = format!(
         "`image` holds raw sub-pixel values 0..{} as float32 (not pre-scaled); the graph divides by {} to get [0, 1]",
@@ -145,7 +157,9 @@ pub fn export_proto(model: &Model, weights: &Weights, meta: &ExportMeta) -> Resu
         im.levels - 1
     );
     let layout = match head {
-        HeadKind::Bernoulli => "[batch, C, H, W]: the logit of p(value = 1) per sub-pixel".to_string(),
+        HeadKind::Bernoulli => {
+            "[batch, C, H, W]: the logit of p(value = 1) per sub-pixel".to_string()
+        }
         HeadKind::Softmax => format!(
             "[batch, C*{l}, H, W]: channel c*{l} + v holds the logit of value v for colour c",
             l = im.levels
@@ -163,7 +177,12 @@ pub fn export_proto(model: &Model, weights: &Weights, meta: &ExportMeta) -> Resu
         im.levels,
         head_name(head)
     );
-    graph.input.push(value_info("image", FLOAT, &[batch.clone(), c.clone(), h.clone(), w.clone()], &scaling));
+    graph.input.push(value_info(
+        "image",
+        FLOAT,
+        &[batch.clone(), c.clone(), h.clone(), w.clone()],
+        &scaling,
+    ));
     graph.output.push(value_info(
         "logits",
         FLOAT,

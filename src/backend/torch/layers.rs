@@ -22,7 +22,14 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
         Op::Input => x.shallow_clone(),
         Op::Conv { kh, kw, .. } => {
             let w = masked(st, 0);
-            x.conv2d(&w, Some(&st.params[1]), [1, 1], [kh as i64 / 2, kw as i64 / 2], [1, 1], 1)
+            x.conv2d(
+                &w,
+                Some(&st.params[1]),
+                [1, 1],
+                [kh as i64 / 2, kw as i64 / 2],
+                [1, 1],
+                1,
+            )
         }
         Op::Head { .. } => {
             let w = masked(st, 0);
@@ -46,7 +53,9 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
             y
         }
         Op::RowLstm { hidden, k } => row_lstm(st, x, hidden as i64, k as i64, height as i64),
-        Op::DiagBiLstm { hidden, shift } => diag_bilstm(st, x, hidden as i64, shift, height as i64, width as i64),
+        Op::DiagBiLstm { hidden, shift } => {
+            diag_bilstm(st, x, hidden as i64, shift, height as i64, width as i64)
+        }
     }
 }
 
@@ -106,16 +115,23 @@ fn diag_bilstm(st: &Step, x: &Tensor, h: i64, shift: bool, height: i64, width: i
     let w_is = masked(st, 0);
     let is = x.conv2d(&w_is, Some(&st.params[1]), [1, 1], [0, 0], [1, 1], 1);
     // Right-to-left = left-to-right on the mirrored map (the 1x1 conv commutes with it).
-    let both = Tensor::cat(&[is.narrow(1, 0, 4 * h), is.narrow(1, 4 * h, 4 * h).flip([3])], 1);
+    let both = Tensor::cat(
+        &[is.narrow(1, 0, 4 * h), is.narrow(1, 4 * h, 4 * h).flip([3])],
+        1,
+    );
     let sk = skew(&both, height, width);
     let ss = &st.params[2];
     let mut hs = st.params[3].unsqueeze(0).expand([n, 2 * h, height], false);
-    let mut cs = st.params[4].reshape([1, 2, h, height]).expand([n, 2, h, height], false);
+    let mut cs = st.params[4]
+        .reshape([1, 2, h, height])
+        .expand([n, 2, h, height], false);
     let cols = width + height - 1;
     let mut outs = Vec::with_capacity(cols as usize);
     for k in 0..cols {
         // 2-tap state-to-state conv over rows r-1, r: pad the top only (never the bottom).
-        let rec = hs.constant_pad_nd([1, 0]).conv1d::<Tensor>(ss, None, [1], [0], [1], 2);
+        let rec = hs
+            .constant_pad_nd([1, 0])
+            .conv1d::<Tensor>(ss, None, [1], [0], [1], 2);
         let gates = (sk.select(3, k) + rec).view([n, 2, 4 * h, height]);
         let (hn, cn) = lstm_update(&gates, &cs, 2, h);
         hs = hn.reshape([n, 2 * h, height]);

@@ -63,7 +63,11 @@ pub fn device_name(d: Device) -> String {
 /// Sets libtorch's intra-op threads to the machine's cores (libtorch's own default can
 /// oversubscribe containers whose CPU quota is below the host's core count).
 pub fn set_threads(n: Option<usize>) {
-    let n = n.unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1));
+    let n = n.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
     tch::set_num_threads(n as i32);
 }
 
@@ -104,7 +108,11 @@ impl TorchModel {
         for id in g.nodes() {
             let op = g.node(id).op.clone();
             let inputs: Vec<usize> = g.inputs(id).iter().map(|i| i.index()).collect();
-            let in_ch: Vec<usize> = g.inputs(id).iter().map(|&i| model.shapes().channels(i)).collect();
+            let in_ch: Vec<usize> = g
+                .inputs(id)
+                .iter()
+                .map(|&i| model.shapes().channels(i))
+                .collect();
             let mut params = Vec::new();
             let mut masks = Vec::new();
             for (k, p) in model.shapes().params(id).iter().enumerate() {
@@ -121,7 +129,9 @@ impl TorchModel {
                 let m = match (&op, p.name.as_str()) {
                     (Op::Conv { mask, .. }, "weight") => Some(*mask),
                     (Op::Head { .. }, "weight") => Some(Mask::B),
-                    (Op::RowLstm { .. }, "is_weight") | (Op::DiagBiLstm { .. }, "is_weight") => Some(Mask::B),
+                    (Op::RowLstm { .. }, "is_weight") | (Op::DiagBiLstm { .. }, "is_weight") => {
+                        Some(Mask::B)
+                    }
                     (Op::SkipSum, n) if n.ends_with("_weight") => Some(Mask::B),
                     _ => None,
                 };
@@ -170,7 +180,10 @@ impl TorchModel {
 
     /// All learned tensors, in a stable order.
     pub fn parameters(&self) -> Vec<&Tensor> {
-        self.names.iter().map(|(s, k, _)| &self.steps[*s].params[*k]).collect()
+        self.names
+            .iter()
+            .map(|(s, k, _)| &self.steps[*s].params[*k])
+            .collect()
     }
 
     /// Parameter names, same order as `parameters`.
@@ -186,7 +199,11 @@ impl TorchModel {
     pub fn to_weights(&self) -> Weights {
         let mut tensors = BTreeMap::new();
         for (t, name) in self.parameters().into_iter().zip(self.parameter_names()) {
-            let c = t.detach().to_device(Device::Cpu).to_kind(Kind::Float).contiguous();
+            let c = t
+                .detach()
+                .to_device(Device::Cpu)
+                .to_kind(Kind::Float)
+                .contiguous();
             let n = c.numel();
             let mut data = vec![0f32; n];
             c.copy_data(&mut data, n);
@@ -206,7 +223,9 @@ impl TorchModel {
                     .ok_or_else(|| anyhow::anyhow!("tensor `{name}` missing"))?;
                 let dst = &mut self.steps[*s].params[*k];
                 let dims = dst.size();
-                let t = Tensor::from_slice(&src.data).reshape(&dims).to_device(self.device);
+                let t = Tensor::from_slice(&src.data)
+                    .reshape(&dims)
+                    .to_device(self.device);
                 dst.copy_(&t);
             }
             Ok(())
@@ -216,7 +235,12 @@ impl TorchModel {
     /// Converts raw image values (0..levels-1, N x C x H x W) to the model input.
     pub fn images_to_tensor(&self, images: &[u8], n: usize) -> Tensor {
         Tensor::from_slice(images)
-            .reshape([n as i64, self.channels as i64, self.height as i64, self.width as i64])
+            .reshape([
+                n as i64,
+                self.channels as i64,
+                self.height as i64,
+                self.width as i64,
+            ])
             .to_device(self.device)
     }
 
@@ -233,7 +257,11 @@ impl TorchModel {
             let y = match &st.op {
                 Op::Input => x.shallow_clone(),
                 _ => {
-                    let ins: Vec<&Tensor> = st.inputs.iter().map(|&i| outs[i].as_ref().expect("topological")).collect();
+                    let ins: Vec<&Tensor> = st
+                        .inputs
+                        .iter()
+                        .map(|&i| outs[i].as_ref().expect("topological"))
+                        .collect();
                     layers::apply(st, &ins, self.height, self.width)
                 }
             };
@@ -249,15 +277,27 @@ impl TorchModel {
             HeadKind::Bernoulli => {
                 let target = images.to_kind(Kind::Float);
                 logits
-                    .binary_cross_entropy_with_logits::<Tensor>(&target, None, None, tch::Reduction::None)
+                    .binary_cross_entropy_with_logits::<Tensor>(
+                        &target,
+                        None,
+                        None,
+                        tch::Reduction::None,
+                    )
                     .reshape([n, -1])
                     .sum_dim_intlist(1, false, Kind::Float)
             }
             HeadKind::Softmax => {
-                let (c, l, h, w) = (self.channels as i64, self.levels as i64, self.height as i64, self.width as i64);
+                let (c, l, h, w) = (
+                    self.channels as i64,
+                    self.levels as i64,
+                    self.height as i64,
+                    self.width as i64,
+                );
                 let lp = logits.reshape([n, c, l, h, w]).log_softmax(2, Kind::Float);
                 let t = images.to_kind(Kind::Int64).unsqueeze(2);
-                -lp.gather(2, &t, false).reshape([n, -1]).sum_dim_intlist(1, false, Kind::Float)
+                -lp.gather(2, &t, false)
+                    .reshape([n, -1])
+                    .sum_dim_intlist(1, false, Kind::Float)
             }
         }
     }

@@ -1,0 +1,250 @@
+//! Image completion: keep the top rows of an image, sample the rest (several times), and
+//! draw the paper's figure: original, occluded input, completions, one row per image.
+
+use super::png_grid;
+use crate::backend::torch::TorchModel;
+use crate::ir::validate::Model;
+use crate::spec::ast::Spec;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+
+/// Which sub-pixels to keep: every channel of rows `< keep_rows`, for `n` images.
+pub fn keep_rows_mask(n: usize, c: usize, h: usize, w: usize, keep_rows: usize) -> Vec<bool> {
+    let mut m = vec![false; n * c * h * w];
+    for plane in 0..n * c {
+        for r in 0..keep_rows.min(h) {
+            m[(plane * h + r) * w..(plane * h + r + 1) * w].fill(true);
+        }
+    }
+    m
+}
+
+/// Samples `samples` completions of each of the `k` images in `originals` (K x C x H x W),
+/// keeping rows `< keep_rows` exactly. Returns K * samples images, image-major (all
+/// completions of image 0 first). `reference` selects the full-forward sampler.
+#[allow(clippy::too_many_arguments)]
+pub fn complete(
+    tm: &TorchModel,
+    originals: &[u8],
+    k: usize,
+    keep_rows: usize,
+    samples: usize,
+    seed: u64,
+    temperature: f64,
+    reference: bool,
+    progress: impl FnMut(usize, usize),
+) -> Result<Vec<u8>> {
+    let size = tm.dims();
+    if originals.len() != k * size {
+        bail!(
+            "{} values given for {k} images of {size} sub-pixels",
+            originals.len()
+        );
+    }
+    if keep_rows > tm.height {
+        bail!(
+            "--keep-rows {keep_rows} is more than the image's {} rows",
+            tm.height
+        );
+    }
+    if samples == 0 || k == 0 {
+        bail!(
+            "nothing to complete: {k} image(s), {samples} sample(s) each (both must be at least 1)"
+        );
+    }
+    let n = k * samples;
+    if n > super::MAX_SAMPLES {
+        bail!(
+            "{k} images x {samples} completions = {n} samples, more than the {} one call draws; use fewer images or samples",
+            super::MAX_SAMPLES
+        );
+    }
+    let mut given = Vec::with_capacity(n * size);
+    for i in 0..k {
+        for _ in 0..samples {
+            given.extend_from_slice(&originals[i * size..(i + 1) * size]);
+        }
+    }
+    let mask = keep_rows_mask(n, tm.channels, tm.height, tm.width, keep_rows);
+    // Hidden sub-pixels start at 0, as in unconditional sampling.
+    for (v, &kept) in given.iter_mut().zip(&mask) {
+        if !kept {
+            *v = 0;
+        }
+    }
+    if reference {
+        super::sample_reference(tm, n, seed, temperature, Some((&given, &mask)), progress)
+    } else {
+        super::sample_fast(tm, n, seed, temperature, Some((&given, &mask)), progress)
+    }
+}
+
+/// Colour of the hidden part in the occluded column: mid-gray, or a red-ish gray for RGB.
+pub fn hidden_colour(c: usize) -> [u8; 3] {
+    if c == 3 {
+        [176, 96, 96]
+    } else {
+        [128, 128, 128]
+    }
+}
+
+/// The completion figure as PNG: one row per image with the original, the occluded input
+/// (hidden rows in `hidden_colour`) and the `samples` completions.
+#[allow(clippy::too_many_arguments)]
+pub fn figure(
+    originals: &[u8],
+    k: usize,
+    completions: &[u8],
+    samples: usize,
+    (c, h, w, levels): (usize, usize, usize, usize),
+    keep_rows: usize,
+    scale: usize,
+) -> Result<Vec<u8>> {
+    let size = c * h * w;
+    if originals.len() < k * size || completions.len() < k * samples * size {
+        bail!("not enough image data for {k} images and {samples} completions each");
+    }
+    let hidden = hidden_colour(c);
+    let mut cells = Vec::with_capacity(k * (samples + 2));
+    for i in 0..k {
+        let orig = png_grid::to_rgb(originals, i, c, h, w, levels);
+        let mut occluded = orig.clone();
+        for px in occluded.chunks_exact_mut(3).skip(keep_rows.min(h) * w) {
+            px.copy_from_slice(&hidden);
+        }
+        cells.push(Some(orig));
+        cells.push(Some(occluded));
+        for s in 0..samples {
+            cells.push(Some(png_grid::to_rgb(
+                completions,
+                i * samples + s,
+                c,
+                h,
+                w,
+                levels,
+            )));
+        }
+    }
+    png_grid::grid_rgb(&cells, h, w, samples + 2, scale)
+}
+
+/// The first `k` test images of the run's data set (`train.data` of its spec).
+pub fn test_images(
+    spec: &Spec,
+    model: &Model,
+    k: usize,
+    mnist_dir: Option<PathBuf>,
+) -> Result<Vec<u8>> {
+    let name = spec
+        .train
+        .as_ref()
+        .map(|t| t.data.clone())
+        .unwrap_or_else(|| crate::spec::ast::Train::default().data);
+    let src = crate::data::DataSource::parse(&name)?;
+    let im = model.graph().image;
+    let opts = crate::data::LoadOptions {
+        mnist_dir,
+        png_size: Some((im.channels, im.height, im.width)),
+        ..Default::default()
+    };
+    let ds = crate::data::load(&src, &opts)
+        .with_context(|| format!("cannot load the run's data set `{name}`"))?;
+    if (ds.channels, ds.height, ds.width, ds.levels)
+        != (im.channels, im.height, im.width, im.levels)
+    {
+        bail!(
+            "the data set {} has {}x{}x{} images with {} levels, but the model is {}x{}x{} with {} levels",
+            ds.name,
+            ds.channels,
+            ds.height,
+            ds.width,
+            ds.levels,
+            im.channels,
+            im.height,
+            im.width,
+            im.levels
+        );
+    }
+    if k == 0 {
+        bail!("--from-test 0 selects no images: give at least 1");
+    }
+    if k > ds.test.n {
+        bail!(
+            "--from-test {k} asks for more images than the test split of {} holds ({})",
+            ds.name,
+            ds.test.n
+        );
+    }
+    Ok(ds.test.images[..k * ds.image_size()].to_vec())
+}
+
+/// A user's PNG fitted to the model: `(values C x H x W, notes for stderr)`. Channels must
+/// match (grayscale for 1 channel, RGB for 3; alpha is dropped); a different size is
+/// resized with nearest neighbour; 8-bit values are mapped to the model's levels
+/// (rounded, i.e. thresholded at 128 for binary models).
+pub fn load_image(
+    path: &Path,
+    c: usize,
+    h: usize,
+    w: usize,
+    levels: usize,
+) -> Result<(Vec<u8>, Vec<String>)> {
+    let file =
+        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
+    let mut dec = png::Decoder::new(std::io::BufReader::new(file));
+    dec.set_transformations(png::Transformations::normalize_to_color8());
+    let mut reader = dec
+        .read_info()
+        .with_context(|| format!("{} is not a readable PNG", path.display()))?;
+    let size = reader
+        .output_buffer_size()
+        .with_context(|| format!("{} is too large to decode", path.display()))?;
+    let mut buf = vec![0u8; size];
+    let frame = reader
+        .next_frame(&mut buf)
+        .with_context(|| format!("{} is not a readable PNG", path.display()))?;
+    let (iw, ih) = (frame.width as usize, frame.height as usize);
+    let samples = match frame.color_type {
+        png::ColorType::Grayscale => 1,
+        png::ColorType::GrayscaleAlpha => 2,
+        png::ColorType::Rgb => 3,
+        png::ColorType::Rgba => 4,
+        png::ColorType::Indexed => bail!("{}: palette image was not expanded", path.display()),
+    };
+    let ic = if samples <= 2 { 1 } else { 3 };
+    if ic != c {
+        bail!(
+            "{} is {} but the model draws {} images; convert it first (e.g. `convert in.png -colorspace {} out.png`)",
+            path.display(),
+            if ic == 1 { "grayscale (1 channel)" } else { "colour (RGB, 3 channels)" },
+            if c == 1 { "grayscale (1-channel)" } else { "colour (3-channel)" },
+            if c == 1 { "Gray" } else { "sRGB -type TrueColor" }
+        );
+    }
+    let mut notes = Vec::new();
+    if (ih, iw) != (h, w) {
+        notes.push(format!(
+            "{} is {iw}x{ih} pixels; resized to the model's {w}x{h} with nearest neighbour",
+            path.display()
+        ));
+    }
+    if levels != 256 {
+        notes.push(format!(
+            "8-bit values mapped to the model's {levels} levels (v * {} / 255, rounded)",
+            levels - 1
+        ));
+    }
+    let mut out = vec![0u8; c * h * w];
+    for y in 0..h {
+        let sy = (y * ih / h).min(ih - 1);
+        let row = &buf[sy * frame.line_size..];
+        for x in 0..w {
+            let sx = (x * iw / w).min(iw - 1);
+            for ch in 0..c {
+                let v = row[sx * samples + ch] as usize;
+                out[(ch * h + y) * w + x] = ((v * (levels - 1) + 127) / 255) as u8;
+            }
+        }
+    }
+    Ok((out, notes))
+}

@@ -1,0 +1,443 @@
+//! The `pixc sample`, `pixc complete` and `pixc plot` commands as library functions, on
+//! plain option structs (the clap layer in `cli::sample_cmds` only converts arguments).
+//!
+//! Every output path is checked for writability before any sampling starts, and every
+//! file is written atomically, so a bad path fails fast and nothing is left half-written.
+
+use super::{complete, plot, png_grid, raw};
+use crate::backend::torch::{self, DeviceChoice, TorchModel};
+use crate::train::checkpoint;
+use crate::util::write_atomic;
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// Options of `pixc sample`.
+#[derive(Clone, Debug)]
+pub struct SampleOptions {
+    pub n: usize,
+    pub seed: u64,
+    pub temperature: f64,
+    /// The PNG grid.
+    pub out: PathBuf,
+    /// Raw values as `.npy` (uint8, N x C x H x W).
+    pub npy: Option<PathBuf>,
+    /// A folder for one `.pgm` / `.ppm` per image.
+    pub pgm: Option<PathBuf>,
+    /// Use the reference sampler (a full forward pass per sub-pixel).
+    pub reference: bool,
+    /// Device for the reference sampler and ONNX Runtime (the cached sampler runs on the CPU).
+    pub device: DeviceChoice,
+    /// Grid columns (default: a square-ish grid).
+    pub cols: Option<usize>,
+    /// Pixel size in the grid (default: about 112 pixels per image).
+    pub scale: Option<usize>,
+    /// Show a progress bar on stderr.
+    pub progress: bool,
+}
+
+impl Default for SampleOptions {
+    fn default() -> Self {
+        SampleOptions {
+            n: 16,
+            seed: 0,
+            temperature: 1.0,
+            out: PathBuf::from("samples.png"),
+            npy: None,
+            pgm: None,
+            reference: false,
+            device: DeviceChoice::Auto,
+            cols: None,
+            scale: None,
+            progress: false,
+        }
+    }
+}
+
+/// What `sample_run` did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct SampleReport {
+    pub n: usize,
+    pub sampler: String,
+    pub device: String,
+    pub seconds: f64,
+    /// The checkpoint's step (None for ONNX files).
+    pub step: Option<u64>,
+    pub written: Vec<String>,
+    /// The images themselves (N x C x H x W), for callers; not serialized.
+    #[serde(skip)]
+    pub images: Vec<u8>,
+}
+
+/// Fails unless `path` can be created or replaced: its folder exists and is writable and
+/// it is not itself a folder. Called before sampling so a typo costs nothing.
+pub fn check_writable(path: &Path) -> Result<()> {
+    let dir = match path.parent() {
+        Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+        _ => PathBuf::from("."),
+    };
+    if path.is_dir() {
+        bail!(
+            "{} is a folder; give a file name for the output",
+            path.display()
+        );
+    }
+    if !dir.is_dir() {
+        bail!(
+            "cannot write {}: the folder {} does not exist",
+            path.display(),
+            dir.display()
+        );
+    }
+    let probe = dir.join(format!(".pixc-write-check.{}", std::process::id()));
+    std::fs::write(&probe, b"").with_context(|| {
+        format!(
+            "cannot write {}: the folder {} is not writable",
+            path.display(),
+            dir.display()
+        )
+    })?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+fn check_dir_writable(dir: &Path) -> Result<()> {
+    if dir.exists() && !dir.is_dir() {
+        bail!("{} exists and is not a folder", dir.display());
+    }
+    if dir.is_dir() {
+        check_writable(&dir.join("probe"))
+    } else {
+        // It will be created next to existing folders: its parent must be writable.
+        let parent = dir
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        if !parent.is_dir() {
+            bail!(
+                "cannot create the folder {}: {} does not exist",
+                dir.display(),
+                parent.display()
+            );
+        }
+        check_writable(&dir.with_extension("probe"))
+    }
+}
+
+/// A progress bar over sub-pixels (hidden when not wanted or stderr is not a terminal).
+pub fn progress_bar(total: usize, show: bool, what: &str) -> indicatif::ProgressBar {
+    use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+    let bar = ProgressBar::new(total as u64);
+    if !show {
+        bar.set_draw_target(ProgressDrawTarget::hidden());
+    }
+    let style = ProgressStyle::with_template(&format!(
+        "{{bar:30}} {{pos}}/{{len}} {what}  {{elapsed}}  eta {{eta}}"
+    ))
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+fn grid_layout(
+    n: usize,
+    h: usize,
+    w: usize,
+    cols: Option<usize>,
+    scale: Option<usize>,
+) -> (usize, usize) {
+    let cols = cols
+        .unwrap_or_else(|| (n as f64).sqrt().ceil() as usize)
+        .max(1);
+    (
+        cols,
+        scale.unwrap_or_else(|| png_grid::auto_scale(h, w)).max(1),
+    )
+}
+
+fn check_outputs(o: &SampleOptions) -> Result<()> {
+    super::check_request(o.n, o.temperature)?;
+    check_writable(&o.out)?;
+    if let Some(p) = &o.npy {
+        check_writable(p)?;
+    }
+    if let Some(d) = &o.pgm {
+        check_dir_writable(d)?;
+    }
+    Ok(())
+}
+
+/// Writes the grid and the raw outputs; returns the paths written.
+fn write_outputs(
+    o: &SampleOptions,
+    images: &[u8],
+    (c, h, w, levels): (usize, usize, usize, usize),
+) -> Result<Vec<String>> {
+    let n = o.n;
+    let (cols, scale) = grid_layout(n, h, w, o.cols, o.scale);
+    let grid = png_grid::grid(images, n, c, h, w, levels, cols, scale)?;
+    let mut written = Vec::new();
+    if let Some(p) = &o.npy {
+        write_atomic(p, &raw::npy_u8(images, &[n, c, h, w]))
+            .with_context(|| format!("cannot write {}", p.display()))?;
+        written.push(p.display().to_string());
+    }
+    if let Some(d) = &o.pgm {
+        for p in raw::write_netpbm_dir(d, images, n, c, h, w, levels)? {
+            written.push(p.display().to_string());
+        }
+    }
+    write_atomic(&o.out, &grid).with_context(|| format!("cannot write {}", o.out.display()))?;
+    written.insert(0, o.out.display().to_string());
+    Ok(written)
+}
+
+/// Loads a run's spec and best checkpoint on `device`.
+pub fn load_run(
+    run: &Path,
+    device: DeviceChoice,
+) -> Result<(
+    TorchModel,
+    u64,
+    crate::spec::ast::Spec,
+    crate::ir::validate::Model,
+)> {
+    if !run.is_dir() {
+        bail!(
+            "{} is not a folder: give a run folder made by `pixc train --out DIR`",
+            run.display()
+        );
+    }
+    let (spec, model) = checkpoint::load_spec(run)?;
+    let dev = torch::resolve_device(device)?;
+    let (tm, step, _) = checkpoint::load_best(run, &model, dev)?;
+    Ok((tm, step, spec, model))
+}
+
+/// `pixc sample RUN_DIR`: draws `o.n` images from the run's best checkpoint.
+pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
+    check_outputs(o)?;
+    // The cached sampler runs on the CPU: do not put the weights on a GPU for nothing.
+    let device = if o.reference {
+        o.device
+    } else {
+        DeviceChoice::Cpu
+    };
+    torch::set_threads(None);
+    let (tm, step, _, _) = load_run(run, device)?;
+    let total = tm.dims();
+    let bar = progress_bar(total, o.progress, "sub-pixels");
+    let t0 = Instant::now();
+    let prog = |i: usize, _: usize| bar.set_position(i as u64 + 1);
+    let images = if o.reference {
+        super::sample_reference(&tm, o.n, o.seed, o.temperature, None, prog)?
+    } else {
+        super::sample_fast(&tm, o.n, o.seed, o.temperature, None, prog)?
+    };
+    let seconds = t0.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let written = write_outputs(o, &images, (tm.channels, tm.height, tm.width, tm.levels))?;
+    Ok(SampleReport {
+        n: o.n,
+        sampler: if o.reference { "reference" } else { "cached" }.into(),
+        device: if o.reference {
+            torch::device_name(tm.device)
+        } else {
+            "cpu".into()
+        },
+        seconds,
+        step: Some(step),
+        written,
+        images,
+    })
+}
+
+/// `pixc sample --onnx FILE`: the reference method through ONNX Runtime.
+pub fn sample_onnx_file(path: &Path, o: &SampleOptions) -> Result<SampleReport> {
+    check_outputs(o)?;
+    let dev = match o.device {
+        DeviceChoice::Auto => crate::runtime::Device::Auto,
+        DeviceChoice::Cpu => crate::runtime::Device::Cpu,
+        DeviceChoice::Cuda => crate::runtime::Device::Cuda,
+    };
+    let (mut model, provider) = crate::runtime::OnnxModel::load(path, dev)
+        .with_context(|| format!("cannot load {}", path.display()))?;
+    let info = model.info().clone();
+    let bar = progress_bar(info.dims(), o.progress, "sub-pixels");
+    let t0 = Instant::now();
+    let images = super::onnx::sample_onnx(&mut model, o.n, o.seed, o.temperature, |i, _| {
+        bar.set_position(i as u64 + 1)
+    })?;
+    let seconds = t0.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let written = write_outputs(
+        o,
+        &images,
+        (info.channels, info.height, info.width, info.levels),
+    )?;
+    Ok(SampleReport {
+        n: o.n,
+        sampler: "reference (ONNX Runtime)".into(),
+        device: provider.to_string(),
+        seconds,
+        step: None,
+        written,
+        images,
+    })
+}
+
+/// Options of `pixc complete`.
+#[derive(Clone, Debug)]
+pub struct CompleteOptions {
+    /// Complete the first N test images of the run's data set (ignored with `image`).
+    pub from_test: usize,
+    /// Complete this PNG instead.
+    pub image: Option<PathBuf>,
+    /// Rows kept from the top (default: half the image).
+    pub keep_rows: Option<usize>,
+    /// Completions per image.
+    pub samples: usize,
+    pub seed: u64,
+    pub temperature: f64,
+    pub out: PathBuf,
+    pub reference: bool,
+    pub device: DeviceChoice,
+    pub scale: Option<usize>,
+    pub progress: bool,
+    /// Where MNIST is read from (default: the usual lookup).
+    pub mnist_dir: Option<PathBuf>,
+}
+
+impl Default for CompleteOptions {
+    fn default() -> Self {
+        CompleteOptions {
+            from_test: 8,
+            image: None,
+            keep_rows: None,
+            samples: 3,
+            seed: 0,
+            temperature: 1.0,
+            out: PathBuf::from("completions.png"),
+            reference: false,
+            device: DeviceChoice::Auto,
+            scale: None,
+            progress: false,
+            mnist_dir: None,
+        }
+    }
+}
+
+/// What `complete_run` did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CompleteReport {
+    pub images: usize,
+    pub samples: usize,
+    pub keep_rows: usize,
+    pub seconds: f64,
+    pub out: String,
+    /// Things the user should know (e.g. the image was resized), for stderr.
+    pub notes: Vec<String>,
+    /// Originals (K x C x H x W) and completions (K*S images, image-major); not serialized.
+    #[serde(skip)]
+    pub originals: Vec<u8>,
+    #[serde(skip)]
+    pub completions: Vec<u8>,
+}
+
+/// `pixc complete RUN_DIR`: keeps the top rows of test images (or of `o.image`), samples
+/// the rest `o.samples` times, and writes the figure.
+pub fn complete_run(run: &Path, o: &CompleteOptions) -> Result<CompleteReport> {
+    check_writable(&o.out)?;
+    super::check_request(1, o.temperature)?;
+    let device = if o.reference {
+        o.device
+    } else {
+        DeviceChoice::Cpu
+    };
+    torch::set_threads(None);
+    let (tm, _, spec, model) = load_run(run, device)?;
+    let (c, h, w, levels) = (tm.channels, tm.height, tm.width, tm.levels);
+    let keep_rows = o.keep_rows.unwrap_or(h / 2);
+    if keep_rows > h {
+        bail!("--keep-rows {keep_rows} is more than the image's {h} rows");
+    }
+    let mut notes = Vec::new();
+    let (originals, k) = match &o.image {
+        Some(p) => {
+            let (img, n) = complete::load_image(p, c, h, w, levels)?;
+            notes.extend(n);
+            (img, 1)
+        }
+        None => (
+            complete::test_images(&spec, &model, o.from_test, o.mnist_dir.clone())?,
+            o.from_test,
+        ),
+    };
+    let total = tm.dims();
+    let bar = progress_bar(total, o.progress, "sub-pixels");
+    let t0 = Instant::now();
+    let completions = complete::complete(
+        &tm,
+        &originals,
+        k,
+        keep_rows,
+        o.samples,
+        o.seed,
+        o.temperature,
+        o.reference,
+        |i, _| bar.set_position(i as u64 + 1),
+    )?;
+    let seconds = t0.elapsed().as_secs_f64();
+    bar.finish_and_clear();
+    let scale = o.scale.unwrap_or_else(|| png_grid::auto_scale(h, w)).max(1);
+    let fig = complete::figure(
+        &originals,
+        k,
+        &completions,
+        o.samples,
+        (c, h, w, levels),
+        keep_rows,
+        scale,
+    )?;
+    write_atomic(&o.out, &fig).with_context(|| format!("cannot write {}", o.out.display()))?;
+    Ok(CompleteReport {
+        images: k,
+        samples: o.samples,
+        keep_rows,
+        seconds,
+        out: o.out.display().to_string(),
+        notes,
+        originals,
+        completions,
+    })
+}
+
+/// What `plot_run` did.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct PlotReport {
+    pub points: usize,
+    pub out: String,
+    /// Unreadable `metrics.jsonl` lines: `(line, why)`.
+    pub skipped: Vec<(usize, String)>,
+}
+
+/// `pixc plot RUN_DIR`: training curves from `metrics.jsonl`.
+pub fn plot_run(run: &Path, out: &Path) -> Result<PlotReport> {
+    check_writable(out)?;
+    let curves = plot::read_metrics(run)?;
+    let name = checkpoint::load_spec(run)
+        .map(|(_, m)| m.graph().name.clone())
+        .unwrap_or_else(|_| {
+            run.file_name()
+                .map(|s| s.to_string_lossy().into_owned())
+                .unwrap_or_default()
+        });
+    let title = format!("{name}: negative log-likelihood ({})", curves.unit);
+    let png = plot::plot(&curves, &title, 1200, 500)?;
+    write_atomic(out, &png).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(PlotReport {
+        points: curves.points.len(),
+        out: out.display().to_string(),
+        skipped: curves.skipped,
+    })
+}
