@@ -66,7 +66,8 @@ fn lstm_update(gates: &Tensor, c_prev: &Tensor, dim: i64, h: i64) -> (Tensor, Te
     let o = sig.narrow(dim, 0, h);
     let f = sig.narrow(dim, h, h);
     let i = sig.narrow(dim, 2 * h, h);
-    let c = f * c_prev + i * g;
+    // addcmul: one kernel for f*c + i*g instead of three.
+    let c = (f * c_prev).addcmul(&i, &g);
     let hn = o * c.tanh();
     (hn, c)
 }
