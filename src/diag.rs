@@ -140,7 +140,7 @@ pub fn levenshtein(a: &str, b: &str) -> usize {
 
 /// The closest candidate to `word`, if it is close enough to be a likely typo.
 pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
-    let limit = (word.chars().count() / 3).max(1).min(3);
+    let limit = (word.chars().count() / 3).clamp(1, 3);
     candidates
         .iter()
         .map(|c| (levenshtein(&word.to_lowercase(), c), *c))

@@ -224,11 +224,7 @@ pub fn bench(
             } else {
                 "cpu"
             };
-            let steps = ((p["steps"].as_f64().unwrap_or(5.0)
-                * p["images_per_second"].as_f64().unwrap_or(1.0))
-            .max(1.0))
-            .min(1.0e9);
-            let _ = steps;
+
             let mut pc = Command::new(python());
             pc.arg(&reference)
                 .arg("bench")

@@ -58,6 +58,7 @@ impl DepMap {
         }
     }
     /// Does group `g` at `(r, c)` depend on input sub-pixel `(r2, c2, ch)`?
+    #[allow(clippy::too_many_arguments)]
     pub fn depends(
         &self,
         r: usize,

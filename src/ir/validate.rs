@@ -173,44 +173,42 @@ pub fn validate(graph: Graph, opts: Options) -> Result<Model, Vec<Diagnostic>> {
                     );
                 }
             }
-            Op::RowLstm { hidden, .. } | Op::DiagBiLstm { hidden, .. } => {
-                if groups == 3 && hidden % 3 != 0 {
-                    errors.push(
+            Op::RowLstm { hidden, .. } | Op::DiagBiLstm { hidden, .. }
+                if groups == 3 && !hidden.is_multiple_of(3) =>
+            {
+                errors.push(
                         Diagnostic::new(node.span, format!("RGB models split channels into R, G, B groups, but `hidden` is {hidden}, not a multiple of 3"))
                             .label("not divisible by 3")
                             .help("use a hidden size divisible by 3, e.g. 96 or 126"),
                     );
-                }
             }
-            Op::Add => {
-                if in_ch.iter().any(|&c| c != in_ch[0]) {
-                    let (msg, help) = if node.path.ends_with(".pixelcnn.add") {
-                        (
+            Op::Add if in_ch.iter().any(|&c| c != in_ch[0]) => {
+                let (msg, help) = if node.path.ends_with(".pixelcnn.add") {
+                    (
                             format!(
                                 "a pixelcnn_block adds its input ({} channels) to its output (2 x hidden = {} channels)",
                                 in_ch[0], in_ch[1]
                             ),
-                            if in_ch[0] % 2 == 0 {
+                            if in_ch[0].is_multiple_of(2) {
                                 format!("a pixelcnn_block with hidden h needs 2h input channels: use hidden: {}", in_ch[0] / 2)
                             } else {
                                 "a pixelcnn_block needs an even number of input channels (2 x hidden)".to_string()
                             },
                         )
-                    } else {
-                        (
+                } else {
+                    (
                             format!(
                                 "a residual block must keep its width: its input has {} channels, its body's output {}",
                                 in_ch[0], in_ch[1]
                             ),
                             format!("end the body with `conv: {{out: {}, kernel: 1, mask: B}}` to project back", in_ch[0]),
                         )
-                    };
-                    errors.push(
-                        Diagnostic::new(node.span, msg)
-                            .label("shape mismatch")
-                            .help(help),
-                    );
-                }
+                };
+                errors.push(
+                    Diagnostic::new(node.span, msg)
+                        .label("shape mismatch")
+                        .help(help),
+                );
             }
             _ => {}
         }

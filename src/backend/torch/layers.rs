@@ -48,7 +48,7 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
             for (i, src) in ins.iter().enumerate().skip(1) {
                 let k = 2 * (i - 1);
                 let w = masked(st, k);
-                y = y + src.conv2d(&w, Some(&st.params[k + 1]), [1, 1], [0, 0], [1, 1], 1);
+                y += src.conv2d(&w, Some(&st.params[k + 1]), [1, 1], [0, 0], [1, 1], 1);
             }
             y
         }
