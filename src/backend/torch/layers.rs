@@ -36,21 +36,19 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
             x.conv2d(&w, Some(&st.params[1]), [1, 1], [0, 0], [1, 1], 1)
         }
         Op::Relu => x.relu(),
-        Op::Add => {
-            let mut y = x + ins[1];
-            for t in &ins[2..] {
-                y += *t;
-            }
-            y
-        }
+        Op::Add => ins[1..].iter().fold(x.shallow_clone(), |acc, t| &acc + *t),
         Op::SkipSum => {
-            let mut y = x.shallow_clone();
-            for (i, src) in ins.iter().enumerate().skip(1) {
-                let k = 2 * (i - 1);
-                let w = masked(st, k);
-                y += src.conv2d(&w, Some(&st.params[k + 1]), [1, 1], [0, 0], [1, 1], 1);
-            }
-            y
+            // Sum out of place: `x` is another node's output that autograd still needs.
+            let projected: Vec<Tensor> = ins
+                .iter()
+                .enumerate()
+                .skip(1)
+                .map(|(i, src)| {
+                    let k = 2 * (i - 1);
+                    src.conv2d(&masked(st, k), Some(&st.params[k + 1]), [1, 1], [0, 0], [1, 1], 1)
+                })
+                .collect();
+            projected.iter().fold(x.shallow_clone(), |acc, p| &acc + p)
         }
         Op::RowLstm { hidden, k } => row_lstm(st, x, hidden as i64, k as i64, height as i64),
         Op::DiagBiLstm { hidden, shift } => {
