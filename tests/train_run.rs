@@ -12,9 +12,11 @@ input: {channels: 1, height: 28, width: 28, levels: 2}
 layers:
   - conv: {out: 2*h, kernel: 7, mask: A}
   - residual:
+      skip: true
       body:
         - diag_bilstm: {hidden: h}
         - conv: {out: 2*h, kernel: 1, mask: B}
+  - skip_sum
   - relu
   - head: bernoulli
 train: {optimizer: adam, lr: 0.01, batch: 4, steps: 4, clip: 1.0, seed: 3, data: mnist-binarized, valid_every: 2}
