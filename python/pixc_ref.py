@@ -708,7 +708,8 @@ def cmd_bench(args) -> int:
 def cmd_causality(args) -> int:
     torch.set_num_threads(args.threads)
     model = build_model(args)
-    deps = causality(model, n_images=args.images, seed=args.seed)
+    dtype = {"float64": torch.float64, "float32": torch.float32}[args.dtype]
+    deps = causality(model, n_images=args.images, seed=args.seed, chunk=args.chunk, dtype=dtype)
     np.save(args.out, deps)
     allowed = allowed_mask(model.channels, model.height, model.width)
     leaks = int((deps & ~allowed).sum())
@@ -753,6 +754,9 @@ def main(argv=None) -> int:
     common(p)
     p.add_argument("--out", required=True)
     p.add_argument("--images", type=int, default=4, help="random images to take the union over")
+    p.add_argument("--chunk", type=int, default=0, help="output positions per backward pass (0: about 64 images a pass)")
+    p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
+                   help="float64 (default) keeps tiny long-range gradients from underflowing to zero")
     args = ap.parse_args(argv)
     if args.cmd in ("logits", "nll"):
         return cmd_eval(args, args.cmd)

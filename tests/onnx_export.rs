@@ -265,6 +265,12 @@ fn runs_in_ort_with_a_dynamic_batch_and_no_warnings() {
             assert!((out1.nll[0] - out5.nll[i]).abs() <= 1e-4);
         }
         assert!(m.run(&x5[..d - 1], 1).is_err());
+        // The ndarray entry point agrees with the slice one.
+        let arr = ndarray::ArrayView4::from_shape((5, im.channels, im.height, im.width), &x5[..])
+            .unwrap();
+        let (la, na) = m.run_array(arr).unwrap();
+        assert_eq!(la.as_slice().unwrap(), &out5.logits[..]);
+        assert_eq!(na.to_vec(), out5.nll);
     }
     let log = runtime::take_log();
     assert!(log.is_empty(), "ONNX Runtime warnings:\n{}", log.join("\n"));

@@ -3,6 +3,8 @@
 //! Exit codes: 0 success, 1 runtime failure (I/O, data, training), 2 invalid spec or usage.
 
 mod bench_cmds;
+mod deploy_cmds;
+pub mod onnx_cmds;
 mod spec_cmds;
 mod train_cmds;
 
@@ -120,9 +122,19 @@ pub enum Cmd {
         json: bool,
     },
     /// Score a run's best checkpoint on the validation or test split
-    #[command(after_help = "Example:\n  pixc eval runs/mnist --split test --json")]
+    #[command(
+        after_help = "Examples:\n  pixc eval runs/mnist --split test --json\n  pixc eval --onnx runs/mnist/model.onnx --split test --device cuda"
+    )]
     Eval {
-        run: PathBuf,
+        /// A run folder (scored with libtorch)
+        #[arg(required_unless_present = "onnx")]
+        run: Option<PathBuf>,
+        /// Score an exported ONNX file through ONNX Runtime instead
+        #[arg(long, conflicts_with = "run")]
+        onnx: Option<PathBuf>,
+        /// Data set for --onnx (default: the one named in the file's spec)
+        #[arg(long)]
+        data: Option<String>,
         #[arg(long, default_value = "valid", value_parser = ["valid", "test"])]
         split: String,
         /// Score only the first N images
@@ -130,6 +142,41 @@ pub enum Cmd {
         limit: Option<usize>,
         #[arg(long, default_value = "auto")]
         device: crate::backend::torch::DeviceChoice,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Export a run's best checkpoint (or a spec with seeded weights) as ONNX
+    #[command(
+        after_help = "Examples:\n  pixc export --onnx runs/mnist                 # -> runs/mnist/model.onnx\n  pixc export --onnx specs/pixelcnn_7_mnist.yaml -o cnn.onnx --seed 1"
+    )]
+    Export {
+        /// Run folder or spec file
+        target: PathBuf,
+        /// Export to ONNX (IR 10, opset 21); the only format
+        #[arg(long, required = true)]
+        onnx: bool,
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
+        /// Seed of the initial weights when exporting a spec
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Compare libtorch and ONNX Runtime on the same images (logits and NLL)
+    #[command(
+        after_help = "Examples:\n  pixc verify runs/mnist\n  pixc verify specs/row_lstm_7_mnist.yaml --images 32 --json"
+    )]
+    Verify {
+        /// Run folder or spec file
+        target: PathBuf,
+        #[arg(long, default_value = "cpu")]
+        device: crate::backend::torch::DeviceChoice,
+        /// Images to compare
+        #[arg(long, default_value_t = 64)]
+        images: usize,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
         #[arg(long)]
         json: bool,
     },
@@ -236,11 +283,33 @@ pub fn run() -> i32 {
         ),
         Cmd::Eval {
             run,
+            onnx,
+            data,
             split,
             limit,
             device,
             json,
-        } => train_cmds::eval(&run, &split, limit, device, json),
+        } => match (run, onnx) {
+            (_, Some(path)) => {
+                deploy_cmds::eval_onnx(&path, data.as_deref(), &split, limit, device, json)
+            }
+            (Some(run), None) => train_cmds::eval(&run, &split, limit, device, json),
+            (None, None) => Err(anyhow::anyhow!("give a run folder or --onnx FILE")),
+        },
+        Cmd::Export {
+            target,
+            out,
+            seed,
+            json,
+            ..
+        } => deploy_cmds::export(&target, out.as_deref(), seed, json),
+        Cmd::Verify {
+            target,
+            device,
+            images,
+            seed,
+            json,
+        } => deploy_cmds::verify(&target, device, images, seed, json),
         Cmd::Doctor { json } => train_cmds::doctor(json),
         Cmd::Bench {
             specs,

@@ -133,6 +133,7 @@ pub struct OnnxModel {
     session: Session,
     info: ModelInfo,
     provider: Provider,
+    cuda_error: Option<String>,
 }
 
 impl OnnxModel {
@@ -161,8 +162,8 @@ impl OnnxModel {
                 .with_intra_threads(threads)
                 .map_err(ort_err)?
                 // Spinning workers win a little on an idle machine but lose badly when the
-                // cores are shared (measured 3x slower for the unrolled recurrences, which
-                // are thousands of small nodes), so workers sleep between nodes.
+                // cores are shared (measured about 2x slower for the unrolled recurrences,
+                // which are thousands of small nodes), so workers sleep between nodes.
                 .with_config_entry("session.intra_op.allow_spinning", "0")
                 .map_err(ort_err)?
                 .with_log_level(LogLevel::Warning)
@@ -184,7 +185,7 @@ impl OnnxModel {
                     .map_err(|e| RuntimeError::Cuda(e.to_string()))
             });
             match attempt {
-                Ok(s) => return OnnxModel::wrap(s, Provider::Cuda, name),
+                Ok(s) => return OnnxModel::wrap(s, Provider::Cuda, name, None),
                 Err(e) if device == Device::Cuda => {
                     return Err(match e {
                         RuntimeError::Cuda(m) if !env::nvidia_driver_present() => RuntimeError::Cuda(format!(
@@ -206,13 +207,19 @@ impl OnnxModel {
                 Some(c) => RuntimeError::Ort(format!("{e} (CUDA was tried first: {c})")),
                 None => ort_err(e),
             })?;
-        OnnxModel::wrap(session, Provider::Cpu, name)
+        OnnxModel::wrap(
+            session,
+            Provider::Cpu,
+            name,
+            cuda_error.map(|e| e.to_string()),
+        )
     }
 
     fn wrap(
         session: Session,
         provider: Provider,
         name: &str,
+        cuda_error: Option<String>,
     ) -> Result<(OnnxModel, Provider), RuntimeError> {
         let info =
             read_info(&session).map_err(|why| RuntimeError::NotPixc(name.to_string(), why))?;
@@ -221,6 +228,7 @@ impl OnnxModel {
                 session,
                 info,
                 provider,
+                cuda_error,
             },
             provider,
         ))
@@ -232,6 +240,11 @@ impl OnnxModel {
 
     pub fn provider(&self) -> Provider {
         self.provider
+    }
+
+    /// With `Device::Auto`, why CUDA was not used when it was tried (for a `--verbose` note).
+    pub fn cuda_fallback_reason(&self) -> Option<&str> {
+        self.cuda_error.as_deref()
     }
 
     fn check_input(&self, images: &[f32], n: usize) -> Result<[usize; 4], RuntimeError> {
@@ -270,6 +283,25 @@ impl OnnxModel {
             .1
             .to_vec();
         Ok(Outputs { logits, nll })
+    }
+
+    /// `run` on an `N x C x H x W` array (any memory layout); returns logits
+    /// (`N x logit_channels x H x W`) and the per-image NLL.
+    pub fn run_array(
+        &mut self,
+        images: ndarray::ArrayView4<'_, f32>,
+    ) -> Result<(ndarray::Array4<f32>, ndarray::Array1<f32>), RuntimeError> {
+        let n = images.shape()[0];
+        let contiguous = images.as_standard_layout();
+        let flat = contiguous
+            .as_slice()
+            .expect("standard layout is contiguous");
+        let out = self.run(flat, n)?;
+        let i = &self.info;
+        let logits =
+            ndarray::Array4::from_shape_vec((n, i.logit_channels(), i.height, i.width), out.logits)
+                .map_err(|e| RuntimeError::Ort(format!("unexpected logits shape: {e}")))?;
+        Ok((logits, ndarray::Array1::from(out.nll)))
     }
 
     /// The logits of `n` images, `n x logit_channels x H x W`.

@@ -338,8 +338,8 @@ impl CachedModel {
                         }
                         (Kernel::SkipSum { projs }, in_ch(0))
                     }
-                    Op::RowLstm { hidden, k } => {
-                        let (h, k) = (*hidden, *k);
+                    Op::RowLstm { hidden, .. } => {
+                        let h = *hidden;
                         let (w, s) = masked(st, 0);
                         let taps = conv_taps(&w, &s)
                             .into_iter()
@@ -358,7 +358,6 @@ impl CachedModel {
                                 c0[c * h + q] = c0p[q * width + c];
                             }
                         }
-                        let _ = k;
                         (
                             Kernel::RowLstm {
                                 h,
@@ -576,7 +575,7 @@ fn centre_dependence(nodes: &[Node], colours: usize, output: usize) -> Vec<bool>
                 (gates_to_h(&g[..4 * h], h), internal)
             }
         };
-        if i != 0 && i != output && !matches!(node.kernel, Kernel::Input) {
+        if i != output && !matches!(node.kernel, Kernel::Input) {
             any |= d.iter().fold(internal, |a, b| a | b);
         }
         deps.push(d);

@@ -217,12 +217,14 @@ pub fn sample_fast_with_logits(
 }
 
 /// Times both samplers on `n` images from `seed` (temperature 1): returns
-/// `(reference_seconds, fast_seconds)`. The fast time includes copying the weights.
-/// Fails if the two disagree (which would be a bug, or a draw flipped by float rounding:
-/// then try another seed).
+/// `(reference_seconds, fast_seconds)`. Both use libtorch's current intra-op thread count
+/// (`tch::get_num_threads`), the cached sampler as that many threads over the samples.
+/// The fast time includes preparing the weights. Fails if the two disagree (a bug, or a
+/// draw flipped by float rounding: then try another seed).
 pub fn bench_sampling(tm: &TorchModel, n: usize, seed: u64) -> Result<(f64, f64)> {
+    let threads = (tch::get_num_threads().max(1)) as usize;
     let t0 = std::time::Instant::now();
-    let fast = sample_fast(tm, n, seed, 1.0, None, |_, _| {})?;
+    let fast = sample_fast_with_logits(tm, n, seed, 1.0, None, false, threads, |_, _| {})?.0;
     let tf = t0.elapsed().as_secs_f64();
     let t1 = std::time::Instant::now();
     let reference = sample_reference(tm, n, seed, 1.0, None, |_, _| {})?;

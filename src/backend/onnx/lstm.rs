@@ -46,6 +46,11 @@ fn cell(
 
 /// Row LSTM `{hidden h, k}` on `x` (`N x cin x H x W`); returns the `N x h x H x W` output,
 /// named `out`.
+///
+/// Rows stay in the image layout (`N x c x 1 x W`): splitting along H moves runs of W
+/// values, and ORT's per-row 1x3 Conv is efficient. (A pixel-major variant with the state
+/// conv as one MatMul per row, like the Diagonal BiLSTM's, measured about 30% slower: the
+/// state conv is a small share of the work here, and the transposes cost more than it saved.)
 #[allow(clippy::too_many_arguments)]
 pub fn row_lstm(
     b: &mut Builder,
@@ -125,20 +130,26 @@ pub fn row_lstm(
 /// `N x h x H x W` output, named `out`.
 ///
 /// The semantics' skew / mirror / unskew / shift are pure data movement, so they are done
-/// here by index tables instead, and the recurrence runs in a layout where every per-column
-/// step moves whole blocks. Working in `N x C x H x (W+H-1)` and splitting the innermost
-/// axis into columns copies element by element in ONNX Runtime, which made that form about
-/// 7x slower. Layout of a column: `[2 directions, 4h gate channels, H rows, N]`.
+/// here by index tables (Gather) instead, and the recurrence runs in a layout where every
+/// per-column step moves whole blocks: `[2 directions, H rows, N, channels]`. Measured on
+/// ONNX Runtime 1.31 (CPU), the alternatives are all slower:
+/// - working in `N x C x H x (W+H-1)` and splitting the innermost axis into columns copies
+///   element by element (about 5x slower overall);
+/// - merging the batch with another axis in a Reshape loses the symbolic `batch` dimension,
+///   and ORT's memory planner then takes minutes on a graph of this size;
+/// - any transpose but a single-axis move is ORT's slow general path (5-8x slower).
 ///
-/// 1. Input-to-state (a 1x1 conv) is one MatMul per direction of the masked weight
-///    `[4h, cin]` with the image as `[cin, H*W*N]`, plus bias: `is[d, q, pos, n]`.
-/// 2-3. Skewed column `k`, row `r` holds `is[d, :, r, k - r]` of the (mirrored, for d = 1)
-///    map, or 0 outside the image: one Gather per direction from the map with a zero slot
-///    appended, with index tables made here (`colK.idx.l2r` / `.r2l`).
-/// 4-5. The grouped 2-tap state conv of a column is one MatMul per direction,
-///    `[4h, 2h] @ [2h, H*N]`, over the stack (h one row up, zero at the top; h).
-/// 6-8. Unskew, mirror back, shift down and the sum: one Gather per direction from the
-///    stacked column outputs (with a zero slot, which the shift reads in row 0), then Add.
+/// Steps (numbered as in docs/semantics.md):
+/// - 1: input-to-state (a 1x1 conv) is `x` as `[pixel, N, cin]` times the masked weight
+///   per direction `[cin, 4h]`, plus bias: `is[d, pixel, n, q]`, with a zero slot appended
+///   after the last pixel.
+/// - 2-3: skewed column `k`, row `r` holds pixel `r*W + (k - r)` (left to right) or, for
+///   the mirrored right-to-left map, pixel `r*W + W-1-(k - r)`; outside the image the zero
+///   slot. One Gather per direction, index tables `colK.idx.l2r` / `.r2l`.
+/// - 4-5: the grouped 2-tap state conv of a column is, per direction and row,
+///   `[N, 2h] @ [2h, 4h]` over the stack (h one row up, zero at the top; h).
+/// - 6-8: unskew, mirror back, shift down: one Gather per direction from the stacked
+///   column outputs (row 0 of the shifted direction reads a zero slot), then the sum.
 #[allow(clippy::too_many_arguments)]
 pub fn diag_bilstm(
     b: &mut Builder,
@@ -154,25 +165,25 @@ pub fn diag_bilstm(
 ) -> String {
     let cols = width + height - 1;
     let hw = height * width;
-    let (hi, hh, wi) = (h as i64, height as i64, width as i64);
-    // 1. is = W_d [4h, cin] @ x [cin, H*W*N] + bias, as [2, 4h, H*W + 1 (zero slot), N].
-    let xf = b.reshape(&format!("{p}.x.flat"), x, &[0, cin as i64, hw as i64]);
-    let xt = b.transpose(&format!("{p}.x.pos_major"), &xf, &[1, 2, 0]);
-    let xt = b.reshape(&format!("{p}.x.mat"), &xt, &[cin as i64, -1]);
+    let (hi, hh, wi, ci) = (h as i64, height as i64, width as i64, cin as i64);
+    // 1. is[d, pixel, n, q] = Σ_i x[n, i, pixel] W[d*4h + q, i] + bias, then the zero slot.
+    let xf = b.reshape(&format!("{p}.x.flat"), x, &[0, ci, hw as i64]);
+    let xt = b.transpose(&format!("{p}.x.by_pixel"), &xf, &[2, 0, 1]);
     let w_is = b.reshape(
         &format!("{p}.is_weight.dir"),
         &prm["is_weight"],
-        &[2, 4 * hi, cin as i64],
+        &[2, 4 * hi, ci],
     );
+    let w_is = b.transpose(&format!("{p}.is_weight.t"), &w_is, &[0, 2, 1]);
+    let w_is = b.reshape(&format!("{p}.is_weight.mat"), &w_is, &[2, 1, ci, 4 * hi]);
     let b_is = b.reshape(
         &format!("{p}.is_bias.dir"),
         &prm["is_bias"],
-        &[2, 4 * hi, 1],
+        &[2, 1, 1, 4 * hi],
     );
-    let is = b.binary("MatMul", &format!("{p}.is.mat"), &w_is, &xt);
+    let is = b.binary("MatMul", &format!("{p}.is.mat"), &xt, &w_is);
     let is = b.binary("Add", &format!("{p}.is"), &is, &b_is);
-    let is = b.reshape(&format!("{p}.is.pos"), &is, &[2, 4 * hi, hw as i64, -1]);
-    let is = b.pad(&format!("{p}.is.zero_slot"), &is, &[0, 0, 0, 0, 0, 0, 1, 0]);
+    let is = b.pad(&format!("{p}.is.zero_slot"), &is, &[0, 0, 0, 0, 0, 1, 0, 0]);
     let is_dir = b.split(
         &format!("{p}.is.dir"),
         &is,
@@ -181,33 +192,33 @@ pub fn diag_bilstm(
         &["l2r".into(), "r2l".into()],
     );
     // 4. ss_weight [8h, h, 2] (output d*4h + q, input j, tap t) as per-direction matrices
-    // [2, 4h, 2h] with column t*h + j, matching the stack (tap 0 = row r-1, tap 1 = row r).
+    // [2, 1, 2h, 4h] with row t*h + j, matching the stack (tap 0 = row r-1, tap 1 = row r).
     let w4 = b.reshape(
         &format!("{p}.ss_weight.dir"),
         &prm["ss_weight"],
         &[2, 4 * hi, hi, 2],
     );
-    let wt = b.transpose(&format!("{p}.ss_weight.taps"), &w4, &[0, 1, 3, 2]);
-    let w_ss = b.reshape(&format!("{p}.ss_weight.mat"), &wt, &[2, 4 * hi, 2 * hi]);
-    // State [2, h, H, N]; h0, c0 ([2h, H]: direction d is rows [d*h, (d+1)*h)) broadcast over N.
-    let mut h_prev = b.reshape(&format!("{p}.h0.dir"), &prm["h0"], &[2, hi, hh, 1]);
-    let mut c_prev = b.reshape(&format!("{p}.c0.dir"), &prm["c0"], &[2, hi, hh, 1]);
+    let wt = b.transpose(&format!("{p}.ss_weight.taps"), &w4, &[0, 3, 2, 1]);
+    let w_ss = b.reshape(&format!("{p}.ss_weight.mat"), &wt, &[2, 1, 2 * hi, 4 * hi]);
+    // State [2, H, N, h]; h0, c0 are [2h, H] (direction d: rows [d*h, (d+1)*h)), broadcast over N.
+    let state0 = |b: &mut Builder, name: &str| {
+        let s = b.reshape(&format!("{p}.{name}.dir"), &prm[name], &[2, hi, hh]);
+        let s = b.transpose(&format!("{p}.{name}.by_row"), &s, &[0, 2, 1]);
+        b.reshape(&format!("{p}.{name}.state"), &s, &[2, hh, 1, hi])
+    };
+    let mut h_prev = state0(b, "h0");
+    let mut c_prev = state0(b, "c0");
     let zero = hw as i64;
     let mut outs = Vec::with_capacity(cols);
     for k in 0..cols {
         let q = format!("{p}.col{k}");
-        // 2-3. The skewed column: row r reads column c = k - r of the direction's map; the
-        // right-to-left map is mirrored, so its column c is the image's column W-1-c.
+        // 2-3. The skewed column.
         let (mut il, mut ir) = (Vec::with_capacity(height), Vec::with_capacity(height));
-        for r in 0..height {
-            let c = k as i64 - r as i64;
-            if (0..wi).contains(&c) {
-                il.push(r as i64 * wi + c);
-                ir.push(r as i64 * wi + (wi - 1 - c));
-            } else {
-                il.push(zero);
-                ir.push(zero);
-            }
+        for r in 0..hh {
+            let c = k as i64 - r;
+            let inside = (0..wi).contains(&c);
+            il.push(if inside { r * wi + c } else { zero });
+            ir.push(if inside { r * wi + (wi - 1 - c) } else { zero });
         }
         let il = b.i64_tensor(&format!("{q}.idx.l2r"), &[height], &il);
         let ir = b.i64_tensor(&format!("{q}.idx.r2l"), &[height], &ir);
@@ -215,39 +226,32 @@ pub fn diag_bilstm(
             "Gather",
             &format!("{q}.in.l2r"),
             &[&is_dir[0], &il],
-            vec![attr_int("axis", 2)],
+            vec![attr_int("axis", 1)],
         );
         let gr = b.op(
             "Gather",
             &format!("{q}.in.r2l"),
             &[&is_dir[1], &ir],
-            vec![attr_int("axis", 2)],
+            vec![attr_int("axis", 1)],
         );
         let xin = b.concat(&format!("{q}.in"), &[gl, gr], 0);
         // 5. gates = column + ss_weight taps over (h one row up, zero at the top; h).
-        let padded = b.pad(&format!("{q}.h_up.pad"), &h_prev, &[0, 0, 1, 0, 0, 0, 0, 0]);
-        let up = b.slice(&format!("{q}.h_up"), &padded, &[0], &[hh], &[2], &[1]);
-        let stack = b.concat(&format!("{q}.taps"), &[up, h_prev.clone()], 1);
-        let flat = b.reshape(&format!("{q}.taps.mat"), &stack, &[2, 2 * hi, -1]);
-        let ss = b.binary("MatMul", &format!("{q}.ss"), &w_ss, &flat);
-        let ss = b.reshape(&format!("{q}.ss.rows"), &ss, &[2, 4 * hi, hh, -1]);
+        let padded = b.pad(&format!("{q}.h_up.pad"), &h_prev, &[0, 1, 0, 0, 0, 0, 0, 0]);
+        let up = b.slice(&format!("{q}.h_up"), &padded, &[0], &[hh], &[1], &[1]);
+        let stack = b.concat(&format!("{q}.taps"), &[up, h_prev.clone()], 3);
+        let ss = b.binary("MatMul", &format!("{q}.ss"), &stack, &w_ss);
         let gates = b.binary("Add", &format!("{q}.gates"), &xin, &ss);
-        let (hn, c) = cell(b, &q, &gates, &c_prev, 1, h);
-        outs.push(b.reshape(&format!("{q}.h.col"), &hn, &[2, hi, hh, 1, -1]));
+        let (hn, c) = cell(b, &q, &gates, &c_prev, 3, h);
+        outs.push(hn.clone());
         h_prev = hn;
         c_prev = c;
     }
-    // Column outputs as [2, h, H*W' + 1 (zero slot), N].
-    let skewed = b.concat(&format!("{p}.out.skewed"), &outs, 3);
-    let skewed = b.reshape(
-        &format!("{p}.out.skewed.flat"),
-        &skewed,
-        &[2, hi, (height * cols) as i64, -1],
-    );
+    // Column outputs stacked as [2, W'*H + 1 (zero slot), N, h], index k*H + r.
+    let skewed = b.concat(&format!("{p}.out.skewed"), &outs, 1);
     let skewed = b.pad(
         &format!("{p}.out.zero_slot"),
         &skewed,
-        &[0, 0, 0, 0, 0, 0, 1, 0],
+        &[0, 0, 0, 0, 0, 1, 0, 0],
     );
     let dirs = b.split(
         &format!("{p}.out.dir"),
@@ -256,19 +260,19 @@ pub fn diag_bilstm(
         &[1, 1],
         &["l2r".into(), "r2l".into()],
     );
-    // 6-7. Output (r, c): left-to-right from skewed (r, r + c); right-to-left, mirrored back,
-    // from (r', r' + W-1-c) with r' = r - 1 when shifted down (row 0 reads the zero slot).
-    let wc = cols as i64;
+    // 6-7. Output (r, c): left to right from column r + c, row r; right to left, mirrored
+    // back, from column r' + W-1-c, row r', where r' = r - 1 when shifted down (row 0 then
+    // reads the zero slot).
     let zero = (height * cols) as i64;
     let (mut il, mut ir) = (Vec::with_capacity(hw), Vec::with_capacity(hw));
     for r in 0..hh {
         for c in 0..wi {
-            il.push(r * wc + r + c);
+            il.push((r + c) * hh + r);
             let rs = if shift { r - 1 } else { r };
             ir.push(if rs < 0 {
                 zero
             } else {
-                rs * wc + rs + (wi - 1 - c)
+                (rs + wi - 1 - c) * hh + rs
             });
         }
     }
@@ -278,17 +282,23 @@ pub fn diag_bilstm(
         "Gather",
         &format!("{p}.out.l2r"),
         &[&dirs[0], &il],
-        vec![attr_int("axis", 2)],
+        vec![attr_int("axis", 1)],
     );
     let r = b.op(
         "Gather",
         &format!("{p}.out.r2l"),
         &[&dirs[1], &ir],
-        vec![attr_int("axis", 2)],
+        vec![attr_int("axis", 1)],
     );
-    // 8. Sum of the directions, back to N x h x H x W.
+    // 8. Sum of the directions ([1, H*W, N, h]), back to N x h x H x W.
     let sum = b.binary("Add", &format!("{p}.sum"), &l, &r);
-    let sum = b.reshape(&format!("{p}.sum.flat"), &sum, &[hi, hw as i64, -1]);
-    let nchw = b.transpose(&format!("{p}.sum.batch_major"), &sum, &[2, 0, 1]);
+    let axes = b.i64s(&[0]);
+    let sum = b.op(
+        "Squeeze",
+        &format!("{p}.sum.squeeze"),
+        &[&sum, &axes],
+        vec![],
+    );
+    let nchw = b.transpose(&format!("{p}.sum.batch_major"), &sum, &[1, 2, 0]);
     b.reshape_to(&format!("{p}.out"), &nchw, &[0, hi, hh, wi], out)
 }

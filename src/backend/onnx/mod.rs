@@ -22,8 +22,9 @@
 //! | Conv, Head | Conv (explicit pads, masked weights) |
 //! | Relu / Add | Relu / chained Add |
 //! | SkipSum | Conv 1x1 per skip source, chained Add |
-//! | RowLstm | Conv (input-to-state), Split into rows, per row: Conv 1x3, Add, Split, Sigmoid, Tanh, Mul, Add; Concat |
-//! | DiagBiLstm | Conv 1x1, Split, Slice (step -1 mirror), Concat, skew (Pad, Reshape, Slice, Reshape), Split into columns, per column: grouped Conv 2x1 (top pad only), Add, Reshape, LSTM cell; Concat, unskew (Reshape, Pad, Reshape, Slice), mirror back, shift down (Pad, Slice), Add |
+//! | RowLstm | Conv 1 x k (input-to-state), Split into rows; per row: Conv 1x3 (state), Add, LSTM cell; Concat |
+//! | DiagBiLstm | Transpose + MatMul + Add (input-to-state, pixel-major), Pad (zero slot), Split; per skewed column: Gather x2 (skew and mirror by index tables), Concat, Pad + Slice (row above), Concat, MatMul (2-tap state conv), Add, LSTM cell; then Concat, Pad, Split, Gather x2 (unskew, mirror back, shift down), Add, Squeeze, Transpose, Reshape |
+//! | LSTM cell | Split, Sigmoid, Split, Tanh, Mul, Mul, Add, Tanh, Mul |
 //! | nll (Bernoulli) | Abs, Neg, Softplus, Relu, Mul, Sub, Add, ReduceSum |
 //! | nll (softmax) | Reshape, LogSoftmax, Cast, Unsqueeze, GatherElements, ReduceSum, Neg |
 

@@ -45,7 +45,14 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
                 .skip(1)
                 .map(|(i, src)| {
                     let k = 2 * (i - 1);
-                    src.conv2d(&masked(st, k), Some(&st.params[k + 1]), [1, 1], [0, 0], [1, 1], 1)
+                    src.conv2d(
+                        &masked(st, k),
+                        Some(&st.params[k + 1]),
+                        [1, 1],
+                        [0, 0],
+                        [1, 1],
+                        1,
+                    )
                 })
                 .collect();
             projected.iter().fold(x.shallow_clone(), |acc, p| &acc + p)
