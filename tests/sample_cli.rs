@@ -52,13 +52,21 @@ fn spec_text(data: &Path, hidden: usize) -> String {
     )
 }
 
-fn write_png(path: &Path, w: usize, h: usize, colour: bool, f: impl Fn(usize, usize) -> u8) {
+/// A PNG from `f(y, x)`; colour files add `tint * k` to channel k.
+fn write_png(
+    path: &Path,
+    w: usize,
+    h: usize,
+    colour: bool,
+    tint: u8,
+    f: impl Fn(usize, usize) -> u8,
+) {
     let c = if colour { 3 } else { 1 };
     let mut px = Vec::with_capacity(w * h * c);
     for y in 0..h {
         for x in 0..w {
             for k in 0..c {
-                px.push(f(y, x).wrapping_add(k as u8 * 40));
+                px.push(f(y, x).wrapping_add(k as u8 * tint));
             }
         }
     }
@@ -98,9 +106,14 @@ fn make_run() -> Run {
     let data = root.join("data");
     std::fs::create_dir(&data).unwrap();
     for i in 0..20 {
-        write_png(&data.join(format!("img{i:02}.png")), W, H, false, |y, x| {
-            ((y * 31 + x * 17 + i * 5) % 256) as u8
-        });
+        write_png(
+            &data.join(format!("img{i:02}.png")),
+            W,
+            H,
+            false,
+            0,
+            |y, x| ((y * 31 + x * 17 + i * 5) % 256) as u8,
+        );
     }
     let dir = root.join("run");
     std::fs::create_dir(&dir).unwrap();
@@ -282,7 +295,7 @@ fn complete_keeps_the_kept_rows_exactly() {
 fn complete_a_users_image_resized_or_rejected() {
     let run = make_run();
     let big = run.root.join("big.png");
-    write_png(&big, 2 * W, 2 * H, false, |y, x| (y * 16 + x) as u8);
+    write_png(&big, 2 * W, 2 * H, false, 0, |y, x| (y * 16 + x) as u8);
     let o = CompleteOptions {
         image: Some(big),
         keep_rows: Some(4),
@@ -304,7 +317,7 @@ fn complete_a_users_image_resized_or_rejected() {
         }
     }
     let rgb = run.root.join("rgb.png");
-    write_png(&rgb, W, H, true, |_, _| 7);
+    write_png(&rgb, W, H, true, 40, |_, _| 7);
     let o = CompleteOptions {
         image: Some(rgb),
         out: run.root.join("v.png"),
@@ -313,6 +326,17 @@ fn complete_a_users_image_resized_or_rejected() {
     let e = format!("{:#}", run::complete_run(&run.dir, &o).unwrap_err());
     assert!(e.contains("colour") && e.contains("grayscale"), "{e}");
     assert!(!run.root.join("v.png").exists());
+    // An RGB file with equal channels is a grayscale image.
+    let gray = run.root.join("gray_rgb.png");
+    write_png(&gray, W, H, true, 0, |y, x| (y * 30 + x) as u8);
+    let o = CompleteOptions {
+        image: Some(gray),
+        samples: 1,
+        out: run.root.join("g.png"),
+        ..Default::default()
+    };
+    let rep = run::complete_run(&run.dir, &o).unwrap();
+    assert_eq!(rep.originals[W + 2], 32);
 }
 
 #[test]

@@ -21,10 +21,18 @@ fn every_source_file_starts_with_a_doc_line() {
     }
     let missing: Vec<String> = files
         .iter()
-        .filter(|p| !std::fs::read_to_string(p).unwrap().trim_start().starts_with("//!"))
+        .filter(|p| {
+            !std::fs::read_to_string(p)
+                .unwrap()
+                .trim_start()
+                .starts_with("//!")
+        })
         .map(|p| p.display().to_string())
         .collect();
-    assert!(missing.is_empty(), "files without a leading `//!` line: {missing:?}");
+    assert!(
+        missing.is_empty(),
+        "files without a leading `//!` line: {missing:?}"
+    );
 }
 
 #[test]
@@ -35,8 +43,19 @@ fn the_ir_and_front_ends_know_nothing_of_back_ends() {
     }
     for p in files {
         let text = std::fs::read_to_string(&p).unwrap();
-        for banned in ["tch::", "ort::", "protobuf::", "onnx_protobuf", "std::fs", "std::io"] {
-            assert!(!text.contains(banned), "{} mentions `{banned}`", p.display());
+        for banned in [
+            "tch::",
+            "ort::",
+            "protobuf::",
+            "onnx_protobuf",
+            "std::fs",
+            "std::io",
+        ] {
+            assert!(
+                !text.contains(banned),
+                "{} mentions `{banned}`",
+                p.display()
+            );
         }
     }
 }

@@ -5,6 +5,7 @@
 mod bench_cmds;
 mod deploy_cmds;
 pub mod onnx_cmds;
+mod sample_cmds;
 mod spec_cmds;
 mod train_cmds;
 
@@ -180,6 +181,9 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    Sample(sample_cmds::SampleArgs),
+    Complete(sample_cmds::CompleteArgs),
+    Plot(sample_cmds::PlotArgs),
     /// Benchmark training throughput and memory beside the eager PyTorch reference
     #[command(
         after_help = "Examples:\n  pixc bench                       # the three MNIST models, batch 16, all cores\n  pixc bench specs/pixelcnn_7_mnist.yaml --seconds 30 --json"
@@ -311,6 +315,9 @@ pub fn run() -> i32 {
             json,
         } => deploy_cmds::verify(&target, device, images, seed, json),
         Cmd::Doctor { json } => train_cmds::doctor(json),
+        Cmd::Sample(a) => sample_cmds::sample(a),
+        Cmd::Complete(a) => sample_cmds::complete(a),
+        Cmd::Plot(a) => sample_cmds::plot(a),
         Cmd::Bench {
             specs,
             batch,

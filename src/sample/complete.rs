@@ -179,7 +179,8 @@ pub fn test_images(
 }
 
 /// A user's PNG fitted to the model: `(values C x H x W, notes for stderr)`. Channels must
-/// match (grayscale for 1 channel, RGB for 3; alpha is dropped); a different size is
+/// match (grayscale for 1 channel, RGB for 3; an RGB file with R = G = B everywhere counts
+/// as grayscale; alpha is dropped); a different size is
 /// resized with nearest neighbour; 8-bit values are mapped to the model's levels
 /// (rounded, i.e. thresholded at 128 for binary models).
 pub fn load_image(
@@ -212,7 +213,14 @@ pub fn load_image(
         png::ColorType::Indexed => bail!("{}: palette image was not expanded", path.display()),
     };
     let ic = if samples <= 2 { 1 } else { 3 };
-    if ic != c {
+    // An RGB file whose three channels are equal everywhere is a grayscale image.
+    let gray_rgb = ic == 3
+        && (0..ih).all(|y| {
+            buf[y * frame.line_size..y * frame.line_size + iw * samples]
+                .chunks_exact(samples)
+                .all(|p| p[0] == p[1] && p[1] == p[2])
+        });
+    if ic != c && !(c == 1 && gray_rgb) {
         bail!(
             "{} is {} but the model draws {} images; convert it first (e.g. `convert in.png -colorspace {} out.png`)",
             path.display(),

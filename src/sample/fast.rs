@@ -17,7 +17,7 @@
 //!   the left neighbour `(r, k = r-1)` lies in the left padding zone of the skewed map
 //!   (`k < r`), where the input is zero: the states there depend only on `h0`, `c0` and
 //!   the state-to-state weights, never on the image, so they are computed once per model
-//!   (`Diag::edge`), not per sample.
+//!   (`Diag::edge_h`, `edge_c`), not per sample.
 //! - `DiagBiLstm`, right-to-left: mirrored, its state at `(r, c)` reads `(r-1, c)` and
 //!   `(r, c+1)`, i.e. the whole of row r. Its output is shifted down a row, so pixel
 //!   `(r, c)` needs only row r-1 of it, which depends on rows <= r-1 of the input. So when
@@ -25,11 +25,15 @@
 //!   right to left, for the whole row.
 //!
 //! With colour images the pixel is recomputed after each colour is drawn (G's logits read
-//! the R just drawn). No feature at `p` depends on the last colour at `p` (mask A at the
-//! first layer, mask B after it), so after the last draw nothing is recomputed.
+//! the R just drawn). After the last draw only the input's cache at `p` is refreshed: no
+//! other cached value at `p` depends on the last colour at `p` (mask A at the first
+//! layer, mask B after it). That is checked per model from the masked centre taps
+//! (`centre_dependence`), and a model where it fails (a leaky one) gets a recompute.
 //!
-//! Everything runs in plain f32 loops on weights copied to the CPU (with masks applied),
-//! which measured much faster than libtorch ops on tensors this small (see `bench`).
+//! Everything runs in plain f32 loops on weights copied to the CPU (with masks applied).
+//! libtorch ops on tensors this small cost about 5 us each (tests/sample_bench.rs), and a
+//! pixel of the MNIST Diagonal BiLSTM needs ~120 of them: libtorch would spend longer on
+//! op overhead alone than these loops take in total.
 //! Samples are independent, so the batch is split over threads. Caches are ring buffers
 //! holding only the rows later nodes read (1 + the largest kernel half-height of their
 //! users), so memory stays small even for wide models.
@@ -422,9 +426,9 @@ impl CachedModel {
             Ok(())
         })?;
         // Ring sizes: a conv of half-height kh/2 reads that many rows above.
-        for i in 0..steps.len() {
-            if let Op::Conv { kh, .. } = steps[i].op {
-                for &j in &steps[i].inputs {
+        for st in steps {
+            if let Op::Conv { kh, .. } = st.op {
+                for &j in &st.inputs {
                     nodes[j].rows = nodes[j].rows.max(1 + kh / 2);
                 }
             }
@@ -447,7 +451,8 @@ impl CachedModel {
     /// Samples `n` images. `u` holds one uniform per sub-pixel (N x C x H x W), `keep`
     /// fixes given sub-pixels (values and mask, N x C x H x W). Returns the images and,
     /// when `record`, the raw logits used for every drawn sub-pixel (laid out like the
-    /// model's logits, N x C*L x H x W; NaN where nothing was drawn).
+    /// model's logits, N x C*L x H x W; NaN where nothing was drawn). Fails if `u` or
+    /// `keep` do not hold `n` images.
     #[allow(clippy::too_many_arguments)]
     pub fn sample_with(
         &self,
@@ -458,9 +463,23 @@ impl CachedModel {
         record: bool,
         threads: usize,
         mut progress: impl FnMut(usize, usize),
-    ) -> (Vec<u8>, Option<Vec<f32>>) {
+    ) -> Result<(Vec<u8>, Option<Vec<f32>>)> {
         let size = self.channels * self.height * self.width;
         let lsize = self.channels * self.per * self.height * self.width;
+        if u.len() != n * size {
+            bail!(
+                "{} uniforms given for {n} images of {size} sub-pixels",
+                u.len()
+            );
+        }
+        if let Some((v, m)) = keep {
+            if v.len() != n * size || m.len() != n * size {
+                bail!("the given sub-pixels do not hold {n} images of {size} sub-pixels");
+            }
+        }
+        if n == 0 {
+            return Ok((Vec::new(), record.then(Vec::new)));
+        }
         let threads = threads.clamp(1, n.max(1));
         let chunk = n.div_ceil(threads);
         let ranges: Vec<(usize, usize)> = (0..threads)
@@ -497,7 +516,7 @@ impl CachedModel {
                 all.extend_from_slice(&r);
             }
         }
-        (img, rec)
+        Ok((img, rec))
     }
 }
 

@@ -3,6 +3,15 @@
 //!
 //! Randomness is one pre-drawn uniform per sub-pixel, consumed by inverse CDF, so every
 //! sampler given the same seed draws the same image.
+//!
+//! | sampler | where | cost per image |
+//! | --- | --- | --- |
+//! | `sample_reference` | libtorch, any device | one full forward pass per sub-pixel |
+//! | `sample_fast` (default) | `fast`: plain f32 loops, CPU threads | each layer's output at the new pixel only |
+//! | `onnx::sample_onnx` | ONNX Runtime | one full run per sub-pixel |
+//!
+//! Around them: `complete` (image completion and its figure), `plot` (training curves),
+//! `png_grid` and `raw` (outputs), `run` (the `pixc sample / complete / plot` commands).
 
 pub mod complete;
 pub mod fast;
@@ -213,7 +222,7 @@ pub fn sample_fast_with_logits(
     check_keep(tm, n, keep)?;
     let cm = fast::CachedModel::new(tm)?;
     let u = uniforms(n, tm.channels, tm.height, tm.width, seed);
-    Ok(cm.sample_with(n, &u, temperature, keep, record, threads, progress))
+    cm.sample_with(n, &u, temperature, keep, record, threads, progress)
 }
 
 /// Times both samplers on `n` images from `seed` (temperature 1): returns

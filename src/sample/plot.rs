@@ -121,6 +121,26 @@ fn range(vals: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
     Some((lo - pad, hi + pad))
 }
 
+/// A tick label with a few significant digits and no trailing zeros.
+fn tick(v: f64) -> String {
+    let a = v.abs();
+    let decimals = if a >= 100.0 {
+        0
+    } else if a >= 10.0 {
+        1
+    } else if a >= 1.0 {
+        2
+    } else {
+        3
+    };
+    let s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    } else {
+        s
+    }
+}
+
 /// Draws the two panels (NLL vs step, NLL vs wall time) as PNG bytes.
 pub fn plot(curves: &Curves, title: &str, width: u32, height: u32) -> Result<Vec<u8>> {
     register_font()?;
@@ -162,8 +182,14 @@ pub fn plot(curves: &Curves, title: &str, width: u32, height: u32) -> Result<Vec
                 .y_label_area_size(60)
                 .build_cartesian_2d(x0..x1, y.0..y.1)
                 .map_err(|e| err(&e))?;
+            let steps = |v: &f64| format!("{v:.0}");
+            let minutes = |v: &f64| tick(*v);
+            let xfmt: &dyn Fn(&f64) -> String = if which == 0 { &steps } else { &minutes };
+            let yfmt = |v: &f64| tick(*v);
             chart
                 .configure_mesh()
+                .x_label_formatter(xfmt)
+                .y_label_formatter(&yfmt)
                 .x_desc(xlabel)
                 .y_desc(format!("NLL ({})", curves.unit))
                 .label_style(("sans-serif", 12))

@@ -348,7 +348,21 @@ pub struct CompleteReport {
 /// the rest `o.samples` times, and writes the figure.
 pub fn complete_run(run: &Path, o: &CompleteOptions) -> Result<CompleteReport> {
     check_writable(&o.out)?;
+    let k = if o.image.is_some() { 1 } else { o.from_test };
+    if o.samples == 0 || k == 0 {
+        bail!(
+            "nothing to complete: {k} image(s), {} completion(s) each; both must be at least 1",
+            o.samples
+        );
+    }
     super::check_request(1, o.temperature)?;
+    if k.saturating_mul(o.samples) > super::MAX_SAMPLES {
+        bail!(
+            "{k} images x {} completions is more than the {} samples one call draws; use fewer --from-test images or --samples",
+            o.samples,
+            super::MAX_SAMPLES
+        );
+    }
     let device = if o.reference {
         o.device
     } else {
