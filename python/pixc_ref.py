@@ -531,7 +531,9 @@ def allowed_mask(C: int, H: int, W: int) -> np.ndarray:
     return a.reshape(H, W, C, H, W, C)
 
 
-def causality(model: PixcRef, n_images: int = 4, seed: int = 0, chunk: int = 0, dtype=torch.float64) -> np.ndarray:
+def causality(
+    model: PixcRef, n_images: int = 4, seed: int = 0, chunk: int = 0, dtype=torch.float64, progress: bool = False
+) -> np.ndarray:
     """`[H, W, C_out, H, W, C_in]` booleans: the gradient of the logits of colour c at pixel
     (h, w) w.r.t. input sub-pixel (h', w', c') is nonzero for some of `n_images` random
     images. Eval mode, float64. A softmax colour's `levels` logits are combined with fixed
@@ -566,6 +568,8 @@ def causality(model: PixcRef, n_images: int = 4, seed: int = 0, chunk: int = 0, 
         nz = (g.reshape(q, n_images, C, H, W) != 0).any(1).permute(0, 2, 3, 1).numpy()  # q x H x W x C
         for j, (h, w, c) in enumerate(pos):
             deps[h, w, c] = nz[j]
+        if progress:
+            print(f"causality: {s + q}/{len(positions)} output sub-pixels", file=sys.stderr, flush=True)
     return deps
 
 
@@ -709,7 +713,7 @@ def cmd_causality(args) -> int:
     torch.set_num_threads(args.threads)
     model = build_model(args)
     dtype = {"float64": torch.float64, "float32": torch.float32}[args.dtype]
-    deps = causality(model, n_images=args.images, seed=args.seed, chunk=args.chunk, dtype=dtype)
+    deps = causality(model, n_images=args.images, seed=args.seed, chunk=args.chunk, dtype=dtype, progress=args.progress)
     np.save(args.out, deps)
     allowed = allowed_mask(model.channels, model.height, model.width)
     leaks = int((deps & ~allowed).sum())
@@ -757,6 +761,7 @@ def main(argv=None) -> int:
     p.add_argument("--chunk", type=int, default=0, help="output positions per backward pass (0: about 64 images a pass)")
     p.add_argument("--dtype", choices=["float64", "float32"], default="float64",
                    help="float64 (default) keeps tiny long-range gradients from underflowing to zero")
+    p.add_argument("--progress", action="store_true", help="report progress on stderr")
     args = ap.parse_args(argv)
     if args.cmd in ("logits", "nll"):
         return cmd_eval(args, args.cmd)
