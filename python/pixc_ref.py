@@ -425,7 +425,7 @@ class PixcRef(nn.Module):
             for k, p in params.items():
                 if k not in weights:
                     continue
-                a = torch.as_tensor(np.asarray(weights[k]))
+                a = torch.from_numpy(np.array(weights[k], dtype=np.float32))
                 if list(a.shape) != list(p.shape):
                     raise ValueError(f"tensor `{k}` has shape {list(a.shape)}, the model needs {list(p.shape)}")
                 p.copy_(a.to(p.dtype))
