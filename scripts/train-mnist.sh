@@ -10,7 +10,7 @@ shift || true
 bash scripts/setup.sh
 cargo build --release --quiet
 run="runs/diag_bilstm_7_mnist-$(date +%Y%m%d-%H%M%S)"
-./target/release/pixc check specs/diag_bilstm_7_mnist.yaml | tail -n 4 | head -n 2
+./target/release/pixc check specs/diag_bilstm_7_mnist.yaml | grep -E "^(parameters|causality|receptive field):"
 ./target/release/pixc train specs/diag_bilstm_7_mnist.yaml --minutes "$minutes" --out "$run" --valid-every 500 "$@"
 ./target/release/pixc eval "$run" --split test
 echo "run folder: $run (pixc plot $run, pixc sample $run, pixc export --onnx $run)"
