@@ -11,7 +11,6 @@ use crate::weights::Weights;
 use anyhow::{bail, Context, Result};
 use serde_json::json;
 use std::path::{Path, PathBuf};
-use tch::Kind;
 
 /// A run folder (best checkpoint) or a spec file (seeded initial weights).
 pub struct Source {
@@ -226,16 +225,7 @@ pub fn verify(
             let nl = tm.nll_from_logits(&l, &x);
             (l, nl)
         });
-        let to_vec = |t: &tch::Tensor| -> Vec<f32> {
-            let c = t
-                .to_device(tch::Device::Cpu)
-                .to_kind(Kind::Float)
-                .contiguous();
-            let mut v = vec![0f32; c.numel()];
-            let len = v.len();
-            c.copy_data(&mut v, len);
-            v
-        };
+        let to_vec = torch::to_vec_f32;
         let out = ort.run(&runtime::images_to_f32(chunk), k)?;
         max_logit = max_logit.max(max_abs_diff(&to_vec(&tl), &out.logits));
         max_nll = max_nll.max(max_abs_diff(&to_vec(&tn), &out.nll));

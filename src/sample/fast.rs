@@ -42,7 +42,6 @@ use super::{draw_scaled, per_sub_pixel};
 use crate::backend::torch::{Step, TorchModel};
 use crate::ir::{HeadKind, Op};
 use anyhow::{bail, Result};
-use tch::{Device, Kind, Tensor};
 
 /// A weight matrix laid out `[in][out]`, for `y[out] += x[in] * w[in][out]`.
 struct Mat {
@@ -123,17 +122,7 @@ pub struct CachedModel {
     stale: Vec<bool>,
 }
 
-fn to_vec(t: &Tensor) -> Vec<f32> {
-    let c = t
-        .detach()
-        .to_device(Device::Cpu)
-        .to_kind(Kind::Float)
-        .contiguous();
-    let n = c.numel();
-    let mut v = vec![0f32; n];
-    c.copy_data(&mut v, n);
-    v
-}
+use crate::backend::torch::to_vec_f32 as to_vec;
 
 fn masked(st: &Step, k: usize) -> (Vec<f32>, Vec<usize>) {
     let t = match &st.masks[k] {

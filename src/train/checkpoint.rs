@@ -76,15 +76,11 @@ pub fn save(
     let names = tm.parameter_names();
     let mut ot = BTreeMap::new();
     for (name, t) in opt.state(&names) {
-        let c = t.to_device(Device::Cpu).contiguous();
-        let n = c.numel();
-        let mut data = vec![0f32; n];
-        c.copy_data(&mut data, n);
         ot.insert(
             name,
             WTensor {
-                shape: c.size().iter().map(|&d| d as usize).collect(),
-                data,
+                shape: t.size().iter().map(|&d| d as usize).collect(),
+                data: crate::backend::torch::to_vec_f32(&t),
             },
         );
     }

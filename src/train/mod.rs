@@ -200,6 +200,16 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
     let mut order: Vec<usize> = Vec::new();
     let mut order_epoch = u64::MAX;
     let mut metrics = checkpoint::Metrics::open(out)?;
+    let vctx = ValidContext {
+        valid: &ds.valid,
+        opts,
+        out,
+        bar: &bar,
+        t0,
+        levels: im.levels,
+        size,
+        batch,
+    };
 
     loop {
         if let Some(m) = max_steps {
@@ -268,43 +278,13 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         ));
 
         if state.step % tcfg.valid_every == 0 {
-            validate_and_save(
-                &tm,
-                &opt,
-                &mut state,
-                &ds,
-                opts,
-                out,
-                &mut metrics,
-                &bar,
-                t0,
-                rate,
-                ema,
-                im.levels,
-                size,
-                batch,
-            )?;
+            validate_and_save(&vctx, &tm, &opt, &mut state, &mut metrics, rate, ema)?;
         }
     }
     // Final validation and checkpoint unless we just did one.
     let rate = images_this_run as f64 / t0.elapsed().as_secs_f64().max(1e-9);
     if state.saved_step != state.step {
-        validate_and_save(
-            &tm,
-            &opt,
-            &mut state,
-            &ds,
-            opts,
-            out,
-            &mut metrics,
-            &bar,
-            t0,
-            rate,
-            ema,
-            im.levels,
-            size,
-            batch,
-        )?;
+        validate_and_save(&vctx, &tm, &opt, &mut state, &mut metrics, rate, ema)?;
     }
     bar.finish_and_clear();
     let _ = &mut tm;
@@ -322,29 +302,43 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
     })
 }
 
-#[allow(clippy::too_many_arguments)]
-fn validate_and_save(
-    tm: &TorchModel,
-    opt: &optim::Optimizer,
-    state: &mut RunState,
-    ds: &Dataset,
-    opts: &TrainOptions,
-    out: &Path,
-    metrics: &mut checkpoint::Metrics,
-    bar: &indicatif::ProgressBar,
+/// What every validation of one run shares.
+struct ValidContext<'a> {
+    valid: &'a Split,
+    opts: &'a TrainOptions,
+    out: &'a Path,
+    bar: &'a indicatif::ProgressBar,
     t0: Instant,
-    rate: f64,
-    ema: Option<f64>,
     levels: usize,
     size: usize,
     batch: usize,
+}
+
+fn validate_and_save(
+    cx: &ValidContext<'_>,
+    tm: &TorchModel,
+    opt: &optim::Optimizer,
+    state: &mut RunState,
+    metrics: &mut checkpoint::Metrics,
+    rate: f64,
+    ema: Option<f64>,
 ) -> Result<()> {
+    let ValidContext {
+        valid,
+        opts,
+        out,
+        bar,
+        t0,
+        levels,
+        size,
+        batch,
+    } = *cx;
     let limit = if opts.valid_images == 0 {
         usize::MAX
     } else {
         opts.valid_images
     };
-    let v = evaluate(tm, &ds.valid, limit, batch.max(64))?;
+    let v = evaluate(tm, valid, limit, batch.max(64))?;
     state.wall_seconds += t0.elapsed().as_secs_f64() - state.wall_at_last_save;
     state.wall_at_last_save = t0.elapsed().as_secs_f64();
     let improved = state.best_valid.is_none_or(|b| v < b);
@@ -360,7 +354,7 @@ fn validate_and_save(
         "wall_seconds": state.wall_seconds,
         "train_nll": ema.map(rep),
         "valid_nll": rep(v),
-        "valid_images": ds.valid.n.min(limit),
+        "valid_images": valid.n.min(limit),
         "best_valid_nll": state.best_valid.map(rep),
         "unit": unit,
         "images_per_second": rate,

@@ -199,15 +199,8 @@ impl TorchModel {
     pub fn to_weights(&self) -> Weights {
         let mut tensors = BTreeMap::new();
         for (t, name) in self.parameters().into_iter().zip(self.parameter_names()) {
-            let c = t
-                .detach()
-                .to_device(Device::Cpu)
-                .to_kind(Kind::Float)
-                .contiguous();
-            let n = c.numel();
-            let mut data = vec![0f32; n];
-            c.copy_data(&mut data, n);
-            let shape = c.size().iter().map(|&d| d as usize).collect();
+            let shape = t.size().iter().map(|&d| d as usize).collect();
+            let data = to_vec_f32(t);
             tensors.insert(name.to_string(), WTensor { shape, data });
         }
         Weights { tensors }
@@ -312,6 +305,19 @@ impl TorchModel {
     pub fn dims(&self) -> usize {
         self.channels * self.height * self.width
     }
+}
+
+/// A tensor's values as f32 on the CPU, row-major (detached; any device or dtype).
+pub fn to_vec_f32(t: &Tensor) -> Vec<f32> {
+    let c = t
+        .detach()
+        .to_device(Device::Cpu)
+        .to_kind(Kind::Float)
+        .contiguous();
+    let n = c.numel();
+    let mut v = vec![0f32; n];
+    c.copy_data(&mut v, n);
+    v
 }
 
 /// The unit NLLs are reported in: nats per image for binary data, bits/dim otherwise.
