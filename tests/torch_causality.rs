@@ -18,8 +18,10 @@ fn compile(text: &str, allow_leaks: bool) -> Model {
 
 /// For every output (pixel, colour) the set of input sub-pixels with a nonzero gradient,
 /// over several random inputs (so a ReLU that happens to be off does not hide a path).
-/// Returns [out_index][in_index] with out_index = (r*W + c)*C + colour.
-fn gradient_deps(model: &Model, seed: u64) -> Vec<Vec<bool>> {
+/// Returns [out_index][in_index] with out_index = (r*W + c)*C + colour. `fused` picks the
+/// fused CPU recurrence kernels (differentiated through `forward_tape`/`backward`) or
+/// plain libtorch ops (ordinary autograd).
+fn gradient_deps(model: &Model, seed: u64, fused: bool) -> Vec<Vec<bool>> {
     let im = model.graph().image;
     let (c, h, w) = (im.channels as i64, im.height as i64, im.width as i64);
     let outs = (h * w * c) as usize;
@@ -30,7 +32,8 @@ fn gradient_deps(model: &Model, seed: u64) -> Vec<Vec<bool>> {
     // dominating small first-layer weights) must not hide a structural path.
     for (wseed, scale) in (0..3).flat_map(|s| [1.0, 3.0, 10.0, 30.0].map(move |x| (s, x))) {
         let weights = Weights::init(model, seed * 100 + wseed);
-        let tm = TorchModel::new(model, &weights, Device::Cpu).unwrap();
+        let mut tm = TorchModel::new(model, &weights, Device::Cpu).unwrap();
+        tm.set_fused(fused);
         // One batch row per output sub-pixel: the gradient of row b's input then holds
         // exactly the dependencies of output b.
         // Continuous inputs at several scales switch ReLUs on and off far more than real
@@ -38,9 +41,8 @@ fn gradient_deps(model: &Model, seed: u64) -> Vec<Vec<bool>> {
         // larger biases), so every structural path shows up in some trial.
         let x = Tensor::randn([outs as i64, c, h, w], (Kind::Float, Device::Cpu)) * scale;
         let x = x.set_requires_grad(true);
-        let logits = tm
-            .forward_scaled(&x)
-            .reshape([outs as i64, c, per_colour, h, w]);
+        let tape = tm.forward_tape(&x);
+        let logits = tape.logits().reshape([outs as i64, c, per_colour, h, w]);
         // Random weights per level so softmax logits cannot cancel.
         let r = Tensor::rand([per_colour], (Kind::Float, Device::Cpu)) + 0.5;
         let mut sel = vec![0f32; outs * outs];
@@ -54,7 +56,7 @@ fn gradient_deps(model: &Model, seed: u64) -> Vec<Vec<bool>> {
         let picked =
             (logits * r.reshape([1, 1, per_colour, 1, 1])).sum_dim_intlist(2, false, Kind::Float)
                 * sel;
-        picked.sum(Kind::Float).backward();
+        tm.backward(tape, &picked.sum(Kind::Float));
         let g = x
             .grad()
             .permute([0, 2, 3, 1])
@@ -95,12 +97,18 @@ fn static_deps(model: &Model) -> Vec<Vec<bool>> {
 /// exact agreement with the static pass.
 fn check(text: &str) {
     let model = compile(text, false);
-    let grad = gradient_deps(&model, 1);
-    let stat = static_deps(&model);
+    for fused in [false, true] {
+        check_mode(&model, fused);
+    }
+}
+
+fn check_mode(model: &Model, fused: bool) {
+    let grad = gradient_deps(model, 1, fused);
+    let stat = static_deps(model);
     let outs = grad.len();
     for (b, row) in grad.iter().enumerate() {
         if let Some(i) = (b..outs).find(|&i| row[i]) {
-            panic!("output {b} has a nonzero gradient at input {i} (future or same sub-pixel)");
+            panic!("output {b} has a nonzero gradient at input {i} (future or same sub-pixel; fused {fused})");
         }
         if b > 0 {
             assert!(row.iter().any(|&d| d), "output {b} depends on nothing");
@@ -110,7 +118,7 @@ fn check(text: &str) {
         if grad[b] != stat[b] {
             let only_grad: Vec<usize> = (0..outs).filter(|&i| grad[b][i] && !stat[b][i]).collect();
             let only_stat: Vec<usize> = (0..outs).filter(|&i| !grad[b][i] && stat[b][i]).collect();
-            panic!("output {b}: gradients and static pass disagree; only in gradients {only_grad:?}, only in static {only_stat:?}");
+            panic!("output {b} (fused {fused}): gradients and static pass disagree; only in gradients {only_grad:?}, only in static {only_stat:?}");
         }
     }
 }
@@ -180,12 +188,14 @@ fn the_unshifted_diagonal_bilstm_leaks_numerically() {
         "the static pass must reject it"
     );
     let model = compile(&text, true);
-    let grad = gradient_deps(&model, 2);
-    let leaks = (0..grad.len()).any(|b| (b..grad.len()).any(|i| grad[b][i]));
-    assert!(
-        leaks,
-        "without the shift-down, some output must see the future"
-    );
+    for fused in [false, true] {
+        let grad = gradient_deps(&model, 2, fused);
+        let leaks = (0..grad.len()).any(|b| (b..grad.len()).any(|i| grad[b][i]));
+        assert!(
+            leaks,
+            "without the shift-down, some output must see the future (fused {fused})"
+        );
+    }
 }
 
 #[test]
@@ -193,7 +203,7 @@ fn mask_b_on_the_first_layer_leaks_numerically() {
     let text = spec(3, 7, "  - conv: {out: 6, kernel: 3, mask: B}\n");
     assert!(pixc::compile_str(&text, Syntax::Yaml).is_err());
     let model = compile(&text, true);
-    let grad = gradient_deps(&model, 3);
+    let grad = gradient_deps(&model, 3, false);
     assert!(
         (0..grad.len()).any(|b| grad[b][b]),
         "mask B first sees its own sub-pixel"

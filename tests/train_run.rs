@@ -22,6 +22,15 @@ layers:
 train: {optimizer: adam, lr: 0.01, batch: 4, steps: 4, clip: 1.0, seed: 3, data: mnist-binarized, valid_every: 2}
 ";
 
+/// libtorch's thread count is process-wide and each training run sets it, so a run
+/// started by another test would change it under a run that must be bit-for-bit: the
+/// tests here take turns.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn opts(out: &Path) -> TrainOptions {
     TrainOptions {
         out: out.to_path_buf(),
@@ -35,6 +44,7 @@ fn opts(out: &Path) -> TrainOptions {
 
 #[test]
 fn resume_is_bit_for_bit_and_eval_works() {
+    let _turn = serial();
     let (spec, model) = pixc::compile_str(TINY, Syntax::Yaml).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
@@ -103,6 +113,7 @@ fn resume_is_bit_for_bit_and_eval_works() {
 
 #[test]
 fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
+    let _turn = serial();
     let text = TINY
         .replace("lr: 0.01", "lr: 1.0e30")
         .replace("clip: 1.0", "clip: none")
@@ -141,6 +152,7 @@ fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
 
 #[test]
 fn corrupt_and_missing_checkpoints_are_clear_errors() {
+    let _turn = serial();
     let (spec, model) = pixc::compile_str(TINY, Syntax::Yaml).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("run");
@@ -190,6 +202,7 @@ fn corrupt_and_missing_checkpoints_are_clear_errors() {
 
 #[test]
 fn cuda_requested_without_a_gpu_is_a_clear_error() {
+    let _turn = serial();
     if tch::Cuda::is_available() {
         return;
     }

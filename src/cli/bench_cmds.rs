@@ -97,8 +97,7 @@ pub fn bench_one(
     let params = tm.parameters();
     let mut opt = Optimizer::new(crate::spec::ast::Optimizer::Adam, 1e-3, &params);
     let mut step = || -> Result<()> {
-        let loss = tm.nll(&x).mean(Kind::Float);
-        loss.backward();
+        let _loss = tm.nll_backward(&x);
         clip_grad_norm(&params, 1.0);
         opt.step(&params);
         if dev != tch::Device::Cpu {
@@ -123,7 +122,7 @@ pub fn bench_one(
             "model": model.graph().name,
             "params": tm.param_count(),
             "device": torch::device_name(dev),
-            "threads": tch::get_num_threads(),
+            "threads": torch::threads(),
             "batch": batch,
             "steps": steps,
             "seconds": dt,

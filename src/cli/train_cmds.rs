@@ -84,7 +84,7 @@ pub fn doctor(json: bool) -> Result<i32> {
         Err(e) => (None, vec![], Some(e.to_string())),
     };
     let data = crate::data::find_datasets(&Default::default());
-    let threads = tch::get_num_threads();
+    let threads = torch::threads();
     if json {
         let ds: Vec<_> = data
             .iter()

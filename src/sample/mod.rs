@@ -226,12 +226,12 @@ pub fn sample_fast_with_logits(
 }
 
 /// Times both samplers on `n` images from `seed` (temperature 1): returns
-/// `(reference_seconds, fast_seconds)`. Both use libtorch's current intra-op thread count
-/// (`tch::get_num_threads`), the cached sampler as that many threads over the samples.
+/// `(reference_seconds, fast_seconds)`. The cached sampler runs `torch::threads()` threads
+/// over the samples; the reference runs on libtorch's intra-op pool.
 /// The fast time includes preparing the weights. Fails if the two disagree (a bug, or a
 /// draw flipped by float rounding: then try another seed).
 pub fn bench_sampling(tm: &TorchModel, n: usize, seed: u64) -> Result<(f64, f64)> {
-    let threads = (tch::get_num_threads().max(1)) as usize;
+    let threads = crate::backend::torch::threads();
     let t0 = std::time::Instant::now();
     let fast = sample_fast_with_logits(tm, n, seed, 1.0, None, false, threads, |_, _| {})?.0;
     let tf = t0.elapsed().as_secs_f64();

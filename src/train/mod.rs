@@ -246,7 +246,9 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
             buf.extend_from_slice(&ds.train.images[i * size..(i + 1) * size]);
         }
         let x = tm.images_to_tensor(&buf, batch);
-        let loss = tm.nll(&x).mean(Kind::Float);
+        // Forward and backward together (the fused CPU recurrences need both in one call);
+        // a non-finite loss still stops before the optimizer touches the weights.
+        let loss = tm.nll_backward(&x);
         let lv = f64::try_from(&loss)?;
         if !lv.is_finite() {
             bar.abandon();
@@ -257,7 +259,6 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
                 state.saved_step
             );
         }
-        loss.backward();
         let params = tm.parameters();
         if let Some(c) = tcfg.clip {
             optim::clip_grad_norm(&params, c);

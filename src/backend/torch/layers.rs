@@ -6,7 +6,7 @@
 
 use super::Step;
 use crate::ir::Op;
-use tch::{Kind, Tensor};
+use tch::Tensor;
 
 fn masked(st: &Step, k: usize) -> Tensor {
     match &st.masks[k] {
@@ -57,7 +57,7 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
                 .collect();
             projected.iter().fold(x.shallow_clone(), |acc, p| &acc + p)
         }
-        Op::RowLstm { hidden, k } => row_lstm(st, x, hidden as i64, k as i64, height as i64),
+        Op::RowLstm { hidden, .. } => row_lstm(st, x, hidden as i64, height as i64),
         Op::DiagBiLstm { hidden, shift } => {
             diag_bilstm(st, x, hidden as i64, shift, height as i64, width as i64)
         }
@@ -77,10 +77,26 @@ fn lstm_update(gates: &Tensor, c_prev: &Tensor, dim: i64, h: i64) -> (Tensor, Te
     (hn, c)
 }
 
-fn row_lstm(st: &Step, x: &Tensor, h: i64, k: i64, height: i64) -> Tensor {
+/// The input-to-state convolution of a Row LSTM (1 x k along the row, mask B) or
+/// Diagonal BiLSTM (1x1, mask B), for the whole image at once: the recurrences' input.
+pub fn input_to_state(st: &Step, x: &Tensor) -> Tensor {
+    let pad = match st.op {
+        Op::RowLstm { k, .. } => k as i64 / 2,
+        _ => 0,
+    };
+    x.conv2d(
+        &masked(st, 0),
+        Some(&st.params[1]),
+        [1, 1],
+        [0, pad],
+        [1, 1],
+        1,
+    )
+}
+
+fn row_lstm(st: &Step, x: &Tensor, h: i64, height: i64) -> Tensor {
     let n = x.size()[0];
-    let w_is = masked(st, 0);
-    let is = x.conv2d(&w_is, Some(&st.params[1]), [1, 1], [0, k / 2], [1, 1], 1);
+    let is = input_to_state(st, x);
     let ss = &st.params[2];
     let width = is.size()[3];
     let mut hs = st.params[3].unsqueeze(0).expand([n, h, width], false);
@@ -118,8 +134,7 @@ pub fn unskew(t: &Tensor, height: i64, width: i64) -> Tensor {
 
 fn diag_bilstm(st: &Step, x: &Tensor, h: i64, shift: bool, height: i64, width: i64) -> Tensor {
     let n = x.size()[0];
-    let w_is = masked(st, 0);
-    let is = x.conv2d(&w_is, Some(&st.params[1]), [1, 1], [0, 0], [1, 1], 1);
+    let is = input_to_state(st, x);
     // Right-to-left = left-to-right on the mirrored map (the 1x1 conv commutes with it).
     let both = Tensor::cat(
         &[is.narrow(1, 0, 4 * h), is.narrow(1, 4 * h, 4 * h).flip([3])],
@@ -151,6 +166,5 @@ fn diag_bilstm(st: &Step, x: &Tensor, h: i64, shift: bool, height: i64, width: i
         // Row r of the right-to-left map has seen row r; move it to row r+1.
         rl = rl.constant_pad_nd([0, 0, 1, 0]).narrow(2, 0, height);
     }
-    let _ = Kind::Float;
     lr + rl
 }

@@ -1,0 +1,816 @@
+//! Fused CPU kernels for the two LSTM recurrences (Row LSTM, Diagonal BiLSTM): forward
+//! and backward written out in plain Rust f32, one thread per slice of the batch.
+//!
+//! Why: in libtorch a recurrence step is about ten tiny ops (three times that in
+//! backward), each paying microseconds of dispatch and autograd bookkeeping, so the
+//! Diagonal BiLSTM ran at a few percent of the CPU's arithmetic peak. Here a step is one
+//! small GEMM (`matrixmultiply`) plus one vectorised pass of gate math, the skew, mirror,
+//! unskew and shift-down are index arithmetic (no copies), and images never synchronise.
+//!
+//! The math is exactly `layers::row_lstm` / `layers::diag_bilstm` (docs/semantics.md);
+//! `tests/fused_kernels.rs` checks outputs and every gradient against them. Pure Rust: no
+//! tch here; `tape.rs` connects these kernels to libtorch's autograd.
+
+use matrixmultiply::sgemm;
+
+/// Which recurrence, and so which index maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Layout {
+    /// State = one image row (length W), steps = rows; 3-tap state-to-state conv.
+    Row,
+    /// State = one skewed column (length H), steps = W+H-1 skewed columns; two directions,
+    /// 2-tap state-to-state conv (rows r-1, r).
+    Diag { shift: bool },
+}
+
+/// Sizes of one recurrence call.
+#[derive(Clone, Copy, Debug)]
+pub struct Geom {
+    pub layout: Layout,
+    pub batch: usize,
+    pub hidden: usize,
+    pub height: usize,
+    pub width: usize,
+}
+
+impl Geom {
+    pub fn dirs(&self) -> usize {
+        match self.layout {
+            Layout::Row => 1,
+            Layout::Diag { .. } => 2,
+        }
+    }
+    pub fn taps(&self) -> usize {
+        match self.layout {
+            Layout::Row => 3,
+            Layout::Diag { .. } => 2,
+        }
+    }
+    /// State length L (cells per state).
+    pub fn cells(&self) -> usize {
+        match self.layout {
+            Layout::Row => self.width,
+            Layout::Diag { .. } => self.height,
+        }
+    }
+    pub fn steps(&self) -> usize {
+        match self.layout {
+            Layout::Row => self.height,
+            Layout::Diag { .. } => self.width + self.height - 1,
+        }
+    }
+    fn plane(&self) -> usize {
+        self.height * self.width
+    }
+    /// Floats of the input-to-state map S (N x dirs*4h x H x W).
+    pub fn s_len(&self) -> usize {
+        self.batch * self.dirs() * 4 * self.hidden * self.plane()
+    }
+    /// Floats of the output Y (N x h x H x W).
+    pub fn y_len(&self) -> usize {
+        self.batch * self.hidden * self.plane()
+    }
+    /// Floats of the state-to-state weight (dirs*4h x h x taps).
+    pub fn w_len(&self) -> usize {
+        self.dirs() * 4 * self.hidden * self.hidden * self.taps()
+    }
+    /// Floats of h0 / c0 (dirs*h x L).
+    pub fn state_len(&self) -> usize {
+        self.dirs() * self.hidden * self.cells()
+    }
+
+    /// Where direction `d` reads its input at step `t`: state indices `lo..hi` read plane
+    /// offsets `base + s * stride`; the other state indices are the skew's padding (input
+    /// zero). For the Diagonal BiLSTM, row s at skewed column t is image column t - s,
+    /// mirrored for direction 1.
+    #[inline]
+    fn src_run(&self, d: usize, t: usize) -> Run {
+        let (h, w) = (self.height as isize, self.width as isize);
+        let t_ = t as isize;
+        match self.layout {
+            Layout::Row => Run {
+                lo: 0,
+                hi: self.width,
+                base: t_ * w,
+                stride: 1,
+            },
+            Layout::Diag { .. } => {
+                let lo = (t_ - w + 1).max(0) as usize;
+                let hi = (t_ + 1).min(h) as usize;
+                if d == 0 {
+                    Run {
+                        lo,
+                        hi,
+                        base: t_,
+                        stride: w - 1,
+                    }
+                } else {
+                    Run {
+                        lo,
+                        hi,
+                        base: w - 1 - t_,
+                        stride: w + 1,
+                    }
+                }
+            }
+        }
+    }
+
+    /// Where direction `d`'s h at step `t` is added into the output plane. The
+    /// right-to-left map lands one row lower (the shift-down that keeps it causal), so its
+    /// last row is dropped.
+    #[inline]
+    fn dst_run(&self, d: usize, t: usize) -> Run {
+        let r = self.src_run(d, t);
+        match self.layout {
+            Layout::Diag { shift: true } if d == 1 => Run {
+                hi: r.hi.min(self.height - 1),
+                base: r.base + self.width as isize,
+                ..r
+            },
+            _ => r,
+        }
+    }
+}
+
+/// A run of state indices and the plane offsets they map to.
+#[derive(Clone, Copy, Debug)]
+struct Run {
+    lo: usize,
+    hi: usize,
+    base: isize,
+    stride: isize,
+}
+
+impl Run {
+    #[inline]
+    fn at(&self, s: usize) -> usize {
+        (self.base + s as isize * self.stride) as usize
+    }
+}
+
+/// Parameters of one recurrence, as row-major f32 slices in `ir::params_of` shapes.
+#[derive(Clone, Copy)]
+pub struct Params<'a> {
+    /// dirs*4h x h x taps.
+    pub ss: &'a [f32],
+    /// dirs*h x L.
+    pub h0: &'a [f32],
+    pub c0: &'a [f32],
+}
+
+/// What the forward pass keeps for the backward pass, per thread slice of the batch.
+/// The backward pass consumes it (it overwrites the activations with their gradients).
+pub struct Saved {
+    geom: Geom,
+    parts: Vec<Part>,
+}
+
+/// One worker's slice of the batch and its step-major buffers, each indexed
+/// [dir][step][channel][image * L + state] so that a step reads and writes contiguous
+/// (channels x M) matrices, M = images * L.
+struct Part {
+    first: usize,
+    count: usize,
+    /// Gate pre-activations, then activations o, f, i, g (4h per step); in backward,
+    /// their gradients.
+    act: Vec<f32>,
+    /// Cell c, tanh(c) and hidden h (h per step each).
+    c: Vec<f32>,
+    tc: Vec<f32>,
+    h: Vec<f32>,
+}
+
+/// Gradients of one recurrence's inputs.
+pub struct Grads {
+    /// Same shape as S.
+    pub ds: Vec<f32>,
+    pub dss: Vec<f32>,
+    pub dh0: Vec<f32>,
+    pub dc0: Vec<f32>,
+}
+
+/// Splits `n` images over at most `threads` workers: (first, count) per worker.
+fn split(n: usize, threads: usize) -> Vec<(usize, usize)> {
+    let k = threads.clamp(1, n.max(1));
+    (0..k)
+        .map(|w| {
+            let a = n * w / k;
+            let b = n * (w + 1) / k;
+            (a, b - a)
+        })
+        .filter(|&(_, c)| c > 0)
+        .collect()
+}
+
+/// Splits `v` into consecutive chunks of `per * count` floats for each part.
+fn chunks_mut<'a>(
+    mut v: &'a mut [f32],
+    parts: &[(usize, usize)],
+    per: usize,
+) -> Vec<&'a mut [f32]> {
+    let mut out = Vec::with_capacity(parts.len());
+    for &(_, c) in parts {
+        let (a, b) = v.split_at_mut(c * per);
+        out.push(a);
+        v = b;
+    }
+    out
+}
+
+/// Forward pass: returns Y (N x h x H x W, the directions summed) and, when `save` is set,
+/// what `backward` needs.
+pub fn forward(
+    g: Geom,
+    s: &[f32],
+    p: Params,
+    threads: usize,
+    save: bool,
+) -> (Vec<f32>, Option<Saved>) {
+    assert_eq!(s.len(), g.s_len(), "S has the wrong size");
+    assert_eq!(p.ss.len(), g.w_len());
+    assert_eq!(p.h0.len(), g.state_len());
+    assert_eq!(p.c0.len(), g.state_len());
+    let mut y = vec![0f32; g.y_len()];
+    let parts = split(g.batch, threads);
+    let s_img = g.dirs() * 4 * g.hidden * g.plane();
+    let y_img = g.hidden * g.plane();
+    let ys = chunks_mut(&mut y, &parts, y_img);
+    let saved: Vec<Part> = std::thread::scope(|scope| {
+        let handles: Vec<_> = parts
+            .iter()
+            .zip(ys)
+            .map(|(&(first, count), yc)| {
+                let sc = &s[first * s_img..(first + count) * s_img];
+                scope.spawn(move || forward_part(g, first, count, sc, p, yc))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("fused forward worker"))
+            .collect()
+    });
+    let saved = save.then_some(Saved {
+        geom: g,
+        parts: saved,
+    });
+    (y, saved)
+}
+
+/// Builds the GEMM operand X (h*taps x M, row c*taps+tap) from the previous state:
+/// X[c*T+tap][i*L+s] = h[c][i*L + s+tap-1], zero outside the image's state.
+fn build_x(x: &mut [f32], h: &[f32], hid: usize, taps: usize, imgs: usize, len: usize) {
+    let m = imgs * len;
+    for c in 0..hid {
+        let hc = &h[c * m..(c + 1) * m];
+        for tap in 0..taps {
+            let row = &mut x[(c * taps + tap) * m..(c * taps + tap + 1) * m];
+            for i in 0..imgs {
+                let dst = &mut row[i * len..(i + 1) * len];
+                let src = &hc[i * len..(i + 1) * len];
+                // Offset tap-1: -1 reads the previous element, +1 the next.
+                match tap as isize - 1 {
+                    -1 => {
+                        dst[0] = 0.0;
+                        dst[1..].copy_from_slice(&src[..len - 1]);
+                    }
+                    0 => dst.copy_from_slice(src),
+                    _ => {
+                        dst[..len - 1].copy_from_slice(&src[1..]);
+                        dst[len - 1] = 0.0;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Broadcasts a (dirs*h x L) initial state of direction d to h x M.
+fn broadcast_state(dst: &mut [f32], src: &[f32], d: usize, hid: usize, imgs: usize, len: usize) {
+    let m = imgs * len;
+    for c in 0..hid {
+        let from = &src[(d * hid + c) * len..(d * hid + c + 1) * len];
+        for i in 0..imgs {
+            dst[c * m + i * len..c * m + (i + 1) * len].copy_from_slice(from);
+        }
+    }
+}
+
+/// Copies image planes into step-major order: `plane(i, ch, d)` is the H x W plane of
+/// image i, channel ch (of `chans`), direction d; `out[d][t][ch][i*L + s]` gets its value
+/// at the step's run offset, zero off the run. Loops run channel by channel so the
+/// planes being read (all images of one channel, a few tens of KB) stay in cache while
+/// each step's row is written contiguously.
+fn to_steps<'a>(
+    g: Geom,
+    imgs: usize,
+    chans: usize,
+    out: &mut [f32],
+    run: impl Fn(usize, usize) -> Run,
+    plane: impl Fn(usize, usize, usize) -> &'a [f32],
+) {
+    let (len, steps) = (g.cells(), g.steps());
+    let m = imgs * len;
+    for d in 0..g.dirs() {
+        for ch in 0..chans {
+            for t in 0..steps {
+                let r = run(d, t);
+                let row = &mut out[((d * steps + t) * chans + ch) * m..][..m];
+                if r.hi - r.lo < len {
+                    row.fill(0.0);
+                }
+                for i in 0..imgs {
+                    let pl = plane(i, ch, d);
+                    let dst = &mut row[i * len..(i + 1) * len];
+                    for si in r.lo..r.hi {
+                        dst[si] = pl[r.at(si)];
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The inverse direction of `to_steps`: adds (or, with `assign`, stores) each step's
+/// row `src[d][t][ch][i*L + s]` into `plane_mut(i, ch, d)` at the run's offsets. Same
+/// channel-by-channel order, for the same reason.
+fn from_steps(
+    g: Geom,
+    chans: usize,
+    src: &[f32],
+    run: impl Fn(usize, usize) -> Run,
+    out: &mut [f32],
+    plane_at: impl Fn(usize, usize, usize) -> usize,
+    assign: bool,
+) {
+    let (len, steps, plane) = (g.cells(), g.steps(), g.plane());
+    let m = src.len() / (g.dirs() * steps * chans);
+    let imgs = m / len;
+    for d in 0..g.dirs() {
+        for ch in 0..chans {
+            for t in 0..steps {
+                let r = run(d, t);
+                let row = &src[((d * steps + t) * chans + ch) * m..][..m];
+                for i in 0..imgs {
+                    let pl = &mut out[plane_at(i, ch, d)..][..plane];
+                    let from = &row[i * len..(i + 1) * len];
+                    if assign {
+                        for si in r.lo..r.hi {
+                            pl[r.at(si)] = from[si];
+                        }
+                    } else {
+                        for si in r.lo..r.hi {
+                            pl[r.at(si)] += from[si];
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn forward_part(g: Geom, first: usize, imgs: usize, s: &[f32], p: Params, y: &mut [f32]) -> Part {
+    let (hid, len, taps, steps, dirs) = (g.hidden, g.cells(), g.taps(), g.steps(), g.dirs());
+    let m = imgs * len;
+    let n = hid * m;
+    let plane = g.plane();
+    let s_img = dirs * 4 * hid * plane;
+    let y_img = hid * plane;
+    let mut act = vec![0f32; dirs * steps * 4 * n];
+    let mut cb = vec![0f32; dirs * steps * n];
+    let mut tcb = vec![0f32; dirs * steps * n];
+    let mut hb = vec![0f32; dirs * steps * n];
+    to_steps(
+        g,
+        imgs,
+        4 * hid,
+        &mut act,
+        |d, t| g.src_run(d, t),
+        |i, gi, d| &s[i * s_img + (d * 4 * hid + gi) * plane..][..plane],
+    );
+    let mut x = vec![0f32; hid * taps * m];
+    let mut h_init = vec![0f32; n];
+    let mut c_init = vec![0f32; n];
+    let wsz = 4 * hid * hid * taps;
+    for d in 0..dirs {
+        broadcast_state(&mut h_init, p.h0, d, hid, imgs, len);
+        broadcast_state(&mut c_init, p.c0, d, hid, imgs, len);
+        let w = &p.ss[d * wsz..(d + 1) * wsz];
+        for t in 0..steps {
+            let k = d * steps + t;
+            // Split the step-major buffers at this step: [..k] is the past.
+            let (c_past, c_now) = cb.split_at_mut(k * n);
+            let (h_past, h_now) = hb.split_at_mut(k * n);
+            let (h_prev, c_prev) = if t == 0 {
+                (&h_init[..], &c_init[..])
+            } else {
+                (&h_past[(k - 1) * n..], &c_past[(k - 1) * n..])
+            };
+            build_x(&mut x, h_prev, hid, taps, imgs, len);
+            let gates = &mut act[k * 4 * n..(k + 1) * 4 * n];
+            // gates += W_d (4h x h*taps) . X (h*taps x M)
+            // SAFETY: the slices hold exactly the m x k, k x n, m x n matrices described
+            // by the dimensions and strides.
+            unsafe {
+                sgemm(
+                    4 * hid,
+                    hid * taps,
+                    m,
+                    1.0,
+                    w.as_ptr(),
+                    (hid * taps) as isize,
+                    1,
+                    x.as_ptr(),
+                    m as isize,
+                    1,
+                    1.0,
+                    gates.as_mut_ptr(),
+                    m as isize,
+                    1,
+                );
+            }
+            cell_forward(
+                gates,
+                &c_prev[..n],
+                &mut c_now[..n],
+                &mut tcb[k * n..(k + 1) * n],
+                &mut h_now[..n],
+            );
+        }
+    }
+    // Y: each step's h added at the positions it covers.
+    from_steps(
+        g,
+        hid,
+        &hb,
+        |d, t| g.dst_run(d, t),
+        y,
+        |i, c, _| i * y_img + c * plane,
+        false,
+    );
+    Part {
+        first,
+        count: imgs,
+        act,
+        c: cb,
+        tc: tcb,
+        h: hb,
+    }
+}
+
+/// Gate math of one step over n = h*M cells. `gates` holds pre-activations [o; f; i; g]
+/// (each n long) and becomes the activations; writes the new cell, tanh(cell) and h.
+fn cell_forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], tc: &mut [f32], h: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { cell_forward_avx2(gates, c_prev, c, tc, h) };
+            return;
+        }
+    }
+    cell_forward_body(gates, c_prev, c, tc, h)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn cell_forward_avx2(
+    gates: &mut [f32],
+    c_prev: &[f32],
+    c: &mut [f32],
+    tc: &mut [f32],
+    h: &mut [f32],
+) {
+    cell_forward_body(gates, c_prev, c, tc, h)
+}
+
+#[inline(always)]
+fn cell_forward_body(
+    gates: &mut [f32],
+    c_prev: &[f32],
+    c: &mut [f32],
+    tc: &mut [f32],
+    h: &mut [f32],
+) {
+    let n = c.len();
+    let (o, rest) = gates.split_at_mut(n);
+    let (f, rest) = rest.split_at_mut(n);
+    let (i, gg) = rest.split_at_mut(n);
+    let (gg, c_prev, tc, h) = (&mut gg[..n], &c_prev[..n], &mut tc[..n], &mut h[..n]);
+    for k in 0..n {
+        let ov = sigmoid(o[k]);
+        let fv = sigmoid(f[k]);
+        let iv = sigmoid(i[k]);
+        let gv = tanh(gg[k]);
+        let cv = fv * c_prev[k] + iv * gv;
+        let t = tanh(cv);
+        o[k] = ov;
+        f[k] = fv;
+        i[k] = iv;
+        gg[k] = gv;
+        c[k] = cv;
+        tc[k] = t;
+        h[k] = ov * t;
+    }
+}
+
+/// e^x for x in about [-87, 88]: Cody-Waite range reduction and a degree-6 polynomial
+/// (relative error ~2e-7), branch-free so the loops above vectorise.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    // 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits. Integer
+    // ops on those bits (not an `as i32` cast, which LLVM scalarises for its saturation)
+    // build 2^n.
+    const MAGIC: f32 = 12_582_912.0;
+    let x = x.clamp(-87.0, 88.0);
+    let k = x * std::f32::consts::LOG2_E + MAGIC;
+    let n = k - MAGIC;
+    let r = x - n * 0.693_145_75 - n * 1.428_606_8e-6;
+    let p = 1.0
+        + r * (1.0
+            + r * (0.5
+                + r * (0.166_666_67
+                    + r * (0.041_666_668 + r * (0.008_333_334 + r * 0.001_388_889)))));
+    let scale = f32::from_bits(k.to_bits().wrapping_sub(0x4B40_0000 - 127) << 23);
+    p * scale
+}
+
+#[inline(always)]
+fn sigmoid(x: f32) -> f32 {
+    1.0 / (1.0 + exp(-x))
+}
+
+#[inline(always)]
+fn tanh(x: f32) -> f32 {
+    // tanh(x) = 1 - 2/(e^{2x}+1): no cancellation for large |x|, absolute error ~1e-7
+    // near 0 (where libtorch's is relative), which the tests' tolerances allow.
+    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
+}
+
+/// Backward pass: gradients of S, ss, h0 and c0 given dY (N x h x H x W). Runs on the
+/// forward pass's threads, and consumes what it saved.
+pub fn backward(saved: Saved, dy: &[f32], p: Params) -> Grads {
+    let g = saved.geom;
+    assert_eq!(dy.len(), g.y_len(), "dY has the wrong size");
+    let s_img = g.dirs() * 4 * g.hidden * g.plane();
+    let y_img = g.hidden * g.plane();
+    let mut ds = vec![0f32; g.s_len()];
+    let bounds: Vec<(usize, usize)> = saved.parts.iter().map(|p| (p.first, p.count)).collect();
+    let ds_parts = chunks_mut(&mut ds, &bounds, s_img);
+    let partials: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = saved
+            .parts
+            .into_iter()
+            .zip(ds_parts)
+            .map(|(part, dsc)| {
+                let dyc = &dy[part.first * y_img..(part.first + part.count) * y_img];
+                scope.spawn(move || backward_part(g, part, dyc, p, dsc))
+            })
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("fused backward worker"))
+            .collect()
+    });
+    // Sum the per-thread partials in a fixed order, so results are reproducible.
+    let mut dss = vec![0f32; g.w_len()];
+    let mut dh0 = vec![0f32; g.state_len()];
+    let mut dc0 = vec![0f32; g.state_len()];
+    for (w, h, c) in &partials {
+        add_into(&mut dss, w);
+        add_into(&mut dh0, h);
+        add_into(&mut dc0, c);
+    }
+    Grads { ds, dss, dh0, dc0 }
+}
+
+fn add_into(acc: &mut [f32], v: &[f32]) {
+    for (a, b) in acc.iter_mut().zip(v) {
+        *a += b;
+    }
+}
+
+fn backward_part(
+    g: Geom,
+    mut part: Part,
+    dy: &[f32],
+    p: Params,
+    ds: &mut [f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    let imgs = part.count;
+    let (hid, len, taps, steps, dirs) = (g.hidden, g.cells(), g.taps(), g.steps(), g.dirs());
+    let m = imgs * len;
+    let n = hid * m;
+    let plane = g.plane();
+    let s_img = dirs * 4 * hid * plane;
+    let y_img = hid * plane;
+    let wsz = 4 * hid * hid * taps;
+    let mut dss = vec![0f32; g.w_len()];
+    let mut dh0 = vec![0f32; g.state_len()];
+    let mut dc0 = vec![0f32; g.state_len()];
+    // dY in step order: what each step's h receives from the output.
+    let mut dyk = vec![0f32; dirs * steps * n];
+    to_steps(
+        g,
+        imgs,
+        hid,
+        &mut dyk,
+        |d, t| g.dst_run(d, t),
+        |i, c, _| &dy[i * y_img + c * plane..][..plane],
+    );
+    let mut x = vec![0f32; hid * taps * m];
+    let mut dx = vec![0f32; hid * taps * m];
+    let mut dh = vec![0f32; n];
+    let mut dc = vec![0f32; n];
+    let mut h_init = vec![0f32; n];
+    let mut c_init = vec![0f32; n];
+    for d in 0..dirs {
+        broadcast_state(&mut h_init, p.h0, d, hid, imgs, len);
+        broadcast_state(&mut c_init, p.c0, d, hid, imgs, len);
+        let w = &p.ss[d * wsz..(d + 1) * wsz];
+        let dw = &mut dss[d * wsz..(d + 1) * wsz];
+        dh.fill(0.0);
+        dc.fill(0.0);
+        for t in (0..steps).rev() {
+            let k = d * steps + t;
+            let (h_prev, c_prev) = if t == 0 {
+                (&h_init[..], &c_init[..])
+            } else {
+                (&part.h[(k - 1) * n..k * n], &part.c[(k - 1) * n..k * n])
+            };
+            add_into(&mut dh, &dyk[k * n..(k + 1) * n]);
+            // The activations become their pre-activation gradients, in place.
+            let dgates = &mut part.act[k * 4 * n..(k + 1) * 4 * n];
+            cell_backward(dgates, &part.tc[k * n..(k + 1) * n], c_prev, &dh, &mut dc);
+            build_x(&mut x, h_prev, hid, taps, imgs, len);
+            // SAFETY: as in forward_part; the transposes are expressed by the strides.
+            unsafe {
+                // dW += dG (4h x M) . X^T (M x h*taps)
+                sgemm(
+                    4 * hid,
+                    m,
+                    hid * taps,
+                    1.0,
+                    dgates.as_ptr(),
+                    m as isize,
+                    1,
+                    x.as_ptr(),
+                    1,
+                    m as isize,
+                    1.0,
+                    dw.as_mut_ptr(),
+                    (hid * taps) as isize,
+                    1,
+                );
+                // dX (h*taps x M) = W^T . dG
+                sgemm(
+                    hid * taps,
+                    4 * hid,
+                    m,
+                    1.0,
+                    w.as_ptr(),
+                    1,
+                    (hid * taps) as isize,
+                    dgates.as_ptr(),
+                    m as isize,
+                    1,
+                    0.0,
+                    dx.as_mut_ptr(),
+                    m as isize,
+                    1,
+                );
+            }
+            // dh for the previous step: undo build_x's shifts.
+            dh.fill(0.0);
+            for c in 0..hid {
+                let dst = &mut dh[c * m..(c + 1) * m];
+                for tap in 0..taps {
+                    let row = &dx[(c * taps + tap) * m..(c * taps + tap + 1) * m];
+                    for i in 0..imgs {
+                        let dd = &mut dst[i * len..(i + 1) * len];
+                        let rr = &row[i * len..(i + 1) * len];
+                        match tap as isize - 1 {
+                            -1 => add_into(&mut dd[..len - 1], &rr[1..]),
+                            0 => add_into(dd, rr),
+                            _ => add_into(&mut dd[1..], &rr[..len - 1]),
+                        }
+                    }
+                }
+            }
+        }
+        // What reaches step -1 is the gradient of the learned initial state.
+        for c in 0..hid {
+            for i in 0..imgs {
+                let k = (d * hid + c) * len;
+                add_into(&mut dh0[k..k + len], &dh[c * m + i * len..][..len]);
+                add_into(&mut dc0[k..k + len], &dc[c * m + i * len..][..len]);
+            }
+        }
+    }
+    // dS: each step's gate gradients put back where the step read them (each position
+    // is read by exactly one step, so this assigns).
+    from_steps(
+        g,
+        4 * hid,
+        &part.act,
+        |d, t| g.src_run(d, t),
+        ds,
+        |i, gi, d| i * s_img + (d * 4 * hid + gi) * plane,
+        true,
+    );
+    (dss, dh0, dc0)
+}
+
+/// Backward of the gate math, in place: `act` holds this step's activations [o; f; i; g]
+/// and becomes their pre-activation gradients. `dh` is the gradient reaching h; `dc` the
+/// one reaching c from the next step, and on exit the one reaching the previous c.
+fn cell_backward(act: &mut [f32], tc: &[f32], c_prev: &[f32], dh: &[f32], dc: &mut [f32]) {
+    #[cfg(target_arch = "x86_64")]
+    {
+        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
+        {
+            // SAFETY: the CPU has the features the function is compiled for.
+            unsafe { cell_backward_avx2(act, tc, c_prev, dh, dc) };
+            return;
+        }
+    }
+    cell_backward_body(act, tc, c_prev, dh, dc)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2,fma")]
+unsafe fn cell_backward_avx2(
+    act: &mut [f32],
+    tc: &[f32],
+    c_prev: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+) {
+    cell_backward_body(act, tc, c_prev, dh, dc)
+}
+
+#[inline(always)]
+fn cell_backward_body(act: &mut [f32], tc: &[f32], c_prev: &[f32], dh: &[f32], dc: &mut [f32]) {
+    let n = dc.len();
+    let (o, rest) = act.split_at_mut(n);
+    let (f, rest) = rest.split_at_mut(n);
+    let (i, g) = rest.split_at_mut(n);
+    let (g, tc, c_prev, dh) = (&mut g[..n], &tc[..n], &c_prev[..n], &dh[..n]);
+    for k in 0..n {
+        let (ov, fv, iv, gv, t) = (o[k], f[k], i[k], g[k], tc[k]);
+        let dcv = dc[k] + dh[k] * ov * (1.0 - t * t);
+        o[k] = dh[k] * t * ov * (1.0 - ov);
+        f[k] = dcv * c_prev[k] * fv * (1.0 - fv);
+        i[k] = dcv * gv * iv * (1.0 - iv);
+        g[k] = dcv * iv * (1.0 - gv * gv);
+        dc[k] = dcv * fv;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exp_is_accurate() {
+        let mut worst = 0f32;
+        let mut x = -80.0f32;
+        while x < 80.0 {
+            let rel = ((exp(x) - x.exp()) / x.exp()).abs();
+            worst = worst.max(rel);
+            x += 0.0137;
+        }
+        assert!(worst < 5e-7, "relative error {worst}");
+        assert!((tanh(0.3) - 0.3f32.tanh()).abs() < 3e-7);
+        assert!((sigmoid(-3.0) - 1.0 / (1.0 + 3f32.exp())).abs() < 3e-7);
+    }
+
+    #[test]
+    fn split_covers_batch() {
+        assert_eq!(split(16, 2), vec![(0, 8), (8, 8)]);
+        assert_eq!(split(3, 8), vec![(0, 1), (1, 1), (2, 1)]);
+        assert_eq!(split(1, 2), vec![(0, 1)]);
+    }
+
+    #[test]
+    fn diag_maps_are_bijective_on_the_image() {
+        let g = Geom {
+            layout: Layout::Diag { shift: true },
+            batch: 1,
+            hidden: 1,
+            height: 4,
+            width: 5,
+        };
+        for d in 0..2 {
+            let mut seen = vec![0; 20];
+            for t in 0..g.steps() {
+                let r = g.src_run(d, t);
+                for s in r.lo..r.hi {
+                    seen[r.at(s)] += 1;
+                }
+            }
+            assert!(seen.iter().all(|&k| k == 1), "dir {d}: {seen:?}");
+        }
+    }
+}

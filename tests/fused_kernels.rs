@@ -1,0 +1,150 @@
+//! The fused CPU recurrence kernels against plain libtorch ops: same logits, same loss,
+//! same gradient for every parameter and for the input, on Row LSTM and Diagonal BiLSTM
+//! models (grayscale and RGB, odd sizes, batches that split unevenly over threads).
+
+mod common;
+
+use pixc::backend::torch::{self, tch, TorchModel};
+use pixc::ir::validate::Model;
+use pixc::spec::Syntax;
+use pixc::weights::Weights;
+use tch::{Device, Kind, Tensor};
+
+fn compile(text: &str) -> Model {
+    pixc::compile_str(text, Syntax::Yaml)
+        .unwrap_or_else(|e| panic!("{e:?}"))
+        .1
+}
+
+fn spec(channels: usize, h: usize, w: usize, body: &str) -> String {
+    let (levels, head) = if channels == 1 {
+        (2, "bernoulli")
+    } else {
+        (256, "softmax")
+    };
+    format!(
+        "input: {{channels: {channels}, height: {h}, width: {w}, levels: {levels}}}\nlayers:\n  - conv: {{out: 6, kernel: 5, mask: A}}\n{body}  - relu\n  - head: {head}\n"
+    )
+}
+
+fn max_abs(t: &Tensor) -> f64 {
+    f64::try_from(t.abs().max()).unwrap()
+}
+
+/// Random raw images for a model (values in 0..levels).
+fn images(tm: &TorchModel, n: usize, seed: i64) -> Tensor {
+    tch::manual_seed(seed);
+    Tensor::randint(
+        tm.levels as i64,
+        [
+            n as i64,
+            tm.channels as i64,
+            tm.height as i64,
+            tm.width as i64,
+        ],
+        (Kind::Uint8, Device::Cpu),
+    )
+}
+
+/// Loss and gradients (parameters, then the scaled input) of one model.
+fn grads(tm: &TorchModel, imgs: &Tensor) -> (f64, Vec<Tensor>) {
+    let x = tm.scale(imgs).set_requires_grad(true);
+    let tape = tm.forward_tape(&x);
+    let loss = tm.nll_from_logits(tape.logits(), imgs).mean(Kind::Float);
+    let lv = f64::try_from(&loss).unwrap();
+    tm.backward(tape, &loss);
+    let mut g: Vec<Tensor> = tm
+        .parameters()
+        .iter()
+        .map(|p| {
+            let g = p.grad();
+            if g.defined() {
+                g.copy()
+            } else {
+                p.zeros_like()
+            }
+        })
+        .collect();
+    g.push(x.grad().copy());
+    (lv, g)
+}
+
+fn compare(text: &str, batch: usize, threads: usize) {
+    torch::set_threads(Some(threads));
+    let model = compile(text);
+    let w = Weights::init(&model, 7);
+    let mut plain = TorchModel::new(&model, &w, Device::Cpu).unwrap();
+    plain.set_fused(false);
+    let mut fused = TorchModel::new(&model, &w, Device::Cpu).unwrap();
+    fused.set_fused(true);
+    assert!(fused.fused() && !plain.fused());
+    let imgs = images(&plain, batch, 11);
+
+    let (lp, lf) = tch::no_grad(|| (plain.forward(&imgs), fused.forward(&imgs)));
+    let d = max_abs(&(&lp - &lf));
+    assert!(
+        d <= 1e-5 * (1.0 + max_abs(&lp)),
+        "logits differ by {d}\n{text}"
+    );
+
+    let (loss_p, gp) = grads(&plain, &imgs);
+    let (loss_f, gf) = grads(&fused, &imgs);
+    let dims = plain.dims() as f64;
+    assert!(
+        (loss_p - loss_f).abs() / dims <= 1e-6,
+        "loss {loss_p} vs {loss_f}\n{text}"
+    );
+    let mut names: Vec<String> = plain
+        .parameter_names()
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    names.push("input".into());
+    for ((a, b), name) in gp.iter().zip(&gf).zip(&names) {
+        let scale = max_abs(a).max(1e-3);
+        let d = max_abs(&(a - b));
+        assert!(
+            d <= 2e-4 * scale,
+            "gradient of {name}: max difference {d} (largest {scale})\n{text}"
+        );
+    }
+}
+
+#[test]
+fn diag_bilstm_matches_libtorch() {
+    let body = "  - residual:\n      body:\n        - diag_bilstm: {hidden: 4}\n        - conv: {out: 6, kernel: 1}\n  - diag_bilstm: {hidden: 3}\n";
+    compare(&spec(1, 7, 9, body), 5, 2);
+    compare(&spec(1, 9, 6, body), 3, 3);
+    compare(&spec(1, 8, 8, body), 1, 2);
+}
+
+#[test]
+fn diag_bilstm_rgb_matches_libtorch() {
+    let body = "  - diag_bilstm: {hidden: 6}\n";
+    compare(&spec(3, 6, 7, body), 4, 2);
+}
+
+#[test]
+fn row_lstm_matches_libtorch() {
+    let body = "  - row_lstm: {hidden: 4, kernel: 3}\n  - row_lstm: {hidden: 3, kernel: 5}\n";
+    compare(&spec(1, 7, 9, body), 5, 2);
+    compare(
+        &spec(3, 6, 5, "  - row_lstm: {hidden: 6, kernel: 3}\n"),
+        3,
+        1,
+    );
+}
+
+#[test]
+fn shipped_recurrent_specs_shrunk_match_libtorch() {
+    for name in [
+        "diag_bilstm_7_mnist",
+        "row_lstm_7_mnist",
+        "diag_bilstm_12",
+        "row_lstm_12_cifar10",
+    ] {
+        let path = format!("{}/specs/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
+        let text = common::shrink(&std::fs::read_to_string(path).unwrap());
+        compare(&text, 4, 2);
+    }
+}
