@@ -157,6 +157,52 @@ pub struct Params<'a> {
     /// dirs*h x L.
     pub h0: &'a [f32],
     pub c0: &'a [f32],
+    /// When set, the kernel's input is the layer input x (N x cin x H x W) and it
+    /// computes S itself with this 1x1 convolution; otherwise its input is S.
+    pub conv: Option<InConv<'a>>,
+}
+
+/// A 1x1 input-to-state convolution done inside the kernel (the Diagonal BiLSTM's): one
+/// GEMM per image on the worker threads, instead of a libtorch op, its autograd node and
+/// a full-size S tensor with its surrogate.
+#[derive(Clone, Copy)]
+pub struct InConv<'a> {
+    /// dirs*4h x cin, the mask already applied.
+    pub w: &'a [f32],
+    /// dirs*4h.
+    pub b: &'a [f32],
+    pub cin: usize,
+}
+
+/// Recycled f32 buffers. A training step allocates the same large buffers for every
+/// layer, forward and backward; reusing them saves zeroing and page faults. A taken
+/// buffer holds stale values: only buffers that are fully written before being read are
+/// taken from here.
+static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
+
+fn take(n: usize) -> Vec<f32> {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    let best = pool
+        .iter()
+        .enumerate()
+        .filter(|(_, v)| v.capacity() >= n)
+        .min_by_key(|(_, v)| v.capacity())
+        .map(|(i, _)| i);
+    let mut v = best.map_or_else(Vec::new, |i| pool.swap_remove(i));
+    drop(pool);
+    if v.len() >= n {
+        v.truncate(n);
+    } else {
+        v.resize(n, 0.0);
+    }
+    v
+}
+
+fn give(v: Vec<f32>) {
+    let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
+    if pool.len() < 64 {
+        pool.push(v);
+    }
 }
 
 /// What the forward pass keeps for the backward pass, per thread slice of the batch.
@@ -181,13 +227,14 @@ struct Part {
     h: Vec<f32>,
 }
 
-/// Gradients of one recurrence's inputs.
+/// Gradients of one recurrence's parameters (the input's go to the caller's buffer).
 pub struct Grads {
-    /// Same shape as S.
-    pub ds: Vec<f32>,
     pub dss: Vec<f32>,
     pub dh0: Vec<f32>,
     pub dc0: Vec<f32>,
+    /// The input conv's weight and bias, when it ran in the kernel (else empty).
+    pub dw: Vec<f32>,
+    pub db: Vec<f32>,
 }
 
 /// Splits `n` images over at most `threads` workers: (first, count) per worker.
@@ -218,31 +265,45 @@ fn chunks_mut<'a>(
     out
 }
 
-/// Forward pass: returns Y (N x h x H x W, the directions summed) and, when `save` is set,
-/// what `backward` needs.
+/// Floats per image of the kernel's input: S, or x when the input conv runs inside.
+fn input_per_image(g: Geom, p: &Params) -> usize {
+    match p.conv {
+        Some(cv) => cv.cin * g.plane(),
+        None => g.dirs() * 4 * g.hidden * g.plane(),
+    }
+}
+
+/// Forward pass: writes Y (N x h x H x W, the directions summed; `y` must be zero on
+/// entry) and, when `save` is set, returns what `backward` needs. `input` is S, or x when
+/// `p.conv` is set.
 pub fn forward(
     g: Geom,
-    s: &[f32],
+    input: &[f32],
     p: Params,
     threads: usize,
     save: bool,
-) -> (Vec<f32>, Option<Saved>) {
-    assert_eq!(s.len(), g.s_len(), "S has the wrong size");
+    y: &mut [f32],
+) -> Option<Saved> {
+    let per = input_per_image(g, &p);
+    assert_eq!(input.len(), g.batch * per, "the input has the wrong size");
+    assert_eq!(y.len(), g.y_len(), "Y has the wrong size");
     assert_eq!(p.ss.len(), g.w_len());
     assert_eq!(p.h0.len(), g.state_len());
     assert_eq!(p.c0.len(), g.state_len());
-    let mut y = vec![0f32; g.y_len()];
+    if let Some(cv) = p.conv {
+        assert_eq!(cv.w.len(), g.dirs() * 4 * g.hidden * cv.cin);
+        assert_eq!(cv.b.len(), g.dirs() * 4 * g.hidden);
+    }
     let parts = split(g.batch, threads);
-    let s_img = g.dirs() * 4 * g.hidden * g.plane();
     let y_img = g.hidden * g.plane();
-    let ys = chunks_mut(&mut y, &parts, y_img);
+    let ys = chunks_mut(y, &parts, y_img);
     let saved: Vec<Part> = std::thread::scope(|scope| {
         let handles: Vec<_> = parts
             .iter()
             .zip(ys)
             .map(|(&(first, count), yc)| {
-                let sc = &s[first * s_img..(first + count) * s_img];
-                scope.spawn(move || forward_part(g, first, count, sc, p, yc))
+                let ic = &input[first * per..(first + count) * per];
+                scope.spawn(move || forward_part(g, first, count, ic, p, yc))
             })
             .collect();
         handles
@@ -250,11 +311,59 @@ pub fn forward(
             .map(|h| h.join().expect("fused forward worker"))
             .collect()
     });
-    let saved = save.then_some(Saved {
-        geom: g,
-        parts: saved,
-    });
-    (y, saved)
+    if save {
+        Some(Saved {
+            geom: g,
+            parts: saved,
+        })
+    } else {
+        for part in saved {
+            part.recycle();
+        }
+        None
+    }
+}
+
+impl Part {
+    fn recycle(self) {
+        give(self.act);
+        give(self.c);
+        give(self.tc);
+        give(self.h);
+    }
+}
+
+/// S for `imgs` images from x with the input conv: S_i = W x_i + b, one GEMM per image.
+fn input_conv(cv: InConv, x: &[f32], imgs: usize, rows: usize, plane: usize) -> Vec<f32> {
+    let mut s = take(imgs * rows * plane);
+    for i in 0..imgs {
+        let si = &mut s[i * rows * plane..(i + 1) * rows * plane];
+        let xi = &x[i * cv.cin * plane..(i + 1) * cv.cin * plane];
+        // SAFETY: W is rows x cin, x_i cin x plane, S_i rows x plane, all row-major.
+        unsafe {
+            sgemm(
+                rows,
+                cv.cin,
+                plane,
+                1.0,
+                cv.w.as_ptr(),
+                cv.cin as isize,
+                1,
+                xi.as_ptr(),
+                plane as isize,
+                1,
+                0.0,
+                si.as_mut_ptr(),
+                plane as isize,
+                1,
+            );
+        }
+        for (r, row) in si.chunks_exact_mut(plane).enumerate() {
+            let b = cv.b[r];
+            row.iter_mut().for_each(|v| *v += b);
+        }
+    }
+    s
 }
 
 /// Builds the GEMM operand X (h*taps x M, row c*taps+tap) from the previous state:
@@ -369,17 +478,28 @@ fn from_steps(
     }
 }
 
-fn forward_part(g: Geom, first: usize, imgs: usize, s: &[f32], p: Params, y: &mut [f32]) -> Part {
+fn forward_part(
+    g: Geom,
+    first: usize,
+    imgs: usize,
+    input: &[f32],
+    p: Params,
+    y: &mut [f32],
+) -> Part {
     let (hid, len, taps, steps, dirs) = (g.hidden, g.cells(), g.taps(), g.steps(), g.dirs());
     let m = imgs * len;
     let n = hid * m;
     let plane = g.plane();
     let s_img = dirs * 4 * hid * plane;
     let y_img = hid * plane;
-    let mut act = vec![0f32; dirs * steps * 4 * n];
-    let mut cb = vec![0f32; dirs * steps * n];
-    let mut tcb = vec![0f32; dirs * steps * n];
-    let mut hb = vec![0f32; dirs * steps * n];
+    let mut act = take(dirs * steps * 4 * n);
+    let mut cb = take(dirs * steps * n);
+    let mut tcb = take(dirs * steps * n);
+    let mut hb = take(dirs * steps * n);
+    let s_own = p
+        .conv
+        .map(|cv| input_conv(cv, input, imgs, dirs * 4 * hid, plane));
+    let s = s_own.as_deref().unwrap_or(input);
     to_steps(
         g,
         imgs,
@@ -388,9 +508,12 @@ fn forward_part(g: Geom, first: usize, imgs: usize, s: &[f32], p: Params, y: &mu
         |d, t| g.src_run(d, t),
         |i, gi, d| &s[i * s_img + (d * 4 * hid + gi) * plane..][..plane],
     );
-    let mut x = vec![0f32; hid * taps * m];
-    let mut h_init = vec![0f32; n];
-    let mut c_init = vec![0f32; n];
+    if let Some(b) = s_own {
+        give(b);
+    }
+    let mut x = take(hid * taps * m);
+    let mut h_init = take(n);
+    let mut c_init = take(n);
     let wsz = 4 * hid * hid * taps;
     for d in 0..dirs {
         broadcast_state(&mut h_init, p.h0, d, hid, imgs, len);
@@ -448,6 +571,9 @@ fn forward_part(g: Geom, first: usize, imgs: usize, s: &[f32], p: Params, y: &mu
         |i, c, _| i * y_img + c * plane,
         false,
     );
+    give(x);
+    give(h_init);
+    give(c_init);
     Part {
         first,
         count: imgs,
@@ -548,24 +674,28 @@ fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (exp(2.0 * x) + 1.0)
 }
 
-/// Backward pass: gradients of S, ss, h0 and c0 given dY (N x h x H x W). Runs on the
-/// forward pass's threads, and consumes what it saved.
-pub fn backward(saved: Saved, dy: &[f32], p: Params) -> Grads {
+/// Backward pass, given dY (N x h x H x W): writes the input's gradient (dS, or dx when
+/// the input conv ran inside; `input` is what `forward` was given) into `d_input` and
+/// returns the parameters'. Runs on the forward pass's threads, and consumes what it
+/// saved.
+pub fn backward(saved: Saved, dy: &[f32], p: Params, input: &[f32], d_input: &mut [f32]) -> Grads {
     let g = saved.geom;
     assert_eq!(dy.len(), g.y_len(), "dY has the wrong size");
-    let s_img = g.dirs() * 4 * g.hidden * g.plane();
+    let per = input_per_image(g, &p);
+    assert_eq!(input.len(), g.batch * per);
+    assert_eq!(d_input.len(), g.batch * per);
     let y_img = g.hidden * g.plane();
-    let mut ds = vec![0f32; g.s_len()];
     let bounds: Vec<(usize, usize)> = saved.parts.iter().map(|p| (p.first, p.count)).collect();
-    let ds_parts = chunks_mut(&mut ds, &bounds, s_img);
-    let partials: Vec<(Vec<f32>, Vec<f32>, Vec<f32>)> = std::thread::scope(|scope| {
+    let d_parts = chunks_mut(d_input, &bounds, per);
+    let partials: Vec<Grads> = std::thread::scope(|scope| {
         let handles: Vec<_> = saved
             .parts
             .into_iter()
-            .zip(ds_parts)
-            .map(|(part, dsc)| {
+            .zip(d_parts)
+            .map(|(part, dpart)| {
                 let dyc = &dy[part.first * y_img..(part.first + part.count) * y_img];
-                scope.spawn(move || backward_part(g, part, dyc, p, dsc))
+                let ic = &input[part.first * per..(part.first + part.count) * per];
+                scope.spawn(move || backward_part(g, part, dyc, p, ic, dpart))
             })
             .collect();
         handles
@@ -574,15 +704,16 @@ pub fn backward(saved: Saved, dy: &[f32], p: Params) -> Grads {
             .collect()
     });
     // Sum the per-thread partials in a fixed order, so results are reproducible.
-    let mut dss = vec![0f32; g.w_len()];
-    let mut dh0 = vec![0f32; g.state_len()];
-    let mut dc0 = vec![0f32; g.state_len()];
-    for (w, h, c) in &partials {
-        add_into(&mut dss, w);
-        add_into(&mut dh0, h);
-        add_into(&mut dc0, c);
+    let mut it = partials.into_iter();
+    let mut total = it.next().expect("at least one part");
+    for part in it {
+        add_into(&mut total.dss, &part.dss);
+        add_into(&mut total.dh0, &part.dh0);
+        add_into(&mut total.dc0, &part.dc0);
+        add_into(&mut total.dw, &part.dw);
+        add_into(&mut total.db, &part.db);
     }
-    Grads { ds, dss, dh0, dc0 }
+    total
 }
 
 fn add_into(acc: &mut [f32], v: &[f32]) {
@@ -596,8 +727,9 @@ fn backward_part(
     mut part: Part,
     dy: &[f32],
     p: Params,
-    ds: &mut [f32],
-) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
+    input: &[f32],
+    d_input: &mut [f32],
+) -> Grads {
     let imgs = part.count;
     let (hid, len, taps, steps, dirs) = (g.hidden, g.cells(), g.taps(), g.steps(), g.dirs());
     let m = imgs * len;
@@ -610,7 +742,7 @@ fn backward_part(
     let mut dh0 = vec![0f32; g.state_len()];
     let mut dc0 = vec![0f32; g.state_len()];
     // dY in step order: what each step's h receives from the output.
-    let mut dyk = vec![0f32; dirs * steps * n];
+    let mut dyk = take(dirs * steps * n);
     to_steps(
         g,
         imgs,
@@ -619,12 +751,12 @@ fn backward_part(
         |d, t| g.dst_run(d, t),
         |i, c, _| &dy[i * y_img + c * plane..][..plane],
     );
-    let mut x = vec![0f32; hid * taps * m];
-    let mut dx = vec![0f32; hid * taps * m];
-    let mut dh = vec![0f32; n];
-    let mut dc = vec![0f32; n];
-    let mut h_init = vec![0f32; n];
-    let mut c_init = vec![0f32; n];
+    let mut x = take(hid * taps * m);
+    let mut dx = take(hid * taps * m);
+    let mut dh = take(n);
+    let mut dc = take(n);
+    let mut h_init = take(n);
+    let mut c_init = take(n);
     for d in 0..dirs {
         broadcast_state(&mut h_init, p.h0, d, hid, imgs, len);
         broadcast_state(&mut c_init, p.c0, d, hid, imgs, len);
@@ -708,18 +840,87 @@ fn backward_part(
             }
         }
     }
+    for b in [dyk, x, dx, dh, dc, h_init, c_init] {
+        give(b);
+    }
     // dS: each step's gate gradients put back where the step read them (each position
-    // is read by exactly one step, so this assigns).
-    from_steps(
-        g,
-        4 * hid,
-        &part.act,
-        |d, t| g.src_run(d, t),
-        ds,
-        |i, gi, d| i * s_img + (d * 4 * hid + gi) * plane,
-        true,
-    );
-    (dss, dh0, dc0)
+    // is read by exactly one step, so this assigns every element).
+    let rows = dirs * 4 * hid;
+    let mut ds_own = p.conv.map(|_| take(imgs * s_img));
+    {
+        let ds: &mut [f32] = match ds_own.as_mut() {
+            Some(b) => b,
+            None => &mut *d_input,
+        };
+        from_steps(
+            g,
+            4 * hid,
+            &part.act,
+            |d, t| g.src_run(d, t),
+            ds,
+            |i, gi, d| i * s_img + (d * 4 * hid + gi) * plane,
+            true,
+        );
+    }
+    let (mut dw, mut db) = (Vec::new(), Vec::new());
+    if let (Some(cv), Some(ds)) = (p.conv, ds_own) {
+        dw = vec![0f32; rows * cv.cin];
+        db = vec![0f32; rows];
+        for i in 0..imgs {
+            let dsi = &ds[i * rows * plane..(i + 1) * rows * plane];
+            let xi = &input[i * cv.cin * plane..(i + 1) * cv.cin * plane];
+            let dxi = &mut d_input[i * cv.cin * plane..(i + 1) * cv.cin * plane];
+            // SAFETY: dS_i is rows x plane, x_i and dx_i cin x plane, W and dW rows x cin.
+            unsafe {
+                // dW += dS_i . x_i^T
+                sgemm(
+                    rows,
+                    plane,
+                    cv.cin,
+                    1.0,
+                    dsi.as_ptr(),
+                    plane as isize,
+                    1,
+                    xi.as_ptr(),
+                    1,
+                    plane as isize,
+                    1.0,
+                    dw.as_mut_ptr(),
+                    cv.cin as isize,
+                    1,
+                );
+                // dx_i = W^T . dS_i
+                sgemm(
+                    cv.cin,
+                    rows,
+                    plane,
+                    1.0,
+                    cv.w.as_ptr(),
+                    1,
+                    cv.cin as isize,
+                    dsi.as_ptr(),
+                    plane as isize,
+                    1,
+                    0.0,
+                    dxi.as_mut_ptr(),
+                    plane as isize,
+                    1,
+                );
+            }
+            for (r, row) in dsi.chunks_exact(plane).enumerate() {
+                db[r] += row.iter().sum::<f32>();
+            }
+        }
+        give(ds);
+    }
+    part.recycle();
+    Grads {
+        dss,
+        dh0,
+        dc0,
+        dw,
+        db,
+    }
 }
 
 /// Backward of the gate math, in place: `act` holds this step's activations [o; f; i; g]

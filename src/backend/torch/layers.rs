@@ -8,7 +8,8 @@ use super::Step;
 use crate::ir::Op;
 use tch::Tensor;
 
-fn masked(st: &Step, k: usize) -> Tensor {
+/// Parameter `k` of a step with its mask applied (autograd flows to the parameter).
+pub fn masked_weight(st: &Step, k: usize) -> Tensor {
     match &st.masks[k] {
         Some(m) => &st.params[k] * m,
         None => st.params[k].shallow_clone(),
@@ -21,7 +22,7 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
     match st.op {
         Op::Input => x.shallow_clone(),
         Op::Conv { kh, kw, .. } => {
-            let w = masked(st, 0);
+            let w = masked_weight(st, 0);
             x.conv2d(
                 &w,
                 Some(&st.params[1]),
@@ -32,7 +33,7 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
             )
         }
         Op::Head { .. } => {
-            let w = masked(st, 0);
+            let w = masked_weight(st, 0);
             x.conv2d(&w, Some(&st.params[1]), [1, 1], [0, 0], [1, 1], 1)
         }
         Op::Relu => x.relu(),
@@ -46,7 +47,7 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
                 .map(|(i, src)| {
                     let k = 2 * (i - 1);
                     src.conv2d(
-                        &masked(st, k),
+                        &masked_weight(st, k),
                         Some(&st.params[k + 1]),
                         [1, 1],
                         [0, 0],
@@ -85,7 +86,7 @@ pub fn input_to_state(st: &Step, x: &Tensor) -> Tensor {
         _ => 0,
     };
     x.conv2d(
-        &masked(st, 0),
+        &masked_weight(st, 0),
         Some(&st.params[1]),
         [1, 1],
         [0, pad],

@@ -10,7 +10,7 @@
 //! backward and feeds the results in the same way. Cutting at every step (not only around
 //! the kernels) means no part of the graph is traversed twice.
 
-use super::fused::{self, Geom, Layout, Params, Saved};
+use super::fused::{self, Geom, InConv, Layout, Params, Saved};
 use super::{layers, Step, TorchModel};
 use crate::ir::Op;
 use tch::{Kind, Tensor};
@@ -18,8 +18,8 @@ use tch::{Kind, Tensor};
 enum Seg {
     /// Ordinary libtorch op: its output, with its autograd graph.
     Plain(Tensor),
-    /// Fused recurrence: the input-to-state map it read (with graph) and its saved state.
-    Fused { s: Tensor, saved: Saved },
+    /// Fused recurrence: what it read and its saved state.
+    Fused { fi: FusedInputs, saved: Saved },
 }
 
 /// One training forward pass, ready for `TorchModel::backward`.
@@ -57,6 +57,71 @@ unsafe fn as_slice(t: &Tensor) -> &[f32] {
     std::slice::from_raw_parts(t.data_ptr() as *const f32, t.numel())
 }
 
+/// Views a contiguous CPU f32 tensor's data for writing.
+///
+/// # Safety
+/// As `as_slice`, and nothing else may read or write `t` while the slice lives.
+#[allow(clippy::mut_from_ref)]
+unsafe fn as_mut_slice(t: &Tensor) -> &mut [f32] {
+    debug_assert!(t.is_contiguous() && t.kind() == Kind::Float);
+    std::slice::from_raw_parts_mut(t.data_ptr() as *mut f32, t.numel())
+}
+
+/// What a fused recurrence step reads. The Diagonal BiLSTM's 1x1 input conv runs inside
+/// the kernel, so it reads the layer input x; the Row LSTM's 1 x k conv stays a libtorch
+/// op and the kernel reads its output S.
+pub(crate) struct FusedInputs {
+    /// x (a leaf of the tape) or S (with its autograd graph).
+    input: Tensor,
+    /// Contiguous data of `input`.
+    data: Tensor,
+    /// The masked input-conv weight (with graph) and the detached data of it and of the
+    /// bias, when the conv runs in the kernel.
+    conv: Option<(Tensor, Tensor, Tensor)>,
+    ss: Tensor,
+    h0: Tensor,
+    c0: Tensor,
+}
+
+impl FusedInputs {
+    fn new(st: &Step, x: &Tensor) -> FusedInputs {
+        let (input, conv) = match st.op {
+            Op::DiagBiLstm { .. } => {
+                let wm = layers::masked_weight(st, 0);
+                let w = wm.detach().contiguous();
+                let b = st.params[1].detach().contiguous();
+                (x.shallow_clone(), Some((wm, w, b)))
+            }
+            _ => (layers::input_to_state(st, x), None),
+        };
+        FusedInputs {
+            data: input.detach().contiguous(),
+            input,
+            conv,
+            ss: st.params[2].detach().contiguous(),
+            h0: st.params[3].detach().contiguous(),
+            c0: st.params[4].detach().contiguous(),
+        }
+    }
+
+    /// The kernel's view of the parameters.
+    ///
+    /// # Safety
+    /// The tensors are contiguous f32 on the CPU (fused runs only there) and only read.
+    unsafe fn params(&self) -> Params<'_> {
+        Params {
+            ss: as_slice(&self.ss),
+            h0: as_slice(&self.h0),
+            c0: as_slice(&self.c0),
+            conv: self.conv.as_ref().map(|(_, w, b)| InConv {
+                w: as_slice(w),
+                b: as_slice(b),
+                cin: (w.numel() / b.numel()),
+            }),
+        }
+    }
+}
+
 impl TorchModel {
     /// The geometry of a fused recurrence step for a batch of `n`.
     pub(crate) fn geom(&self, st: &Step, n: usize) -> Option<Geom> {
@@ -74,34 +139,36 @@ impl TorchModel {
         })
     }
 
-    /// Runs a recurrence step with the fused kernel: (S with its graph, Y, saved state).
+    /// Runs a recurrence step with the fused kernel: (what it read, Y, saved state).
     pub(crate) fn fused_step(
         &self,
         st: &Step,
         g: Geom,
         x: &Tensor,
         save: bool,
-    ) -> (Tensor, Tensor, Option<Saved>) {
-        let s = layers::input_to_state(st, x).contiguous();
-        let ss = st.params[2].detach().contiguous();
-        let h0 = st.params[3].detach().contiguous();
-        let c0 = st.params[4].detach().contiguous();
-        // SAFETY: contiguous f32 CPU tensors (fused is only enabled on the CPU), read only.
-        let (y, saved) = unsafe {
-            let p = Params {
-                ss: as_slice(&ss),
-                h0: as_slice(&h0),
-                c0: as_slice(&c0),
-            };
-            fused::forward(g, as_slice(&s.detach()), p, self.threads(), save)
+    ) -> (FusedInputs, Tensor, Option<Saved>) {
+        let fi = FusedInputs::new(st, x);
+        let y = Tensor::zeros(
+            [
+                g.batch as i64,
+                g.hidden as i64,
+                g.height as i64,
+                g.width as i64,
+            ],
+            (Kind::Float, tch::Device::Cpu),
+        );
+        // SAFETY: contiguous f32 CPU tensors; `y` is fresh and written only here.
+        let saved = unsafe {
+            fused::forward(
+                g,
+                as_slice(&fi.data),
+                fi.params(),
+                self.threads(),
+                save,
+                as_mut_slice(&y),
+            )
         };
-        let y = Tensor::from_slice(&y).reshape([
-            g.batch as i64,
-            g.hidden as i64,
-            g.height as i64,
-            g.width as i64,
-        ]);
-        (s, y, saved)
+        (fi, y, saved)
     }
 
     fn threads(&self) -> usize {
@@ -123,10 +190,10 @@ impl TorchModel {
             let seg = match (&st.op, self.geom(st, n)) {
                 (Op::Input, _) => Seg::Plain(x.shallow_clone()),
                 (_, Some(g)) => {
-                    let (s, y, saved) = self.fused_step(st, g, &leaves[st.inputs[0]], true);
+                    let (fi, y, saved) = self.fused_step(st, g, &leaves[st.inputs[0]], true);
                     leaves.push(y.set_requires_grad(true));
                     segs.push(Seg::Fused {
-                        s,
+                        fi,
                         saved: saved.expect("saved when asked"),
                     });
                     continue;
@@ -170,29 +237,33 @@ impl TorchModel {
                         (&out * &g).sum(Kind::Float).backward();
                     }
                 }
-                Seg::Fused { s, saved } => {
+                Seg::Fused { fi, saved } => {
                     let st = &self.steps[i];
                     let dy = g.contiguous();
-                    let (ss, h0, c0) = (&st.params[2], &st.params[3], &st.params[4]);
-                    let (dss_t, dh0_t, dc0_t) = (
-                        ss.detach().contiguous(),
-                        h0.detach().contiguous(),
-                        c0.detach().contiguous(),
-                    );
-                    // SAFETY: contiguous f32 CPU tensors, read only.
+                    let d_input = fi.data.empty_like();
+                    // SAFETY: contiguous f32 CPU tensors; `d_input` is fresh and written
+                    // only here.
                     let gr = unsafe {
-                        let p = Params {
-                            ss: as_slice(&dss_t),
-                            h0: as_slice(&dh0_t),
-                            c0: as_slice(&dc0_t),
-                        };
-                        fused::backward(saved, as_slice(&dy), p)
+                        fused::backward(
+                            saved,
+                            as_slice(&dy),
+                            fi.params(),
+                            as_slice(&fi.data),
+                            as_mut_slice(&d_input),
+                        )
                     };
                     let like = |v: &[f32], t: &Tensor| Tensor::from_slice(v).reshape(t.size());
-                    let surrogate = (&s * like(&gr.ds, &s)).sum(Kind::Float)
+                    let (ss, h0, c0) = (&st.params[2], &st.params[3], &st.params[4]);
+                    let mut surrogate = (&fi.input * &d_input).sum(Kind::Float)
                         + (ss * like(&gr.dss, ss)).sum(Kind::Float)
                         + (h0 * like(&gr.dh0, h0)).sum(Kind::Float)
                         + (c0 * like(&gr.dc0, c0)).sum(Kind::Float);
+                    if let Some((wm, _, _)) = &fi.conv {
+                        let b = &st.params[1];
+                        surrogate = surrogate
+                            + (wm * like(&gr.dw, wm)).sum(Kind::Float)
+                            + (b * like(&gr.db, b)).sum(Kind::Float);
+                    }
                     surrogate.backward();
                 }
             }
