@@ -144,8 +144,33 @@ struct Run {
 
 impl Run {
     #[inline]
+    #[cfg(test)]
     fn at(&self, s: usize) -> usize {
         (self.base + s as isize * self.stride) as usize
+    }
+
+    /// Offset of the run's first element (clamped for an empty run, whose would-be start
+    /// can lie past the plane).
+    #[inline]
+    fn start(&self, plane_len: usize) -> usize {
+        if self.lo >= self.hi {
+            return plane_len;
+        }
+        (self.base + self.lo as isize * self.stride) as usize
+    }
+
+    /// The plane elements of the run, in state order (strides are positive; a width-1
+    /// image has runs of at most one element, where the stride does not matter).
+    #[inline]
+    fn gather<'a>(&self, plane: &'a [f32]) -> impl Iterator<Item = &'a f32> {
+        let start = self.start(plane.len());
+        plane[start..].iter().step_by(self.stride.max(1) as usize)
+    }
+
+    #[inline]
+    fn gather_mut<'a>(&self, plane: &'a mut [f32]) -> impl Iterator<Item = &'a mut f32> {
+        let start = self.start(plane.len());
+        plane[start..].iter_mut().step_by(self.stride.max(1) as usize)
     }
 }
 
@@ -430,9 +455,9 @@ fn to_steps<'a>(
                 }
                 for i in 0..imgs {
                     let pl = plane(i, ch, d);
-                    let dst = &mut row[i * len..(i + 1) * len];
-                    for si in r.lo..r.hi {
-                        dst[si] = pl[r.at(si)];
+                    let dst = &mut row[i * len + r.lo..i * len + r.hi];
+                    for (d, v) in dst.iter_mut().zip(r.gather(pl)) {
+                        *d = *v;
                     }
                 }
             }
@@ -462,14 +487,14 @@ fn from_steps(
                 let row = &src[((d * steps + t) * chans + ch) * m..][..m];
                 for i in 0..imgs {
                     let pl = &mut out[plane_at(i, ch, d)..][..plane];
-                    let from = &row[i * len..(i + 1) * len];
+                    let from = &row[i * len + r.lo..i * len + r.hi];
                     if assign {
-                        for si in r.lo..r.hi {
-                            pl[r.at(si)] = from[si];
+                        for (d, v) in r.gather_mut(pl).zip(from) {
+                            *d = *v;
                         }
                     } else {
-                        for si in r.lo..r.hi {
-                            pl[r.at(si)] += from[si];
+                        for (d, v) in r.gather_mut(pl).zip(from) {
+                            *d += *v;
                         }
                     }
                 }
