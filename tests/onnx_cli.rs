@@ -1,8 +1,8 @@
 //! The ONNX command helpers (src/cli/onnx_cmds.rs) compiled against the library and run:
-//! export to a file, evaluate it, read its metadata, bench, doctor lines.
+//! export to a file, evaluate it, read its metadata, the inference benchmark, doctor lines.
 
 // onnx_cmds.rs names library items as `crate::...`; these imports make that resolve here too.
-use pixc::{backend, ir, runtime, util, weights};
+use pixc::{backend, compile_file, ir, runtime, util, weights};
 
 #[allow(dead_code)]
 #[path = "../src/cli/onnx_cmds.rs"]
@@ -76,9 +76,44 @@ fn export_eval_info_bench_doctor() {
         assert!(e.contains("CUDA") && e.contains("--device cpu"), "{e}");
     }
 
-    let b = onnx_cmds::bench(&model, &w, &[2], 2, Device::Cpu).unwrap();
-    assert_eq!(b.len(), 1);
-    assert!(b[0].images_per_sec > 0.0 && b[0].file_bytes > 0);
+    // The inference benchmark: export figures, then the same NLL from all three paths.
+    let spec_path = dir.path().join("tiny_row.yaml");
+    std::fs::write(&spec_path, SPEC).unwrap();
+    let b = onnx_cmds::bench_inference(
+        &spec_path,
+        &[2, 3],
+        0.05,
+        backend::torch::DeviceChoice::Cpu,
+        false,
+    )
+    .unwrap();
+    assert!(b["export_seconds"].as_f64().unwrap() > 0.0);
+    assert!(b["onnx_bytes"].as_u64().unwrap() > 0);
+    let rows = b["batches"].as_array().unwrap();
+    assert_eq!(rows.len(), 2);
+    for r in rows {
+        for k in [
+            "libtorch_images_per_second",
+            "libtorch_plain_images_per_second",
+            "onnxruntime_images_per_second",
+        ] {
+            assert!(r[k].as_f64().unwrap() > 0.0, "{k}: {r}");
+        }
+        let nll = &r["nll_nats_per_image"];
+        let ort = nll["onnxruntime"].as_f64().unwrap();
+        for k in ["libtorch", "libtorch_plain"] {
+            assert!((nll[k].as_f64().unwrap() - ort).abs() < 1e-3, "{r}");
+        }
+    }
+    let export_only = onnx_cmds::bench_inference(
+        &spec_path,
+        &[2],
+        0.05,
+        backend::torch::DeviceChoice::Cpu,
+        true,
+    )
+    .unwrap();
+    assert!(export_only.get("batches").is_none());
 
     let lines = onnx_cmds::doctor_lines();
     eprintln!("{}", lines.join("\n"));

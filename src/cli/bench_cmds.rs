@@ -285,6 +285,76 @@ pub fn bench(
     Ok(0)
 }
 
+/// `pixc bench --inference`: ONNX export figures and libtorch vs ONNX Runtime NLL
+/// throughput (`onnx_cmds::bench_inference`) for each spec. Without specs: inference for
+/// the three MNIST models, export figures only for the other shipped specs.
+pub fn bench_inference(
+    specs: Vec<PathBuf>,
+    batches: &[usize],
+    seconds: f64,
+    device: DeviceChoice,
+    threads: Option<usize>,
+    json_out: bool,
+) -> Result<i32> {
+    if batches.is_empty() || batches.contains(&0) {
+        bail!("--batches needs sizes of at least 1, e.g. --batches 16,256");
+    }
+    torch::set_threads(threads);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let jobs: Vec<(PathBuf, bool)> = if specs.is_empty() {
+        let mut all: Vec<PathBuf> = std::fs::read_dir(root.join("specs"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        all.sort();
+        all.into_iter()
+            .map(|p| {
+                let infer = DEFAULT_SPECS.iter().any(|d| p.ends_with(d));
+                (p, !infer)
+            })
+            .collect()
+    } else {
+        specs.into_iter().map(|p| (p, false)).collect()
+    };
+    let mut rows = Vec::new();
+    if !json_out {
+        println!("ONNX export (best of 3) and NLL evaluation, images/s; libtorch = pixc's path (fused recurrence kernels on the CPU), plain = libtorch ops only");
+    }
+    for (spec, export_only) in jobs {
+        let r = super::onnx_cmds::bench_inference(&spec, batches, seconds, device, export_only)?;
+        if !json_out {
+            print_inference_row(&r);
+        }
+        rows.push(r);
+    }
+    if json_out {
+        println!("{}", serde_json::to_string_pretty(&json!({"rows": rows}))?);
+    }
+    Ok(0)
+}
+
+fn print_inference_row(r: &Value) {
+    println!(
+        "{:<24} export {:>7.1} ms  {:>8.2} MB",
+        r["model"].as_str().unwrap_or("?"),
+        r["export_seconds"].as_f64().unwrap_or(f64::NAN) * 1e3,
+        r["onnx_bytes"].as_f64().unwrap_or(f64::NAN) / 1e6
+    );
+    for b in r["batches"].as_array().into_iter().flatten() {
+        let f = |k: &str| b[k].as_f64().unwrap_or(f64::NAN);
+        println!(
+            "    batch {:>4}  libtorch {:>8.1}  plain {:>8.1}  onnxruntime ({}) {:>8.1}  ORT/libtorch {:>5.2}x  ORT/plain {:>5.2}x",
+            b["batch"],
+            f("libtorch_images_per_second"),
+            f("libtorch_plain_images_per_second"),
+            r["provider"].as_str().unwrap_or("?"),
+            f("onnxruntime_images_per_second"),
+            f("onnxruntime_vs_libtorch"),
+            f("onnxruntime_vs_libtorch_plain"),
+        );
+    }
+}
+
 /// Steps for the reference: enough for a stable figure without waiting minutes on the
 /// slow Diagonal BiLSTM.
 fn pytorch_steps(spec: &Path) -> String {

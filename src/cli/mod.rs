@@ -184,18 +184,28 @@ pub enum Cmd {
     Sample(sample_cmds::SampleArgs),
     Complete(sample_cmds::CompleteArgs),
     Plot(sample_cmds::PlotArgs),
-    /// Benchmark training throughput and memory beside the eager PyTorch reference
+    /// Benchmark training throughput and memory beside the eager PyTorch reference, or
+    /// (--inference) ONNX export and NLL evaluation through libtorch and ONNX Runtime
     #[command(
-        after_help = "Examples:\n  pixc bench                       # the three MNIST models, batch 16, all cores\n  pixc bench specs/pixelcnn_7_mnist.yaml --seconds 30 --json"
+        after_help = "Examples:\n  pixc bench                       # the three MNIST models, batch 16, all cores\n  pixc bench specs/pixelcnn_7_mnist.yaml --seconds 30 --json\n  pixc bench --inference           # export time/size of every shipped spec; libtorch vs ONNX Runtime\n  pixc bench --inference specs/row_lstm_7_mnist.yaml --batches 1,16,256"
     )]
     Bench {
-        /// Specs to measure (default: the shipped MNIST Diagonal BiLSTM, Row LSTM, PixelCNN)
+        /// Specs to measure (default: the shipped MNIST Diagonal BiLSTM, Row LSTM, PixelCNN;
+        /// with --inference, also the export figures of the other shipped specs)
         specs: Vec<PathBuf>,
         #[arg(long, default_value_t = 16)]
         batch: usize,
-        /// Seconds of timed training steps per model (after warm-up)
-        #[arg(long, default_value_t = 15.0)]
-        seconds: f64,
+        /// Seconds of timed training steps per model (after warm-up); with --inference,
+        /// per measurement [default: 15, with --inference 3]
+        #[arg(long)]
+        seconds: Option<f64>,
+        /// Measure inference: ONNX export time and size, and NLL images/s through libtorch
+        /// (fused and plain ops) and ONNX Runtime at each of --batches
+        #[arg(long)]
+        inference: bool,
+        /// Batch sizes for --inference
+        #[arg(long, value_delimiter = ',', default_value = "16,256")]
+        batches: Vec<usize>,
         #[arg(long, default_value = "auto")]
         device: crate::backend::torch::DeviceChoice,
         #[arg(long)]
@@ -320,13 +330,32 @@ pub fn run() -> i32 {
         Cmd::Plot(a) => sample_cmds::plot(a),
         Cmd::Bench {
             specs,
+            seconds,
+            inference: true,
+            batches,
+            device,
+            threads,
+            json,
+            ..
+        } => bench_cmds::bench_inference(
+            specs,
+            &batches,
+            seconds.unwrap_or(3.0),
+            device,
+            threads,
+            json,
+        ),
+        Cmd::Bench {
+            specs,
             batch,
             seconds,
             device,
             threads,
             no_pytorch,
             json,
+            ..
         } => {
+            let seconds = seconds.unwrap_or(15.0);
             let specs = if specs.is_empty() {
                 bench_cmds::DEFAULT_SPECS
                     .iter()

@@ -5,10 +5,12 @@
 //! meant to serve.
 
 use crate::backend::onnx::{self, ExportMeta};
+use crate::backend::torch::{self, tch, DeviceChoice, TorchModel};
 use crate::ir::validate::Model;
-use crate::runtime::{self, BenchResult, Device, ModelInfo, OnnxModel, Provider};
+use crate::runtime::{self, Device, ModelInfo, OnnxModel, Provider};
 use crate::weights::Weights;
 use anyhow::{Context, Result};
+use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -146,21 +148,112 @@ pub fn onnx_info(path: &Path, device: Device) -> Result<(ModelInfo, Provider)> {
     Ok((m.info().clone(), provider))
 }
 
-/// `pixc bench SPEC --onnx [--batch 16,256] [--iters 20] [--device ...]`: one result per batch
-/// size (weights from `Weights::init(model, 0)` unless given).
-pub fn bench(
-    model: &Model,
-    weights: &Weights,
+/// `pixc bench --inference [SPECS] [--batches 16,256]`: per spec, the ONNX export time
+/// and file size, then images/s of NLL evaluation at each batch size through
+/// - libtorch as pixc runs it (on the CPU, the fused recurrence kernels),
+/// - libtorch with plain ops (what the exported ONNX graph computes, op for op),
+/// - ONNX Runtime,
+///
+/// all on the same random images and seeded weights. With `export_only`, only the export
+/// figures (for the large specs, whose inference would take minutes here).
+pub fn bench_inference(
+    spec_path: &Path,
     batches: &[usize],
-    iters: usize,
-    device: Device,
-) -> Result<Vec<BenchResult>> {
-    batches
-        .iter()
-        .map(|&b| {
-            runtime::bench_onnx(model, weights, b, iters, device).map_err(anyhow::Error::from)
-        })
-        .collect()
+    seconds: f64,
+    device: DeviceChoice,
+    export_only: bool,
+) -> Result<serde_json::Value> {
+    let (_, model, _) = crate::compile_file(spec_path)?;
+    let weights = Weights::init(&model, 0);
+    let meta = ExportMeta::new("(pixc bench)");
+    // Export: best of three (the first pays for page faults of a new process).
+    let mut export_s = f64::INFINITY;
+    let mut bytes = Vec::new();
+    for _ in 0..3 {
+        let t = Instant::now();
+        bytes = onnx::export(&model, &weights, &meta)?;
+        export_s = export_s.min(t.elapsed().as_secs_f64());
+    }
+    let mut out = serde_json::json!({
+        "spec": spec_path.display().to_string(),
+        "model": model.graph().name,
+        "params": model.shapes().total_params(),
+        "export_seconds": export_s,
+        "onnx_bytes": bytes.len(),
+    });
+    if export_only {
+        return Ok(out);
+    }
+    let dev = torch::resolve_device(device)?;
+    let ort_dev = match dev {
+        tch::Device::Cpu => Device::Cpu,
+        _ => Device::Cuda,
+    };
+    let (mut ort, provider) = OnnxModel::from_bytes(&bytes, ort_dev, "(bench model)")?;
+    let mut fused = TorchModel::new(&model, &weights, dev)?;
+    fused.set_fused(true);
+    let mut plain = TorchModel::new(&model, &weights, dev)?;
+    plain.set_fused(false);
+    let im = model.graph().image;
+    let mut rows = Vec::new();
+    for &batch in batches {
+        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(batch as u64);
+        let raw: Vec<u8> = (0..batch * im.dims())
+            .map(|_| rng.random_range(0..im.levels) as u8)
+            .collect();
+        let as_f32: Vec<f32> = raw.iter().map(|&v| v as f32).collect();
+        let torch_rate = |tm: &TorchModel| -> Result<(f64, f64)> {
+            tm.set_thread_policy();
+            let x = tm.images_to_tensor(&raw, batch);
+            let mut nll = 0.0;
+            let r = rate(batch, seconds, || {
+                nll = tch::no_grad(|| f64::try_from(tm.nll(&x).mean(tch::Kind::Double)))?;
+                Ok(())
+            })?;
+            Ok((r, nll))
+        };
+        let (fused_rate, fused_nll) = if fused.fused() {
+            let (r, n) = torch_rate(&fused)?;
+            (Some(r), Some(n))
+        } else {
+            (None, None)
+        };
+        let (plain_rate, plain_nll) = torch_rate(&plain)?;
+        let mut ort_nll = 0.0;
+        let ort_rate = rate(batch, seconds, || {
+            let v = ort.nll(&as_f32, batch)?;
+            ort_nll = v.iter().map(|&x| x as f64).sum::<f64>() / batch as f64;
+            Ok(())
+        })?;
+        let libtorch_best = fused_rate.unwrap_or(plain_rate).max(plain_rate);
+        rows.push(serde_json::json!({
+            "batch": batch,
+            "libtorch_images_per_second": fused_rate.unwrap_or(plain_rate),
+            "libtorch_fused": fused_rate.is_some(),
+            "libtorch_plain_images_per_second": plain_rate,
+            "onnxruntime_images_per_second": ort_rate,
+            "onnxruntime_vs_libtorch": ort_rate / libtorch_best,
+            "onnxruntime_vs_libtorch_plain": ort_rate / plain_rate,
+            "nll_nats_per_image": {"libtorch": fused_nll.unwrap_or(plain_nll), "libtorch_plain": plain_nll, "onnxruntime": ort_nll},
+        }));
+    }
+    out["device"] = serde_json::json!(torch::device_name(dev));
+    out["provider"] = serde_json::json!(provider.to_string());
+    out["threads"] = serde_json::json!(torch::threads());
+    out["batches"] = serde_json::Value::Array(rows);
+    Ok(out)
+}
+
+/// Images/s of `f` (one batch per call) over about `seconds`, after one warm-up call.
+fn rate(batch: usize, seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let t = Instant::now();
+    let mut n = 0usize;
+    while n < 2 || (t.elapsed().as_secs_f64() < seconds && n < 100_000) {
+        f()?;
+        n += 1;
+    }
+    Ok((n * batch) as f64 / t.elapsed().as_secs_f64())
 }
 
 /// `pixc doctor`: lines about ONNX Runtime (library, version, providers, CUDA libraries).

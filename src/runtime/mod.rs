@@ -7,10 +7,8 @@
 //! The image geometry and levels come from the file's own metadata (see
 //! `backend::onnx::meta_keys`), so the spec is not needed at inference time.
 
-pub mod bench;
 mod env;
 
-pub use bench::{bench_onnx, BenchResult};
 pub use env::{dylib_path, nvidia_driver_present, take_log, DEFAULT_DYLIB};
 
 use crate::backend::onnx::meta_keys;

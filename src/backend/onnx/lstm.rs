@@ -208,33 +208,43 @@ pub fn diag_bilstm(
     };
     let mut h_prev = state0(b, "h0");
     let mut c_prev = state0(b, "c0");
+    // 2-3. Every skewed column of both directions at once: one Gather per direction with
+    // a [cols * H] index table (column-major; skew padding reads the zero slot), then one
+    // Split into per-column [2, H, N, 4h] inputs. (Per-column Gathers cost three nodes a
+    // column; ORT's per-node overhead dominates this graph.)
     let zero = hw as i64;
-    let mut outs = Vec::with_capacity(cols);
-    for k in 0..cols {
-        let q = format!("{p}.col{k}");
-        // 2-3. The skewed column.
-        let (mut il, mut ir) = (Vec::with_capacity(height), Vec::with_capacity(height));
+    let (mut il, mut ir) = (
+        Vec::with_capacity(cols * height),
+        Vec::with_capacity(cols * height),
+    );
+    for k in 0..cols as i64 {
         for r in 0..hh {
-            let c = k as i64 - r;
+            let c = k - r;
             let inside = (0..wi).contains(&c);
             il.push(if inside { r * wi + c } else { zero });
             ir.push(if inside { r * wi + (wi - 1 - c) } else { zero });
         }
-        let il = b.i64_tensor(&format!("{q}.idx.l2r"), &[height], &il);
-        let ir = b.i64_tensor(&format!("{q}.idx.r2l"), &[height], &ir);
-        let gl = b.op(
-            "Gather",
-            &format!("{q}.in.l2r"),
-            &[&is_dir[0], &il],
-            vec![attr_int("axis", 1)],
-        );
-        let gr = b.op(
-            "Gather",
-            &format!("{q}.in.r2l"),
-            &[&is_dir[1], &ir],
-            vec![attr_int("axis", 1)],
-        );
-        let xin = b.concat(&format!("{q}.in"), &[gl, gr], 0);
+    }
+    let il = b.i64_tensor(&format!("{p}.cols.idx.l2r"), &[cols * height], &il);
+    let ir = b.i64_tensor(&format!("{p}.cols.idx.r2l"), &[cols * height], &ir);
+    let gl = b.op(
+        "Gather",
+        &format!("{p}.cols.l2r"),
+        &[&is_dir[0], &il],
+        vec![attr_int("axis", 1)],
+    );
+    let gr = b.op(
+        "Gather",
+        &format!("{p}.cols.r2l"),
+        &[&is_dir[1], &ir],
+        vec![attr_int("axis", 1)],
+    );
+    let both = b.concat(&format!("{p}.cols"), &[gl, gr], 0);
+    let names: Vec<String> = (0..cols).map(|k| format!("col{k}")).collect();
+    let col_in = b.split(&format!("{p}.in"), &both, 1, &vec![height; cols], &names);
+    let mut outs = Vec::with_capacity(cols);
+    for (k, xin) in col_in.iter().enumerate() {
+        let q = format!("{p}.col{k}");
         // 5. gates = column + ss_weight taps over (h one row up, zero at the top; h).
         let padded = b.pad(&format!("{q}.h_up.pad"), &h_prev, &[0, 1, 0, 0, 0, 0, 0, 0]);
         let up = b.slice(&format!("{q}.h_up"), &padded, &[0], &[hh], &[1], &[1]);

@@ -170,7 +170,9 @@ impl Run {
     #[inline]
     fn gather_mut<'a>(&self, plane: &'a mut [f32]) -> impl Iterator<Item = &'a mut f32> {
         let start = self.start(plane.len());
-        plane[start..].iter_mut().step_by(self.stride.max(1) as usize)
+        plane[start..]
+            .iter_mut()
+            .step_by(self.stride.max(1) as usize)
     }
 }
 

@@ -225,6 +225,12 @@ impl TorchModel {
         Ok(tm)
     }
 
+    /// Applies this model's libtorch thread policy again (after another model changed
+    /// the process-wide setting).
+    pub fn set_thread_policy(&self) {
+        self.apply_thread_policy();
+    }
+
     fn apply_thread_policy(&self) {
         if self.device == Device::Cpu {
             let libtorch = if self.fused && self.recurrent {
