@@ -250,7 +250,7 @@ pub fn diag_bilstm(
         let up = b.slice(&format!("{q}.h_up"), &padded, &[0], &[hh], &[1], &[1]);
         let stack = b.concat(&format!("{q}.taps"), &[up, h_prev.clone()], 3);
         let ss = b.binary("MatMul", &format!("{q}.ss"), &stack, &w_ss);
-        let gates = b.binary("Add", &format!("{q}.gates"), &xin, &ss);
+        let gates = b.binary("Add", &format!("{q}.gates"), xin, &ss);
         let (hn, c) = cell(b, &q, &gates, &c_prev, 3, h);
         outs.push(hn.clone());
         h_prev = hn;
