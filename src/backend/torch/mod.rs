@@ -136,7 +136,7 @@ pub struct TorchModel {
     /// libtorch ops. On by default on the CPU; `PIXC_FUSED=0` turns it off.
     pub(crate) fused: bool,
     /// Has a Row LSTM or Diagonal BiLSTM.
-    recurrent: bool,
+    pub(crate) recurrent: bool,
 }
 
 impl TorchModel {

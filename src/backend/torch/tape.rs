@@ -178,7 +178,8 @@ impl TorchModel {
     /// Forward pass for training: call `backward` with the loss computed from
     /// `tape.logits()`. `x` is the scaled input (see `forward_scaled`); it may require grad.
     pub fn forward_tape(&self, x: &Tensor) -> Tape {
-        if !self.fused {
+        // Without a fused step, cutting the graph would only add work.
+        if !(self.fused && self.recurrent) {
             return Tape {
                 mode: Mode::Whole(self.forward_scaled(x)),
             };
