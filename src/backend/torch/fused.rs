@@ -611,31 +611,36 @@ fn forward_part(
     }
 }
 
-/// Gate math of one step over n = h*M cells. `gates` holds pre-activations [o; f; i; g]
-/// (each n long) and becomes the activations; writes the new cell, tanh(cell) and h.
-fn cell_forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], tc: &mut [f32], h: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { cell_forward_avx2(gates, c_prev, c, tc, h) };
-            return;
+/// Defines `$name(args)`, which runs `$body(args)` compiled for AVX2 + FMA when the CPU
+/// has them (LLVM then vectorises the gate loops 8 wide), else the portable build.
+macro_rules! avx2_dispatch {
+    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
+        $(#[$m])*
+        fn $name($($arg: $ty),*) {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn fast($($arg: $ty),*) {
+                    $body($($arg),*)
+                }
+                if std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                {
+                    // SAFETY: the CPU has the features `fast` is compiled for.
+                    unsafe { fast($($arg),*) };
+                    return;
+                }
+            }
+            $body($($arg),*)
         }
-    }
-    cell_forward_body(gates, c_prev, c, tc, h)
+    };
 }
 
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn cell_forward_avx2(
-    gates: &mut [f32],
-    c_prev: &[f32],
-    c: &mut [f32],
-    tc: &mut [f32],
-    h: &mut [f32],
-) {
-    cell_forward_body(gates, c_prev, c, tc, h)
+avx2_dispatch! {
+    /// Gate math of one step over n = h*M cells. `gates` holds pre-activations
+    /// [o; f; i; g] (each n long) and becomes the activations; writes the new cell,
+    /// tanh(cell) and h.
+    fn cell_forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], tc: &mut [f32], h: &mut [f32]) => cell_forward_body
 }
 
 #[inline(always)]
@@ -950,32 +955,12 @@ fn backward_part(
     }
 }
 
-/// Backward of the gate math, in place: `act` holds this step's activations [o; f; i; g]
-/// and becomes their pre-activation gradients. `dh` is the gradient reaching h; `dc` the
-/// one reaching c from the next step, and on exit the one reaching the previous c.
-fn cell_backward(act: &mut [f32], tc: &[f32], c_prev: &[f32], dh: &[f32], dc: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    {
-        if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma")
-        {
-            // SAFETY: the CPU has the features the function is compiled for.
-            unsafe { cell_backward_avx2(act, tc, c_prev, dh, dc) };
-            return;
-        }
-    }
-    cell_backward_body(act, tc, c_prev, dh, dc)
-}
-
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2,fma")]
-unsafe fn cell_backward_avx2(
-    act: &mut [f32],
-    tc: &[f32],
-    c_prev: &[f32],
-    dh: &[f32],
-    dc: &mut [f32],
-) {
-    cell_backward_body(act, tc, c_prev, dh, dc)
+avx2_dispatch! {
+    /// Backward of the gate math, in place: `act` holds this step's activations
+    /// [o; f; i; g] and becomes their pre-activation gradients. `dh` is the gradient
+    /// reaching h; `dc` the one reaching c from the next step, and on exit the one
+    /// reaching the previous c.
+    fn cell_backward(act: &mut [f32], tc: &[f32], c_prev: &[f32], dh: &[f32], dc: &mut [f32]) => cell_backward_body
 }
 
 #[inline(always)]
