@@ -52,7 +52,7 @@ fn grads(tm: &TorchModel, imgs: &Tensor) -> (f64, Vec<Tensor>) {
     let tape = tm.forward_tape(&x);
     let loss = tm.nll_from_logits(tape.logits(), imgs).mean(Kind::Float);
     let lv = f64::try_from(&loss).unwrap();
-    tm.backward(tape, &loss);
+    tm.backward(tape, &loss, &x);
     let mut g: Vec<Tensor> = tm
         .parameters()
         .iter()
@@ -146,5 +146,36 @@ fn shipped_recurrent_specs_shrunk_match_libtorch() {
         let path = format!("{}/specs/{name}.yaml", env!("CARGO_MANIFEST_DIR"));
         let text = common::shrink(&std::fs::read_to_string(path).unwrap());
         compare(&text, 4, 2);
+    }
+}
+
+/// The training step's gradients with the batch split over replicas equal one pass over
+/// the whole batch (up to float summation order), for fused and plain models.
+#[test]
+fn data_parallel_replicas_match_one_pass() {
+    torch::set_threads(Some(2));
+    let diag = spec(1, 7, 8, "  - diag_bilstm: {hidden: 3}\n");
+    let cnn = spec(1, 7, 8, "  - pixelcnn_block: {hidden: 3}\n");
+    for text in [diag, cnn] {
+        let model = compile(&text);
+        let w = Weights::init(&model, 5);
+        let grads_of = |split: bool| {
+            let mut tm = TorchModel::new(&model, &w, Device::Cpu).unwrap();
+            tm.set_data_parallel(split);
+            let imgs = images(&tm, 5, 3);
+            let loss = f64::try_from(tm.nll_backward(&imgs)).unwrap();
+            let g: Vec<Tensor> = tm.parameters().iter().map(|p| p.grad().copy()).collect();
+            (loss, g)
+        };
+        let (l1, g1) = grads_of(false);
+        let (l2, g2) = grads_of(true);
+        assert!((l1 - l2).abs() < 1e-4, "loss {l1} vs {l2}");
+        for (a, b) in g1.iter().zip(&g2) {
+            let d = max_abs(&(a - b));
+            assert!(
+                d <= 1e-6 + 1e-5 * max_abs(a),
+                "gradients differ by {d}\n{text}"
+            );
+        }
     }
 }

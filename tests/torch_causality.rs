@@ -56,7 +56,7 @@ fn gradient_deps(model: &Model, seed: u64, fused: bool) -> Vec<Vec<bool>> {
         let picked =
             (logits * r.reshape([1, 1, per_colour, 1, 1])).sum_dim_intlist(2, false, Kind::Float)
                 * sel;
-        tm.backward(tape, &picked.sum(Kind::Float));
+        tm.backward(tape, &picked.sum(Kind::Float), &x);
         let g = x
             .grad()
             .permute([0, 2, 3, 1])

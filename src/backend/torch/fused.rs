@@ -265,7 +265,7 @@ pub struct Grads {
 }
 
 /// Splits `n` images over at most `threads` workers: (first, count) per worker.
-fn split(n: usize, threads: usize) -> Vec<(usize, usize)> {
+pub(crate) fn split(n: usize, threads: usize) -> Vec<(usize, usize)> {
     let k = threads.clamp(1, n.max(1));
     (0..k)
         .map(|w| {

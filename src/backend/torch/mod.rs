@@ -82,12 +82,30 @@ pub fn set_threads(n: Option<usize>) {
     tch::set_num_threads(n as i32);
 }
 
+thread_local! {
+    /// A per-thread override of `threads()` (0 = none), for work already split over
+    /// threads, such as the training replicas.
+    static LOCAL_THREADS: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
 /// The CPU threads pixc works with: `set_threads`'s value, else the machine's cores.
 pub fn threads() -> usize {
+    let local = LOCAL_THREADS.with(|c| c.get());
+    if local > 0 {
+        return local;
+    }
     match THREADS.load(std::sync::atomic::Ordering::Relaxed) {
         0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
         n => n,
     }
+}
+
+/// Runs `f` with `threads()` = `n` on this thread.
+pub(crate) fn with_threads<T>(n: usize, f: impl FnOnce() -> T) -> T {
+    let prev = LOCAL_THREADS.with(|c| c.replace(n));
+    let r = f();
+    LOCAL_THREADS.with(|c| c.set(prev));
+    r
 }
 
 /// Keeps freed large blocks in the process instead of returning them to the OS.
@@ -137,6 +155,11 @@ pub struct TorchModel {
     pub(crate) fused: bool,
     /// Has a Row LSTM or Diagonal BiLSTM.
     pub(crate) recurrent: bool,
+    /// Index in `parameters()` of each step's first parameter.
+    pub(crate) param_base: Vec<usize>,
+    /// Split training batches over replicas on the CPU (see `nll_backward`); on by
+    /// default, `PIXC_DATA_PARALLEL=0` turns it off.
+    pub(crate) data_parallel: bool,
 }
 
 impl TorchModel {
@@ -220,7 +243,15 @@ impl TorchModel {
             output: model.output().index(),
             fused,
             recurrent,
+            param_base: Vec::new(),
+            data_parallel: std::env::var("PIXC_DATA_PARALLEL").map_or(true, |v| v != "0"),
         };
+        let mut tm = tm;
+        let mut base = 0;
+        for st in &tm.steps {
+            tm.param_base.push(base);
+            base += st.params.len();
+        }
         tm.apply_thread_policy();
         Ok(tm)
     }
@@ -231,7 +262,7 @@ impl TorchModel {
         self.apply_thread_policy();
     }
 
-    fn apply_thread_policy(&self) {
+    pub(crate) fn apply_thread_policy(&self) {
         if self.device == Device::Cpu {
             let libtorch = if self.fused && self.recurrent {
                 1
@@ -323,6 +354,11 @@ impl TorchModel {
     pub fn set_fused(&mut self, on: bool) {
         self.fused = on && self.device == Device::Cpu;
         self.apply_thread_policy();
+    }
+
+    /// Turns the data-parallel training replicas (`nll_backward`) on or off.
+    pub fn set_data_parallel(&mut self, on: bool) {
+        self.data_parallel = on;
     }
 
     /// Raw image values (0..levels-1) to the model's input scale, value / (levels - 1).

@@ -1,14 +1,15 @@
 //! Training forward/backward that mixes libtorch autograd with the fused CPU recurrence
-//! kernels (`fused.rs`), which autograd cannot see.
+//! kernels (`fused.rs`), which autograd cannot see, and the data-parallel training step.
 //!
 //! tch cannot register custom autograd functions, so the graph is cut at every step's
-//! output: each step reads detached leaves of its inputs, and `backward` walks the steps
-//! in reverse topological order. A step's output gradient is complete when it is reached
-//! (every consumer comes later in the order and has already pushed into the leaf). An
-//! ordinary step is then differentiated by autograd through the surrogate
-//! `sum(out * grad)`, whose gradient is exactly `grad`; a fused step runs its hand-written
-//! backward and feeds the results in the same way. Cutting at every step (not only around
-//! the kernels) means no part of the graph is traversed twice.
+//! output: each step reads detached leaves of its inputs, and `grads` walks the steps in
+//! reverse topological order. A step's output gradient is complete when it is reached
+//! (every consumer comes later in the order and has already added to it). An ordinary
+//! step is then differentiated by `run_backward` through `sum(out * grad)`, whose
+//! gradient is exactly `grad`; a fused step runs its hand-written backward. Cutting at
+//! every step (not only around the kernels) means no part of the graph is traversed
+//! twice. Gradients are returned rather than accumulated into `.grad()`, so replicas can
+//! share the parameters.
 
 use super::fused::{self, Geom, InConv, Layout, Params, Saved};
 use super::{layers, Step, TorchModel};
@@ -175,7 +176,7 @@ impl TorchModel {
         super::threads()
     }
 
-    /// Forward pass for training: call `backward` with the loss computed from
+    /// Forward pass for training: call `grads` or `backward` with the loss computed from
     /// `tape.logits()`. `x` is the scaled input (see `forward_scaled`); it may require grad.
     pub fn forward_tape(&self, x: &Tensor) -> Tape {
         // Without a fused step, cutting the graph would only add work.
@@ -220,65 +221,247 @@ impl TorchModel {
     }
 
     /// Backpropagates `loss` (a scalar computed from `tape.logits()`) into the parameters'
-    /// and the input's `.grad()`.
-    pub fn backward(&self, tape: Tape, loss: &Tensor) {
-        let (segs, leaves) = match tape.mode {
-            Mode::Whole(_) => return loss.backward(),
-            Mode::Cut { segs, leaves, .. } => (segs, leaves),
-        };
-        loss.backward();
-        for (i, seg) in segs.into_iter().enumerate().rev() {
-            let g = leaves[i].grad();
-            if !g.defined() {
-                continue; // nothing downstream used this output
+    /// `.grad()` and, when `x` (the scaled input given to `forward_tape`) requires grad,
+    /// into `x.grad()`.
+    pub fn backward(&self, tape: Tape, loss: &Tensor, x: &Tensor) {
+        let input = x.requires_grad().then_some(x);
+        let (params, gx) = self.grads(tape, loss, input);
+        let mut pairs: Vec<(&Tensor, Tensor)> = self.parameters().into_iter().zip(params).collect();
+        if let (Some(x), Some(g)) = (input, gx) {
+            pairs.push((x, g));
+        }
+        accumulate(&pairs);
+    }
+
+    /// Gradients of `loss` (a scalar computed from `tape.logits()`) for every parameter
+    /// (`parameters()` order; zeros where the loss does not depend on one) and, if given,
+    /// for the input `x` of `forward_tape`. Nothing is accumulated into `.grad()`, so
+    /// replicas may run this on the same parameters at once.
+    pub fn grads(
+        &self,
+        tape: Tape,
+        loss: &Tensor,
+        x: Option<&Tensor>,
+    ) -> (Vec<Tensor>, Option<Tensor>) {
+        let params = self.parameters();
+        let mut pg: Vec<Option<Tensor>> = (0..params.len()).map(|_| None).collect();
+        let mut gx = None;
+        match tape.mode {
+            Mode::Whole(_) => {
+                let mut wrt: Vec<&Tensor> = params.clone();
+                wrt.extend(x);
+                let mut g = Tensor::run_backward(&[loss], &wrt, false, false);
+                if x.is_some() {
+                    gx = g.pop().filter(|t| t.defined());
+                }
+                for (slot, t) in pg.iter_mut().zip(g) {
+                    *slot = t.defined().then_some(t);
+                }
             }
-            match seg {
-                Seg::Plain(out) => {
-                    if out.requires_grad() {
-                        (&out * &g).sum(Kind::Float).backward();
-                    }
-                }
-                Seg::Fused { fi, saved } => {
-                    let st = &self.steps[i];
-                    let dy = g.contiguous();
-                    let d_input = fi.data.empty_like();
-                    // SAFETY: contiguous f32 CPU tensors; `d_input` is fresh and written
-                    // only here.
-                    let gr = unsafe {
-                        fused::backward(
-                            saved,
-                            as_slice(&dy),
-                            fi.params(),
-                            as_slice(&fi.data),
-                            as_mut_slice(&d_input),
-                        )
+            Mode::Cut {
+                segs,
+                leaves,
+                output,
+            } => {
+                let mut lg: Vec<Option<Tensor>> = (0..leaves.len()).map(|_| None).collect();
+                lg[output] =
+                    Some(Tensor::run_backward(&[loss], &[&leaves[output]], false, false).remove(0));
+                for (i, seg) in segs.into_iter().enumerate().rev() {
+                    let Some(g) = lg[i].take() else {
+                        continue; // nothing downstream used this output
                     };
-                    let like = |v: &[f32], t: &Tensor| Tensor::from_slice(v).reshape(t.size());
-                    let (ss, h0, c0) = (&st.params[2], &st.params[3], &st.params[4]);
-                    let mut surrogate = (&fi.input * &d_input).sum(Kind::Float)
-                        + (ss * like(&gr.dss, ss)).sum(Kind::Float)
-                        + (h0 * like(&gr.dh0, h0)).sum(Kind::Float)
-                        + (c0 * like(&gr.dc0, c0)).sum(Kind::Float);
-                    if let Some((wm, _, _)) = &fi.conv {
-                        let b = &st.params[1];
-                        surrogate = surrogate
-                            + (wm * like(&gr.dw, wm)).sum(Kind::Float)
-                            + (b * like(&gr.db, b)).sum(Kind::Float);
+                    let st = &self.steps[i];
+                    let first = self.param_base[i];
+                    match seg {
+                        Seg::Plain(out) => {
+                            if matches!(st.op, Op::Input) {
+                                if x.is_some() {
+                                    gx = Some(g);
+                                }
+                                continue;
+                            }
+                            if !out.requires_grad() {
+                                continue;
+                            }
+                            let sur = (&out * &g).sum(Kind::Float);
+                            self.through(st, first, &sur, &leaves, &mut lg, &mut pg);
+                        }
+                        Seg::Fused { fi, saved } => {
+                            let dy = g.contiguous();
+                            let d_input = fi.data.empty_like();
+                            // SAFETY: contiguous f32 CPU tensors; `d_input` is fresh and
+                            // written only here.
+                            let gr = unsafe {
+                                fused::backward(
+                                    saved,
+                                    as_slice(&dy),
+                                    fi.params(),
+                                    as_slice(&fi.data),
+                                    as_mut_slice(&d_input),
+                                )
+                            };
+                            let like = |v: &[f32], k: usize| {
+                                Tensor::from_slice(v).reshape(st.params[k].size())
+                            };
+                            add_to(&mut pg[first + 2], like(&gr.dss, 2));
+                            add_to(&mut pg[first + 3], like(&gr.dh0, 3));
+                            add_to(&mut pg[first + 4], like(&gr.dc0, 4));
+                            match &fi.conv {
+                                Some(_) => {
+                                    // The kernel's input was the layer input itself; its
+                                    // weight gradient is the masked weight's, masked.
+                                    let dw = like(&gr.dw, 0);
+                                    let dw = match &st.masks[0] {
+                                        Some(m) => dw * m,
+                                        None => dw,
+                                    };
+                                    add_to(&mut pg[first], dw);
+                                    add_to(&mut pg[first + 1], like(&gr.db, 1));
+                                    add_to(&mut lg[st.inputs[0]], d_input);
+                                }
+                                None => {
+                                    // S came from a libtorch conv of the layer input.
+                                    let sur = (&fi.input * &d_input).sum(Kind::Float);
+                                    self.through(st, first, &sur, &leaves, &mut lg, &mut pg);
+                                }
+                            }
+                        }
                     }
-                    surrogate.backward();
                 }
+            }
+        }
+        let grads = pg
+            .into_iter()
+            .zip(&params)
+            .map(|(g, p)| g.unwrap_or_else(|| p.zeros_like()))
+            .collect();
+        (grads, gx)
+    }
+
+    /// Differentiates `sur` (a scalar built from step `st`'s inputs and parameters) with
+    /// respect to both, adding into the leaves' and parameters' gradient slots.
+    fn through(
+        &self,
+        st: &Step,
+        first: usize,
+        sur: &Tensor,
+        leaves: &[Tensor],
+        lg: &mut [Option<Tensor>],
+        pg: &mut [Option<Tensor>],
+    ) {
+        // An input named twice (a skip_sum of its own input) is one leaf: ask once.
+        let mut ins: Vec<usize> = st.inputs.clone();
+        ins.sort_unstable();
+        ins.dedup();
+        let mut wrt: Vec<&Tensor> = ins.iter().map(|&j| &leaves[j]).collect();
+        wrt.extend(st.params.iter());
+        let g = Tensor::run_backward(&[sur], &wrt, false, false);
+        let (gi, gp) = g.split_at(ins.len());
+        for (&j, t) in ins.iter().zip(gi) {
+            if t.defined() {
+                add_to(&mut lg[j], t.shallow_clone());
+            }
+        }
+        for (k, t) in gp.iter().enumerate() {
+            if t.defined() {
+                add_to(&mut pg[first + k], t.shallow_clone());
             }
         }
     }
 
+    /// One replica's share of a batch of `n`: its summed NLL / n, and its gradients.
+    fn replica(&self, imgs: &Tensor, n: usize) -> (Tensor, Vec<Tensor>) {
+        let tape = self.forward_tape(&self.scale(imgs));
+        let loss = self.nll_from_logits(tape.logits(), imgs).sum(Kind::Float) / n as f64;
+        let (g, _) = self.grads(tape, &loss, None);
+        (loss.detach(), g)
+    }
+
     /// Mean NLL of a batch of raw images (nats per image), with its gradient accumulated
-    /// into the parameters: the training step's forward and backward.
+    /// into the parameters' `.grad()`: the training step's forward and backward.
+    ///
+    /// On the CPU with several threads the batch is split over replicas, one thread each
+    /// (libtorch's intra-op pool and the fused kernels then run single-threaded in each):
+    /// small convolutions parallelise poorly inside an op, and this way the libtorch ops
+    /// around the fused recurrences run in parallel too. Each replica returns its
+    /// gradients instead of accumulating them, and they are summed in a fixed order, so a
+    /// step is reproducible bit for bit.
     pub fn nll_backward(&self, images: &Tensor) -> Tensor {
-        let tape = self.forward_tape(&self.scale(images));
-        let loss = self
-            .nll_from_logits(tape.logits(), images)
-            .mean(Kind::Float);
-        self.backward(tape, &loss);
-        loss.detach()
+        let n = images.size()[0] as usize;
+        let k = if self.device == tch::Device::Cpu && self.data_parallel {
+            super::threads().min(n)
+        } else {
+            1
+        };
+        let parts: Vec<(Tensor, Vec<Tensor>)> = if k <= 1 {
+            vec![self.replica(images, n)]
+        } else {
+            let shared = &Shared(self);
+            let parts = std::thread::scope(|scope| {
+                let handles: Vec<_> = fused::split(n, k)
+                    .into_iter()
+                    .map(|(a, c)| {
+                        let imgs = images.narrow(0, a as i64, c as i64);
+                        scope.spawn(move || {
+                            // One thread inside each replica: libtorch's pool (set per
+                            // thread) and the fused kernels.
+                            tch::set_num_threads(1);
+                            super::with_threads(1, || shared.0.replica(&imgs, n))
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .map(|h| h.join().expect("training replica"))
+                    .collect()
+            });
+            self.apply_thread_policy();
+            parts
+        };
+        let mut it = parts.into_iter();
+        let (mut loss, mut grads) = it.next().expect("one replica at least");
+        for (l, g) in it {
+            loss += l;
+            for (a, b) in grads.iter_mut().zip(g) {
+                *a = &*a + b;
+            }
+        }
+        let pairs: Vec<(&Tensor, Tensor)> = self.parameters().into_iter().zip(grads).collect();
+        accumulate(&pairs);
+        loss
     }
 }
+
+/// Adds `t` into a gradient slot.
+fn add_to(slot: &mut Option<Tensor>, t: Tensor) {
+    *slot = Some(match slot.take() {
+        Some(s) => s + t,
+        None => t,
+    });
+}
+
+/// Adds each gradient into its tensor's `.grad()` with one backward pass over
+/// `sum(p * g)`, whose gradient with respect to `p` is exactly `g`.
+fn accumulate(pairs: &[(&Tensor, Tensor)]) {
+    let mut sur: Option<Tensor> = None;
+    for (p, g) in pairs {
+        let t = (*p * g).sum(Kind::Float);
+        sur = Some(match sur {
+            Some(s) => s + t,
+            None => t,
+        });
+    }
+    if let Some(s) = sur {
+        s.backward();
+    }
+}
+
+/// Lets the training replicas share the model and hand tensors across threads.
+///
+/// SAFETY: tch's `Tensor` is `Send` but not `Sync` only because libtorch tensors are not
+/// safe to *mutate* from several threads. The replicas only read the parameters, masks
+/// and input images (forward ops and `run_backward`, which does not accumulate into
+/// `.grad()`); libtorch's autograd is itself thread-safe for that.
+struct Shared<T>(T);
+unsafe impl<T> Send for Shared<T> {}
+unsafe impl<T> Sync for Shared<T> {}
