@@ -31,19 +31,15 @@ fn max_abs(t: &Tensor) -> f64 {
     f64::try_from(t.abs().max()).unwrap()
 }
 
-/// Random raw images for a model (values in 0..levels).
-fn images(tm: &TorchModel, n: usize, seed: i64) -> Tensor {
-    tch::manual_seed(seed);
-    Tensor::randint(
-        tm.levels as i64,
-        [
-            n as i64,
-            tm.channels as i64,
-            tm.height as i64,
-            tm.width as i64,
-        ],
-        (Kind::Uint8, Device::Cpu),
-    )
+/// Random raw images for a model (values in 0..levels), from a local seeded generator
+/// (libtorch's global one is shared with the tests running beside this one).
+fn images(tm: &TorchModel, n: usize, seed: u64) -> Tensor {
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+    let v: Vec<u8> = (0..n * tm.dims())
+        .map(|_| rng.random_range(0..tm.levels) as u8)
+        .collect();
+    tm.images_to_tensor(&v, n)
 }
 
 /// Loss and gradients (parameters, then the scaled input) of one model.
