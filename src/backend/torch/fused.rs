@@ -277,6 +277,21 @@ pub(crate) fn split(n: usize, threads: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
+/// Runs `f` on each item, each on its own scoped thread; the results in item order.
+pub(crate) fn on_threads<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
+    let f = &f;
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = items
+            .into_iter()
+            .map(|item| scope.spawn(move || f(item)))
+            .collect();
+        handles
+            .into_iter()
+            .map(|h| h.join().expect("worker thread"))
+            .collect()
+    })
+}
+
 /// Splits `v` into consecutive chunks of `per * count` floats for each part.
 fn chunks_mut<'a>(
     mut v: &'a mut [f32],
@@ -324,19 +339,10 @@ pub fn forward(
     let parts = split(g.batch, threads);
     let y_img = g.hidden * g.plane();
     let ys = chunks_mut(y, &parts, y_img);
-    let saved: Vec<Part> = std::thread::scope(|scope| {
-        let handles: Vec<_> = parts
-            .iter()
-            .zip(ys)
-            .map(|(&(first, count), yc)| {
-                let ic = &input[first * per..(first + count) * per];
-                scope.spawn(move || forward_part(g, first, count, ic, p, yc))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("fused forward worker"))
-            .collect()
+    let work: Vec<_> = parts.iter().copied().zip(ys).collect();
+    let saved: Vec<Part> = on_threads(work, |((first, count), yc)| {
+        let ic = &input[first * per..(first + count) * per];
+        forward_part(g, first, count, ic, p, yc)
     });
     if save {
         Some(Saved {
@@ -719,21 +725,11 @@ pub fn backward(saved: Saved, dy: &[f32], p: Params, input: &[f32], d_input: &mu
     let y_img = g.hidden * g.plane();
     let bounds: Vec<(usize, usize)> = saved.parts.iter().map(|p| (p.first, p.count)).collect();
     let d_parts = chunks_mut(d_input, &bounds, per);
-    let partials: Vec<Grads> = std::thread::scope(|scope| {
-        let handles: Vec<_> = saved
-            .parts
-            .into_iter()
-            .zip(d_parts)
-            .map(|(part, dpart)| {
-                let dyc = &dy[part.first * y_img..(part.first + part.count) * y_img];
-                let ic = &input[part.first * per..(part.first + part.count) * per];
-                scope.spawn(move || backward_part(g, part, dyc, p, ic, dpart))
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("fused backward worker"))
-            .collect()
+    let work: Vec<_> = saved.parts.into_iter().zip(d_parts).collect();
+    let partials: Vec<Grads> = on_threads(work, |(part, dpart)| {
+        let dyc = &dy[part.first * y_img..(part.first + part.count) * y_img];
+        let ic = &input[part.first * per..(part.first + part.count) * per];
+        backward_part(g, part, dyc, p, ic, dpart)
     });
     // Sum the per-thread partials in a fixed order, so results are reproducible.
     let mut it = partials.into_iter();

@@ -397,23 +397,15 @@ impl TorchModel {
             vec![self.replica(images, n)]
         } else {
             let shared = &Shared(self);
-            let parts = std::thread::scope(|scope| {
-                let handles: Vec<_> = fused::split(n, k)
-                    .into_iter()
-                    .map(|(a, c)| {
-                        let imgs = images.narrow(0, a as i64, c as i64);
-                        scope.spawn(move || {
-                            // One thread inside each replica: libtorch's pool (set per
-                            // thread) and the fused kernels.
-                            tch::set_num_threads(1);
-                            super::with_threads(1, || shared.0.replica(&imgs, n))
-                        })
-                    })
-                    .collect();
-                handles
-                    .into_iter()
-                    .map(|h| h.join().expect("training replica"))
-                    .collect()
+            let chunks: Vec<Tensor> = fused::split(n, k)
+                .into_iter()
+                .map(|(a, c)| images.narrow(0, a as i64, c as i64))
+                .collect();
+            let parts = fused::on_threads(chunks, |imgs| {
+                // One thread inside each replica: libtorch's pool (set per thread) and
+                // the fused kernels.
+                tch::set_num_threads(1);
+                super::with_threads(1, || shared.get().replica(&imgs, n))
             });
             self.apply_thread_policy();
             parts
@@ -465,3 +457,10 @@ fn accumulate(pairs: &[(&Tensor, Tensor)]) {
 struct Shared<T>(T);
 unsafe impl<T> Send for Shared<T> {}
 unsafe impl<T> Sync for Shared<T> {}
+
+impl<T> Shared<T> {
+    /// The wrapped value (a method, so closures capture the whole wrapper, not its field).
+    fn get(&self) -> &T {
+        &self.0
+    }
+}
