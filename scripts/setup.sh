@@ -23,15 +23,38 @@ if ! command -v "$PY" >/dev/null 2>&1; then
   exit 1
 fi
 
+# Free space in KiB on the filesystem holding $1.
+free_kib() { df -Pk "$1" 2>/dev/null | awk 'NR == 2 { print $4 }'; }
+need_kib=$((7 * 1024 * 1024))
+
 if [ ! -f "$stamp" ]; then
+  # The wheels (torch pulls the CUDA runtime) unpack to about 5 GB, and pip stages them in TMPDIR first:
+  # refuse early with the reason instead of letting pip fail half-way with a stack trace.
+  tmp="${TMPDIR:-/tmp}"
+  for dir in "$root" "$tmp"; do
+    free="$(free_kib "$dir")"
+    if [ -n "$free" ] && [ "$free" -lt "$need_kib" ]; then
+      say "only $((free / 1024)) MiB free on the filesystem of $dir; installing torch and ONNX Runtime needs about 7 GiB"
+      say "free some space (old build folders: 'cargo clean'; old clones) or point TMPDIR elsewhere, then rerun"
+      exit 1
+    fi
+  done
   if [ ! -x .venv/bin/python ]; then
     say "creating .venv"
     "$PY" -m venv .venv
   fi
   say "installing torch==$TORCH_VERSION, onnxruntime-gpu==$ORT_VERSION, onnx==$ONNX_VERSION into .venv (about 5 GB, a minute or two)"
-  if ! .venv/bin/python -m pip install -q --disable-pip-version-check \
-      "torch==$TORCH_VERSION" "onnxruntime-gpu==$ORT_VERSION" "onnx==$ONNX_VERSION" "numpy==$NUMPY_VERSION"; then
-    say "pip could not install the pinned packages: is the PyPI registry reachable from this machine?"
+  log=".venv/pip-install.log"
+  # --no-cache-dir: pip's HTTP cache would keep a second copy of every wheel (gigabytes) in ~/.cache.
+  if ! .venv/bin/python -m pip install -q --no-cache-dir --disable-pip-version-check \
+      "torch==$TORCH_VERSION" "onnxruntime-gpu==$ORT_VERSION" "onnx==$ONNX_VERSION" "numpy==$NUMPY_VERSION" \
+      >"$log" 2>&1; then
+    if grep -q "No space left on device" "$log"; then
+      say "pip ran out of disk space (free: $(( $(free_kib "$root") / 1024 )) MiB here, $(( $(free_kib "$tmp") / 1024 )) MiB in $tmp); the install needs about 7 GiB: free some and rerun"
+    else
+      tail -n 15 "$log" >&2
+      say "pip could not install the pinned packages (full log: $log): is the PyPI registry reachable from this machine?"
+    fi
     exit 1
   fi
   touch "$stamp"
