@@ -22,15 +22,23 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
     match st.op {
         Op::Input => x.shallow_clone(),
         Op::Conv { kh, kw, .. } => {
-            let w = masked_weight(st, 0);
-            x.conv2d(
-                &w,
-                Some(&st.params[1]),
-                [1, 1],
-                [kh as i64 / 2, kw as i64 / 2],
-                [1, 1],
-                1,
-            )
+            // Every row of a masked kernel below its centre is zero (kernels are odd), so
+            // only the top kh/2 + 1 rows are convolved, over an input padded at the top
+            // only: the same result with 5/9 of the work for a 3x3 kernel and 4/7 for a
+            // 7x7. The parameter keeps its full shape; its cut rows get zero gradient, as
+            // the mask gave them before.
+            let (ch, cw) = (kh as i64 / 2, kw as i64 / 2);
+            let w = st.params[0].narrow(2, 0, ch + 1);
+            let w = match &st.masks[0] {
+                Some(m) => w * m.narrow(2, 0, ch + 1),
+                None => w,
+            };
+            let x = if ch > 0 {
+                x.constant_pad_nd([0, 0, ch, 0])
+            } else {
+                x.shallow_clone()
+            };
+            x.conv2d(&w, Some(&st.params[1]), [1, 1], [0, cw], [1, 1], 1)
         }
         Op::Head { .. } => {
             let w = masked_weight(st, 0);
