@@ -97,9 +97,9 @@ pub fn bench_one(
     let params = tm.parameters();
     let mut opt = Optimizer::new(crate::spec::ast::Optimizer::Adam, 1e-3, &params);
     let mut step = || -> Result<()> {
-        let _loss = tm.nll_backward(&x);
-        clip_grad_norm(&params, 1.0);
-        opt.step(&params);
+        let (_loss, grad) = tm.nll_grads(&x);
+        clip_grad_norm(&grad, 1.0);
+        opt.step(tm.flat_parameters(), &grad);
         if dev != tch::Device::Cpu {
             tch::Cuda::synchronize(0);
         }

@@ -203,7 +203,7 @@ pub fn bench_inference(
             .collect();
         let as_f32: Vec<f32> = raw.iter().map(|&v| v as f32).collect();
         let torch_rate = |tm: &TorchModel| -> Result<(f64, f64)> {
-            tm.set_thread_policy();
+            tm.apply_thread_policy();
             let x = tm.images_to_tensor(&raw, batch);
             let mut nll = 0.0;
             let r = rate(batch, seconds, || {

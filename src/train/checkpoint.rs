@@ -170,7 +170,8 @@ pub fn load_last(
         .and_then(|s| s.parse().ok())
         .unwrap_or(state.optimizer_t);
     for (k, name) in tm.parameter_names().iter().enumerate() {
-        for (prefix, dst) in [("m", &mut opt.m[k]), ("v", &mut opt.v[k])] {
+        let (m, v) = opt.moments(k);
+        for (prefix, mut dst) in [("m", m), ("v", v)] {
             let key = format!("{prefix}.{name}");
             let src = ow.tensors.get(&key).ok_or_else(|| {
                 anyhow::anyhow!("{} lacks `{key}`: corrupt optimizer state", op.display())

@@ -98,6 +98,8 @@ pub fn evaluate(tm: &TorchModel, split: &Split, limit: usize, batch: usize) -> R
         bail!("the split has no images");
     }
     let mut total = 0.0;
+    // Training steps leave libtorch single-threaded on this thread (see `nll_grads`).
+    tm.apply_thread_policy();
     tch::no_grad(|| -> Result<()> {
         let mut i = 0;
         while i < n {
@@ -248,7 +250,7 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         let x = tm.images_to_tensor(&buf, batch);
         // Forward and backward together (the fused CPU recurrences need both in one call);
         // a non-finite loss still stops before the optimizer touches the weights.
-        let loss = tm.nll_backward(&x);
+        let (loss, grad) = tm.nll_grads(&x);
         let lv = f64::try_from(&loss)?;
         if !lv.is_finite() {
             bar.abandon();
@@ -259,11 +261,10 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
                 state.saved_step
             );
         }
-        let params = tm.parameters();
         if let Some(c) = tcfg.clip {
-            optim::clip_grad_norm(&params, c);
+            optim::clip_grad_norm(&grad, c);
         }
-        opt.step(&params);
+        opt.step(tm.flat_parameters(), &grad);
         state.step += 1;
         images_this_run += batch as u64;
         last_train = Some(lv);

@@ -9,99 +9,176 @@ pub struct Optimizer {
     pub lr: f64,
     /// Steps taken (Adam's bias correction needs it).
     pub t: u64,
-    /// First moments (Adam) or unused (RMSProp), one per parameter.
-    pub m: Vec<Tensor>,
-    /// Second moments (Adam) / mean squares (RMSProp).
-    pub v: Vec<Tensor>,
+    /// First moments (Adam) or unused (RMSProp), flat, laid out like the model's
+    /// `flat_parameters()`.
+    m: Tensor,
+    /// Second moments (Adam) / mean squares (RMSProp), flat.
+    v: Tensor,
+    /// Shape of each parameter, in order: the layout of the flat tensors.
+    shapes: Vec<Vec<i64>>,
 }
 
 const BETA1: f64 = 0.9;
 const BETA2: f64 = 0.999;
 const ALPHA: f64 = 0.99;
 const EPS: f64 = 1e-8;
+/// Elements updated per group of ops: bounds the temporaries for big models (a few
+/// hundred MB of parameters) while a small model is one group.
+const CHUNK: i64 = 1 << 22;
 
 impl Optimizer {
+    /// State for `params` (the model's `parameters()`, in order), all zero.
     pub fn new(kind: Kind_, lr: f64, params: &[&Tensor]) -> Optimizer {
-        let zeros = |p: &&Tensor| p.zeros_like().set_requires_grad(false);
+        let shapes: Vec<Vec<i64>> = params.iter().map(|p| p.size()).collect();
+        let n: i64 = params.iter().map(|p| p.numel() as i64).sum();
+        let device = params.first().map_or(tch::Device::Cpu, |p| p.device());
+        let zeros = || Tensor::zeros([n], (Kind::Float, device));
         Optimizer {
             kind,
             lr,
             t: 0,
-            m: params.iter().map(zeros).collect(),
-            v: params.iter().map(zeros).collect(),
+            m: zeros(),
+            v: zeros(),
+            shapes,
         }
     }
 
-    /// One update with the gradients currently in `params`; clears them.
-    pub fn step(&mut self, params: &[&Tensor]) {
+    /// One update of `params` (the model's `flat_parameters()`) with the flat gradient `g`.
+    pub fn step(&mut self, params: &Tensor, g: &Tensor) {
         self.t += 1;
+        let bc1 = 1.0 - BETA1.powi(self.t as i32);
+        let bc2 = 1.0 - BETA2.powi(self.t as i32);
+        let n = params.numel() as i64;
         tch::no_grad(|| {
-            for (k, p) in params.iter().enumerate() {
-                let mut g = p.grad();
-                if !g.defined() {
-                    continue;
-                }
+            let mut at = 0;
+            while at < n {
+                let len = CHUNK.min(n - at);
+                let mut p = params.narrow(0, at, len);
+                let g = g.narrow(0, at, len);
+                let mut v = self.v.narrow(0, at, len);
                 match self.kind {
                     Kind_::Adam => {
-                        let _ = self.m[k].g_mul_scalar_(BETA1).g_add_(&(&g * (1.0 - BETA1)));
-                        let _ = self.v[k]
-                            .g_mul_scalar_(BETA2)
-                            .g_add_(&(&g * &g * (1.0 - BETA2)));
-                        let bc1 = 1.0 - BETA1.powi(self.t as i32);
-                        let bc2 = 1.0 - BETA2.powi(self.t as i32);
-                        let denom = (&self.v[k] / bc2).sqrt() + EPS;
-                        let upd = &self.m[k] / denom * (self.lr / bc1);
-                        let mut p = p.shallow_clone();
-                        let _ = p.g_sub_(&upd);
+                        let mut m = self.m.narrow(0, at, len);
+                        let _ = m.g_mul_scalar_(BETA1).g_add_(&(&g * (1.0 - BETA1)));
+                        let _ = v.g_mul_scalar_(BETA2).g_add_(&(&g * &g * (1.0 - BETA2)));
+                        let denom = (&v / bc2).sqrt() + EPS;
+                        let _ = p.g_sub_(&(&m / denom * (self.lr / bc1)));
                     }
                     Kind_::RmsProp => {
-                        let _ = self.v[k]
-                            .g_mul_scalar_(ALPHA)
-                            .g_add_(&(&g * &g * (1.0 - ALPHA)));
-                        let upd = &g / (self.v[k].sqrt() + EPS) * self.lr;
-                        let mut p = p.shallow_clone();
-                        let _ = p.g_sub_(&upd);
+                        let _ = v.g_mul_scalar_(ALPHA).g_add_(&(&g * &g * (1.0 - ALPHA)));
+                        let _ = p.g_sub_(&(&g / (v.sqrt() + EPS) * self.lr));
                     }
                 }
-                let _ = g.zero_();
+                at += len;
             }
         });
+    }
+
+    /// The state of parameter `k`: (first moment, second moment), views of the flat state.
+    pub fn moments(&self, k: usize) -> (Tensor, Tensor) {
+        let at: i64 = self.shapes[..k]
+            .iter()
+            .map(|s| s.iter().product::<i64>())
+            .sum();
+        let s = &self.shapes[k];
+        let n = s.iter().product();
+        let view = |t: &Tensor| t.narrow(0, at, n).view(s.as_slice());
+        (view(&self.m), view(&self.v))
     }
 
     /// State tensors by name, for checkpoints.
     pub fn state(&self, names: &[&str]) -> Vec<(String, Tensor)> {
         let mut v = Vec::new();
         for (k, n) in names.iter().enumerate() {
-            v.push((format!("m.{n}"), self.m[k].shallow_clone()));
-            v.push((format!("v.{n}"), self.v[k].shallow_clone()));
+            let (m, s) = self.moments(k);
+            v.push((format!("m.{n}"), m));
+            v.push((format!("v.{n}"), s));
         }
         v
     }
 }
 
-/// Scales gradients so their global L2 norm is at most `max`; returns the norm before.
-pub fn clip_grad_norm(params: &[&Tensor], max: f64) -> f64 {
+/// Scales the flat gradient `g` so its L2 norm is at most `max`; returns the norm before.
+pub fn clip_grad_norm(g: &Tensor, max: f64) -> f64 {
     tch::no_grad(|| {
-        let grads: Vec<Tensor> = params
-            .iter()
-            .map(|p| p.grad())
-            .filter(|g| g.defined())
-            .collect();
-        if grads.is_empty() {
-            return 0.0;
-        }
-        let sq: Vec<Tensor> = grads
-            .iter()
-            .map(|g| g.pow_tensor_scalar(2).sum(Kind::Float))
-            .collect();
-        let norm = f64::try_from(Tensor::stack(&sq, 0).sum(Kind::Float).sqrt()).unwrap_or(f64::NAN);
+        let norm = f64::try_from(g.norm()).unwrap_or(f64::NAN);
         if norm.is_finite() && norm > max {
-            let s = max / (norm + 1e-6);
-            for g in &grads {
-                let mut g = g.shallow_clone();
-                let _ = g.g_mul_scalar_(s);
-            }
+            let _ = g.shallow_clone().g_mul_scalar_(max / (norm + 1e-6));
         }
         norm
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// PyTorch's documented Adam / RMSprop (no weight decay, no momentum), per scalar,
+    /// in f64.
+    fn reference(kind: Kind_, lr: f64, p: &mut [f64], grads: &[Vec<f64>]) {
+        let (mut m, mut v) = (vec![0.0; p.len()], vec![0.0; p.len()]);
+        for (t, g) in grads.iter().enumerate() {
+            let t = t as i32 + 1;
+            for i in 0..p.len() {
+                match kind {
+                    Kind_::Adam => {
+                        m[i] = BETA1 * m[i] + (1.0 - BETA1) * g[i];
+                        v[i] = BETA2 * v[i] + (1.0 - BETA2) * g[i] * g[i];
+                        let mh = m[i] / (1.0 - BETA1.powi(t));
+                        let vh = v[i] / (1.0 - BETA2.powi(t));
+                        p[i] -= lr * mh / (vh.sqrt() + EPS);
+                    }
+                    Kind_::RmsProp => {
+                        v[i] = ALPHA * v[i] + (1.0 - ALPHA) * g[i] * g[i];
+                        p[i] -= lr * g[i] / (v[i].sqrt() + EPS);
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn flat_updates_match_the_documented_formulas() {
+        // Two parameters viewed out of one buffer, as TorchModel lays them out.
+        let init: Vec<f32> = (0..10).map(|i| (i as f32 * 0.37).sin()).collect();
+        let grads: Vec<Vec<f64>> = (0..4)
+            .map(|s| {
+                (0..10)
+                    .map(|i| ((i * 7 + s * 3) as f64 * 0.61).cos())
+                    .collect()
+            })
+            .collect();
+        for kind in [Kind_::Adam, Kind_::RmsProp] {
+            let flat = Tensor::from_slice(&init);
+            let a = flat.narrow(0, 0, 6).view([2, 3]);
+            let b = flat.narrow(0, 6, 4);
+            let mut opt = Optimizer::new(kind, 0.01, &[&a, &b]);
+            for g in &grads {
+                let g32: Vec<f32> = g.iter().map(|&x| x as f32).collect();
+                opt.step(&flat, &Tensor::from_slice(&g32));
+            }
+            let mut want: Vec<f64> = init.iter().map(|&x| x as f64).collect();
+            reference(kind, 0.01, &mut want, &grads);
+            let got = Vec::<f32>::try_from(&flat).unwrap();
+            for (g, w) in got.iter().zip(&want) {
+                assert!((*g as f64 - w).abs() < 1e-6, "{kind:?}: {g} vs {w}");
+            }
+            // The per-parameter views used by checkpoints see the same state.
+            let (m, v) = opt.moments(1);
+            assert_eq!(m.size(), vec![4]);
+            assert!(f64::try_from(v.sum(Kind::Double)).unwrap() > 0.0);
+        }
+    }
+
+    #[test]
+    fn clipping_scales_to_the_limit_and_reports_the_norm_before() {
+        let g = Tensor::from_slice(&[3.0f32, 4.0]);
+        let n = clip_grad_norm(&g, 1.0);
+        assert!((n - 5.0).abs() < 1e-6);
+        let after = f64::try_from(g.norm()).unwrap();
+        assert!((after - 1.0).abs() < 1e-5, "{after}");
+        let small = Tensor::from_slice(&[0.3f32, 0.4]);
+        assert!((clip_grad_norm(&small, 1.0) - 0.5).abs() < 1e-6);
+        assert_eq!(Vec::<f32>::try_from(&small).unwrap(), vec![0.3, 0.4]);
+    }
 }

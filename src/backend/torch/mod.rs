@@ -141,6 +141,8 @@ pub struct Step {
 
 /// A model lowered to libtorch.
 pub struct TorchModel {
+    /// Every parameter, concatenated in `parameters()` order; the parameters are views.
+    flat: Tensor,
     pub(crate) steps: Vec<Step>,
     pub(crate) names: Vec<(usize, usize, String)>,
     pub device: Device,
@@ -157,7 +159,7 @@ pub struct TorchModel {
     pub(crate) recurrent: bool,
     /// Index in `parameters()` of each step's first parameter.
     pub(crate) param_base: Vec<usize>,
-    /// Split training batches over replicas on the CPU (see `nll_backward`); on by
+    /// Split training batches over replicas on the CPU (see `nll_grads`); on by
     /// default, `PIXC_DATA_PARALLEL=0` turns it off.
     pub(crate) data_parallel: bool,
 }
@@ -173,6 +175,12 @@ impl TorchModel {
         let groups = image.groups();
         let mut steps = Vec::new();
         let mut names = Vec::new();
+        let mut param_base = Vec::new();
+        // All parameters in one buffer, in `parameters()` order; each parameter is a view
+        // of it, so the optimizer updates them all with a handful of ops instead of a
+        // dozen per tensor (a PixelCNN has 48 of them).
+        let mut all: Vec<f32> = Vec::new();
+        let mut shapes: Vec<Vec<i64>> = Vec::new();
         for id in g.nodes() {
             let op = g.node(id).op.clone();
             let inputs: Vec<usize> = g.inputs(id).iter().map(|i| i.index()).collect();
@@ -181,17 +189,14 @@ impl TorchModel {
                 .iter()
                 .map(|&i| model.shapes().channels(i))
                 .collect();
-            let mut params = Vec::new();
             let mut masks = Vec::new();
+            param_base.push(shapes.len());
             for (k, p) in model.shapes().params(id).iter().enumerate() {
                 let key = param_key(id.index(), &p.name);
                 let w = &weights.tensors[&key];
                 let dims: Vec<i64> = w.shape.iter().map(|&d| d as i64).collect();
-                let t = Tensor::from_slice(&w.data)
-                    .reshape(&dims)
-                    .to_device(device)
-                    .set_requires_grad(true);
-                params.push(t);
+                all.extend_from_slice(&w.data);
+                shapes.push(dims.clone());
                 names.push((steps.len(), k, key));
                 // Which weights are masked, and with what.
                 let m = match (&op, p.name.as_str()) {
@@ -218,9 +223,18 @@ impl TorchModel {
             steps.push(Step {
                 op,
                 inputs,
-                params,
+                params: Vec::new(),
                 masks,
             });
+        }
+        let flat = Tensor::from_slice(&all).to_device(device);
+        let mut offset = 0;
+        for ((s, _, _), dims) in names.iter().zip(&shapes) {
+            let n: i64 = dims.iter().product();
+            // A view of a buffer that does not require grad is itself a leaf.
+            let view = flat.narrow(0, offset, n).view(dims.as_slice());
+            steps[*s].params.push(view.set_requires_grad(true));
+            offset += n;
         }
         let fused = device == Device::Cpu && std::env::var("PIXC_FUSED").map_or(true, |v| v != "0");
         let recurrent = steps
@@ -232,6 +246,7 @@ impl TorchModel {
         // Measured on 2 cores, Diagonal BiLSTM training: 56 images/s with libtorch at 1
         // thread against 44 at 2.
         let tm = TorchModel {
+            flat,
             steps,
             names,
             device,
@@ -243,26 +258,16 @@ impl TorchModel {
             output: model.output().index(),
             fused,
             recurrent,
-            param_base: Vec::new(),
+            param_base,
             data_parallel: std::env::var("PIXC_DATA_PARALLEL").map_or(true, |v| v != "0"),
         };
-        let mut tm = tm;
-        let mut base = 0;
-        for st in &tm.steps {
-            tm.param_base.push(base);
-            base += st.params.len();
-        }
         tm.apply_thread_policy();
         Ok(tm)
     }
 
-    /// Applies this model's libtorch thread policy again (after another model changed
+    /// Applies this model's libtorch thread policy (again, after another model changed
     /// the process-wide setting).
-    pub fn set_thread_policy(&self) {
-        self.apply_thread_policy();
-    }
-
-    pub(crate) fn apply_thread_policy(&self) {
+    pub fn apply_thread_policy(&self) {
         if self.device == Device::Cpu {
             let libtorch = if self.fused && self.recurrent {
                 1
@@ -289,6 +294,27 @@ impl TorchModel {
         self.names
             .iter()
             .map(|(s, k, _)| &self.steps[*s].params[*k])
+            .collect()
+    }
+
+    /// All parameters as one flat tensor (`parameters()` are views of it): what the
+    /// optimizer updates.
+    pub fn flat_parameters(&self) -> &Tensor {
+        &self.flat
+    }
+
+    /// Splits a flat tensor laid out like `flat_parameters()` (a flat gradient, say) into
+    /// views shaped like `parameters()`.
+    pub fn unflatten(&self, flat: &Tensor) -> Vec<Tensor> {
+        let mut offset = 0;
+        self.parameters()
+            .iter()
+            .map(|p| {
+                let n = p.numel() as i64;
+                let v = flat.narrow(0, offset, n).view(p.size().as_slice());
+                offset += n;
+                v
+            })
             .collect()
     }
 
@@ -356,7 +382,7 @@ impl TorchModel {
         self.apply_thread_policy();
     }
 
-    /// Turns the data-parallel training replicas (`nll_backward`) on or off.
+    /// Turns the data-parallel training replicas (`nll_grads`) on or off.
     pub fn set_data_parallel(&mut self, on: bool) {
         self.data_parallel = on;
     }

@@ -369,16 +369,17 @@ impl TorchModel {
         }
     }
 
-    /// One replica's share of a batch of `n`: its summed NLL / n, and its gradients.
-    fn replica(&self, imgs: &Tensor, n: usize) -> (Tensor, Vec<Tensor>) {
+    /// One replica's share of a batch of `n`: its summed NLL / n, and its flat gradient.
+    fn replica(&self, imgs: &Tensor, n: usize) -> (Tensor, Tensor) {
         let tape = self.forward_tape(&self.scale(imgs));
         let loss = self.nll_from_logits(tape.logits(), imgs).sum(Kind::Float) / n as f64;
         let (g, _) = self.grads(tape, &loss, None);
-        (loss.detach(), g)
+        let flat: Vec<Tensor> = g.iter().map(|t| t.reshape([-1])).collect();
+        (loss.detach(), Tensor::cat(&flat, 0))
     }
 
-    /// Mean NLL of a batch of raw images (nats per image), with its gradient accumulated
-    /// into the parameters' `.grad()`: the training step's forward and backward.
+    /// Mean NLL of a batch of raw images (nats per image) and its gradient, laid out like
+    /// `flat_parameters()`: the training step's forward and backward.
     ///
     /// On the CPU with several threads the batch is split over replicas, one thread each
     /// (libtorch's intra-op pool and the fused kernels then run single-threaded in each):
@@ -386,41 +387,39 @@ impl TorchModel {
     /// around the fused recurrences run in parallel too. Each replica returns its
     /// gradients instead of accumulating them, and they are summed in a fixed order, so a
     /// step is reproducible bit for bit.
-    pub fn nll_backward(&self, images: &Tensor) -> Tensor {
+    pub fn nll_grads(&self, images: &Tensor) -> (Tensor, Tensor) {
         let n = images.size()[0] as usize;
         let k = if self.device == tch::Device::Cpu && self.data_parallel {
             super::threads().min(n)
         } else {
             1
         };
-        let parts: Vec<(Tensor, Vec<Tensor>)> = if k <= 1 {
-            vec![self.replica(images, n)]
-        } else {
-            let shared = &Shared(self);
-            let chunks: Vec<Tensor> = fused::split(n, k)
-                .into_iter()
-                .map(|(a, c)| images.narrow(0, a as i64, c as i64))
-                .collect();
-            let parts = fused::on_threads(chunks, |imgs| {
-                // One thread inside each replica: libtorch's pool (set per thread) and
-                // the fused kernels.
-                tch::set_num_threads(1);
-                super::with_threads(1, || shared.get().replica(&imgs, n))
-            });
-            self.apply_thread_policy();
-            parts
-        };
+        if k <= 1 {
+            return self.replica(images, n);
+        }
+        let shared = &Shared(self);
+        let chunks: Vec<Tensor> = fused::split(n, k)
+            .into_iter()
+            .map(|(a, c)| images.narrow(0, a as i64, c as i64))
+            .collect();
+        let parts = fused::on_threads(chunks, |imgs| {
+            // One thread inside each replica: libtorch's pool (set per thread) and
+            // the fused kernels.
+            tch::set_num_threads(1);
+            super::with_threads(1, || shared.get().replica(&imgs, n))
+        });
+        // This thread's libtorch ops between steps (the gradient sum, the optimizer) are
+        // small: with an OpenMP team of its own, the team's worker kept spinning through
+        // the next step's replicas and took a core from them (PixelCNN on 2 cores: 440
+        // images/s, against 605 with one thread here). `evaluate` restores the policy.
+        tch::set_num_threads(1);
         let mut it = parts.into_iter();
-        let (mut loss, mut grads) = it.next().expect("one replica at least");
+        let (mut loss, mut grad) = it.next().expect("one replica at least");
         for (l, g) in it {
             loss += l;
-            for (a, b) in grads.iter_mut().zip(g) {
-                *a = &*a + b;
-            }
+            grad += g;
         }
-        let pairs: Vec<(&Tensor, Tensor)> = self.parameters().into_iter().zip(grads).collect();
-        accumulate(&pairs);
-        loss
+        (loss, grad)
     }
 }
 
