@@ -63,7 +63,19 @@ fn add_params(
                 for (w, m) in data.iter_mut().zip(m.iter()) {
                     *w *= m;
                 }
-                b.init_f32(&key, s, &data)
+                if let Op::Conv { .. } = op {
+                    // The rows below the centre are all zero: keep only the others, and
+                    // `lower_nodes` pads the top alone (as the libtorch back end does).
+                    let (kh, kw) = (s[2], s[3]);
+                    let rows = kh / 2 + 1;
+                    let kept: Vec<f32> = data
+                        .chunks(kh * kw)
+                        .flat_map(|k| k[..rows * kw].iter().copied())
+                        .collect();
+                    b.init_f32(&key, &[s[0], s[1], rows, kw], &kept)
+                } else {
+                    b.init_f32(&key, s, &data)
+                }
             }
             None => b.init_f32(&key, s, &t.data),
         };
@@ -91,14 +103,15 @@ pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
         match node.op {
             Op::Input => {}
             Op::Conv { kh, kw, .. } => {
-                let pads = [kh / 2, kw / 2, kh / 2, kw / 2];
+                // Only the kernel rows at or above the centre (see `add_params`).
+                let pads = [kh / 2, kw / 2, 0, kw / 2];
                 conv_to(
                     b,
                     &format!("{p}.conv"),
                     x,
                     &prm["weight"],
                     &prm["bias"],
-                    &[kh, kw],
+                    &[kh / 2 + 1, kw],
                     &pads,
                     &out,
                 );
