@@ -62,6 +62,19 @@ impl Geom {
     fn plane(&self) -> usize {
         self.height * self.width
     }
+    /// The first state index computed at step `t`. For the Diagonal BiLSTM the indices
+    /// below it lie past the image's right edge (skewed column t - s >= W): no later
+    /// in-image state depends on them (state s reads s-1 and s of the previous step, and
+    /// this bound rises by at most one per step), so they are skipped, a quarter of
+    /// the work at 28 x 28. The padding on the other side (t - s < 0) is computed: the
+    /// first pixel of each row reads it.
+    #[inline]
+    fn active(&self, t: usize) -> usize {
+        match self.layout {
+            Layout::Row => 0,
+            Layout::Diag { .. } => (t + 1).saturating_sub(self.width),
+        }
+    }
     /// Floats of the input-to-state map S (N x dirs*4h x H x W).
     pub fn s_len(&self) -> usize {
         self.batch * self.dirs() * 4 * self.hidden * self.plane()
@@ -144,35 +157,9 @@ struct Run {
 
 impl Run {
     #[inline]
-    #[cfg(test)]
+    /// Plane offset of state `s` (meaningful for `lo <= s < hi`).
     fn at(&self, s: usize) -> usize {
         (self.base + s as isize * self.stride) as usize
-    }
-
-    /// Offset of the run's first element (clamped for an empty run, whose would-be start
-    /// can lie past the plane).
-    #[inline]
-    fn start(&self, plane_len: usize) -> usize {
-        if self.lo >= self.hi {
-            return plane_len;
-        }
-        (self.base + self.lo as isize * self.stride) as usize
-    }
-
-    /// The plane elements of the run, in state order (strides are positive; a width-1
-    /// image has runs of at most one element, where the stride does not matter).
-    #[inline]
-    fn gather<'a>(&self, plane: &'a [f32]) -> impl Iterator<Item = &'a f32> {
-        let start = self.start(plane.len());
-        plane[start..].iter().step_by(self.stride.max(1) as usize)
-    }
-
-    #[inline]
-    fn gather_mut<'a>(&self, plane: &'a mut [f32]) -> impl Iterator<Item = &'a mut f32> {
-        let start = self.start(plane.len());
-        plane[start..]
-            .iter_mut()
-            .step_by(self.stride.max(1) as usize)
     }
 }
 
@@ -240,8 +227,9 @@ pub struct Saved {
 }
 
 /// One worker's slice of the batch and its step-major buffers, each indexed
-/// [dir][step][channel][image * L + state] so that a step reads and writes contiguous
-/// (channels x M) matrices, M = images * L.
+/// [dir][step][channel][state * images + image] so that a step reads and writes
+/// contiguous (channels x M) matrices, M = images * L, and the states a step computes
+/// (`Geom::active` onwards) are one contiguous block of columns.
 struct Part {
     first: usize,
     count: usize,
@@ -399,73 +387,76 @@ fn input_conv(cv: InConv, x: &[f32], imgs: usize, rows: usize, plane: usize) -> 
     s
 }
 
-/// Builds the GEMM operand X (h*taps x M, row c*taps+tap) from the previous state:
-/// X[c*T+tap][i*L+s] = h[c][i*L + s+tap-1], zero outside the image's state.
-fn build_x(x: &mut [f32], h: &[f32], hid: usize, taps: usize, imgs: usize, len: usize) {
-    let m = imgs * len;
+/// Builds the GEMM operand X (h*taps x M, row c*taps+tap) from the previous state, in
+/// the columns of states `lo..L`: X[c*T+tap][s*q + i] = h[c][(s+tap-1)*q + i] for q
+/// images, zero outside the state.
+fn build_x(x: &mut [f32], h: &[f32], hid: usize, taps: usize, q: usize, len: usize, lo: usize) {
+    let m = q * len;
+    let a = lo * q;
     for c in 0..hid {
         let hc = &h[c * m..(c + 1) * m];
         for tap in 0..taps {
             let row = &mut x[(c * taps + tap) * m..(c * taps + tap + 1) * m];
-            for i in 0..imgs {
-                let dst = &mut row[i * len..(i + 1) * len];
-                let src = &hc[i * len..(i + 1) * len];
-                // Offset tap-1: -1 reads the previous element, +1 the next.
-                match tap as isize - 1 {
-                    -1 => {
-                        dst[0] = 0.0;
-                        dst[1..].copy_from_slice(&src[..len - 1]);
-                    }
-                    0 => dst.copy_from_slice(src),
-                    _ => {
-                        dst[..len - 1].copy_from_slice(&src[1..]);
-                        dst[len - 1] = 0.0;
-                    }
+            // Offset tap-1: -1 reads the previous state, +1 the next: a shift by q columns.
+            match tap as isize - 1 {
+                -1 => {
+                    let from = a.max(q);
+                    row[a..from].fill(0.0);
+                    row[from..].copy_from_slice(&hc[from - q..m - q]);
+                }
+                0 => row[a..].copy_from_slice(&hc[a..]),
+                _ => {
+                    row[a..m - q].copy_from_slice(&hc[a + q..]);
+                    row[m - q..].fill(0.0);
                 }
             }
         }
     }
 }
 
-/// Broadcasts a (dirs*h x L) initial state of direction d to h x M.
-fn broadcast_state(dst: &mut [f32], src: &[f32], d: usize, hid: usize, imgs: usize, len: usize) {
-    let m = imgs * len;
+/// Broadcasts a (dirs*h x L) initial state of direction d to h x M (q images).
+fn broadcast_state(dst: &mut [f32], src: &[f32], d: usize, hid: usize, q: usize, len: usize) {
+    let m = q * len;
     for c in 0..hid {
         let from = &src[(d * hid + c) * len..(d * hid + c + 1) * len];
-        for i in 0..imgs {
-            dst[c * m + i * len..c * m + (i + 1) * len].copy_from_slice(from);
+        for (s, &v) in from.iter().enumerate() {
+            dst[c * m + s * q..c * m + (s + 1) * q].fill(v);
         }
     }
 }
 
-/// Copies image planes into step-major order: `plane(i, ch, d)` is the H x W plane of
-/// image i, channel ch (of `chans`), direction d; `out[d][t][ch][i*L + s]` gets its value
-/// at the step's run offset, zero off the run. Loops run channel by channel so the
-/// planes being read (all images of one channel, a few tens of KB) stay in cache while
-/// each step's row is written contiguously.
-fn to_steps<'a>(
+/// Copies image planes into step-major order: the H x W plane of image i, channel ch
+/// (of `chans`), direction d starts at `src[at(i, ch, d)]`; `out[d][t][ch][s*imgs + i]`
+/// gets its value at the step's run offset, zero off the run. Loops run channel by
+/// channel so the planes being read (all images of one channel, a few tens of KB) stay
+/// in cache while each step's row is written contiguously.
+fn to_steps(
     g: Geom,
     imgs: usize,
     chans: usize,
     out: &mut [f32],
     run: impl Fn(usize, usize) -> Run,
-    plane: impl Fn(usize, usize, usize) -> &'a [f32],
+    src: &[f32],
+    at: impl Fn(usize, usize, usize) -> usize,
 ) {
     let (len, steps) = (g.cells(), g.steps());
     let m = imgs * len;
+    let mut offs = vec![0; imgs];
     for d in 0..g.dirs() {
         for ch in 0..chans {
+            offs.iter_mut()
+                .enumerate()
+                .for_each(|(i, o)| *o = at(i, ch, d));
             for t in 0..steps {
                 let r = run(d, t);
                 let row = &mut out[((d * steps + t) * chans + ch) * m..][..m];
                 if r.hi - r.lo < len {
                     row.fill(0.0);
                 }
-                for i in 0..imgs {
-                    let pl = plane(i, ch, d);
-                    let dst = &mut row[i * len + r.lo..i * len + r.hi];
-                    for (d, v) in dst.iter_mut().zip(r.gather(pl)) {
-                        *d = *v;
+                for s in r.lo..r.hi {
+                    let o = r.at(s);
+                    for (v, &p) in row[s * imgs..(s + 1) * imgs].iter_mut().zip(&offs) {
+                        *v = src[p + o];
                     }
                 }
             }
@@ -474,35 +465,39 @@ fn to_steps<'a>(
 }
 
 /// The inverse direction of `to_steps`: adds (or, with `assign`, stores) each step's
-/// row `src[d][t][ch][i*L + s]` into `plane_mut(i, ch, d)` at the run's offsets. Same
-/// channel-by-channel order, for the same reason.
+/// row `src[d][t][ch][s*imgs + i]` into the plane at `out[at(i, ch, d)]`, at the run's
+/// offsets. Same channel-by-channel order, for the same reason.
 fn from_steps(
     g: Geom,
     chans: usize,
     src: &[f32],
     run: impl Fn(usize, usize) -> Run,
     out: &mut [f32],
-    plane_at: impl Fn(usize, usize, usize) -> usize,
+    at: impl Fn(usize, usize, usize) -> usize,
     assign: bool,
 ) {
-    let (len, steps, plane) = (g.cells(), g.steps(), g.plane());
+    let (len, steps) = (g.cells(), g.steps());
     let m = src.len() / (g.dirs() * steps * chans);
     let imgs = m / len;
+    let mut offs = vec![0; imgs];
     for d in 0..g.dirs() {
         for ch in 0..chans {
+            offs.iter_mut()
+                .enumerate()
+                .for_each(|(i, o)| *o = at(i, ch, d));
             for t in 0..steps {
                 let r = run(d, t);
                 let row = &src[((d * steps + t) * chans + ch) * m..][..m];
-                for i in 0..imgs {
-                    let pl = &mut out[plane_at(i, ch, d)..][..plane];
-                    let from = &row[i * len + r.lo..i * len + r.hi];
+                for s in r.lo..r.hi {
+                    let o = r.at(s);
+                    let vals = &row[s * imgs..(s + 1) * imgs];
                     if assign {
-                        for (d, v) in r.gather_mut(pl).zip(from) {
-                            *d = *v;
+                        for (&v, &p) in vals.iter().zip(&offs) {
+                            out[p + o] = v;
                         }
                     } else {
-                        for (d, v) in r.gather_mut(pl).zip(from) {
-                            *d += *v;
+                        for (&v, &p) in vals.iter().zip(&offs) {
+                            out[p + o] += v;
                         }
                     }
                 }
@@ -539,7 +534,8 @@ fn forward_part(
         4 * hid,
         &mut act,
         |d, t| g.src_run(d, t),
-        |i, gi, d| &s[i * s_img + (d * 4 * hid + gi) * plane..][..plane],
+        s,
+        |i, gi, d| i * s_img + (d * 4 * hid + gi) * plane,
     );
     if let Some(b) = s_own {
         give(b);
@@ -562,25 +558,27 @@ fn forward_part(
             } else {
                 (&h_past[(k - 1) * n..], &c_past[(k - 1) * n..])
             };
-            build_x(&mut x, h_prev, hid, taps, imgs, len);
+            let lo = g.active(t);
+            let a = lo * imgs;
+            build_x(&mut x, h_prev, hid, taps, imgs, len, lo);
             let gates = &mut act[k * 4 * n..(k + 1) * 4 * n];
-            // gates += W_d (4h x h*taps) . X (h*taps x M)
-            // SAFETY: the slices hold exactly the m x k, k x n, m x n matrices described
-            // by the dimensions and strides.
+            // gates[:, a..] += W_d (4h x h*taps) . X[:, a..] (h*taps x (M - a))
+            // SAFETY: the slices hold the m x k, k x n, m x n matrices described by the
+            // dimensions and strides, from column a of row-major arrays with M columns.
             unsafe {
                 sgemm(
                     4 * hid,
                     hid * taps,
-                    m,
+                    m - a,
                     1.0,
                     w.as_ptr(),
                     (hid * taps) as isize,
                     1,
-                    x.as_ptr(),
+                    x.as_ptr().add(a),
                     m as isize,
                     1,
                     1.0,
-                    gates.as_mut_ptr(),
+                    gates.as_mut_ptr().add(a),
                     m as isize,
                     1,
                 );
@@ -591,6 +589,8 @@ fn forward_part(
                 &mut c_now[..n],
                 &mut tcb[k * n..(k + 1) * n],
                 &mut h_now[..n],
+                m,
+                a,
             );
         }
     }
@@ -643,10 +643,10 @@ macro_rules! avx2_dispatch {
 }
 
 avx2_dispatch! {
-    /// Gate math of one step over n = h*M cells. `gates` holds pre-activations
-    /// [o; f; i; g] (each n long) and becomes the activations; writes the new cell,
-    /// tanh(cell) and h.
-    fn cell_forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], tc: &mut [f32], h: &mut [f32]) => cell_forward_body
+    /// Gate math of one step over n = h*M cells, columns `a..m` of each of the h rows.
+    /// `gates` holds pre-activations [o; f; i; g] (each n long) and becomes the
+    /// activations; writes the new cell, tanh(cell) and h.
+    fn cell_forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], tc: &mut [f32], h: &mut [f32], m: usize, a: usize) => cell_forward_body
 }
 
 #[inline(always)]
@@ -656,26 +656,39 @@ fn cell_forward_body(
     c: &mut [f32],
     tc: &mut [f32],
     h: &mut [f32],
+    m: usize,
+    a: usize,
 ) {
     let n = c.len();
     let (o, rest) = gates.split_at_mut(n);
     let (f, rest) = rest.split_at_mut(n);
     let (i, gg) = rest.split_at_mut(n);
-    let (gg, c_prev, tc, h) = (&mut gg[..n], &c_prev[..n], &mut tc[..n], &mut h[..n]);
-    for k in 0..n {
-        let ov = sigmoid(o[k]);
-        let fv = sigmoid(f[k]);
-        let iv = sigmoid(i[k]);
-        let gv = tanh(gg[k]);
-        let cv = fv * c_prev[k] + iv * gv;
-        let t = tanh(cv);
-        o[k] = ov;
-        f[k] = fv;
-        i[k] = iv;
-        gg[k] = gv;
-        c[k] = cv;
-        tc[k] = t;
-        h[k] = ov * t;
+    for r in 0..n / m {
+        let span = r * m + a..(r + 1) * m;
+        let o = &mut o[span.clone()];
+        let w = o.len();
+        let (f, i) = (&mut f[span.clone()][..w], &mut i[span.clone()][..w]);
+        let (gg, c_prev) = (&mut gg[span.clone()][..w], &c_prev[span.clone()][..w]);
+        let (c, tc, h) = (
+            &mut c[span.clone()][..w],
+            &mut tc[span.clone()][..w],
+            &mut h[span][..w],
+        );
+        for k in 0..w {
+            let ov = sigmoid(o[k]);
+            let fv = sigmoid(f[k]);
+            let iv = sigmoid(i[k]);
+            let gv = tanh(gg[k]);
+            let cv = fv * c_prev[k] + iv * gv;
+            let t = tanh(cv);
+            o[k] = ov;
+            f[k] = fv;
+            i[k] = iv;
+            gg[k] = gv;
+            c[k] = cv;
+            tc[k] = t;
+            h[k] = ov * t;
+        }
     }
 }
 
@@ -744,6 +757,20 @@ pub fn backward(saved: Saved, dy: &[f32], p: Params, input: &[f32], d_input: &mu
     total
 }
 
+/// The sum of `v` over eight interleaved partial sums, which LLVM keeps in one vector
+/// register (a single running sum is a serial chain of dependent adds).
+fn sum(v: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = v.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for c in chunks {
+        for k in 0..8 {
+            acc[k] += c[k];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 fn add_into(acc: &mut [f32], v: &[f32]) {
     for (a, b) in acc.iter_mut().zip(v) {
         *a += b;
@@ -777,7 +804,8 @@ fn backward_part(
         hid,
         &mut dyk,
         |d, t| g.dst_run(d, t),
-        |i, c, _| &dy[i * y_img + c * plane..][..plane],
+        dy,
+        |i, c, _| i * y_img + c * plane,
     );
     let mut x = take(hid * taps * m);
     let mut dx = take(hid * taps * m);
@@ -800,22 +828,28 @@ fn backward_part(
                 (&part.h[(k - 1) * n..k * n], &part.c[(k - 1) * n..k * n])
             };
             add_into(&mut dh, &dyk[k * n..(k + 1) * n]);
+            // Only the states from `active(t)` on were computed; the others have no
+            // gradient (dh and dc stay zero there: the computed range only grows going
+            // back).
+            let lo = g.active(t);
+            let a = lo * imgs;
             // The activations become their pre-activation gradients, in place.
             let dgates = &mut part.act[k * 4 * n..(k + 1) * 4 * n];
-            cell_backward(dgates, &part.tc[k * n..(k + 1) * n], c_prev, &dh, &mut dc);
-            build_x(&mut x, h_prev, hid, taps, imgs, len);
+            let tc = &part.tc[k * n..(k + 1) * n];
+            cell_backward(dgates, tc, c_prev, &dh, &mut dc, m, a);
+            build_x(&mut x, h_prev, hid, taps, imgs, len, lo);
             // SAFETY: as in forward_part; the transposes are expressed by the strides.
             unsafe {
-                // dW += dG (4h x M) . X^T (M x h*taps)
+                // dW += dG[:, a..] (4h x (M - a)) . X[:, a..]^T ((M - a) x h*taps)
                 sgemm(
                     4 * hid,
-                    m,
+                    m - a,
                     hid * taps,
                     1.0,
-                    dgates.as_ptr(),
+                    dgates.as_ptr().add(a),
                     m as isize,
                     1,
-                    x.as_ptr(),
+                    x.as_ptr().add(a),
                     1,
                     m as isize,
                     1.0,
@@ -823,48 +857,49 @@ fn backward_part(
                     (hid * taps) as isize,
                     1,
                 );
-                // dX (h*taps x M) = W^T . dG
+                // dX[:, a..] (h*taps x (M - a)) = W^T . dG[:, a..]
                 sgemm(
                     hid * taps,
                     4 * hid,
-                    m,
+                    m - a,
                     1.0,
                     w.as_ptr(),
                     1,
                     (hid * taps) as isize,
-                    dgates.as_ptr(),
+                    dgates.as_ptr().add(a),
                     m as isize,
                     1,
                     0.0,
-                    dx.as_mut_ptr(),
+                    dx.as_mut_ptr().add(a),
                     m as isize,
                     1,
                 );
             }
-            // dh for the previous step: undo build_x's shifts.
+            // dh for the previous step: undo build_x's shifts (by q = imgs columns).
             dh.fill(0.0);
+            let q = imgs;
             for c in 0..hid {
                 let dst = &mut dh[c * m..(c + 1) * m];
                 for tap in 0..taps {
                     let row = &dx[(c * taps + tap) * m..(c * taps + tap + 1) * m];
-                    for i in 0..imgs {
-                        let dd = &mut dst[i * len..(i + 1) * len];
-                        let rr = &row[i * len..(i + 1) * len];
-                        match tap as isize - 1 {
-                            -1 => add_into(&mut dd[..len - 1], &rr[1..]),
-                            0 => add_into(dd, rr),
-                            _ => add_into(&mut dd[1..], &rr[..len - 1]),
+                    match tap as isize - 1 {
+                        -1 => {
+                            let from = a.max(q);
+                            add_into(&mut dst[from - q..m - q], &row[from..]);
                         }
+                        0 => add_into(&mut dst[a..], &row[a..]),
+                        _ => add_into(&mut dst[a + q..], &row[a..m - q]),
                     }
                 }
             }
         }
         // What reaches step -1 is the gradient of the learned initial state.
         for c in 0..hid {
-            for i in 0..imgs {
-                let k = (d * hid + c) * len;
-                add_into(&mut dh0[k..k + len], &dh[c * m + i * len..][..len]);
-                add_into(&mut dc0[k..k + len], &dc[c * m + i * len..][..len]);
+            let k = (d * hid + c) * len;
+            for s in 0..len {
+                let cols = c * m + s * imgs..c * m + (s + 1) * imgs;
+                dh0[k + s] += dh[cols.clone()].iter().sum::<f32>();
+                dc0[k + s] += dc[cols].iter().sum::<f32>();
             }
         }
     }
@@ -936,7 +971,7 @@ fn backward_part(
                 );
             }
             for (r, row) in dsi.chunks_exact(plane).enumerate() {
-                db[r] += row.iter().sum::<f32>();
+                db[r] += sum(row);
             }
         }
         give(ds);
@@ -956,24 +991,47 @@ avx2_dispatch! {
     /// [o; f; i; g] and becomes their pre-activation gradients. `dh` is the gradient
     /// reaching h; `dc` the one reaching c from the next step, and on exit the one
     /// reaching the previous c.
-    fn cell_backward(act: &mut [f32], tc: &[f32], c_prev: &[f32], dh: &[f32], dc: &mut [f32]) => cell_backward_body
+    fn cell_backward(act: &mut [f32], tc: &[f32], c_prev: &[f32], dh: &[f32], dc: &mut [f32], m: usize, a: usize) => cell_backward_body
 }
 
 #[inline(always)]
-fn cell_backward_body(act: &mut [f32], tc: &[f32], c_prev: &[f32], dh: &[f32], dc: &mut [f32]) {
+fn cell_backward_body(
+    act: &mut [f32],
+    tc: &[f32],
+    c_prev: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+    m: usize,
+    a: usize,
+) {
     let n = dc.len();
     let (o, rest) = act.split_at_mut(n);
     let (f, rest) = rest.split_at_mut(n);
     let (i, g) = rest.split_at_mut(n);
-    let (g, tc, c_prev, dh) = (&mut g[..n], &tc[..n], &c_prev[..n], &dh[..n]);
-    for k in 0..n {
-        let (ov, fv, iv, gv, t) = (o[k], f[k], i[k], g[k], tc[k]);
-        let dcv = dc[k] + dh[k] * ov * (1.0 - t * t);
-        o[k] = dh[k] * t * ov * (1.0 - ov);
-        f[k] = dcv * c_prev[k] * fv * (1.0 - fv);
-        i[k] = dcv * gv * iv * (1.0 - iv);
-        g[k] = dcv * iv * (1.0 - gv * gv);
-        dc[k] = dcv * fv;
+    for r in 0..n / m {
+        let span = r * m + a..(r + 1) * m;
+        let o = &mut o[span.clone()];
+        let w = o.len();
+        let (f, i, g) = (
+            &mut f[span.clone()][..w],
+            &mut i[span.clone()][..w],
+            &mut g[span.clone()][..w],
+        );
+        let (tc, c_prev, dh) = (
+            &tc[span.clone()][..w],
+            &c_prev[span.clone()][..w],
+            &dh[span.clone()][..w],
+        );
+        let dc = &mut dc[span][..w];
+        for k in 0..w {
+            let (ov, fv, iv, gv, t) = (o[k], f[k], i[k], g[k], tc[k]);
+            let dcv = dc[k] + dh[k] * ov * (1.0 - t * t);
+            o[k] = dh[k] * t * ov * (1.0 - ov);
+            f[k] = dcv * c_prev[k] * fv * (1.0 - fv);
+            i[k] = dcv * gv * iv * (1.0 - iv);
+            g[k] = dcv * iv * (1.0 - gv * gv);
+            dc[k] = dcv * fv;
+        }
     }
 }
 
