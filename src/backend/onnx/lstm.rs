@@ -225,20 +225,7 @@ pub fn diag_bilstm(
             ir.push(if inside { r * wi + (wi - 1 - c) } else { zero });
         }
     }
-    let il = b.i64_tensor(&format!("{p}.cols.idx.l2r"), &[cols * height], &il);
-    let ir = b.i64_tensor(&format!("{p}.cols.idx.r2l"), &[cols * height], &ir);
-    let gl = b.op(
-        "Gather",
-        &format!("{p}.cols.l2r"),
-        &[&is_dir[0], &il],
-        vec![attr_int("axis", 1)],
-    );
-    let gr = b.op(
-        "Gather",
-        &format!("{p}.cols.r2l"),
-        &[&is_dir[1], &ir],
-        vec![attr_int("axis", 1)],
-    );
+    let [gl, gr] = gather_dirs(b, &format!("{p}.cols"), &is_dir, &il, &ir);
     let both = b.concat(&format!("{p}.cols"), &[gl, gr], 0);
     let names: Vec<String> = (0..cols).map(|k| format!("col{k}")).collect();
     let col_in = b.split(&format!("{p}.in"), &both, 1, &vec![height; cols], &names);
@@ -286,20 +273,7 @@ pub fn diag_bilstm(
             });
         }
     }
-    let il = b.i64_tensor(&format!("{p}.out.idx.l2r"), &[hw], &il);
-    let ir = b.i64_tensor(&format!("{p}.out.idx.r2l"), &[hw], &ir);
-    let l = b.op(
-        "Gather",
-        &format!("{p}.out.l2r"),
-        &[&dirs[0], &il],
-        vec![attr_int("axis", 1)],
-    );
-    let r = b.op(
-        "Gather",
-        &format!("{p}.out.r2l"),
-        &[&dirs[1], &ir],
-        vec![attr_int("axis", 1)],
-    );
+    let [l, r] = gather_dirs(b, &format!("{p}.out"), &dirs, &il, &ir);
     // 8. Sum of the directions ([1, H*W, N, h]), back to N x h x H x W.
     let sum = b.binary("Add", &format!("{p}.sum"), &l, &r);
     let axes = b.i64s(&[0]);
@@ -311,4 +285,19 @@ pub fn diag_bilstm(
     );
     let nchw = b.transpose(&format!("{p}.sum.batch_major"), &sum, &[1, 2, 0]);
     b.reshape_to(&format!("{p}.out"), &nchw, &[0, hi, hh, wi], out)
+}
+
+/// Gathers along axis 1 of each direction's tensor (`dirs`: left-to-right, right-to-left)
+/// with its own index table: nodes `{q}.l2r` and `{q}.r2l`, tables `{q}.idx.*`.
+fn gather_dirs(b: &mut Builder, q: &str, dirs: &[String], l2r: &[i64], r2l: &[i64]) -> [String; 2] {
+    let mut one = |d: &str, idx: &[i64], x: &str| {
+        let t = b.i64_tensor(&format!("{q}.idx.{d}"), &[idx.len()], idx);
+        b.op(
+            "Gather",
+            &format!("{q}.{d}"),
+            &[x, &t],
+            vec![attr_int("axis", 1)],
+        )
+    };
+    [one("l2r", l2r, &dirs[0]), one("r2l", r2l, &dirs[1])]
 }
