@@ -169,8 +169,7 @@ pub fn load_last(
         .get("t")
         .and_then(|s| s.parse().ok())
         .unwrap_or(state.optimizer_t);
-    for (k, name) in tm.parameter_names().iter().enumerate() {
-        let (m, v) = opt.moments(k);
+    for (name, (m, v)) in tm.parameter_names().iter().zip(opt.moments()) {
         for (prefix, mut dst) in [("m", m), ("v", v)] {
             let key = format!("{prefix}.{name}");
             let src = ow.tensors.get(&key).ok_or_else(|| {

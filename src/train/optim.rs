@@ -1,6 +1,7 @@
 //! Optimizers (RMSProp, Adam) and gradient clipping, written on tensors so their state can
 //! be checkpointed with the weights and training resumes bit for bit.
 
+use crate::backend::torch::views;
 use crate::spec::ast::Optimizer as Kind_;
 use tch::{Kind, Tensor};
 
@@ -74,23 +75,18 @@ impl Optimizer {
         });
     }
 
-    /// The state of parameter `k`: (first moment, second moment), views of the flat state.
-    pub fn moments(&self, k: usize) -> (Tensor, Tensor) {
-        let at: i64 = self.shapes[..k]
-            .iter()
-            .map(|s| s.iter().product::<i64>())
-            .sum();
-        let s = &self.shapes[k];
-        let n = s.iter().product();
-        let view = |t: &Tensor| t.narrow(0, at, n).view(s.as_slice());
-        (view(&self.m), view(&self.v))
+    /// Each parameter's state, (first moment, second moment), as views of the flat state.
+    pub fn moments(&self) -> Vec<(Tensor, Tensor)> {
+        views(&self.m, &self.shapes)
+            .into_iter()
+            .zip(views(&self.v, &self.shapes))
+            .collect()
     }
 
     /// State tensors by name, for checkpoints.
     pub fn state(&self, names: &[&str]) -> Vec<(String, Tensor)> {
         let mut v = Vec::new();
-        for (k, n) in names.iter().enumerate() {
-            let (m, s) = self.moments(k);
+        for (n, (m, s)) in names.iter().zip(self.moments()) {
             v.push((format!("m.{n}"), m));
             v.push((format!("v.{n}"), s));
         }
@@ -164,7 +160,7 @@ mod tests {
                 assert!((*g as f64 - w).abs() < 1e-6, "{kind:?}: {g} vs {w}");
             }
             // The per-parameter views used by checkpoints see the same state.
-            let (m, v) = opt.moments(1);
+            let (m, v) = &opt.moments()[1];
             assert_eq!(m.size(), vec![4]);
             assert!(f64::try_from(v.sum(Kind::Double)).unwrap() > 0.0);
         }

@@ -28,11 +28,7 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
             // 7x7. The parameter keeps its full shape; its cut rows get zero gradient, as
             // the mask gave them before.
             let (ch, cw) = (kh as i64 / 2, kw as i64 / 2);
-            let w = st.params[0].narrow(2, 0, ch + 1);
-            let w = match &st.masks[0] {
-                Some(m) => w * m.narrow(2, 0, ch + 1),
-                None => w,
-            };
+            let w = masked_weight(st, 0).narrow(2, 0, ch + 1);
             let x = if ch > 0 {
                 x.constant_pad_nd([0, 0, ch, 0])
             } else {

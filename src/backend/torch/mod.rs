@@ -129,6 +129,21 @@ pub fn tune_allocator() {
     }
 }
 
+/// Consecutive views of the 1-D tensor `flat`, one per shape, in order: how parameters,
+/// their gradients and optimizer state share one flat buffer.
+pub fn views(flat: &Tensor, shapes: &[Vec<i64>]) -> Vec<Tensor> {
+    let mut offset = 0;
+    shapes
+        .iter()
+        .map(|dims| {
+            let n: i64 = dims.iter().product();
+            let v = flat.narrow(0, offset, n).view(dims.as_slice());
+            offset += n;
+            v
+        })
+        .collect()
+}
+
 /// One lowered op, with its parameters and precomputed masks on the device.
 pub struct Step {
     pub op: Op,
@@ -228,13 +243,9 @@ impl TorchModel {
             });
         }
         let flat = Tensor::from_slice(&all).to_device(device);
-        let mut offset = 0;
-        for ((s, _, _), dims) in names.iter().zip(&shapes) {
-            let n: i64 = dims.iter().product();
+        for ((s, _, _), view) in names.iter().zip(views(&flat, &shapes)) {
             // A view of a buffer that does not require grad is itself a leaf.
-            let view = flat.narrow(0, offset, n).view(dims.as_slice());
             steps[*s].params.push(view.set_requires_grad(true));
-            offset += n;
         }
         let fused = device == Device::Cpu && std::env::var("PIXC_FUSED").map_or(true, |v| v != "0");
         let recurrent = steps
@@ -306,16 +317,8 @@ impl TorchModel {
     /// Splits a flat tensor laid out like `flat_parameters()` (a flat gradient, say) into
     /// views shaped like `parameters()`.
     pub fn unflatten(&self, flat: &Tensor) -> Vec<Tensor> {
-        let mut offset = 0;
-        self.parameters()
-            .iter()
-            .map(|p| {
-                let n = p.numel() as i64;
-                let v = flat.narrow(0, offset, n).view(p.size().as_slice());
-                offset += n;
-                v
-            })
-            .collect()
+        let shapes: Vec<Vec<i64>> = self.parameters().iter().map(|p| p.size()).collect();
+        views(flat, &shapes)
     }
 
     /// Parameter names, same order as `parameters`.
