@@ -5,11 +5,14 @@
 //! (shapes, rules, causality proof -> `ir::validate::Model`) -> back ends.
 //! See ARCHITECTURE.md for the code map and invariants.
 
+pub mod app;
 pub mod backend;
 pub mod cli;
 pub mod data;
+pub mod device;
 pub mod diag;
 pub mod ir;
+pub mod plot;
 pub mod runtime;
 pub mod sample;
 pub mod spec;

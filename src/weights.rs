@@ -1,10 +1,11 @@
 //! Model weights independent of any back end: seeded initialisation and safetensors I/O.
 //!
-//! Names and shapes come from `ir::params_of` (`n{node}.{param}`). The libtorch back end
+//! Names, shapes and initialisation come from `ir::params_of` (`n{node}.{param}`). The libtorch back end
 //! copies these into its variables and back; the ONNX exporter writes them as initializers.
 //! Initialising here (not in libtorch) makes a seed give the same weights on every device.
 
 use crate::ir::validate::Model;
+use crate::ir::{Init, NodeId, ParamSpec};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -44,42 +45,32 @@ pub fn param_key(node: usize, param: &str) -> String {
 }
 
 impl Weights {
-    /// Seeded initialisation, like PyTorch's defaults for convolutions: weights and biases
-    /// uniform in ±1/sqrt(fan_in); LSTM initial states zero; forget-gate biases +1, which
-    /// lets gradients through long recurrences early in training.
+    /// Seeded initialisation, as each parameter's descriptor says (`ParamSpec::init`):
+    /// PyTorch's defaults for convolutions (uniform in ±1/sqrt(fan_in)), zero initial LSTM
+    /// states, forget-gate biases +1. Tensors are drawn in node and `params_of` order from
+    /// one stream, so a seed gives the same weights on every machine.
     pub fn init(model: &Model, seed: u64) -> Weights {
         let mut rng = ChaCha8Rng::seed_from_u64(seed);
         let mut tensors = BTreeMap::new();
-        let g = model.graph();
-        for id in g.nodes() {
-            let hidden = match g.node(id).op {
-                crate::ir::Op::RowLstm { hidden, .. }
-                | crate::ir::Op::DiagBiLstm { hidden, .. } => hidden,
-                _ => 0,
-            };
-            let params = model.shapes().params(id);
-            // fan_in of the node's main weight, used for its bias too.
-            let mut fan_in = 1usize;
-            for p in params {
+        for id in model.graph().nodes() {
+            for p in model.shapes().params(id) {
                 let n = p.numel();
-                let data: Vec<f32> = if p.name == "h0" || p.name == "c0" {
-                    vec![0.0; n]
-                } else if p.shape.len() >= 2 {
-                    fan_in = p.shape[1..].iter().product::<usize>().max(1);
-                    let b = 1.0 / (fan_in as f32).sqrt();
+                let mut uniform = |fan_in: usize| -> Vec<f32> {
+                    let b = 1.0 / (fan_in.max(1) as f32).sqrt();
                     (0..n).map(|_| rng.random_range(-b..b)).collect()
-                } else {
-                    let b = 1.0 / (fan_in as f32).sqrt();
-                    let mut v: Vec<f32> = (0..n).map(|_| rng.random_range(-b..b)).collect();
-                    if p.name == "is_bias" && hidden > 0 {
-                        // Gate chunks are [o, f, i, g] per direction: bias f by +1.
+                };
+                let data = match p.init {
+                    Init::Zeros => vec![0.0; n],
+                    Init::Uniform { fan_in } => uniform(fan_in),
+                    Init::ForgetBias { fan_in, hidden } => {
+                        let mut v = uniform(fan_in);
                         for (k, x) in v.iter_mut().enumerate() {
                             if (k / hidden) % 4 == 1 {
                                 *x += 1.0;
                             }
                         }
+                        v
                     }
-                    v
                 };
                 tensors.insert(
                     param_key(id.index(), &p.name),
@@ -91,6 +82,16 @@ impl Weights {
             }
         }
         Weights { tensors }
+    }
+
+    /// The values of node `id`'s parameter `p` as the model uses them: multiplied by its
+    /// mask when the descriptor has one. The weights must have passed `check_against`.
+    pub fn effective(&self, model: &Model, id: NodeId, p: &ParamSpec) -> Vec<f32> {
+        let t = &self.tensors[&param_key(id.index(), &p.name)];
+        match p.mask_values(model.graph().image.groups()) {
+            Some(m) => t.data.iter().zip(&m).map(|(w, m)| w * m).collect(),
+            None => t.data.clone(),
+        }
     }
 
     pub fn numel(&self) -> usize {

@@ -1,12 +1,8 @@
-//! The ONNX command helpers (src/cli/onnx_cmds.rs) compiled against the library and run:
-//! export to a file, evaluate it, read its metadata, the inference benchmark, doctor lines.
+//! The deploy commands of the application layer (`app::deploy`) run: export to a file,
+//! evaluate it, read its metadata, the inference benchmark, doctor lines.
 
-// onnx_cmds.rs names library items as `crate::...`; these imports make that resolve here too.
-use pixc::{backend, compile_file, ir, runtime, util, weights};
-
-#[allow(dead_code)]
-#[path = "../src/cli/onnx_cmds.rs"]
-mod onnx_cmds;
+use pixc::app::deploy as onnx_cmds;
+use pixc::{runtime, weights};
 
 use pixc::spec::Syntax;
 use rand::{Rng, SeedableRng};
@@ -79,14 +75,7 @@ fn export_eval_info_bench_doctor() {
     // The inference benchmark: export figures, then the same NLL from all three paths.
     let spec_path = dir.path().join("tiny_row.yaml");
     std::fs::write(&spec_path, SPEC).unwrap();
-    let b = onnx_cmds::bench_inference(
-        &spec_path,
-        &[2, 3],
-        0.05,
-        backend::torch::DeviceChoice::Cpu,
-        false,
-    )
-    .unwrap();
+    let b = onnx_cmds::bench_inference(&spec_path, &[2, 3], 0.05, Device::Cpu, false).unwrap();
     assert!(b["export_seconds"].as_f64().unwrap() > 0.0);
     assert!(b["onnx_bytes"].as_u64().unwrap() > 0);
     let rows = b["batches"].as_array().unwrap();
@@ -105,30 +94,22 @@ fn export_eval_info_bench_doctor() {
             assert!((nll[k].as_f64().unwrap() - ort).abs() < 1e-3, "{r}");
         }
     }
-    let export_only = onnx_cmds::bench_inference(
-        &spec_path,
-        &[2],
-        0.05,
-        backend::torch::DeviceChoice::Cpu,
-        true,
-    )
-    .unwrap();
+    let export_only =
+        onnx_cmds::bench_inference(&spec_path, &[2], 0.05, Device::Cpu, true).unwrap();
     assert!(export_only.get("batches").is_none());
 
-    let lines = onnx_cmds::doctor_lines();
-    eprintln!("{}", lines.join("\n"));
+    let doc = pixc::app::doctor::doctor();
     assert!(
-        lines.iter().any(|l| l.contains("onnxruntime version: 1.")),
-        "{lines:?}"
+        doc.onnxruntime
+            .as_deref()
+            .is_some_and(|v| v.starts_with("1.")),
+        "{doc:?}"
     );
     assert!(
-        lines.iter().any(|l| l.contains("CPUExecutionProvider")),
-        "{lines:?}"
-    );
-    let _ = (
-        backend::onnx::OPSET,
-        ir::Op::Relu,
-        util::write_atomic as fn(&std::path::Path, &[u8]) -> anyhow::Result<()>,
+        doc.onnxruntime_providers
+            .iter()
+            .any(|p| p == "CPUExecutionProvider"),
+        "{doc:?}"
     );
 }
 
@@ -138,7 +119,7 @@ fn export_eval_info_bench_doctor() {
 fn missing_library_is_explained() {
     if std::env::var_os("PIXC_ONNX_CLI_CHILD").is_some() {
         let (_, model) = pixc::compile_str(SPEC, Syntax::Yaml).unwrap();
-        let bytes = backend::onnx::export(
+        let bytes = pixc::backend::onnx::export(
             &model,
             &weights::Weights::init(&model, 0),
             &Default::default(),

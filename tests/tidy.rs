@@ -59,3 +59,66 @@ fn the_ir_and_front_ends_know_nothing_of_back_ends() {
         }
     }
 }
+
+/// The top-level module a `src/` file belongs to (`src/ir/shape.rs` -> `ir`).
+fn top_module(p: &Path) -> String {
+    let rel = p
+        .strip_prefix(Path::new(env!("CARGO_MANIFEST_DIR")).join("src"))
+        .unwrap();
+    let first = rel
+        .components()
+        .next()
+        .unwrap()
+        .as_os_str()
+        .to_string_lossy();
+    first.trim_end_matches(".rs").to_string()
+}
+
+#[test]
+fn no_module_imports_one_that_imports_it_back() {
+    use std::collections::{BTreeMap, BTreeSet};
+    let mut files = Vec::new();
+    rust_files(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
+    let modules: BTreeSet<String> = files.iter().map(|p| top_module(p)).collect();
+    // Which top-level modules each one names as `crate::<module>`.
+    let mut uses: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for p in &files {
+        let from = top_module(p);
+        let text = std::fs::read_to_string(p).unwrap();
+        for m in &modules {
+            if *m != from && text.contains(&format!("crate::{m}")) {
+                uses.entry(from.clone()).or_default().insert(m.clone());
+            }
+        }
+    }
+    // Depth-first search for a cycle in the module graph.
+    fn visit(
+        m: &str,
+        uses: &BTreeMap<String, BTreeSet<String>>,
+        path: &mut Vec<String>,
+        done: &mut BTreeSet<String>,
+    ) {
+        if let Some(i) = path.iter().position(|x| x == m) {
+            panic!(
+                "modules import each other: {} -> {m}",
+                path[i..].join(" -> ")
+            );
+        }
+        if done.contains(m) {
+            return;
+        }
+        path.push(m.to_string());
+        for n in uses.get(m).into_iter().flatten() {
+            visit(n, uses, path, done);
+        }
+        path.pop();
+        done.insert(m.to_string());
+    }
+    let mut done = BTreeSet::new();
+    for m in &modules {
+        visit(m, &uses, &mut Vec::new(), &mut done);
+    }
+}

@@ -6,6 +6,7 @@ mod common;
 use common::shrink;
 use pixc::backend::torch::{tch, TorchModel};
 use pixc::ir::validate::{Model, Options};
+use pixc::ir::OpKind;
 use pixc::spec::Syntax;
 use pixc::weights::Weights;
 use tch::{Device, Kind, Tensor};
@@ -162,6 +163,35 @@ fn pixelcnn_grayscale_and_rgb() {
 fn masked_convs_grayscale_and_rgb() {
     check(&spec(1, 7, CONV));
     check(&spec(3, 8, CONV));
+}
+
+/// One small model per op kind, built around that op. The match is exhaustive: a new op
+/// kind does not compile until it has an example here, so it cannot go untested.
+fn example(kind: OpKind) -> String {
+    let body = match kind {
+        // Every model has an input, a mask-A conv, a ReLU and a head.
+        OpKind::Input | OpKind::Conv | OpKind::Relu | OpKind::Head => CONV,
+        OpKind::RowLstm => "  - conv: {out: 3, kernel: 3, mask: A}\n  - row_lstm: {hidden: 3, kernel: 3}\n",
+        OpKind::DiagBiLstm => "  - conv: {out: 3, kernel: 3, mask: A}\n  - diag_bilstm: {hidden: 3}\n",
+        OpKind::Add => "  - conv: {out: 3, kernel: 3, mask: A}\n  - residual: [{conv: {out: 3, kernel: 3}}]\n",
+        OpKind::SkipSum => "  - conv: {out: 3, kernel: 3, mask: A, skip: true}\n  - conv: {out: 6, kernel: 3, skip: true}\n  - skip_sum\n",
+    };
+    spec(3, 5, body)
+}
+
+#[test]
+fn every_op_kind_is_checked_numerically() {
+    for kind in OpKind::ALL {
+        let text = example(kind);
+        let model = compile(&text, false);
+        let g = model.graph();
+        assert!(
+            g.nodes().any(|n| g.node(n).op.kind() == kind),
+            "the example for `{}` has no such op:\n{text}",
+            kind.name()
+        );
+        check(&text);
+    }
 }
 
 #[test]

@@ -36,7 +36,7 @@ fn opts(out: &Path) -> TrainOptions {
         out: out.to_path_buf(),
         valid_images: 8,
         threads: Some(1),
-        device: Some(pixc::backend::torch::DeviceChoice::Cpu),
+        device: Some(pixc::device::Device::Cpu),
         json: true,
         ..Default::default()
     }
@@ -104,7 +104,7 @@ fn resume_is_bit_for_bit_and_eval_works() {
         &a,
         EvalSplit::Test,
         Some(8),
-        pixc::backend::torch::DeviceChoice::Cpu,
+        pixc::device::Device::Cpu,
         None,
     )
     .unwrap();
@@ -144,7 +144,7 @@ fn nan_loss_stops_and_keeps_the_last_good_checkpoint() {
         &out,
         EvalSplit::Valid,
         Some(4),
-        pixc::backend::torch::DeviceChoice::Cpu,
+        pixc::device::Device::Cpu,
         None,
     );
     assert!(r.is_ok(), "{:?}", r.err());
@@ -172,7 +172,7 @@ fn corrupt_and_missing_checkpoints_are_clear_errors() {
         &out,
         EvalSplit::Valid,
         Some(4),
-        pixc::backend::torch::DeviceChoice::Cpu,
+        pixc::device::Device::Cpu,
         None,
     )
     .unwrap_err();
@@ -181,7 +181,7 @@ fn corrupt_and_missing_checkpoints_are_clear_errors() {
         &dir.path().join("nope"),
         EvalSplit::Valid,
         None,
-        pixc::backend::torch::DeviceChoice::Cpu,
+        pixc::device::Device::Cpu,
         None,
     )
     .unwrap_err();
@@ -193,7 +193,7 @@ fn corrupt_and_missing_checkpoints_are_clear_errors() {
         &out,
         EvalSplit::Valid,
         Some(4),
-        pixc::backend::torch::DeviceChoice::Cpu,
+        pixc::device::Device::Cpu,
         None,
     )
     .unwrap_err();
@@ -209,9 +209,59 @@ fn cuda_requested_without_a_gpu_is_a_clear_error() {
     let (spec, model) = pixc::compile_str(TINY, Syntax::Yaml).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let o = TrainOptions {
-        device: Some(pixc::backend::torch::DeviceChoice::Cuda),
+        device: Some(pixc::device::Device::Cuda),
         ..opts(&dir.path().join("r"))
     };
     let e = train::train(&spec, &model, &o).unwrap_err();
     assert!(format!("{e:#}").contains("CUDA"), "{e:#}");
+}
+
+/// A run made before the resume fingerprint (its state.json holds the hash of the IR dump
+/// plus the settings) still resumes, and continues exactly as an uninterrupted run.
+#[test]
+fn runs_from_before_the_fingerprint_still_resume() {
+    let _turn = serial();
+    let (spec, model) = pixc::compile_str(TINY, Syntax::Yaml).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (dir.path().join("a"), dir.path().join("b"));
+    let run = |out: &Path, steps: u64, resume: bool| {
+        train::train(
+            &spec,
+            &model,
+            &TrainOptions {
+                steps: Some(steps),
+                resume,
+                ..opts(out)
+            },
+        )
+    };
+    run(&a, 4, false).unwrap();
+    run(&b, 2, false).unwrap();
+    // Rewrite b's state as the old format had it.
+    let legacy = format!(
+        "{}\noptimizer=adam batch=4 seed=3 data=mnist-binarized",
+        pixc::ir::dump::ir_text(&model)
+    );
+    let state_path = b.join("state.json");
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    state["spec_sha256"] = pixc::train::checkpoint::sha256(&legacy).into();
+    std::fs::write(&state_path, serde_json::to_string(&state).unwrap()).unwrap();
+    run(&b, 4, true).unwrap();
+    let load = |p: std::path::PathBuf| pixc::weights::Weights::load(&p).unwrap().0;
+    assert!(load(a.join("last.safetensors")) == load(b.join("last.safetensors")));
+    // Migrated: the state now holds the new key, as a fresh run's does.
+    let key = |p: &Path| {
+        let s: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(p.join("state.json")).unwrap()).unwrap();
+        s["spec_sha256"].as_str().unwrap().to_string()
+    };
+    assert_eq!(key(&a), key(&b));
+    // A different key is still refused.
+    let mut state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&state_path).unwrap()).unwrap();
+    state["spec_sha256"] = "0".repeat(64).into();
+    std::fs::write(&state_path, serde_json::to_string(&state).unwrap()).unwrap();
+    let e = run(&b, 6, true).unwrap_err();
+    assert!(format!("{e:#}").contains("differ from the run"), "{e:#}");
 }

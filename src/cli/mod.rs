@@ -4,7 +4,6 @@
 
 mod bench_cmds;
 mod deploy_cmds;
-pub mod onnx_cmds;
 mod sample_cmds;
 mod spec_cmds;
 mod train_cmds;
@@ -78,7 +77,7 @@ pub enum Cmd {
         spec: PathBuf,
         /// auto (CUDA when available), cpu or cuda
         #[arg(long, default_value = "auto")]
-        device: crate::backend::torch::DeviceChoice,
+        device: crate::device::Device,
         /// Train this many epochs (overrides the spec)
         #[arg(long, conflicts_with_all = ["steps", "minutes"])]
         epochs: Option<u64>,
@@ -142,7 +141,7 @@ pub enum Cmd {
         #[arg(long)]
         limit: Option<usize>,
         #[arg(long, default_value = "auto")]
-        device: crate::backend::torch::DeviceChoice,
+        device: crate::device::Device,
         #[arg(long)]
         json: bool,
     },
@@ -172,7 +171,7 @@ pub enum Cmd {
         /// Run folder or spec file
         target: PathBuf,
         #[arg(long, default_value = "cpu")]
-        device: crate::backend::torch::DeviceChoice,
+        device: crate::device::Device,
         /// Images to compare
         #[arg(long, default_value_t = 64)]
         images: usize,
@@ -207,7 +206,7 @@ pub enum Cmd {
         #[arg(long, value_delimiter = ',', default_value = "16,256")]
         batches: Vec<usize>,
         #[arg(long, default_value = "auto")]
-        device: crate::backend::torch::DeviceChoice,
+        device: crate::device::Device,
         #[arg(long)]
         threads: Option<usize>,
         /// Skip the PyTorch reference
@@ -225,7 +224,7 @@ pub enum Cmd {
         #[arg(long, default_value_t = 15.0)]
         seconds: f64,
         #[arg(long, default_value = "auto")]
-        device: crate::backend::torch::DeviceChoice,
+        device: crate::device::Device,
         #[arg(long)]
         threads: Option<usize>,
         #[arg(long)]
@@ -389,10 +388,4 @@ fn report(e: anyhow::Error) -> i32 {
     }
     eprintln!("error: {e:#}");
     1
-}
-
-/// Writes `bytes` to `path` atomically: a temp file in the same folder, then rename, so a
-/// crash or Ctrl-C never leaves a half-written output.
-pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> anyhow::Result<()> {
-    crate::util::write_atomic(path, bytes)
 }

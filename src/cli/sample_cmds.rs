@@ -1,8 +1,8 @@
 //! `pixc sample`, `pixc complete` and `pixc plot`: argument structs and thin wrappers
-//! around `crate::sample::run` (where the work and the checks are).
+//! around `crate::app::sample` (where the work and the checks are).
 
-use crate::backend::torch::DeviceChoice;
-use crate::sample::run::{self, CompleteOptions, SampleOptions};
+use crate::app::sample::{self as run, CompleteOptions, SampleOptions};
+use crate::device::Device;
 use anyhow::Result;
 use std::io::IsTerminal;
 use std::path::PathBuf;
@@ -49,7 +49,7 @@ pub struct SampleArgs {
     pub onnx: Option<PathBuf>,
     /// Device for --reference and --onnx: auto, cpu or cuda (the cached sampler runs on the CPU)
     #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
+    pub device: Device,
     /// Columns of the grid (default: square-ish)
     #[arg(long)]
     pub cols: Option<usize>,
@@ -100,7 +100,7 @@ pub struct CompleteArgs {
     pub reference: bool,
     /// Device for --reference: auto, cpu or cuda
     #[arg(long, default_value = "auto")]
-    pub device: DeviceChoice,
+    pub device: Device,
     /// Screen pixels per image pixel
     #[arg(long)]
     pub scale: Option<usize>,
@@ -139,7 +139,7 @@ pub fn sample(args: SampleArgs) -> Result<i32> {
     let rep = match (&args.onnx, &args.run) {
         (Some(f), _) => run::sample_onnx_file(f, &opts)?,
         (None, Some(r)) => {
-            if !opts.reference && opts.device == DeviceChoice::Cuda {
+            if !opts.reference && opts.device == Device::Cuda {
                 eprintln!(
                     "note: the cached sampler runs on the CPU; --device applies to --reference"
                 );

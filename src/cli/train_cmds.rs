@@ -1,6 +1,6 @@
 //! `pixc train`, `pixc eval` and `pixc doctor`.
 
-use crate::backend::torch::{self, DeviceChoice};
+use crate::device::Device;
 use crate::train::{self, EvalSplit, TrainOptions};
 use anyhow::Result;
 use std::path::Path;
@@ -52,7 +52,7 @@ pub fn eval(
     dir: &Path,
     split: &str,
     limit: Option<usize>,
-    device: DeviceChoice,
+    device: Device,
     json: bool,
 ) -> Result<i32> {
     let split = match split {
@@ -73,80 +73,38 @@ pub fn eval(
 }
 
 pub fn doctor(json: bool) -> Result<i32> {
-    let cuda = tch::Cuda::is_available();
-    let devices = if cuda { tch::Cuda::device_count() } else { 0 };
-    let gpu_name = if cuda { gpu_name() } else { None };
-    let (ort_version, providers, ort_error) = match crate::runtime::dylib_path() {
-        Ok(_) => {
-            let (v, p) = crate::runtime::version_and_providers();
-            (Some(v), p, None)
-        }
-        Err(e) => (None, vec![], Some(e.to_string())),
-    };
-    let data = crate::data::find_datasets(&Default::default());
-    let threads = torch::threads();
+    let r = crate::app::doctor::doctor();
     if json {
-        let ds: Vec<_> = data
-            .iter()
-            .map(|(n, p)| serde_json::json!({"name": n, "path": p.as_ref().map(|p| p.display().to_string())}))
-            .collect();
-        println!(
-            "{}",
-            serde_json::json!({
-                "pixc": env!("CARGO_PKG_VERSION"),
-                "libtorch": env!("PIXC_LIBTORCH_VERSION"),
-                "libtorch_path": env!("PIXC_LIBTORCH_LIB"),
-                "torch_threads": threads,
-                "cuda_available": cuda,
-                "cuda_devices": devices,
-                "cuda_device_name": gpu_name,
-                "onnxruntime": ort_version,
-                "onnxruntime_providers": providers,
-                "onnxruntime_error": ort_error,
-                "datasets": ds,
-            })
-        );
+        println!("{}", serde_json::to_string(&r)?);
         return Ok(0);
     }
-    println!("pixc          {}", env!("CARGO_PKG_VERSION"));
-    println!(
-        "libtorch      {} ({})",
-        env!("PIXC_LIBTORCH_VERSION"),
-        env!("PIXC_LIBTORCH_LIB")
-    );
-    println!("threads       {threads}");
-    match (cuda, gpu_name) {
+    println!("pixc          {}", r.pixc);
+    println!("libtorch      {} ({})", r.libtorch, r.libtorch_path);
+    println!("threads       {}", r.torch_threads);
+    let devices = r.cuda_devices;
+    match (r.cuda_available, &r.cuda_device_name) {
         (true, Some(n)) => println!("CUDA          available: {devices} device(s), {n}"),
         (true, None) => println!("CUDA          available: {devices} device(s)"),
         (false, _) => {
             println!("CUDA          not available (training and inference run on the CPU)")
         }
     }
-    match ort_version {
-        Some(v) => println!("ONNX Runtime  {v}, providers: {}", providers.join(", ")),
-        None => println!("ONNX Runtime  not found: {}", ort_error.unwrap_or_default()),
+    match &r.onnxruntime {
+        Some(v) => println!(
+            "ONNX Runtime  {v}, providers: {}",
+            r.onnxruntime_providers.join(", ")
+        ),
+        None => println!(
+            "ONNX Runtime  not found: {}",
+            r.onnxruntime_error.clone().unwrap_or_default()
+        ),
     }
     println!("data sets:");
-    for (n, p) in data {
-        match p {
-            Some(p) => println!("  {n:<26} {}", p.display()),
-            None => println!("  {n:<26} missing"),
+    for d in &r.datasets {
+        match &d.path {
+            Some(p) => println!("  {:<26} {p}", d.name),
+            None => println!("  {:<26} missing", d.name),
         }
     }
-    let _ = torch::device_name(tch::Device::Cpu);
     Ok(0)
-}
-
-/// The GPU's marketing name via nvidia-smi, when present (libtorch's C API does not expose it).
-fn gpu_name() -> Option<String> {
-    let out = std::process::Command::new("nvidia-smi")
-        .args(["--query-gpu=name", "--format=csv,noheader"])
-        .output()
-        .ok()?;
-    let s = String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .next()?
-        .trim()
-        .to_string();
-    (!s.is_empty()).then_some(s)
 }

@@ -25,7 +25,7 @@ mod cache;
 mod cifar;
 mod idx;
 mod mnist;
-mod pngdir;
+pub(crate) mod pngdir;
 mod source;
 
 use std::fmt;

@@ -17,11 +17,11 @@ const ADVICE_SIZE: &str =
     "all images must have the same size (resize them, or move the odd ones out of the folder)";
 
 /// One decoded file, still in its own channel count.
-struct Decoded {
-    path: PathBuf,
-    gray: bool,
+pub(crate) struct Decoded {
+    pub path: PathBuf,
+    pub gray: bool,
     /// Planes in C x H x W order: 1 plane if `gray`, else 3.
-    planes: Vec<u8>,
+    pub planes: Vec<u8>,
 }
 
 fn bad_png(path: &Path, reason: String) -> DataError {
@@ -55,9 +55,11 @@ fn list_pngs(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
     Ok(files)
 }
 
-/// Decodes `path`, first checking its size against `want` = (height, width, where the
-/// expectation came from) so that an odd file is reported before it is decoded.
-fn decode(
+/// Decodes `path` to 8-bit planes (the one PNG decoder of pixc: data folders and
+/// `pixc complete --image`), first checking its size against `want` = (height, width,
+/// where the expectation came from) so that an odd file is reported before it is decoded.
+/// Returns the image and its height and width.
+pub(crate) fn decode(
     path: &Path,
     want: Option<(usize, usize, &str)>,
 ) -> Result<(Decoded, usize, usize), DataError> {

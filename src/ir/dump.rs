@@ -2,35 +2,29 @@
 //! table, a JSON summary and Graphviz DOT.
 
 use super::validate::Model;
-use super::{HeadKind, Mask, Op};
+use super::{Attr, Op};
 use serde_json::json;
 
-/// One-line description of an op with its attributes.
+/// One-line description of an op with its attributes: `name key=value ...` from
+/// `Op::attrs`, with the spec's own spelling where it has one (a kernel as `7x7`, the
+/// default `shift` left out), so a new op needs nothing here.
 pub fn op_text(op: &Op) -> String {
-    match op {
-        Op::Input => "input".into(),
+    match *op {
         Op::Conv { out, kh, kw, mask } => {
-            let m = match mask {
-                Mask::A => "A",
-                Mask::B => "B",
-            };
-            format!("conv {kh}x{kw} mask={m} out={out}")
+            format!("conv {kh}x{kw} mask={} out={out}", mask.name())
         }
-        Op::RowLstm { hidden, k } => format!("row_lstm hidden={hidden} k={k}"),
-        Op::DiagBiLstm { hidden, shift } => {
-            if *shift {
-                format!("diag_bilstm hidden={hidden}")
-            } else {
-                format!("diag_bilstm hidden={hidden} shift=false")
+        Op::DiagBiLstm {
+            hidden,
+            shift: true,
+        } => format!("diag_bilstm hidden={hidden}"),
+        Op::Head { kind } => format!("head {}", kind.name()),
+        _ => {
+            let mut s = op.name().to_string();
+            for (k, v) in op.attrs() {
+                s.push_str(&format!(" {k}={v}"));
             }
+            s
         }
-        Op::Relu => "relu".into(),
-        Op::Add => "add".into(),
-        Op::SkipSum => "skip_sum".into(),
-        Op::Head { kind } => match kind {
-            HeadKind::Bernoulli => "head bernoulli".into(),
-            HeadKind::Softmax => "head softmax".into(),
-        },
     }
 }
 
@@ -130,10 +124,7 @@ pub fn check_table(m: &Model) -> String {
         im.height,
         im.width,
         im.levels,
-        match m.head_kind() {
-            HeadKind::Bernoulli => "bernoulli",
-            HeadKind::Softmax => "softmax",
-        }
+        m.head_kind().name()
     );
     s.push_str(&line(head));
     for r in &rows {
@@ -191,17 +182,19 @@ pub fn receptive_text(m: &Model) -> String {
 
 /// An op's attributes as JSON (for tools such as the PyTorch reference in python/).
 pub fn op_attrs(op: &Op) -> serde_json::Value {
-    match op {
-        Op::Conv { out, kh, kw, mask } => {
-            json!({"out": out, "kh": kh, "kw": kw, "mask": if *mask == Mask::A { "A" } else { "B" }})
-        }
-        Op::RowLstm { hidden, k } => json!({"hidden": hidden, "k": k}),
-        Op::DiagBiLstm { hidden, shift } => json!({"hidden": hidden, "shift": shift}),
-        Op::Head { kind } => {
-            json!({"kind": if *kind == HeadKind::Bernoulli { "bernoulli" } else { "softmax" }})
-        }
-        _ => json!({}),
-    }
+    let map: serde_json::Map<String, serde_json::Value> = op
+        .attrs()
+        .into_iter()
+        .map(|(k, v)| {
+            let v = match v {
+                Attr::Int(i) => json!(i),
+                Attr::Bool(b) => json!(b),
+                Attr::Name(n) => json!(n),
+            };
+            (k.to_string(), v)
+        })
+        .collect();
+    serde_json::Value::Object(map)
 }
 
 /// Machine-readable summary for `pixc check --json`.

@@ -1,4 +1,5 @@
-//! Convolution masks with R/G/B colour groups: the one definition both back ends use.
+//! Convolution masks with R/G/B colour groups, and the kernel crop they allow: the one
+//! definition every back end uses (through the parameter descriptors of `params_of`).
 //!
 //! Feature maps are split into `groups` contiguous blocks (R, G, B for colour input, one
 //! block for grayscale). A tap before the centre pixel (raster order) sees every group;
@@ -46,6 +47,41 @@ pub fn conv_mask(
         }
     }
     m
+}
+
+/// The rows of a masked `kh x kw` kernel that may be nonzero, and the padding that keeps
+/// `H x W` when only those rows are convolved.
+///
+/// Every row below the centre is zero under every mask (kernels are odd, which validation
+/// enforces), so back ends convolve only the top `kh/2 + 1` rows over an input padded at
+/// the top only: the same result with 5/9 of the work for a 3x3 kernel and 4/7 for a 7x7.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Crop {
+    /// Kernel rows kept (from the top).
+    pub rows: usize,
+    pub kw: usize,
+    /// Zero rows added above the input.
+    pub pad_top: usize,
+    /// Zero columns added on each side.
+    pub pad_side: usize,
+}
+
+impl Crop {
+    pub fn of(kh: usize, kw: usize) -> Crop {
+        Crop {
+            rows: kh / 2 + 1,
+            kw,
+            pad_top: kh / 2,
+            pad_side: kw / 2,
+        }
+    }
+
+    /// Keeps the first `rows` rows of every `kh x kw` kernel of a row-major weight.
+    pub fn apply(&self, data: &[f32], kh: usize) -> Vec<f32> {
+        data.chunks(kh * self.kw)
+            .flat_map(|k| k[..self.rows * self.kw].iter().copied())
+            .collect()
+    }
 }
 
 #[cfg(test)]

@@ -9,14 +9,17 @@
 //! | --- | --- | --- |
 //! | AST -> IR (evaluate sizes, expand repeat/residual/blocks) | `lower` | the `Graph` |
 //! | shape inference, parameter counts | `shape` | `Shapes` |
-//! | validation | `validate` | `Validated` (a proof token) |
+//! | validation | `validate` | `Model` (only `validate` makes one) |
 //! | causality / receptive field | `causality` | `Causality` |
 //!
-//! Invariant: a back end only accepts a `Validated` graph, and may then return errors but
-//! never panics on it.
+//! Invariant: a back end only accepts a validated `Model`, and may then return errors but
+//! never panics on it. Every fact about an op's parameters (names, shapes, masks,
+//! initialisation) is in `params_of`; the kernel crop rule is `mask::Crop`.
 
 pub mod causality;
 pub mod dump;
+pub mod fingerprint;
+pub mod head;
 pub mod lower;
 pub mod mask;
 pub mod shape;
@@ -28,6 +31,7 @@ use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
 pub use crate::spec::ast::{HeadKind, Mask};
+pub use head::{head_out_channels, logits_per_sub_pixel};
 
 /// A node of the graph. Node ids are dense and follow creation order, which is a
 /// topological order (every input is created before its user).
@@ -108,17 +112,121 @@ pub enum Op {
     },
 }
 
-impl Op {
-    pub fn name(&self) -> &'static str {
+/// The kind of an op, without its fields: for tables and tests that must cover every op
+/// (`ALL`), such as the numeric causality test's one example per kind.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum OpKind {
+    Input,
+    Conv,
+    RowLstm,
+    DiagBiLstm,
+    Relu,
+    Add,
+    SkipSum,
+    Head,
+}
+
+impl OpKind {
+    /// Every kind. A new `Op` variant fails to compile in `Op::kind`; add its kind here too.
+    pub const ALL: [OpKind; 8] = [
+        OpKind::Input,
+        OpKind::Conv,
+        OpKind::RowLstm,
+        OpKind::DiagBiLstm,
+        OpKind::Relu,
+        OpKind::Add,
+        OpKind::SkipSum,
+        OpKind::Head,
+    ];
+
+    /// The op's name in the spec language and in IR dumps.
+    pub fn name(self) -> &'static str {
         match self {
-            Op::Input => "input",
-            Op::Conv { .. } => "conv",
-            Op::RowLstm { .. } => "row_lstm",
-            Op::DiagBiLstm { .. } => "diag_bilstm",
-            Op::Relu => "relu",
-            Op::Add => "add",
-            Op::SkipSum => "skip_sum",
-            Op::Head { .. } => "head",
+            OpKind::Input => "input",
+            OpKind::Conv => "conv",
+            OpKind::RowLstm => "row_lstm",
+            OpKind::DiagBiLstm => "diag_bilstm",
+            OpKind::Relu => "relu",
+            OpKind::Add => "add",
+            OpKind::SkipSum => "skip_sum",
+            OpKind::Head => "head",
+        }
+    }
+}
+
+impl Op {
+    pub fn kind(&self) -> OpKind {
+        match self {
+            Op::Input => OpKind::Input,
+            Op::Conv { .. } => OpKind::Conv,
+            Op::RowLstm { .. } => OpKind::RowLstm,
+            Op::DiagBiLstm { .. } => OpKind::DiagBiLstm,
+            Op::Relu => OpKind::Relu,
+            Op::Add => OpKind::Add,
+            Op::SkipSum => OpKind::SkipSum,
+            Op::Head { .. } => OpKind::Head,
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.kind().name()
+    }
+
+    /// Every field of the op, named as in the spec language, in a fixed order: what the
+    /// resume fingerprint and the JSON summaries are written from.
+    pub fn attrs(&self) -> Vec<(&'static str, Attr)> {
+        use Attr::{Bool, Int, Name};
+        match *self {
+            Op::Input | Op::Relu | Op::Add | Op::SkipSum => vec![],
+            Op::Conv { out, kh, kw, mask } => vec![
+                ("out", Int(out)),
+                ("kh", Int(kh)),
+                ("kw", Int(kw)),
+                ("mask", Name(mask.name())),
+            ],
+            Op::RowLstm { hidden, k } => vec![("hidden", Int(hidden)), ("k", Int(k))],
+            Op::DiagBiLstm { hidden, shift } => {
+                vec![("hidden", Int(hidden)), ("shift", Bool(shift))]
+            }
+            Op::Head { kind } => vec![("kind", Name(kind.name()))],
+        }
+    }
+}
+
+impl Mask {
+    /// As written in specs: `A` or `B`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Mask::A => "A",
+            Mask::B => "B",
+        }
+    }
+}
+
+impl HeadKind {
+    /// As written in specs: `bernoulli` or `softmax`.
+    pub fn name(self) -> &'static str {
+        match self {
+            HeadKind::Bernoulli => "bernoulli",
+            HeadKind::Softmax => "softmax",
+        }
+    }
+}
+
+/// The value of one op field (`Op::attrs`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Attr {
+    Int(usize),
+    Bool(bool),
+    Name(&'static str),
+}
+
+impl std::fmt::Display for Attr {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Attr::Int(v) => write!(f, "{v}"),
+            Attr::Bool(v) => write!(f, "{v}"),
+            Attr::Name(v) => f.write_str(v),
         }
     }
 }
@@ -131,36 +239,122 @@ pub struct Node {
     pub path: String,
 }
 
-/// A learned tensor of an op: its name (unique within the node) and shape.
+/// What a learned tensor is to its op: how back ends wire it in.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// A convolution weight `[out, cin, kh, kw]` (LSTM input-to-state maps, skip
+    /// projections and the head included).
+    Weight,
+    /// The bias added after that weight, `[out]`.
+    Bias,
+    /// An LSTM's state-to-state conv1d weight `[gates, hidden, taps]`.
+    StateToState,
+    /// A learned initial LSTM hidden state, per channel and position along the state.
+    InitialHidden,
+    /// A learned initial LSTM cell state, same layout.
+    InitialCell,
+}
+
+/// How a `[out, cin, kh, kw]` weight is masked (see `mask`): the mask kind at the centre
+/// tap, and the number of equal output chunks (LSTM gates) each split into colour groups.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct MaskSpec {
+    pub kind: Mask,
+    pub out_chunks: usize,
+}
+
+/// How a tensor starts: seeded uniform like PyTorch's convolution defaults, or zero.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Init {
+    /// Uniform in ±1/sqrt(fan_in).
+    Uniform {
+        fan_in: usize,
+    },
+    /// Uniform in ±1/sqrt(fan_in), plus 1 on the forget-gate chunk (gate chunks
+    /// `[o, f, i, g]` of `hidden` channels, repeated per direction): lets gradients through
+    /// long recurrences early in training.
+    ForgetBias {
+        fan_in: usize,
+        hidden: usize,
+    },
+    Zeros,
+}
+
+/// A learned tensor of an op, with every fact a back end needs about it: its name (unique
+/// within the node), shape, role, mask and initialisation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ParamSpec {
     pub name: String,
     pub shape: Vec<usize>,
+    pub role: Role,
+    /// The mask of a masked weight; None for tensors used as they are.
+    pub mask: Option<MaskSpec>,
+    pub init: Init,
 }
 
 impl ParamSpec {
-    fn new(name: impl Into<String>, shape: &[usize]) -> ParamSpec {
+    fn new(name: impl Into<String>, shape: &[usize], role: Role, init: Init) -> ParamSpec {
         ParamSpec {
             name: name.into(),
             shape: shape.to_vec(),
+            role,
+            mask: None,
+            init,
         }
     }
+
+    /// A masked conv weight `[out, cin, kh, kw]` and its bias, both initialised from the
+    /// weight's fan-in.
+    fn masked_conv(
+        prefix: &str,
+        shape: [usize; 4],
+        kind: Mask,
+        out_chunks: usize,
+        bias_init: impl FnOnce(usize) -> Init,
+    ) -> [ParamSpec; 2] {
+        let fan_in = shape[1] * shape[2] * shape[3];
+        let mut w = ParamSpec::new(
+            format!("{prefix}weight"),
+            &shape,
+            Role::Weight,
+            Init::Uniform { fan_in },
+        );
+        w.mask = Some(MaskSpec { kind, out_chunks });
+        let b = ParamSpec::new(
+            format!("{prefix}bias"),
+            &[shape[0]],
+            Role::Bias,
+            bias_init(fan_in),
+        );
+        [w, b]
+    }
+
     pub fn numel(&self) -> usize {
         self.shape.iter().product()
     }
-}
 
-/// Channels of the logits a head produces for an image.
-pub fn head_out_channels(kind: HeadKind, image: &ImageSpec) -> usize {
-    match kind {
-        HeadKind::Bernoulli => image.channels,
-        HeadKind::Softmax => image.channels * image.levels,
+    /// The 0/1 mask of this weight (row-major, its own shape) for `groups` colour groups;
+    /// None when it is unmasked.
+    pub fn mask_values(&self, groups: usize) -> Option<Vec<f32>> {
+        let m = self.mask?;
+        let s = &self.shape;
+        Some(mask::conv_mask(
+            s[0],
+            s[1],
+            s[2],
+            s[3],
+            m.kind,
+            groups,
+            m.out_chunks,
+        ))
     }
 }
 
 /// The learned tensors of an op, given its input channel counts (slot order). This is the
-/// single source of truth for parameter names and shapes: the shape pass counts them, the
-/// libtorch back end creates exactly these, and the ONNX exporter reads them.
+/// single source of truth for every fact about an op's parameters: names, shapes, which
+/// are masked and how, and their initialisation. The shape pass counts them, validation
+/// finds the masked layers, `Weights::init` draws them, and the libtorch, ONNX and cached
+/// sampler back ends read them by name.
 ///
 /// Layouts the back ends rely on:
 /// - LSTM input-to-state outputs are gate chunks `[o, f, i, g]` of `hidden` channels each
@@ -170,42 +364,67 @@ pub fn head_out_channels(kind: HeadKind, image: &ImageSpec) -> usize {
 /// - `h0`/`c0` are the learned initial state, per channel and position along the state.
 pub fn params_of(op: &Op, inputs: &[usize], image: &ImageSpec) -> Vec<ParamSpec> {
     let cin = inputs.first().copied().unwrap_or(0);
+    let uniform = |fan_in| Init::Uniform { fan_in };
+    let lstm = |is_shape: [usize; 4], h: usize, ss: &[usize], state: &[usize]| {
+        let [w, b] = ParamSpec::masked_conv("is_", is_shape, Mask::B, is_shape[0] / h, |f| {
+            Init::ForgetBias {
+                fan_in: f,
+                hidden: h,
+            }
+        });
+        let ss_fan_in = ss[1] * ss[2];
+        vec![
+            w,
+            b,
+            ParamSpec::new("ss_weight", ss, Role::StateToState, uniform(ss_fan_in)),
+            ParamSpec::new("h0", state, Role::InitialHidden, Init::Zeros),
+            ParamSpec::new("c0", state, Role::InitialCell, Init::Zeros),
+        ]
+    };
     match *op {
         Op::Input | Op::Relu | Op::Add => vec![],
-        Op::Conv { out, kh, kw, .. } => vec![
-            ParamSpec::new("weight", &[out, cin, kh, kw]),
-            ParamSpec::new("bias", &[out]),
-        ],
-        Op::RowLstm { hidden: h, k } => vec![
-            ParamSpec::new("is_weight", &[4 * h, cin, 1, k]),
-            ParamSpec::new("is_bias", &[4 * h]),
-            ParamSpec::new("ss_weight", &[4 * h, h, 3]),
-            ParamSpec::new("h0", &[h, image.width]),
-            ParamSpec::new("c0", &[h, image.width]),
-        ],
-        Op::DiagBiLstm { hidden: h, .. } => vec![
-            ParamSpec::new("is_weight", &[8 * h, cin, 1, 1]),
-            ParamSpec::new("is_bias", &[8 * h]),
-            ParamSpec::new("ss_weight", &[8 * h, h, 2]),
-            ParamSpec::new("h0", &[2 * h, image.height]),
-            ParamSpec::new("c0", &[2 * h, image.height]),
-        ],
-        Op::SkipSum => {
-            let mut v = Vec::new();
-            for (i, &c) in inputs.iter().enumerate().skip(1) {
-                v.push(ParamSpec::new(format!("proj{i}_weight"), &[cin, c, 1, 1]));
-                v.push(ParamSpec::new(format!("proj{i}_bias"), &[cin]));
-            }
-            v
+        Op::Conv { out, kh, kw, mask } => {
+            ParamSpec::masked_conv("", [out, cin, kh, kw], mask, 1, uniform).to_vec()
         }
+        Op::RowLstm { hidden: h, k } => {
+            lstm([4 * h, cin, 1, k], h, &[4 * h, h, 3], &[h, image.width])
+        }
+        Op::DiagBiLstm { hidden: h, .. } => lstm(
+            [8 * h, cin, 1, 1],
+            h,
+            &[8 * h, h, 2],
+            &[2 * h, image.height],
+        ),
+        Op::SkipSum => inputs
+            .iter()
+            .enumerate()
+            .skip(1)
+            .flat_map(|(i, &c)| {
+                ParamSpec::masked_conv(&format!("proj{i}_"), [cin, c, 1, 1], Mask::B, 1, uniform)
+            })
+            .collect(),
         Op::Head { kind } => {
             let out = head_out_channels(kind, image);
-            vec![
-                ParamSpec::new("weight", &[out, cin, 1, 1]),
-                ParamSpec::new("bias", &[out]),
-            ]
+            ParamSpec::masked_conv("", [out, cin, 1, 1], Mask::B, 1, uniform).to_vec()
         }
     }
+}
+
+/// Channels of an op's output, given its input channel counts (slot order). Every op keeps
+/// height and width.
+pub fn out_channels(op: &Op, inputs: &[usize], image: &ImageSpec) -> usize {
+    match *op {
+        Op::Input => image.channels,
+        Op::Conv { out, .. } => out,
+        Op::RowLstm { hidden, .. } | Op::DiagBiLstm { hidden, .. } => hidden,
+        Op::Relu | Op::Add | Op::SkipSum => inputs.first().copied().unwrap_or(0),
+        Op::Head { kind } => head_out_channels(kind, image),
+    }
+}
+
+/// The parameter `name` of a node's descriptors (`params_of`); None when it has none.
+pub fn param_named<'a>(params: &'a [ParamSpec], name: &str) -> Option<&'a ParamSpec> {
+    params.iter().find(|p| p.name == name)
 }
 
 /// A model spec lowered to ops.

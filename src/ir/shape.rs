@@ -1,10 +1,10 @@
 //! Shape inference and exact parameter counts.
 //!
-//! Every op keeps height and width, so a shape is a channel count per node. Parameter
-//! shapes come from `params_of`, the table the back ends also use, so the counts here equal
-//! libtorch's to the parameter.
+//! Every op keeps height and width, so a shape is a channel count per node
+//! (`out_channels`). Parameter shapes come from `params_of`, the table the back ends also
+//! use, so the counts here equal libtorch's to the parameter.
 
-use super::{params_of, Graph, NodeId, Op, ParamSpec};
+use super::{out_channels, params_of, Graph, NodeId, ParamSpec};
 
 #[derive(Clone, Debug)]
 pub struct Shapes {
@@ -37,14 +37,7 @@ pub fn infer(g: &Graph) -> Shapes {
     for id in g.nodes() {
         let ins: Vec<usize> = g.inputs(id).iter().map(|i| channels[i.index()]).collect();
         let node = g.node(id);
-        let c = match node.op {
-            Op::Input => g.image.channels,
-            Op::Conv { out, .. } => out,
-            Op::RowLstm { hidden, .. } | Op::DiagBiLstm { hidden, .. } => hidden,
-            Op::Relu | Op::Add | Op::SkipSum => ins.first().copied().unwrap_or(0),
-            Op::Head { kind } => super::head_out_channels(kind, &g.image),
-        };
-        channels[id.index()] = c;
+        channels[id.index()] = out_channels(&node.op, &ins, &g.image);
         params[id.index()] = params_of(&node.op, &ins, &g.image);
     }
     Shapes { channels, params }

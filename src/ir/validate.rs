@@ -124,14 +124,8 @@ pub fn validate(graph: Graph, opts: Options) -> Result<Model, Vec<Diagnostic>> {
         let node = graph.node(id);
         let ins = graph.inputs(id);
         let in_ch: Vec<usize> = ins.iter().map(|&i| shapes.channels(i)).collect();
-        let masked = matches!(
-            node.op,
-            Op::Conv { .. }
-                | Op::RowLstm { .. }
-                | Op::DiagBiLstm { .. }
-                | Op::Head { .. }
-                | Op::SkipSum
-        );
+        // A layer is masked when one of its parameters is (`params_of` says which).
+        let masked = shapes.params(id).iter().any(|p| p.mask.is_some());
         if masked && first_masked.is_none() {
             first_masked = Some(id);
         }

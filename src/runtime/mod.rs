@@ -43,27 +43,7 @@ fn ort_err(e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Ort(e.to_string())
 }
 
-/// Where to run.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
-pub enum Device {
-    /// CUDA if it works here, else the CPU.
-    #[default]
-    Auto,
-    Cpu,
-    Cuda,
-}
-
-impl std::str::FromStr for Device {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Device, String> {
-        match s {
-            "auto" => Ok(Device::Auto),
-            "cpu" => Ok(Device::Cpu),
-            "cuda" | "gpu" => Ok(Device::Cuda),
-            _ => Err(format!("unknown device `{s}`: use auto, cpu or cuda")),
-        }
-    }
-}
+pub use crate::device::Device;
 
 /// The execution provider a session actually runs on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -190,36 +190,11 @@ pub fn load_image(
     w: usize,
     levels: usize,
 ) -> Result<(Vec<u8>, Vec<String>)> {
-    let file =
-        std::fs::File::open(path).with_context(|| format!("cannot open {}", path.display()))?;
-    let mut dec = png::Decoder::new(std::io::BufReader::new(file));
-    dec.set_transformations(png::Transformations::normalize_to_color8());
-    let mut reader = dec
-        .read_info()
-        .with_context(|| format!("{} is not a readable PNG", path.display()))?;
-    let size = reader
-        .output_buffer_size()
-        .with_context(|| format!("{} is too large to decode", path.display()))?;
-    let mut buf = vec![0u8; size];
-    let frame = reader
-        .next_frame(&mut buf)
-        .with_context(|| format!("{} is not a readable PNG", path.display()))?;
-    let (iw, ih) = (frame.width as usize, frame.height as usize);
-    let samples = match frame.color_type {
-        png::ColorType::Grayscale => 1,
-        png::ColorType::GrayscaleAlpha => 2,
-        png::ColorType::Rgb => 3,
-        png::ColorType::Rgba => 4,
-        png::ColorType::Indexed => bail!("{}: palette image was not expanded", path.display()),
-    };
-    let ic = if samples <= 2 { 1 } else { 3 };
+    let (img, ih, iw) = crate::data::pngdir::decode(path, None)?;
+    let ic = if img.gray { 1 } else { 3 };
+    let plane = |ch: usize| &img.planes[ch * ih * iw..(ch + 1) * ih * iw];
     // An RGB file whose three channels are equal everywhere is a grayscale image.
-    let gray_rgb = ic == 3
-        && (0..ih).all(|y| {
-            buf[y * frame.line_size..y * frame.line_size + iw * samples]
-                .chunks_exact(samples)
-                .all(|p| p[0] == p[1] && p[1] == p[2])
-        });
+    let gray_rgb = ic == 3 && plane(0) == plane(1) && plane(1) == plane(2);
     if ic != c && !(c == 1 && gray_rgb) {
         bail!(
             "{} is {} but the model draws {} images; convert it first (e.g. `convert in.png -colorspace {} out.png`)",
@@ -245,11 +220,10 @@ pub fn load_image(
     let mut out = vec![0u8; c * h * w];
     for y in 0..h {
         let sy = (y * ih / h).min(ih - 1);
-        let row = &buf[sy * frame.line_size..];
         for x in 0..w {
             let sx = (x * iw / w).min(iw - 1);
             for ch in 0..c {
-                let v = row[sx * samples + ch] as usize;
+                let v = plane(ch)[sy * iw + sx] as usize;
                 out[(ch * h + y) * w + x] = ((v * (levels - 1) + 127) / 255) as u8;
             }
         }

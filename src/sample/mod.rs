@@ -7,27 +7,24 @@
 //! | sampler | where | cost per image |
 //! | --- | --- | --- |
 //! | `sample_reference` | libtorch, any device | one full forward pass per sub-pixel |
-//! | `sample_fast` (default) | `fast`: plain f32 loops, CPU threads | each layer's output at the new pixel only |
+//! | `sample_fast` (default) | `backend::cached`: plain f32 loops, CPU threads | each layer's output at the new pixel only |
 //! | `onnx::sample_onnx` | ONNX Runtime | one full run per sub-pixel |
 //!
 //! Around them: `complete` (image completion and its figure), `plot` (training curves),
 //! `png_grid` and `raw` (outputs), `run` (the `pixc sample / complete / plot` commands).
 
 pub mod complete;
-pub mod fast;
 pub mod onnx;
-pub mod plot;
 pub mod png_grid;
 pub mod raw;
-pub mod run;
 
+use crate::backend::cached::CachedModel;
 use crate::backend::torch::TorchModel;
-use crate::ir::HeadKind;
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;
 use std::path::Path;
-use tch::{Kind, Tensor};
+use tch::Kind;
 
 /// One uniform in [0, 1) per sub-pixel, laid out N x C x H x W.
 pub fn uniforms(n: usize, c: usize, h: usize, w: usize, seed: u64) -> Vec<f32> {
@@ -35,48 +32,7 @@ pub fn uniforms(n: usize, c: usize, h: usize, w: usize, seed: u64) -> Vec<f32> {
     (0..n * c * h * w).map(|_| rng.random::<f32>()).collect()
 }
 
-/// Inverse-CDF draw of a level from logits (already divided by the temperature).
-pub fn draw(logits: &[f32], head: HeadKind, u: f32) -> u8 {
-    match head {
-        HeadKind::Bernoulli => {
-            let p = 1.0 / (1.0 + (-logits[0] as f64).exp());
-            u8::from((u as f64) < p)
-        }
-        HeadKind::Softmax => {
-            let m = logits.iter().cloned().fold(f32::NEG_INFINITY, f32::max);
-            let e: Vec<f64> = logits.iter().map(|&l| ((l - m) as f64).exp()).collect();
-            let total: f64 = e.iter().sum();
-            let target = u as f64 * total;
-            let mut acc = 0.0;
-            for (v, x) in e.iter().enumerate() {
-                acc += x;
-                if target < acc {
-                    return v as u8;
-                }
-            }
-            (logits.len() - 1) as u8
-        }
-    }
-}
-
-/// Divides raw logits by the temperature (in f32, the same way in every sampler) and
-/// draws. Both samplers call this, so equal logits and uniforms give equal draws.
-pub fn draw_scaled(raw: &[f32], head: HeadKind, temperature: f64, u: f32) -> u8 {
-    if temperature == 1.0 {
-        return draw(raw, head, u);
-    }
-    let t = temperature as f32;
-    let scaled: Vec<f32> = raw.iter().map(|&l| l / t).collect();
-    draw(&scaled, head, u)
-}
-
-/// Logits per sub-pixel: 1 (Bernoulli) or `levels` (softmax).
-pub(crate) fn per_sub_pixel(tm: &TorchModel) -> usize {
-    match tm.head {
-        HeadKind::Bernoulli => 1,
-        HeadKind::Softmax => tm.levels,
-    }
-}
+pub use crate::ir::head::{draw, draw_scaled};
 
 /// The most images one sampling call draws (a grid of 32 x 32).
 pub const MAX_SAMPLES: usize = 1024;
@@ -131,7 +87,7 @@ pub fn sample_reference(
     if let Some((vals, _)) = keep {
         img.copy_from_slice(vals);
     }
-    let l = per_sub_pixel(tm);
+    let l = crate::ir::logits_per_sub_pixel(tm.head, tm.levels);
     let total = h * w * c;
     tch::no_grad(|| -> Result<()> {
         for r in 0..h {
@@ -180,7 +136,7 @@ pub fn default_threads() -> usize {
         .unwrap_or(1)
 }
 
-/// The cached ("fast") sampler (see `fast`): same arguments and, for the same seed, the
+/// The cached ("fast") sampler (`backend::cached`): same arguments and, for the same seed, the
 /// same images as `sample_reference`, computing only what each new pixel changes. Runs
 /// on the CPU whatever device `tm` is on.
 pub fn sample_fast(
@@ -220,7 +176,7 @@ pub fn sample_fast_with_logits(
 ) -> Result<(Vec<u8>, Option<Vec<f32>>)> {
     check_request(n, temperature)?;
     check_keep(tm, n, keep)?;
-    let cm = fast::CachedModel::new(tm)?;
+    let cm = CachedModel::new(tm.model(), &tm.to_weights())?;
     let u = uniforms(n, tm.channels, tm.height, tm.width, seed);
     cm.sample_with(n, &u, temperature, keep, record, threads, progress)
 }
@@ -258,9 +214,4 @@ pub fn grid_for_run(tm: &TorchModel, dir: &Path, step: u64) -> Result<()> {
     let grid = png_grid::grid(&imgs, n, tm.channels, tm.height, tm.width, tm.levels, 4, 2)?;
     crate::util::write_atomic(&d.join(format!("step_{step:07}.png")), &grid)?;
     Ok(())
-}
-
-/// Input tensor for tests and tools.
-pub fn to_tensor(img: &[u8], n: usize, c: usize, h: usize, w: usize) -> Tensor {
-    Tensor::from_slice(img).reshape([n as i64, c as i64, h as i64, w as i64])
 }

@@ -5,26 +5,14 @@
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
-/// A `.npy` file (format version 1.0) holding `data` as uint8 with the given C-order shape.
-pub fn npy_u8(data: &[u8], shape: &[usize]) -> Vec<u8> {
-    debug_assert_eq!(data.len(), shape.iter().product::<usize>());
-    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
-    let shape_text = if dims.len() == 1 {
-        format!("({},)", dims[0])
-    } else {
-        format!("({})", dims.join(", "))
-    };
-    let mut header = format!("{{'descr': '|u1', 'fortran_order': False, 'shape': {shape_text}, }}");
-    // Magic (6) + version (2) + length (2) + header + '\n', padded with spaces to 64 bytes.
-    let unpadded = 10 + header.len() + 1;
-    header.push_str(&" ".repeat(unpadded.next_multiple_of(64) - unpadded));
-    header.push('\n');
-    let mut out = Vec::with_capacity(10 + header.len() + data.len());
-    out.extend_from_slice(b"\x93NUMPY\x01\x00");
-    out.extend_from_slice(&(header.len() as u16).to_le_bytes());
-    out.extend_from_slice(header.as_bytes());
-    out.extend_from_slice(data);
-    out
+/// A `.npy` file holding `data` as uint8 with the given C-order shape.
+pub fn npy_u8(data: &[u8], shape: &[usize]) -> Result<Vec<u8>> {
+    use ndarray_npy::WriteNpyExt;
+    let a = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(shape), data.to_vec())
+        .context("the values do not fill the shape")?;
+    let mut out = Vec::with_capacity(128 + data.len());
+    a.write_npy(&mut out).context("cannot encode .npy")?;
+    Ok(out)
 }
 
 /// One image (C x H x W, C = 1 or 3) as binary PGM (P5) or PPM (P6) with maxval

@@ -10,8 +10,9 @@
 pub mod checkpoint;
 pub mod optim;
 
-use crate::backend::torch::{self, DeviceChoice, TorchModel};
+use crate::backend::torch::{self, TorchModel};
 use crate::data::{self, DataSource, Dataset, LoadOptions, Split};
+use crate::device::Device;
 use crate::ir::validate::Model;
 use crate::spec::ast::{Spec, Train};
 use crate::weights::Weights;
@@ -24,12 +25,12 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
-use tch::{Kind, Tensor};
+use tch::Kind;
 
 /// Command-line overrides of the spec's `train:` section and run options.
 #[derive(Clone, Debug, Default)]
 pub struct TrainOptions {
-    pub device: Option<DeviceChoice>,
+    pub device: Option<Device>,
     pub epochs: Option<u64>,
     pub steps: Option<u64>,
     pub minutes: Option<f64>,
@@ -134,7 +135,7 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         tcfg.epochs = opts.epochs;
     }
     torch::set_threads(opts.threads);
-    let device = torch::resolve_device(opts.device.unwrap_or(DeviceChoice::Auto))?;
+    let device = torch::resolve_device(opts.device.unwrap_or(Device::Auto))?;
     let out = &opts.out;
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the run folder {}", out.display()))?;
@@ -165,11 +166,17 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
     opt.lr = tcfg.lr;
     if !opts.resume {
         crate::util::write_atomic(&out.join("spec.yaml"), spec_text.as_bytes())?;
-    } else if state.spec_sha256 != checkpoint::sha256(&resume_key(model, &tcfg)) {
-        bail!(
-            "the model, optimizer, batch, seed or data differ from the run's ({}); resume with the same spec (step limits and the learning rate may change), or start a new --out",
-            out.join("spec.yaml").display()
-        );
+    } else {
+        let key = checkpoint::sha256(&resume_key(model, &tcfg));
+        if state.spec_sha256 == checkpoint::sha256(&legacy_resume_key(model, &tcfg)) {
+            // A run from before the fingerprint: same model and settings; adopt the new key.
+            state.spec_sha256 = key;
+        } else if state.spec_sha256 != key {
+            bail!(
+                "the model, optimizer, batch, seed or data differ from the run's ({}); resume with the same spec (step limits and the learning rate may change), or start a new --out",
+                out.join("spec.yaml").display()
+            );
+        }
     }
 
     let batch = tcfg.batch as usize;
@@ -406,9 +413,24 @@ fn progress_bar(max_steps: Option<u64>, start: u64, json: bool) -> indicatif::Pr
     bar
 }
 
-/// What must not change when a run is resumed: the architecture and everything that fixes
-/// the data order and optimizer state. Step limits and the learning rate may change.
+/// What must not change when a run is resumed: the architecture (its canonical, versioned
+/// fingerprint, never the display text) and everything that fixes the data order and
+/// optimizer state. Step limits and the learning rate may change.
 fn resume_key(model: &Model, t: &Train) -> String {
+    format!(
+        "pixc-run-key v1\nmodel={}\noptimizer={} batch={} seed={} data={}",
+        crate::ir::fingerprint::fingerprint(model),
+        t.optimizer.name(),
+        t.batch,
+        t.seed,
+        t.data
+    )
+}
+
+/// The resume key of runs made before the fingerprint existed: the IR
+/// dump plus the same settings. Still accepted, so those runs resume; their state.json is
+/// migrated to the new key at the next save.
+fn legacy_resume_key(model: &Model, t: &Train) -> String {
     format!(
         "{}\noptimizer={} batch={} seed={} data={}",
         crate::ir::dump::ir_text(model),
@@ -450,7 +472,7 @@ pub fn eval_run(
     dir: &Path,
     split: EvalSplit,
     limit: Option<usize>,
-    device: DeviceChoice,
+    device: Device,
     mnist_dir: Option<PathBuf>,
 ) -> Result<EvalReport> {
     let (spec, model) = checkpoint::load_spec(dir)?;
@@ -479,9 +501,4 @@ pub fn eval_run(
         checkpoint: path.display().to_string(),
         data: format!("{} ({})", ds.name, ds.protocol),
     })
-}
-
-/// Reports CUDA-independent facts for `Tensor` use in other modules.
-pub fn images_tensor(images: &[u8], n: usize, c: usize, h: usize, w: usize) -> Tensor {
-    Tensor::from_slice(images).reshape([n as i64, c as i64, h as i64, w as i64])
 }

@@ -6,9 +6,9 @@
 
 use super::builder::{attr_int, attr_ints, Builder};
 use super::lstm;
-use crate::ir::mask::conv_mask;
+use crate::ir::mask::Crop;
 use crate::ir::validate::Model;
-use crate::ir::{HeadKind, Mask, NodeId, Op};
+use crate::ir::{HeadKind, NodeId, Op};
 use crate::weights::{param_key, Weights};
 use std::collections::HashMap;
 
@@ -24,61 +24,27 @@ pub fn value_of(model: &Model, id: NodeId) -> String {
     }
 }
 
-/// Masks by `(out, cin, kh, kw, is mask A, chunks)`: repeated layers share one (a 12-layer
-/// model builds each distinct mask once).
-type MaskCache = HashMap<(usize, usize, usize, usize, bool, usize), Vec<f32>>;
-
-/// Adds a node's parameters as initializers, multiplying each masked weight by its mask.
-fn add_params(
-    b: &mut Builder,
-    model: &Model,
-    id: NodeId,
-    weights: &Weights,
-    masks: &mut MaskCache,
-) -> Params {
-    let g = model.graph();
-    let groups = g.image.groups();
-    let op = &g.node(id).op;
+/// Adds a node's parameters as initializers, each masked weight multiplied by its mask
+/// (`Weights::effective`, from the descriptor) and cut to the kernel rows `Crop` keeps
+/// (for 1-row kernels, all of them).
+fn add_params(b: &mut Builder, model: &Model, id: NodeId, weights: &Weights) -> Params {
     let mut out = Params::new();
     for p in model.shapes().params(id) {
         let key = param_key(id.index(), &p.name);
         // `check_against` ran before lowering, so every tensor is present with this shape.
-        let t = &weights.tensors[&key];
+        let data = weights.effective(model, id, p);
         let s = &p.shape;
-        // (mask kind, output chunks) of a masked weight; None for unmasked tensors.
-        let masking = match (op, p.name.as_str()) {
-            (Op::Conv { mask, .. }, "weight") => Some((*mask, 1)),
-            (Op::Head { .. }, "weight") => Some((Mask::B, 1)),
-            (Op::RowLstm { .. }, "is_weight") => Some((Mask::B, 4)),
-            (Op::DiagBiLstm { .. }, "is_weight") => Some((Mask::B, 8)),
-            (Op::SkipSum, n) if n.ends_with("_weight") => Some((Mask::B, 1)),
-            _ => None,
-        };
-        match masking {
-            Some((mask, chunks)) => {
-                let m = masks
-                    .entry((s[0], s[1], s[2], s[3], mask == Mask::A, chunks))
-                    .or_insert_with(|| conv_mask(s[0], s[1], s[2], s[3], mask, groups, chunks));
-                let mut data = t.data.clone();
-                for (w, m) in data.iter_mut().zip(m.iter()) {
-                    *w *= m;
-                }
-                if let Op::Conv { .. } = op {
-                    // The rows below the centre are all zero: keep only the others, and
-                    // `lower_nodes` pads the top alone (as the libtorch back end does).
-                    let (kh, kw) = (s[2], s[3]);
-                    let rows = kh / 2 + 1;
-                    let kept: Vec<f32> = data
-                        .chunks(kh * kw)
-                        .flat_map(|k| k[..rows * kw].iter().copied())
-                        .collect();
-                    b.init_f32(&key, &[s[0], s[1], rows, kw], &kept)
-                } else {
-                    b.init_f32(&key, s, &data)
-                }
-            }
-            None => b.init_f32(&key, s, &t.data),
-        };
+        if p.mask.is_some() {
+            // `lower_nodes` pads the top alone, as the libtorch back end does.
+            let crop = Crop::of(s[2], s[3]);
+            b.init_f32(
+                &key,
+                &[s[0], s[1], crop.rows, s[3]],
+                &crop.apply(&data, s[2]),
+            );
+        } else {
+            b.init_f32(&key, s, &data);
+        }
         out.insert(p.name.clone(), key);
     }
     out
@@ -88,14 +54,13 @@ fn add_params(
 pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
     let g = model.graph();
     let (height, width) = (g.image.height, g.image.width);
-    let mut masks = MaskCache::new();
     for id in g.nodes() {
         let node = g.node(id);
         if matches!(node.op, Op::Input) {
             continue;
         }
         b.doc = format!("{} ({})", node.path, node.op.name());
-        let prm = add_params(b, model, id, weights, &mut masks);
+        let prm = add_params(b, model, id, weights);
         let p = format!("n{}", id.index());
         let out = value_of(model, id);
         let ins: Vec<String> = g.inputs(id).iter().map(|&i| value_of(model, i)).collect();
@@ -103,15 +68,16 @@ pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
         match node.op {
             Op::Input => {}
             Op::Conv { kh, kw, .. } => {
-                // Only the kernel rows at or above the centre (see `add_params`).
-                let pads = [kh / 2, kw / 2, 0, kw / 2];
+                // Only the kernel rows `Crop` keeps (see `add_params`).
+                let crop = Crop::of(kh, kw);
+                let pads = [crop.pad_top, crop.pad_side, 0, crop.pad_side];
                 conv_to(
                     b,
                     &format!("{p}.conv"),
                     x,
                     &prm["weight"],
                     &prm["bias"],
-                    &[kh / 2 + 1, kw],
+                    &[crop.rows, kw],
                     &pads,
                     &out,
                 );

@@ -265,21 +265,6 @@ pub(crate) fn split(n: usize, threads: usize) -> Vec<(usize, usize)> {
         .collect()
 }
 
-/// Runs `f` on each item, each on its own scoped thread; the results in item order.
-pub(crate) fn on_threads<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
-    let f = &f;
-    std::thread::scope(|scope| {
-        let handles: Vec<_> = items
-            .into_iter()
-            .map(|item| scope.spawn(move || f(item)))
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().expect("worker thread"))
-            .collect()
-    })
-}
-
 /// Splits `v` into consecutive chunks of `per * count` floats for each part.
 fn chunks_mut<'a>(
     mut v: &'a mut [f32],
@@ -328,7 +313,7 @@ pub fn forward(
     let y_img = g.hidden * g.plane();
     let ys = chunks_mut(y, &parts, y_img);
     let work: Vec<_> = parts.iter().copied().zip(ys).collect();
-    let saved: Vec<Part> = on_threads(work, |((first, count), yc)| {
+    let saved: Vec<Part> = crate::util::on_threads(work, |((first, count), yc)| {
         let ic = &input[first * per..(first + count) * per];
         forward_part(g, first, count, ic, p, yc)
     });
@@ -739,7 +724,7 @@ pub fn backward(saved: Saved, dy: &[f32], p: Params, input: &[f32], d_input: &mu
     let bounds: Vec<(usize, usize)> = saved.parts.iter().map(|p| (p.first, p.count)).collect();
     let d_parts = chunks_mut(d_input, &bounds, per);
     let work: Vec<_> = saved.parts.into_iter().zip(d_parts).collect();
-    let partials: Vec<Grads> = on_threads(work, |(part, dpart)| {
+    let partials: Vec<Grads> = crate::util::on_threads(work, |(part, dpart)| {
         let dyc = &dy[part.first * y_img..(part.first + part.count) * y_img];
         let ic = &input[part.first * per..(part.first + part.count) * per];
         backward_part(g, part, dyc, p, ic, dpart)

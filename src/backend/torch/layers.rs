@@ -5,16 +5,8 @@
 //! The Diagonal BiLSTM runs both directions as one recurrence (a grouped conv1d).
 
 use super::Step;
-use crate::ir::Op;
+use crate::ir::{mask::Crop, Op};
 use tch::Tensor;
-
-/// Parameter `k` of a step with its mask applied (autograd flows to the parameter).
-pub fn masked_weight(st: &Step, k: usize) -> Tensor {
-    match &st.masks[k] {
-        Some(m) => &st.params[k] * m,
-        None => st.params[k].shallow_clone(),
-    }
-}
 
 /// Applies one op to its inputs.
 pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor {
@@ -22,24 +14,33 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
     match st.op {
         Op::Input => x.shallow_clone(),
         Op::Conv { kh, kw, .. } => {
-            // Every row of a masked kernel below its centre is zero (kernels are odd), so
-            // only the top kh/2 + 1 rows are convolved, over an input padded at the top
-            // only: the same result with 5/9 of the work for a 3x3 kernel and 4/7 for a
-            // 7x7. The parameter keeps its full shape; its cut rows get zero gradient, as
-            // the mask gave them before.
-            let (ch, cw) = (kh as i64 / 2, kw as i64 / 2);
-            let w = masked_weight(st, 0).narrow(2, 0, ch + 1);
-            let x = if ch > 0 {
-                x.constant_pad_nd([0, 0, ch, 0])
+            // Only the kernel rows that may be nonzero, over an input padded at the top
+            // (`Crop`). The parameter keeps its full shape; its cut rows get zero gradient,
+            // as the mask gave them before.
+            let crop = Crop::of(kh, kw);
+            let w = st.weight("weight").narrow(2, 0, crop.rows as i64);
+            let x = if crop.pad_top > 0 {
+                x.constant_pad_nd([0, 0, crop.pad_top as i64, 0])
             } else {
                 x.shallow_clone()
             };
-            x.conv2d(&w, Some(&st.params[1]), [1, 1], [0, cw], [1, 1], 1)
+            x.conv2d(
+                &w,
+                Some(st.param("bias")),
+                [1, 1],
+                [0, crop.pad_side as i64],
+                [1, 1],
+                1,
+            )
         }
-        Op::Head { .. } => {
-            let w = masked_weight(st, 0);
-            x.conv2d(&w, Some(&st.params[1]), [1, 1], [0, 0], [1, 1], 1)
-        }
+        Op::Head { .. } => x.conv2d(
+            &st.weight("weight"),
+            Some(st.param("bias")),
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            1,
+        ),
         Op::Relu => x.relu(),
         Op::Add => ins[1..].iter().fold(x.shallow_clone(), |acc, t| &acc + *t),
         Op::SkipSum => {
@@ -49,10 +50,9 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
                 .enumerate()
                 .skip(1)
                 .map(|(i, src)| {
-                    let k = 2 * (i - 1);
                     src.conv2d(
-                        &masked_weight(st, k),
-                        Some(&st.params[k + 1]),
+                        &st.weight(&format!("proj{i}_weight")),
+                        Some(st.param(&format!("proj{i}_bias"))),
                         [1, 1],
                         [0, 0],
                         [1, 1],
@@ -85,27 +85,19 @@ fn lstm_update(gates: &Tensor, c_prev: &Tensor, dim: i64, h: i64) -> (Tensor, Te
 /// The input-to-state convolution of a Row LSTM (1 x k along the row, mask B) or
 /// Diagonal BiLSTM (1x1, mask B), for the whole image at once: the recurrences' input.
 pub fn input_to_state(st: &Step, x: &Tensor) -> Tensor {
-    let pad = match st.op {
-        Op::RowLstm { k, .. } => k as i64 / 2,
-        _ => 0,
-    };
-    x.conv2d(
-        &masked_weight(st, 0),
-        Some(&st.params[1]),
-        [1, 1],
-        [0, pad],
-        [1, 1],
-        1,
-    )
+    let w = st.weight("is_weight");
+    // A 1 x k kernel along the row, centred: k/2 columns of padding on each side.
+    let pad = w.size()[3] / 2;
+    x.conv2d(&w, Some(st.param("is_bias")), [1, 1], [0, pad], [1, 1], 1)
 }
 
 fn row_lstm(st: &Step, x: &Tensor, h: i64, height: i64) -> Tensor {
     let n = x.size()[0];
     let is = input_to_state(st, x);
-    let ss = &st.params[2];
+    let ss = st.param("ss_weight");
     let width = is.size()[3];
-    let mut hs = st.params[3].unsqueeze(0).expand([n, h, width], false);
-    let mut cs = st.params[4].unsqueeze(0).expand([n, h, width], false);
+    let mut hs = st.param("h0").unsqueeze(0).expand([n, h, width], false);
+    let mut cs = st.param("c0").unsqueeze(0).expand([n, h, width], false);
     let mut rows = Vec::with_capacity(height as usize);
     for r in 0..height {
         let gates = is.select(2, r) + hs.conv1d::<Tensor>(ss, None, [1], [1], [1], 1);
@@ -146,9 +138,13 @@ fn diag_bilstm(st: &Step, x: &Tensor, h: i64, shift: bool, height: i64, width: i
         1,
     );
     let sk = skew(&both, height, width);
-    let ss = &st.params[2];
-    let mut hs = st.params[3].unsqueeze(0).expand([n, 2 * h, height], false);
-    let mut cs = st.params[4]
+    let ss = st.param("ss_weight");
+    let mut hs = st
+        .param("h0")
+        .unsqueeze(0)
+        .expand([n, 2 * h, height], false);
+    let mut cs = st
+        .param("c0")
         .reshape([1, 2, h, height])
         .expand([n, 2, h, height], false);
     let cols = width + height - 1;

@@ -11,33 +11,14 @@ pub mod tape;
 
 pub use tape::Tape;
 
+use crate::device::Device as DeviceChoice;
 use crate::ir::validate::Model;
-use crate::ir::{mask::conv_mask, HeadKind, Mask, Op};
+use crate::ir::{HeadKind, Op, ParamSpec};
 use crate::weights::{param_key, Tensor as WTensor, Weights};
 use std::collections::BTreeMap;
 use tch::{Device, Kind, Tensor};
 
 pub use tch;
-
-/// Which device to run on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum DeviceChoice {
-    Auto,
-    Cpu,
-    Cuda,
-}
-
-impl std::str::FromStr for DeviceChoice {
-    type Err = String;
-    fn from_str(s: &str) -> Result<Self, String> {
-        match s {
-            "auto" => Ok(DeviceChoice::Auto),
-            "cpu" => Ok(DeviceChoice::Cpu),
-            "cuda" | "gpu" => Ok(DeviceChoice::Cuda),
-            _ => Err(format!("unknown device `{s}` (use auto, cpu or cuda)")),
-        }
-    }
-}
 
 /// Resolves a device choice; asking for CUDA where libtorch sees none is an error.
 pub fn resolve_device(choice: DeviceChoice) -> anyhow::Result<Device> {
@@ -148,14 +129,51 @@ pub fn views(flat: &Tensor, shapes: &[Vec<i64>]) -> Vec<Tensor> {
 pub struct Step {
     pub op: Op,
     pub inputs: Vec<usize>,
-    /// Parameter tensors in `params_of` order.
+    /// The op's parameter descriptors (`ir::params_of`), in order.
+    pub specs: Vec<ParamSpec>,
+    /// Parameter tensors, same order as `specs`.
     pub params: Vec<Tensor>,
-    /// Masks for masked weights, same order as the params they apply to (None = unmasked).
+    /// Masks for masked weights, same order (None = unmasked).
     pub masks: Vec<Option<Tensor>>,
+}
+
+impl Step {
+    /// Position of parameter `name` among this step's parameters.
+    ///
+    /// Back ends name only the parameters `params_of` gives the op, so a miss is a bug in
+    /// pixc, not bad input.
+    pub fn index(&self, name: &str) -> usize {
+        self.specs
+            .iter()
+            .position(|p| p.name == name)
+            .unwrap_or_else(|| panic!("`{}` has no parameter `{name}`", self.op.name()))
+    }
+
+    /// Parameter `name`, as stored (autograd flows to it).
+    pub fn param(&self, name: &str) -> &Tensor {
+        &self.params[self.index(name)]
+    }
+
+    /// Parameter `name` with its mask applied, if it has one (autograd flows to the
+    /// parameter).
+    pub fn weight(&self, name: &str) -> Tensor {
+        let k = self.index(name);
+        match &self.masks[k] {
+            Some(m) => &self.params[k] * m,
+            None => self.params[k].shallow_clone(),
+        }
+    }
+
+    /// The mask of parameter `name`, if it is masked.
+    pub fn mask(&self, name: &str) -> Option<&Tensor> {
+        self.masks[self.index(name)].as_ref()
+    }
 }
 
 /// A model lowered to libtorch.
 pub struct TorchModel {
+    /// The validated model this was built from (the cached sampler plans from it).
+    model: Model,
     /// Every parameter, concatenated in `parameters()` order; the parameters are views.
     flat: Tensor,
     pub(crate) steps: Vec<Step>,
@@ -199,45 +217,25 @@ impl TorchModel {
         for id in g.nodes() {
             let op = g.node(id).op.clone();
             let inputs: Vec<usize> = g.inputs(id).iter().map(|i| i.index()).collect();
-            let in_ch: Vec<usize> = g
-                .inputs(id)
-                .iter()
-                .map(|&i| model.shapes().channels(i))
-                .collect();
-            let mut masks = Vec::new();
+            let specs = model.shapes().params(id).to_vec();
             param_base.push(shapes.len());
-            for (k, p) in model.shapes().params(id).iter().enumerate() {
+            let mut masks = Vec::new();
+            for (k, p) in specs.iter().enumerate() {
                 let key = param_key(id.index(), &p.name);
                 let w = &weights.tensors[&key];
                 let dims: Vec<i64> = w.shape.iter().map(|&d| d as i64).collect();
                 all.extend_from_slice(&w.data);
                 shapes.push(dims.clone());
                 names.push((steps.len(), k, key));
-                // Which weights are masked, and with what.
-                let m = match (&op, p.name.as_str()) {
-                    (Op::Conv { mask, .. }, "weight") => Some(*mask),
-                    (Op::Head { .. }, "weight") => Some(Mask::B),
-                    (Op::RowLstm { .. }, "is_weight") | (Op::DiagBiLstm { .. }, "is_weight") => {
-                        Some(Mask::B)
-                    }
-                    (Op::SkipSum, n) if n.ends_with("_weight") => Some(Mask::B),
-                    _ => None,
-                };
-                let chunks = match op {
-                    Op::RowLstm { .. } if p.name == "is_weight" => 4,
-                    Op::DiagBiLstm { .. } if p.name == "is_weight" => 8,
-                    _ => 1,
-                };
-                masks.push(m.map(|m| {
-                    let s = &w.shape;
-                    let mk = conv_mask(s[0], s[1], s[2], s[3], m, groups, chunks);
-                    Tensor::from_slice(&mk).reshape(&dims).to_device(device)
-                }));
+                masks.push(
+                    p.mask_values(groups)
+                        .map(|m| Tensor::from_slice(&m).reshape(&dims).to_device(device)),
+                );
             }
-            let _ = in_ch;
             steps.push(Step {
                 op,
                 inputs,
+                specs,
                 params: Vec::new(),
                 masks,
             });
@@ -257,6 +255,7 @@ impl TorchModel {
         // Measured on 2 cores, Diagonal BiLSTM training: 56 images/s with libtorch at 1
         // thread against 44 at 2.
         let tm = TorchModel {
+            model: model.clone(),
             flat,
             steps,
             names,
@@ -287,6 +286,11 @@ impl TorchModel {
             };
             tch::set_num_threads(libtorch as i32);
         }
+    }
+
+    /// The validated model this was built from.
+    pub fn model(&self) -> &Model {
+        &self.model
     }
 
     /// The lowered ops in topological order (node index = position), for tools that

@@ -88,20 +88,23 @@ impl FusedInputs {
     fn new(st: &Step, x: &Tensor) -> FusedInputs {
         let (input, conv) = match st.op {
             Op::DiagBiLstm { .. } => {
-                let wm = layers::masked_weight(st, 0);
+                let wm = st.weight("is_weight");
                 let w = wm.detach().contiguous();
-                let b = st.params[1].detach().contiguous();
+                let b = st.param("is_bias").detach().contiguous();
                 (x.shallow_clone(), Some((wm, w, b)))
             }
+            // Only recurrences have a fused step (`geom`); the Row LSTM's conv stays in
+            // libtorch.
             _ => (layers::input_to_state(st, x), None),
         };
+        let data = |name: &str| st.param(name).detach().contiguous();
         FusedInputs {
             data: input.detach().contiguous(),
             input,
             conv,
-            ss: st.params[2].detach().contiguous(),
-            h0: st.params[3].detach().contiguous(),
-            c0: st.params[4].detach().contiguous(),
+            ss: data("ss_weight"),
+            h0: data("h0"),
+            c0: data("c0"),
         }
     }
 
@@ -129,6 +132,8 @@ impl TorchModel {
         let (layout, hidden) = match st.op {
             Op::RowLstm { hidden, .. } => (Layout::Row, hidden),
             Op::DiagBiLstm { hidden, shift } => (Layout::Diag { shift }, hidden),
+            // Every other op runs as plain libtorch ops: the same math, just not fused, so
+            // a new op needs nothing here.
             _ => return None,
         };
         Some(Geom {
@@ -300,23 +305,26 @@ impl TorchModel {
                                     as_mut_slice(&d_input),
                                 )
                             };
-                            let like = |v: &[f32], k: usize| {
-                                Tensor::from_slice(v).reshape(st.params[k].size())
+                            // The parameter `name`'s gradient slot and its value shaped
+                            // like the parameter.
+                            let slot = |name: &str| first + st.index(name);
+                            let like = |v: &[f32], name: &str| {
+                                Tensor::from_slice(v).reshape(st.param(name).size())
                             };
-                            add_to(&mut pg[first + 2], like(&gr.dss, 2));
-                            add_to(&mut pg[first + 3], like(&gr.dh0, 3));
-                            add_to(&mut pg[first + 4], like(&gr.dc0, 4));
+                            add_to(&mut pg[slot("ss_weight")], like(&gr.dss, "ss_weight"));
+                            add_to(&mut pg[slot("h0")], like(&gr.dh0, "h0"));
+                            add_to(&mut pg[slot("c0")], like(&gr.dc0, "c0"));
                             match &fi.conv {
                                 Some(_) => {
                                     // The kernel's input was the layer input itself; its
                                     // weight gradient is the masked weight's, masked.
-                                    let dw = like(&gr.dw, 0);
-                                    let dw = match &st.masks[0] {
+                                    let dw = like(&gr.dw, "is_weight");
+                                    let dw = match st.mask("is_weight") {
                                         Some(m) => dw * m,
                                         None => dw,
                                     };
-                                    add_to(&mut pg[first], dw);
-                                    add_to(&mut pg[first + 1], like(&gr.db, 1));
+                                    add_to(&mut pg[slot("is_weight")], dw);
+                                    add_to(&mut pg[slot("is_bias")], like(&gr.db, "is_bias"));
                                     add_to(&mut lg[st.inputs[0]], d_input);
                                 }
                                 None => {
@@ -402,7 +410,7 @@ impl TorchModel {
             .into_iter()
             .map(|(a, c)| images.narrow(0, a as i64, c as i64))
             .collect();
-        let parts = fused::on_threads(chunks, |imgs| {
+        let parts = crate::util::on_threads(chunks, |imgs| {
             // One thread inside each replica: libtorch's pool (set per thread) and
             // the fused kernels.
             tch::set_num_threads(1);

@@ -4,8 +4,10 @@
 //! Every output path is checked for writability before any sampling starts, and every
 //! file is written atomically, so a bad path fails fast and nothing is left half-written.
 
-use super::{complete, plot, png_grid, raw};
-use crate::backend::torch::{self, DeviceChoice, TorchModel};
+use crate::backend::torch::{self, TorchModel};
+use crate::device::Device;
+use crate::plot;
+use crate::sample::{self as samplers, complete, png_grid, raw};
 use crate::train::checkpoint;
 use crate::util::write_atomic;
 use anyhow::{bail, Context, Result};
@@ -27,7 +29,7 @@ pub struct SampleOptions {
     /// Use the reference sampler (a full forward pass per sub-pixel).
     pub reference: bool,
     /// Device for the reference sampler and ONNX Runtime (the cached sampler runs on the CPU).
-    pub device: DeviceChoice,
+    pub device: Device,
     /// Grid columns (default: a square-ish grid).
     pub cols: Option<usize>,
     /// Pixel size in the grid (default: about 112 pixels per image).
@@ -46,7 +48,7 @@ impl Default for SampleOptions {
             npy: None,
             pgm: None,
             reference: false,
-            device: DeviceChoice::Auto,
+            device: Device::Auto,
             cols: None,
             scale: None,
             progress: false,
@@ -156,7 +158,7 @@ fn grid_layout(
 }
 
 fn check_outputs(o: &SampleOptions) -> Result<()> {
-    super::check_request(o.n, o.temperature)?;
+    samplers::check_request(o.n, o.temperature)?;
     check_writable(&o.out)?;
     if let Some(p) = &o.npy {
         check_writable(p)?;
@@ -178,7 +180,7 @@ fn write_outputs(
     let grid = png_grid::grid(images, n, c, h, w, levels, cols, scale)?;
     let mut written = Vec::new();
     if let Some(p) = &o.npy {
-        write_atomic(p, &raw::npy_u8(images, &[n, c, h, w]))
+        write_atomic(p, &raw::npy_u8(images, &[n, c, h, w])?)
             .with_context(|| format!("cannot write {}", p.display()))?;
         written.push(p.display().to_string());
     }
@@ -195,7 +197,7 @@ fn write_outputs(
 /// Loads a run's spec and best checkpoint on `device`.
 pub fn load_run(
     run: &Path,
-    device: DeviceChoice,
+    device: Device,
 ) -> Result<(
     TorchModel,
     u64,
@@ -218,11 +220,7 @@ pub fn load_run(
 pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
     check_outputs(o)?;
     // The cached sampler runs on the CPU: do not put the weights on a GPU for nothing.
-    let device = if o.reference {
-        o.device
-    } else {
-        DeviceChoice::Cpu
-    };
+    let device = if o.reference { o.device } else { Device::Cpu };
     torch::set_threads(None);
     let (tm, step, _, _) = load_run(run, device)?;
     let total = tm.dims();
@@ -230,9 +228,9 @@ pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
     let t0 = Instant::now();
     let prog = |i: usize, _: usize| bar.set_position(i as u64 + 1);
     let images = if o.reference {
-        super::sample_reference(&tm, o.n, o.seed, o.temperature, None, prog)?
+        samplers::sample_reference(&tm, o.n, o.seed, o.temperature, None, prog)?
     } else {
-        super::sample_fast(&tm, o.n, o.seed, o.temperature, None, prog)?
+        samplers::sample_fast(&tm, o.n, o.seed, o.temperature, None, prog)?
     };
     let seconds = t0.elapsed().as_secs_f64();
     bar.finish_and_clear();
@@ -255,17 +253,13 @@ pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
 /// `pixc sample --onnx FILE`: the reference method through ONNX Runtime.
 pub fn sample_onnx_file(path: &Path, o: &SampleOptions) -> Result<SampleReport> {
     check_outputs(o)?;
-    let dev = match o.device {
-        DeviceChoice::Auto => crate::runtime::Device::Auto,
-        DeviceChoice::Cpu => crate::runtime::Device::Cpu,
-        DeviceChoice::Cuda => crate::runtime::Device::Cuda,
-    };
+    let dev = o.device;
     let (mut model, provider) = crate::runtime::OnnxModel::load(path, dev)
         .with_context(|| format!("cannot load {}", path.display()))?;
     let info = model.info().clone();
     let bar = progress_bar(info.dims(), o.progress, "sub-pixels");
     let t0 = Instant::now();
-    let images = super::onnx::sample_onnx(&mut model, o.n, o.seed, o.temperature, |i, _| {
+    let images = samplers::onnx::sample_onnx(&mut model, o.n, o.seed, o.temperature, |i, _| {
         bar.set_position(i as u64 + 1)
     })?;
     let seconds = t0.elapsed().as_secs_f64();
@@ -301,7 +295,7 @@ pub struct CompleteOptions {
     pub temperature: f64,
     pub out: PathBuf,
     pub reference: bool,
-    pub device: DeviceChoice,
+    pub device: Device,
     pub scale: Option<usize>,
     pub progress: bool,
     /// Where MNIST is read from (default: the usual lookup).
@@ -319,7 +313,7 @@ impl Default for CompleteOptions {
             temperature: 1.0,
             out: PathBuf::from("completions.png"),
             reference: false,
-            device: DeviceChoice::Auto,
+            device: Device::Auto,
             scale: None,
             progress: false,
             mnist_dir: None,
@@ -355,19 +349,15 @@ pub fn complete_run(run: &Path, o: &CompleteOptions) -> Result<CompleteReport> {
             o.samples
         );
     }
-    super::check_request(1, o.temperature)?;
-    if k.saturating_mul(o.samples) > super::MAX_SAMPLES {
+    samplers::check_request(1, o.temperature)?;
+    if k.saturating_mul(o.samples) > samplers::MAX_SAMPLES {
         bail!(
             "{k} images x {} completions is more than the {} samples one call draws; use fewer --from-test images or --samples",
             o.samples,
-            super::MAX_SAMPLES
+            samplers::MAX_SAMPLES
         );
     }
-    let device = if o.reference {
-        o.device
-    } else {
-        DeviceChoice::Cpu
-    };
+    let device = if o.reference { o.device } else { Device::Cpu };
     torch::set_threads(None);
     let (tm, _, spec, model) = load_run(run, device)?;
     let (c, h, w, levels) = (tm.channels, tm.height, tm.width, tm.levels);

@@ -1,15 +1,15 @@
-//! ONNX commands (`pixc export`, `pixc eval-onnx`, `pixc onnx-info`, the ONNX half of `pixc bench`
-//! and `pixc doctor`): thin wrappers over `backend::onnx` and `runtime` that return reports.
-//!
-//! Printing and flag parsing stay in `cli/mod.rs`; each function documents the flags it is
-//! meant to serve.
+//! Shipping a model: `pixc export --onnx`, `pixc eval --onnx`, `pixc verify` (ONNX Runtime
+//! against libtorch), the ONNX half of `pixc bench --inference` and of `pixc doctor`.
+//! Each takes options and returns a report; `cli::deploy_cmds` prints them.
 
 use crate::backend::onnx::{self, ExportMeta};
-use crate::backend::torch::{self, tch, DeviceChoice, TorchModel};
+use crate::backend::torch::{self, tch, TorchModel};
+use crate::device::Device;
 use crate::ir::validate::Model;
-use crate::runtime::{self, Device, ModelInfo, OnnxModel, Provider};
+use crate::runtime::{self, ModelInfo, OnnxModel, Provider};
+use crate::spec::ast::Spec;
 use crate::weights::Weights;
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -35,8 +35,7 @@ impl std::fmt::Display for ExportReport {
     }
 }
 
-/// `pixc export SPEC --weights W.safetensors [-o OUT.onnx]`: exports with the spec text as
-/// metadata (default OUT: the weights' path with `.onnx`). Writes atomically.
+/// Exports with the spec text as metadata. Writes atomically.
 pub fn export(
     model: &Model,
     weights: &Weights,
@@ -91,8 +90,7 @@ impl std::fmt::Display for EvalReport {
     }
 }
 
-/// `pixc eval-onnx MODEL.onnx --data SOURCE [--split test] [--limit N] [--device auto|cpu|cuda]
-/// [--batch 256]`: mean NLL of `n` images (`n x C x H x W` bytes holding the raw values
+/// Mean NLL of `n` images (`n x C x H x W` bytes holding the raw values
 /// `0..levels-1`, as the data loaders give them) through ONNX Runtime.
 pub fn eval_onnx(
     path: &Path,
@@ -141,7 +139,7 @@ pub fn eval_onnx(
     })
 }
 
-/// `pixc onnx-info MODEL.onnx [--device ...]`: the metadata a pixc ONNX file carries and the
+/// The metadata a pixc ONNX file carries and the
 /// provider it would run on.
 pub fn onnx_info(path: &Path, device: Device) -> Result<(ModelInfo, Provider)> {
     let (m, provider) = OnnxModel::load(path, device)?;
@@ -160,7 +158,7 @@ pub fn bench_inference(
     spec_path: &Path,
     batches: &[usize],
     seconds: f64,
-    device: DeviceChoice,
+    device: Device,
     export_only: bool,
 ) -> Result<serde_json::Value> {
     let (_, model, _) = crate::compile_file(spec_path)?;
@@ -256,18 +254,220 @@ fn rate(batch: usize, seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result
     Ok((n * batch) as f64 / t.elapsed().as_secs_f64())
 }
 
-/// `pixc doctor`: lines about ONNX Runtime (library, version, providers, CUDA libraries).
-pub fn doctor_lines() -> Vec<String> {
-    let mut lines = Vec::new();
-    match runtime::dylib_path() {
-        Ok(p) => lines.push(format!("onnxruntime library: {}", p.display())),
-        Err(e) => {
-            lines.push(format!("onnxruntime library: {e}"));
-            return lines;
-        }
+/// A run folder (best checkpoint) or a spec file (seeded initial weights).
+pub struct Source {
+    pub spec: Spec,
+    pub model: Model,
+    pub weights: Weights,
+    pub spec_text: String,
+    pub what: String,
+    pub default_out: PathBuf,
+}
+
+pub fn load_source(target: &Path, seed: u64) -> Result<Source> {
+    if target.is_dir() {
+        let (spec, model) = crate::train::checkpoint::load_spec(target)?;
+        let (weights, step) = crate::train::checkpoint::best_weights(target, &model)?;
+        let spec_text = std::fs::read_to_string(target.join("spec.yaml"))?;
+        Ok(Source {
+            spec,
+            model,
+            weights,
+            spec_text,
+            what: format!("{} (best checkpoint, step {step})", target.display()),
+            default_out: target.join("model.onnx"),
+        })
+    } else {
+        let (spec, model, text) = crate::compile_file(target)?;
+        let weights = Weights::init(&model, seed);
+        Ok(Source {
+            spec,
+            model,
+            weights,
+            spec_text: text,
+            what: format!("{} (initial weights, seed {seed})", target.display()),
+            default_out: target.with_extension("onnx"),
+        })
     }
-    let (version, providers) = runtime::version_and_providers();
-    lines.push(format!("onnxruntime version: {version}"));
-    lines.push(format!("onnxruntime providers: {}", providers.join(", ")));
-    lines
+}
+
+/// What `eval_onnx_data` scored: the report, the data it read, the file's metadata.
+pub struct OnnxEval {
+    pub report: EvalReport,
+    pub info: ModelInfo,
+    pub data: String,
+}
+
+/// `pixc eval --onnx MODEL.onnx [--data D] [--split S] [--limit N]`: the split of the data
+/// set the file's spec names (or `data`) through ONNX Runtime.
+pub fn eval_onnx_data(
+    path: &Path,
+    data: Option<&str>,
+    split: &str,
+    limit: Option<usize>,
+    device: Device,
+) -> Result<OnnxEval> {
+    let info = onnx_info(path, device)?.0;
+    let (imgs, n, what) = data_images(
+        info.spec_text.as_deref(),
+        data,
+        split,
+        limit,
+        (info.channels, info.height, info.width, info.levels),
+    )?;
+    let report = eval_onnx(path, &imgs, n, device, 256)?;
+    Ok(OnnxEval {
+        report,
+        info,
+        data: what,
+    })
+}
+
+/// `pixc export --onnx (RUN | SPEC) [-o OUT]`: the run's best checkpoint or the spec's
+/// seeded weights, with the spec and the weights' source as metadata.
+pub fn export_target(
+    target: &Path,
+    out: Option<&Path>,
+    seed: u64,
+) -> Result<(ExportReport, Source)> {
+    let src = load_source(target, seed)?;
+    let out = out
+        .map(Path::to_path_buf)
+        .unwrap_or(src.default_out.clone());
+    let mut meta = ExportMeta::new(src.spec_text.clone());
+    meta.spec_name = Some(src.model.graph().name.clone());
+    meta.weights_source = Some(src.what.clone());
+    let rep = export_with(&src.model, &src.weights, &meta, &out)?;
+    Ok((rep, src))
+}
+
+/// Images to score: the split of the data set the ONNX file's spec names, or `--data`.
+fn data_images(
+    spec_text: Option<&str>,
+    data: Option<&str>,
+    split: &str,
+    limit: Option<usize>,
+    want: (usize, usize, usize, usize),
+) -> Result<(Vec<u8>, usize, String)> {
+    let name = match (data, spec_text) {
+        (Some(d), _) => d.to_string(),
+        (None, Some(t)) => crate::spec::parse(t, crate::spec::Syntax::Yaml)
+            .ok()
+            .and_then(|s| s.train.map(|t| t.data))
+            .unwrap_or_else(|| "mnist-binarized".into()),
+        (None, None) => "mnist-binarized".into(),
+    };
+    let src = crate::data::DataSource::parse(&name)?;
+    let ds = crate::data::load(
+        &src,
+        &crate::data::LoadOptions {
+            png_size: Some((want.0, want.1, want.2)),
+            ..Default::default()
+        },
+    )?;
+    if (ds.channels, ds.height, ds.width, ds.levels) != want {
+        bail!(
+            "data set {} has {}x{}x{} images with {} levels; the model needs {}x{}x{} with {}",
+            ds.name,
+            ds.channels,
+            ds.height,
+            ds.width,
+            ds.levels,
+            want.0,
+            want.1,
+            want.2,
+            want.3
+        );
+    }
+    let sp = if split == "test" { ds.test } else { ds.valid };
+    let n = sp.n.min(limit.unwrap_or(usize::MAX));
+    let size = want.0 * want.1 * want.2;
+    Ok((
+        sp.images[..n * size].to_vec(),
+        n,
+        format!("{} {split}", ds.name),
+    ))
+}
+
+/// Largest |a - b|.
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f64 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (*x as f64 - *y as f64).abs())
+        .fold(0.0, f64::max)
+}
+
+/// What `verify` compared.
+#[derive(Clone, Debug)]
+pub struct VerifyReport {
+    pub source: String,
+    pub images: usize,
+    pub data: String,
+    pub torch_device: String,
+    pub provider: Provider,
+    pub max_abs_logit_diff: f64,
+    pub max_abs_nll_diff_nats: f64,
+}
+
+impl VerifyReport {
+    /// Within the limits: logits 1e-4, NLL 1e-3 nats per image.
+    pub fn ok(&self) -> bool {
+        self.max_abs_logit_diff <= 1e-4 && self.max_abs_nll_diff_nats <= 1e-3
+    }
+}
+
+/// Runs libtorch and ONNX Runtime on the same images and compares logits and NLL.
+pub fn verify(target: &Path, device: Device, images: usize, seed: u64) -> Result<VerifyReport> {
+    let src = load_source(target, seed)?;
+    let im = src.model.graph().image;
+    torch::set_threads(None);
+    let dev = torch::resolve_device(device)?;
+    let tm = TorchModel::new(&src.model, &src.weights, dev)?;
+    let bytes = crate::backend::onnx::export(
+        &src.model,
+        &src.weights,
+        &ExportMeta::new(src.spec_text.clone()),
+    )
+    .context("exporting to ONNX")?;
+    let (mut ort, provider) = OnnxModel::from_bytes(&bytes, device, &src.model.graph().name)?;
+    // Real images when the spec's data set is available, else seeded random ones.
+    let want = (im.channels, im.height, im.width, im.levels);
+    let (imgs, n, what) = match data_images(Some(&src.spec_text), None, "test", Some(images), want)
+    {
+        Ok(v) => v,
+        Err(_) => {
+            use rand::{Rng, SeedableRng};
+            let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
+            let v: Vec<u8> = (0..images * im.dims())
+                .map(|_| rng.random_range(0..im.levels) as u8)
+                .collect();
+            (v, images, "random images".to_string())
+        }
+    };
+    let mut max_logit = 0.0f64;
+    let mut max_nll = 0.0f64;
+    let d = im.dims();
+    for start in (0..n).step_by(16) {
+        let k = 16.min(n - start);
+        let chunk = &imgs[start * d..(start + k) * d];
+        let x = tm.images_to_tensor(chunk, k);
+        let (tl, tn) = tch::no_grad(|| {
+            let l = tm.forward(&x);
+            let nl = tm.nll_from_logits(&l, &x);
+            (l, nl)
+        });
+        let to_vec = torch::to_vec_f32;
+        let out = ort.run(&runtime::images_to_f32(chunk), k)?;
+        max_logit = max_logit.max(max_abs_diff(&to_vec(&tl), &out.logits));
+        max_nll = max_nll.max(max_abs_diff(&to_vec(&tn), &out.nll));
+    }
+    Ok(VerifyReport {
+        source: src.what,
+        images: n,
+        data: what,
+        torch_device: torch::device_name(dev),
+        provider,
+        max_abs_logit_diff: max_logit,
+        max_abs_nll_diff_nats: max_nll,
+    })
 }

@@ -246,5 +246,5 @@ pub fn plot(curves: &Curves, title: &str, width: u32, height: u32) -> Result<Vec
         }
         root.present().map_err(|e| err(&e))?;
     }
-    super::png_grid::encode_rgb(&buf, width as usize, height as usize)
+    crate::sample::png_grid::encode_rgb(&buf, width as usize, height as usize)
 }

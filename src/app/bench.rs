@@ -1,0 +1,328 @@
+//! `pixc bench`: training throughput and peak memory of pixc (libtorch from Rust) beside
+//! the eager PyTorch reference (python/pixc_ref.py) on the same models, weights and batch.
+//!
+//! Each model is measured in a child process (`pixc bench-one`) so its peak RSS is its own.
+
+use crate::backend::torch::{self, TorchModel};
+use crate::device::Device;
+use crate::train::optim::{clip_grad_norm, Optimizer};
+use crate::weights::Weights;
+use anyhow::{bail, Context, Result};
+use serde_json::{json, Value};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+use tch::Kind;
+
+pub const DEFAULT_SPECS: &[&str] = &[
+    "specs/diag_bilstm_7_mnist.yaml",
+    "specs/row_lstm_7_mnist.yaml",
+    "specs/pixelcnn_7_mnist.yaml",
+];
+
+/// Peak resident memory of this process in MiB (Linux VmHWM).
+pub fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|k| k.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+/// A deterministic batch: the first `n` images of the spec's data set when it loads,
+/// else seeded random images.
+fn batch_images(
+    model: &crate::ir::validate::Model,
+    spec: &crate::spec::ast::Spec,
+    n: usize,
+) -> Vec<u8> {
+    let im = model.graph().image;
+    let t = spec.train.clone().unwrap_or_default();
+    if let Ok(src) = crate::data::DataSource::parse(&t.data) {
+        if let Ok(ds) = crate::data::load(&src, &Default::default()) {
+            if ds.train.n >= n && ds.channels * ds.height * ds.width == im.dims() {
+                return ds.train.images[..n * im.dims()].to_vec();
+            }
+        }
+    }
+    use rand::{Rng, SeedableRng};
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(7);
+    (0..n * im.dims())
+        .map(|_| rng.random_range(0..im.levels) as u8)
+        .collect()
+}
+
+/// Measures one spec in this process (`pixc bench-one`, run by `bench` as a child so its
+/// peak RSS is its own).
+pub fn bench_one(
+    spec_path: &Path,
+    batch: usize,
+    seconds: f64,
+    device: Device,
+    threads: Option<usize>,
+    dump: Option<&Path>,
+) -> Result<Value> {
+    let (spec, model, _) = crate::compile_file(spec_path)?;
+    torch::set_threads(threads);
+    let dev = torch::resolve_device(device)?;
+    let w = Weights::init(&model, 0);
+    let tm = TorchModel::new(&model, &w, dev)?;
+    let imgs = batch_images(&model, &spec, batch);
+    let x = tm.images_to_tensor(&imgs, batch);
+    // The loss on the fixed batch with the initial weights, for the identical-math check.
+    let loss0 = tch::no_grad(|| f64::try_from(tm.nll(&x).mean(Kind::Double)))?;
+    if let Some(d) = dump {
+        std::fs::create_dir_all(d)?;
+        std::fs::write(d.join("weights.safetensors"), w.to_safetensors(None))?;
+        std::fs::write(
+            d.join("images.npy"),
+            crate::sample::raw::npy_u8(
+                &imgs,
+                &[
+                    batch,
+                    model.graph().image.channels,
+                    model.graph().image.height,
+                    model.graph().image.width,
+                ],
+            )?,
+        )?;
+        std::fs::write(
+            d.join("ir.json"),
+            serde_json::to_vec(&crate::ir::dump::check_json(&model))?,
+        )?;
+    }
+    let params = tm.parameters();
+    let mut opt = Optimizer::new(crate::spec::ast::Optimizer::Adam, 1e-3, &params);
+    let mut step = || -> Result<()> {
+        let (_loss, grad) = tm.nll_grads(&x);
+        clip_grad_norm(&grad, 1.0);
+        opt.step(tm.flat_parameters(), &grad);
+        if dev != tch::Device::Cpu {
+            tch::Cuda::synchronize(0);
+        }
+        Ok(())
+    };
+    // Warm-up: allocator and kernel selection.
+    step()?;
+    step()?;
+    let t0 = Instant::now();
+    let mut steps = 0;
+    while steps < 3 || (t0.elapsed().as_secs_f64() < seconds && steps < 1000) {
+        step()?;
+        steps += 1;
+    }
+    let dt = t0.elapsed().as_secs_f64();
+    let im = model.graph().image;
+    Ok(json!({
+            "model": model.graph().name,
+            "params": tm.param_count(),
+            "device": torch::device_name(dev),
+            "threads": torch::threads(),
+            "batch": batch,
+            "steps": steps,
+            "seconds": dt,
+            "images_per_second": (steps * batch) as f64 / dt,
+            "peak_rss_mib": peak_rss_mib(),
+            "loss_nats_per_image": loss0,
+        "loss_nats_per_dim": loss0 / im.dims() as f64,
+    }))
+}
+
+fn run_json(cmd: &mut Command) -> Result<Value> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!(
+            "{cmd:?} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+    }
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text
+        .lines()
+        .rev()
+        .find(|l| l.trim_start().starts_with('{'))
+        .unwrap_or("");
+    serde_json::from_str(line).with_context(|| format!("parsing the output of {cmd:?}: {text}"))
+}
+
+fn python() -> PathBuf {
+    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    if venv.exists() {
+        venv
+    } else {
+        PathBuf::from("python3")
+    }
+}
+
+/// The whole benchmark: each spec through pixc and through the PyTorch reference.
+/// `on_row` sees each row as it is measured; returns `{batch, threads, rows}`.
+#[allow(clippy::too_many_arguments)]
+pub fn bench(
+    specs: &[PathBuf],
+    batch: usize,
+    seconds: f64,
+    device: Device,
+    threads: Option<usize>,
+    pytorch: bool,
+    mut on_row: impl FnMut(&Value),
+) -> Result<Value> {
+    let exe = std::env::current_exe()?;
+    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/pixc_ref.py");
+    let threads_n = threads.unwrap_or_else(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    let mut rows = Vec::new();
+    for spec in specs {
+        let tmp =
+            std::env::temp_dir().join(format!("pixc-bench-{}-{}", std::process::id(), rows.len()));
+        let mut c = Command::new(&exe);
+        c.arg("bench-one")
+            .arg(spec)
+            .arg("--batch")
+            .arg(batch.to_string())
+            .arg("--seconds")
+            .arg(seconds.to_string());
+        c.arg("--threads")
+            .arg(threads_n.to_string())
+            .arg("--device")
+            .arg(match device {
+                Device::Auto => "auto",
+                Device::Cpu => "cpu",
+                Device::Cuda => "cuda",
+            });
+        c.arg("--dump").arg(&tmp);
+        let p = run_json(&mut c)?;
+        let mut row = json!({"spec": spec.display().to_string(), "pixc": p});
+        if pytorch && reference.exists() {
+            let dev = if p["device"].as_str().unwrap_or("cpu").starts_with("cuda") {
+                "cuda"
+            } else {
+                "cpu"
+            };
+
+            let mut pc = Command::new(python());
+            pc.arg(&reference)
+                .arg("bench")
+                .arg("--ir")
+                .arg(tmp.join("ir.json"))
+                .arg("--weights")
+                .arg(tmp.join("weights.safetensors"));
+            pc.arg("--batch")
+                .arg(batch.to_string())
+                .arg("--threads")
+                .arg(threads_n.to_string())
+                .arg("--device")
+                .arg(dev);
+            pc.arg("--steps").arg(pytorch_steps(spec)).arg("--json");
+            match run_json(&mut pc) {
+                Ok(r) => row["pytorch"] = r,
+                Err(e) => row["pytorch_error"] = json!(format!("{e:#}")),
+            }
+            // Identical math: the reference's NLL on the same batch and weights.
+            let mut nc = Command::new(python());
+            let out = tmp.join("nll.npy");
+            nc.arg(&reference)
+                .arg("nll")
+                .arg("--ir")
+                .arg(tmp.join("ir.json"))
+                .arg("--weights")
+                .arg(tmp.join("weights.safetensors"));
+            nc.arg("--images")
+                .arg(tmp.join("images.npy"))
+                .arg("--out")
+                .arg(&out);
+            if let Ok(o) = nc.output() {
+                if o.status.success() {
+                    if let Some(v) = read_npy_f32_mean(&out) {
+                        let dims = p["loss_nats_per_image"].as_f64().unwrap_or(0.0)
+                            / p["loss_nats_per_dim"].as_f64().unwrap_or(1.0);
+                        row["pytorch_loss_nats_per_image"] = json!(v);
+                        row["loss_diff_nats_per_dim"] = json!(
+                            (v - p["loss_nats_per_image"].as_f64().unwrap_or(0.0)).abs() / dims
+                        );
+                    }
+                }
+            }
+        }
+        let _ = std::fs::remove_dir_all(&tmp);
+        on_row(&row);
+        rows.push(row);
+    }
+    Ok(json!({"batch": batch, "threads": threads_n, "rows": rows}))
+}
+
+/// `pixc bench --inference`: ONNX export figures and libtorch vs ONNX Runtime NLL
+/// throughput (`app::deploy::bench_inference`) for each spec. Without specs: inference for
+/// the three MNIST models, export figures only for the other shipped specs.
+/// `on_row` sees each row as it is measured; returns `{rows}`.
+pub fn bench_inference(
+    specs: Vec<PathBuf>,
+    batches: &[usize],
+    seconds: f64,
+    device: Device,
+    threads: Option<usize>,
+    mut on_row: impl FnMut(&Value),
+) -> Result<Value> {
+    if batches.is_empty() || batches.contains(&0) {
+        bail!("--batches needs sizes of at least 1, e.g. --batches 16,256");
+    }
+    torch::set_threads(threads);
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let jobs: Vec<(PathBuf, bool)> = if specs.is_empty() {
+        let mut all: Vec<PathBuf> = std::fs::read_dir(root.join("specs"))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+            .collect();
+        all.sort();
+        all.into_iter()
+            .map(|p| {
+                let infer = DEFAULT_SPECS.iter().any(|d| p.ends_with(d));
+                (p, !infer)
+            })
+            .collect()
+    } else {
+        specs.into_iter().map(|p| (p, false)).collect()
+    };
+    let mut rows = Vec::new();
+    for (spec, export_only) in jobs {
+        let r = crate::app::deploy::bench_inference(&spec, batches, seconds, device, export_only)?;
+        on_row(&r);
+        rows.push(r);
+    }
+    Ok(json!({"rows": rows}))
+}
+
+/// Steps for the reference: enough for a stable figure without waiting minutes on the
+/// slow Diagonal BiLSTM.
+fn pytorch_steps(spec: &Path) -> String {
+    let s = spec.display().to_string();
+    if s.contains("diag") {
+        "4".into()
+    } else if s.contains("row") {
+        "8".into()
+    } else {
+        "20".into()
+    }
+}
+
+/// The mean of a `.npy` file of f32 or f64 values (the PyTorch reference's losses).
+fn read_npy_f32_mean(path: &Path) -> Option<f64> {
+    use ndarray_npy::ReadNpyExt;
+    let f = || std::fs::File::open(path).ok();
+    let v: Vec<f64> = match ndarray::ArrayD::<f64>::read_npy(f()?) {
+        Ok(a) => a.iter().copied().collect(),
+        Err(_) => ndarray::ArrayD::<f32>::read_npy(f()?)
+            .ok()?
+            .iter()
+            .map(|&x| x as f64)
+            .collect(),
+    };
+    (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}

@@ -1,0 +1,72 @@
+//! `pixc doctor`: what this machine offers pixc (libtorch, CUDA, ONNX Runtime, data sets).
+
+use crate::backend::torch;
+
+/// The facts `pixc doctor` prints.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DoctorReport {
+    pub pixc: &'static str,
+    pub libtorch: &'static str,
+    pub libtorch_path: &'static str,
+    pub torch_threads: usize,
+    pub cuda_available: bool,
+    pub cuda_devices: i64,
+    pub cuda_device_name: Option<String>,
+    pub onnxruntime: Option<String>,
+    pub onnxruntime_providers: Vec<String>,
+    pub onnxruntime_error: Option<String>,
+    pub datasets: Vec<DatasetFound>,
+}
+
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct DatasetFound {
+    pub name: String,
+    pub path: Option<String>,
+}
+
+pub fn doctor() -> DoctorReport {
+    let cuda = tch::Cuda::is_available();
+    let cuda_devices = if cuda { tch::Cuda::device_count() } else { 0 };
+    let (onnxruntime, onnxruntime_providers, onnxruntime_error) = match crate::runtime::dylib_path()
+    {
+        Ok(_) => {
+            let (v, p) = crate::runtime::version_and_providers();
+            (Some(v), p, None)
+        }
+        Err(e) => (None, vec![], Some(e.to_string())),
+    };
+    let datasets = crate::data::find_datasets(&Default::default())
+        .into_iter()
+        .map(|(n, p)| DatasetFound {
+            name: n,
+            path: p.map(|p| p.display().to_string()),
+        })
+        .collect();
+    DoctorReport {
+        pixc: env!("CARGO_PKG_VERSION"),
+        libtorch: env!("PIXC_LIBTORCH_VERSION"),
+        libtorch_path: env!("PIXC_LIBTORCH_LIB"),
+        torch_threads: torch::threads(),
+        cuda_available: cuda,
+        cuda_devices,
+        cuda_device_name: if cuda { gpu_name() } else { None },
+        onnxruntime,
+        onnxruntime_providers,
+        onnxruntime_error,
+        datasets,
+    }
+}
+
+/// The GPU's marketing name via nvidia-smi, when present (libtorch's C API does not expose it).
+fn gpu_name() -> Option<String> {
+    let out = std::process::Command::new("nvidia-smi")
+        .args(["--query-gpu=name", "--format=csv,noheader"])
+        .output()
+        .ok()?;
+    let s = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .next()?
+        .trim()
+        .to_string();
+    (!s.is_empty()).then_some(s)
+}
