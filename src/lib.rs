@@ -1,7 +1,7 @@
 //! pixc: a compiler for declarative PixelRNN-family model specs.
 //!
 //! Pipeline (one module per stage):
-//! `spec` (YAML / DSL front ends -> AST) -> `ir::lower` (AST -> graph) -> `ir::validate`
+//! `front` (YAML / DSL front ends -> AST) -> `ir::lower` (AST -> graph) -> `ir::validate`
 //! (shapes, rules, causality proof -> `ir::validate::Model`) -> back ends.
 //! See ARCHITECTURE.md for the code map and invariants.
 
@@ -11,18 +11,18 @@ pub mod cli;
 pub mod data;
 pub mod device;
 pub mod diag;
+pub mod front;
 pub mod ir;
 pub mod plot;
 pub mod runtime;
 pub mod sample;
-pub mod spec;
 pub mod train;
 pub mod util;
 pub mod weights;
 
 use diag::Diagnostic;
+use front::{ast::Spec, Syntax};
 use ir::validate::{Model, Options};
-use spec::{ast::Spec, Syntax};
 
 /// Compiles spec text to a validated model.
 pub fn compile_str(text: &str, syntax: Syntax) -> Result<(Spec, Model), Vec<Diagnostic>> {
@@ -35,7 +35,7 @@ pub fn compile_with(
     syntax: Syntax,
     opts: Options,
 ) -> Result<(Spec, Model), Vec<Diagnostic>> {
-    let spec = spec::parse(text, syntax)?;
+    let spec = front::parse(text, syntax)?;
     let graph = ir::lower::lower(&spec)?;
     let model = ir::validate::validate(graph, opts)?;
     Ok((spec, model))
@@ -72,7 +72,7 @@ pub fn compile_bytes<'a>(
     bytes: &'a [u8],
     opts: Options,
 ) -> Result<(Spec, Model, &'a str), SpecError> {
-    let text = spec::check_text(bytes).map_err(|d| SpecError {
+    let text = front::check_text(bytes).map_err(|d| SpecError {
         rendered: diag::render(name, &String::from_utf8_lossy(bytes), &d),
         diagnostics: d,
     })?;

@@ -1,8 +1,8 @@
 //! The resume identity: a canonical, versioned fingerprint of the validated model, not the
 //! display dump; runs made before it existed still resume.
 
+use pixc::front::Syntax;
 use pixc::ir::fingerprint::{canonical, fingerprint};
-use pixc::spec::Syntax;
 use std::path::Path;
 
 fn specs() -> Vec<std::path::PathBuf> {
@@ -18,8 +18,8 @@ fn specs() -> Vec<std::path::PathBuf> {
 fn the_same_model_in_either_syntax_has_one_fingerprint() {
     for p in specs() {
         let (_, m, _) = pixc::compile_file(&p).unwrap();
-        let dsl = pixc::spec::fmt::to_dsl(
-            &pixc::spec::parse(&std::fs::read_to_string(&p).unwrap(), Syntax::Yaml).unwrap(),
+        let dsl = pixc::front::fmt::to_dsl(
+            &pixc::front::parse(&std::fs::read_to_string(&p).unwrap(), Syntax::Yaml).unwrap(),
         );
         let (_, m2) = pixc::compile_str(&dsl, Syntax::Dsl).unwrap();
         assert_eq!(fingerprint(&m), fingerprint(&m2), "{}", p.display());

@@ -5,8 +5,8 @@
 mod common;
 
 use pixc::backend::torch::{self, tch, TorchModel};
+use pixc::front::Syntax;
 use pixc::ir::validate::Model;
-use pixc::spec::Syntax;
 use pixc::weights::Weights;
 use tch::{Device, Kind, Tensor};
 

@@ -4,7 +4,7 @@
 use pixc::app::deploy as onnx_cmds;
 use pixc::{runtime, weights};
 
-use pixc::spec::Syntax;
+use pixc::front::Syntax;
 use rand::{Rng, SeedableRng};
 use runtime::{Device, Provider};
 

@@ -2,9 +2,9 @@
 //! ORT, the in-graph NLL, the shipped specs, and (when present) the PyTorch reference.
 
 use pixc::backend::onnx::{export, export_proto, meta_keys, ExportMeta, IR_VERSION, OPSET};
+use pixc::front::Syntax;
 use pixc::ir::validate::{Model, Options};
 use pixc::runtime::{self, Device, OnnxModel, Provider};
-use pixc::spec::Syntax;
 use pixc::weights::Weights;
 use rand::{Rng, SeedableRng};
 use rand_chacha::ChaCha8Rng;

@@ -5,8 +5,8 @@ mod common;
 
 use pixc::backend::onnx::{export, ExportMeta};
 use pixc::backend::torch::TorchModel;
+use pixc::front::Syntax;
 use pixc::runtime::{images_to_f32, Device, OnnxModel};
-use pixc::spec::Syntax;
 use pixc::weights::Weights;
 use rand::{Rng, SeedableRng};
 use tch::Kind;

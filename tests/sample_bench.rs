@@ -6,7 +6,7 @@
 //! `bench_sampling` works, on a tiny model.
 
 use pixc::backend::torch::{tch, TorchModel};
-use pixc::spec::Syntax;
+use pixc::front::Syntax;
 use pixc::weights::Weights;
 
 fn model_from(text: &str) -> TorchModel {

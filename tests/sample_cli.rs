@@ -10,7 +10,7 @@ mod sample_cmds;
 
 use clap::Parser;
 use pixc::app::sample::{self as run, CompleteOptions, SampleOptions};
-use pixc::spec::Syntax;
+use pixc::front::Syntax;
 use pixc::weights::Weights;
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};

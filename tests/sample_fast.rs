@@ -7,8 +7,8 @@
 
 use pixc::backend::cached::CachedModel;
 use pixc::backend::torch::{tch, TorchModel};
+use pixc::front::Syntax;
 use pixc::sample;
-use pixc::spec::Syntax;
 use pixc::weights::Weights;
 use tch::{Device, Kind};
 

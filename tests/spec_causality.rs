@@ -3,8 +3,8 @@
 //! shipped and the deliberately leaky specs, the one pixel the Diagonal BiLSTM misses, the
 //! Row LSTM's triangle, PixelCNN's blind spot, and the R/G/B order within a pixel.
 
+use pixc::front::Syntax;
 use pixc::ir::validate::{Model, Options};
-use pixc::spec::Syntax;
 use std::collections::BTreeSet;
 use std::path::Path;
 

@@ -22,8 +22,8 @@ fn config(cases: u32) -> Config {
 
 /// Known src bug, tolerated here so the properties keep finding other problems: an error
 /// at the very end of the text (e.g. YAML that ends mid-construct, or `kernel: 3x` as the
-/// last bytes) gets the one-byte span `len..len + 1`, one past the end (spec/yaml.rs and
-/// spec/build.rs make `Span::new(at, at + 1)` without clamping). Rendering clamps it, so
+/// last bytes) gets the one-byte span `len..len + 1`, one past the end (front/yaml.rs and
+/// front/build.rs make `Span::new(at, at + 1)` without clamping). Rendering clamps it, so
 /// the output is right. `eof_spans_stay_within_the_text` below is the strict version.
 const TOLERATE_ONE_PAST_EOF: bool = true;
 

@@ -3,9 +3,9 @@
 //! takes) are compared with what the front ends accept, the example at the end of the
 //! grammar must compile, and the documented quirks of the token rules must hold.
 
-use pixc::spec::build::LAYER_TYPES;
-use pixc::spec::dsl::positional_key;
-use pixc::spec::{parse, Syntax};
+use pixc::front::build::LAYER_TYPES;
+use pixc::front::dsl::positional_key;
+use pixc::front::{parse, Syntax};
 use std::collections::BTreeMap;
 
 const GRAMMAR: &str = include_str!("../grammar/pixc.ebnf");

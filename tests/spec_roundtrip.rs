@@ -2,10 +2,10 @@
 //! YAML -> AST -> DSL text -> AST -> YAML text keeps the IR identical, and the canonical
 //! printers are fixpoints. Also `pixc fmt --check` on canonical and non-canonical files.
 
+use pixc::front::ast::Spec;
+use pixc::front::fmt::{to_dsl, to_yaml};
+use pixc::front::{parse, Syntax};
 use pixc::ir::dump::ir_text;
-use pixc::spec::ast::Spec;
-use pixc::spec::fmt::{to_dsl, to_yaml};
-use pixc::spec::{parse, Syntax};
 use std::path::{Path, PathBuf};
 use std::process::Command;
 

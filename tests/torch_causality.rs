@@ -5,9 +5,9 @@ mod common;
 
 use common::shrink;
 use pixc::backend::torch::{tch, TorchModel};
+use pixc::front::Syntax;
 use pixc::ir::validate::{Model, Options};
 use pixc::ir::OpKind;
-use pixc::spec::Syntax;
 use pixc::weights::Weights;
 use tch::{Device, Kind, Tensor};
 

@@ -1,7 +1,7 @@
 //! Training on real MNIST end to end: resume is bit-for-bit, NaN stops cleanly keeping the
 //! last good checkpoint, corrupt or missing checkpoints give clear errors.
 
-use pixc::spec::Syntax;
+use pixc::front::Syntax;
 use pixc::train::{self, EvalSplit, TrainOptions};
 use std::path::Path;
 

@@ -38,7 +38,7 @@ pub fn peak_rss_mib() -> f64 {
 /// else seeded random images.
 fn batch_images(
     model: &crate::ir::validate::Model,
-    spec: &crate::spec::ast::Spec,
+    spec: &crate::front::ast::Spec,
     n: usize,
 ) -> Vec<u8> {
     let im = model.graph().image;
@@ -97,7 +97,7 @@ pub fn bench_one(
         )?;
     }
     let params = tm.parameters();
-    let mut opt = Optimizer::new(crate::spec::ast::Optimizer::Adam, 1e-3, &params);
+    let mut opt = Optimizer::new(crate::front::ast::Optimizer::Adam, 1e-3, &params);
     let mut step = || -> Result<()> {
         let (_loss, grad) = tm.nll_grads(&x);
         clip_grad_norm(&grad, 1.0);

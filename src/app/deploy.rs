@@ -5,9 +5,9 @@
 use crate::backend::onnx::{self, ExportMeta};
 use crate::backend::torch::{self, tch, TorchModel};
 use crate::device::Device;
+use crate::front::ast::Spec;
 use crate::ir::validate::Model;
 use crate::runtime::{self, ModelInfo, OnnxModel, Provider};
-use crate::spec::ast::Spec;
 use crate::weights::Weights;
 use anyhow::{bail, Context, Result};
 use rand::{Rng, SeedableRng};
@@ -351,7 +351,7 @@ fn data_images(
 ) -> Result<(Vec<u8>, usize, String)> {
     let name = match (data, spec_text) {
         (Some(d), _) => d.to_string(),
-        (None, Some(t)) => crate::spec::parse(t, crate::spec::Syntax::Yaml)
+        (None, Some(t)) => crate::front::parse(t, crate::front::Syntax::Yaml)
             .ok()
             .and_then(|s| s.train.map(|t| t.data))
             .unwrap_or_else(|| "mnist-binarized".into()),

@@ -201,7 +201,7 @@ pub fn load_run(
 ) -> Result<(
     TorchModel,
     u64,
-    crate::spec::ast::Spec,
+    crate::front::ast::Spec,
     crate::ir::validate::Model,
 )> {
     if !run.is_dir() {

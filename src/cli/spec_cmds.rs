@@ -1,7 +1,7 @@
 //! `pixc check`, `pixc graph` and `pixc fmt`: the spec-only commands.
 
+use crate::front::{self, Syntax};
 use crate::ir::dump;
-use crate::spec::{self, Syntax};
 use anyhow::{Context, Result};
 use std::path::Path;
 
@@ -36,8 +36,8 @@ pub fn fmt(path: &Path, to: Option<&str>, check: bool, write: bool) -> Result<i3
         None => from,
     };
     let out = match target {
-        Syntax::Yaml => spec::fmt::to_yaml(&spec_ast),
-        Syntax::Dsl => spec::fmt::to_dsl(&spec_ast),
+        Syntax::Yaml => front::fmt::to_yaml(&spec_ast),
+        Syntax::Dsl => front::fmt::to_dsl(&spec_ast),
     };
     if check {
         if target != from {

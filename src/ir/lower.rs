@@ -3,7 +3,7 @@
 
 use super::{Graph, ImageSpec, NodeId, Op};
 use crate::diag::{did_you_mean, Diagnostic, Span};
-use crate::spec::ast::{BinOp, Expr, Layer, LayerKind, Mask, Sp, Spec};
+use crate::front::ast::{BinOp, Expr, Layer, LayerKind, Mask, Sp, Spec};
 use std::collections::HashMap;
 
 /// Upper bounds that keep a typo (`hidden: 16000000`) from allocating the machine away.

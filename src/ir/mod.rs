@@ -30,7 +30,7 @@ use petgraph::graph::{DiGraph, NodeIndex};
 use petgraph::visit::EdgeRef;
 use petgraph::Direction;
 
-pub use crate::spec::ast::{HeadKind, Mask};
+pub use crate::front::ast::{HeadKind, Mask};
 pub use head::{head_out_channels, logits_per_sub_pixel};
 
 /// A node of the graph. Node ids are dense and follow creation order, which is a

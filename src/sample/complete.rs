@@ -3,8 +3,8 @@
 
 use super::png_grid;
 use crate::backend::torch::TorchModel;
+use crate::front::ast::Spec;
 use crate::ir::validate::Model;
-use crate::spec::ast::Spec;
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 
@@ -139,7 +139,7 @@ pub fn test_images(
         .train
         .as_ref()
         .map(|t| t.data.clone())
-        .unwrap_or_else(|| crate::spec::ast::Train::default().data);
+        .unwrap_or_else(|| crate::front::ast::Train::default().data);
     let src = crate::data::DataSource::parse(&name)?;
     let im = model.graph().image;
     let opts = crate::data::LoadOptions {

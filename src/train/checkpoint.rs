@@ -2,8 +2,8 @@
 
 use super::optim::Optimizer;
 use crate::backend::torch::TorchModel;
+use crate::front::ast::Spec;
 use crate::ir::validate::Model;
-use crate::spec::ast::Spec;
 use crate::util::write_atomic;
 use crate::weights::{Tensor as WTensor, Weights};
 use anyhow::{bail, Context, Result};

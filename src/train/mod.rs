@@ -13,8 +13,8 @@ pub mod optim;
 use crate::backend::torch::{self, TorchModel};
 use crate::data::{self, DataSource, Dataset, LoadOptions, Split};
 use crate::device::Device;
+use crate::front::ast::{Spec, Train};
 use crate::ir::validate::Model;
-use crate::spec::ast::{Spec, Train};
 use crate::weights::Weights;
 use anyhow::{bail, Context, Result};
 use checkpoint::RunState;
@@ -140,7 +140,7 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the run folder {}", out.display()))?;
     let run_spec = spec_for_run(spec, &tcfg);
-    let spec_text = crate::spec::fmt::to_yaml(&run_spec);
+    let spec_text = crate::front::fmt::to_yaml(&run_spec);
 
     let mut ds = load_data(&tcfg, opts.data.as_deref(), opts.mnist_dir.clone(), model)?;
     let im = model.graph().image;

@@ -2,7 +2,7 @@
 //! be checkpointed with the weights and training resumes bit for bit.
 
 use crate::backend::torch::views;
-use crate::spec::ast::Optimizer as Kind_;
+use crate::front::ast::Optimizer as Kind_;
 use tch::{Kind, Tensor};
 
 pub struct Optimizer {
