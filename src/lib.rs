@@ -9,6 +9,7 @@ pub mod backend;
 pub mod cli;
 pub mod data;
 pub mod diag;
+pub mod integrity;
 pub mod ir;
 pub mod runtime;
 pub mod sample;
