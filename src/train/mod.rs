@@ -8,6 +8,7 @@
 //! write never loses the previous good checkpoint.
 
 pub mod checkpoint;
+pub mod fsck;
 pub mod optim;
 pub mod recovery;
 
