@@ -109,3 +109,41 @@ pub fn write_files_atomic(files: &[(&Path, &[u8])]) -> Result<(), WriteError> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_replaces_nothing_and_leaves_no_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        write_files_atomic(&[(&a, b"old a"), (&b, b"old b")]).unwrap();
+        // A directory where b's temp file goes makes its write fail after a's succeeded.
+        std::fs::create_dir(temp_path(d.path(), "b")).unwrap();
+        let e = write_files_atomic(&[(&a, b"new a"), (&b, b"new b")]).unwrap_err();
+        assert_eq!(
+            (e.path.as_path(), e.phase),
+            (b.as_path(), WritePhase::Writing)
+        );
+        assert_eq!(std::fs::read(&a).unwrap(), b"old a");
+        assert_eq!(std::fs::read(&b).unwrap(), b"old b");
+        assert!(!temp_path(d.path(), "a").exists());
+    }
+
+    #[test]
+    fn a_failed_rename_says_which_files_were_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        // A non-empty directory named b cannot be replaced by a file.
+        std::fs::create_dir_all(b.join("x")).unwrap();
+        let e = write_files_atomic(&[(&a, b"new a"), (&b, b"new b")]).unwrap_err();
+        assert_eq!(
+            (e.path.as_path(), e.phase),
+            (b.as_path(), WritePhase::Replacing)
+        );
+        assert_eq!(e.replaced, vec![a.clone()]);
+        assert_eq!(std::fs::read(&a).unwrap(), b"new a");
+        assert!(!temp_path(d.path(), "b").exists());
+    }
+}

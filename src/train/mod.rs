@@ -166,7 +166,14 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
     };
     opt.lr = tcfg.lr;
     if !opts.resume {
-        crate::util::write_atomic(&out.join("spec.yaml"), spec_text.as_bytes())?;
+        crate::util::write_atomic(&out.join("spec.yaml"), spec_text.as_bytes()).with_context(
+            || {
+                format!(
+                    "cannot write {} before step 1 (nothing was trained or saved yet)",
+                    out.join("spec.yaml").display()
+                )
+            },
+        )?;
     } else if state.spec_sha256 != checkpoint::sha256(&resume_key(model, &tcfg)) {
         bail!(
             "the model, optimizer, batch, seed or data differ from the run's ({}); resume with the same spec (step limits and the learning rate may change), or start a new --out",

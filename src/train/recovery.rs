@@ -139,3 +139,61 @@ pub fn append_failed(
         resume_command(out, minutes)
     )
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn failure(phase: WritePhase, replaced: Vec<PathBuf>) -> anyhow::Error {
+        anyhow::Error::new(WriteError {
+            path: PathBuf::from("run/last.safetensors"),
+            phase,
+            replaced,
+            source: std::io::Error::from(std::io::ErrorKind::StorageFull),
+        })
+    }
+
+    #[test]
+    fn a_failed_save_says_what_is_on_disk() {
+        let out = Path::new("run");
+        let mut before = RunState::new("k");
+        // Nothing saved before: nothing to resume from.
+        let m = save_failed(&failure(WritePhase::Writing, vec![]), 2, out, &before, None);
+        assert!(
+            m.contains("run/last.safetensors") && m.contains("step 2"),
+            "{m}"
+        );
+        assert!(
+            m.contains("free some disk space") && !m.contains("--resume"),
+            "{m}"
+        );
+        // An earlier checkpoint: it is named, with the command that continues from it.
+        before.saved_step = 4;
+        before.best_step = 2;
+        before.best_valid = Some(1.0);
+        let m = save_failed(&failure(WritePhase::Writing, vec![]), 6, out, &before, None);
+        assert!(
+            m.contains("checkpoint of step 4") && m.contains("is step 2"),
+            "{m}"
+        );
+        assert!(
+            m.ends_with("pixc train run/spec.yaml --out run --resume"),
+            "{m}"
+        );
+        // Some files already replaced: no claim that the old checkpoint is intact.
+        let replaced = vec![PathBuf::from("run/last.optim.safetensors")];
+        let m = save_failed(
+            &failure(WritePhase::Replacing, replaced),
+            6,
+            out,
+            &before,
+            None,
+        );
+        assert!(
+            m.contains("last.optim.safetensors") && m.contains("pixc fsck run"),
+            "{m}"
+        );
+        assert!(!m.contains("intact;"), "{m}");
+    }
+}
