@@ -12,6 +12,7 @@ pub mod data;
 pub mod device;
 pub mod diag;
 pub mod front;
+pub mod integrity;
 pub mod ir;
 pub mod plot;
 pub mod runtime;

@@ -1,8 +1,9 @@
-//! Small shared helpers: atomic file writes, the scoped-thread fan-out.
+//! Small shared helpers: atomic file writes (one file, or a set replaced together), the
+//! scoped-thread fan-out.
 
 use anyhow::{Context, Result};
 use std::io::Write;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 /// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename), so
 /// readers and crashes never see a half-written file and the previous version survives
@@ -17,7 +18,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         .with_context(|| format!("{} is not a file path", path.display()))?
         .to_string_lossy()
         .into_owned();
-    let tmp = dir.join(format!(".{file_name}.{}.tmp", std::process::id()));
+    let tmp = temp_path(&dir, &file_name);
     let res = (|| -> Result<()> {
         let mut f = std::fs::File::create(&tmp)
             .with_context(|| format!("cannot write in {}", dir.display()))?;
@@ -62,4 +63,119 @@ pub fn fan_out<T: Send, R: Send>(
 /// Runs `f` on each item in parallel (`fan_out` with the same function for all).
 pub fn on_threads<T: Send, R: Send>(items: Vec<T>, f: impl Fn(T) -> R + Sync) -> Vec<R> {
     fan_out(items, &f, &f)
+}
+
+/// The temp file `write_atomic` and `write_files_atomic` write beside `file_name` in `dir`.
+/// The process id keeps two processes writing into one folder apart.
+pub fn temp_path(dir: &Path, file_name: &str) -> PathBuf {
+    dir.join(format!(".{file_name}.{}.tmp", std::process::id()))
+}
+
+/// Which phase of `write_files_atomic` failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WritePhase {
+    /// Writing a temp file: no file was replaced, every previous version is intact.
+    Writing,
+    /// Renaming a complete temp file over its target: the files before it were replaced.
+    Replacing,
+}
+
+/// A failed `write_files_atomic`: the file, the phase and the OS error (its `source`, so
+/// `{:#}` prints it once).
+#[derive(Debug, thiserror::Error)]
+#[error("cannot {} {}", match phase { WritePhase::Writing => "write", WritePhase::Replacing => "replace" }, path.display())]
+pub struct WriteError {
+    pub path: PathBuf,
+    pub phase: WritePhase,
+    /// Files already replaced by new versions (non-empty only when `Replacing`).
+    pub replaced: Vec<PathBuf>,
+    pub source: std::io::Error,
+}
+
+/// Writes several files so that a failure while writing them (a full disk, a read-only
+/// folder) replaces none: each goes to a synced temp file beside it first, and the renames,
+/// in the order given, start only when every temp file is complete. A failed write removes
+/// the temp files. Put the file that commits the others (a run's `state.json`) last.
+pub fn write_files_atomic(files: &[(&Path, &[u8])]) -> Result<(), WriteError> {
+    let mut temps: Vec<PathBuf> = Vec::with_capacity(files.len());
+    let fail = |path: &Path, phase, replaced, source| WriteError {
+        path: path.to_path_buf(),
+        phase,
+        replaced,
+        source,
+    };
+    for (path, bytes) in files {
+        let dir = match path.parent() {
+            Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        let name = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let tmp = temp_path(&dir, &name);
+        let res = (|| -> std::io::Result<()> {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_all()
+        })();
+        // A failed create leaves no file of ours behind (it may be a directory in the way).
+        if res.is_ok() || tmp.is_file() {
+            temps.push(tmp);
+        }
+        if let Err(e) = res {
+            for t in &temps {
+                let _ = std::fs::remove_file(t);
+            }
+            return Err(fail(path, WritePhase::Writing, vec![], e));
+        }
+    }
+    for (i, ((path, _), tmp)) in files.iter().zip(&temps).enumerate() {
+        if let Err(e) = std::fs::rename(tmp, path) {
+            for t in &temps[i..] {
+                let _ = std::fs::remove_file(t);
+            }
+            let replaced = files[..i].iter().map(|(p, _)| p.to_path_buf()).collect();
+            return Err(fail(path, WritePhase::Replacing, replaced, e));
+        }
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_failed_write_replaces_nothing_and_leaves_no_temp_file() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        write_files_atomic(&[(&a, b"old a"), (&b, b"old b")]).unwrap();
+        // A directory where b's temp file goes makes its write fail after a's succeeded.
+        std::fs::create_dir(temp_path(d.path(), "b")).unwrap();
+        let e = write_files_atomic(&[(&a, b"new a"), (&b, b"new b")]).unwrap_err();
+        assert_eq!(
+            (e.path.as_path(), e.phase),
+            (b.as_path(), WritePhase::Writing)
+        );
+        assert_eq!(std::fs::read(&a).unwrap(), b"old a");
+        assert_eq!(std::fs::read(&b).unwrap(), b"old b");
+        assert!(!temp_path(d.path(), "a").exists());
+    }
+
+    #[test]
+    fn a_failed_rename_says_which_files_were_replaced() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a"), d.path().join("b"));
+        // A non-empty directory named b cannot be replaced by a file.
+        std::fs::create_dir_all(b.join("x")).unwrap();
+        let e = write_files_atomic(&[(&a, b"new a"), (&b, b"new b")]).unwrap_err();
+        assert_eq!(
+            (e.path.as_path(), e.phase),
+            (b.as_path(), WritePhase::Replacing)
+        );
+        assert_eq!(e.replaced, vec![a.clone()]);
+        assert_eq!(std::fs::read(&a).unwrap(), b"new a");
+        assert!(!temp_path(d.path(), "b").exists());
+    }
 }

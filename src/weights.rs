@@ -37,6 +37,8 @@ pub enum WeightsError {
     Corrupt { path: String, reason: String },
     #[error("{path} does not match the spec: {reason}")]
     Mismatch { path: String, reason: String },
+    #[error("{path} is corrupt: {reason}. The file changed after pixc wrote it (disk, copy or edit); restore it from a copy")]
+    Checksum { path: String, reason: String },
 }
 
 /// The safetensors name of a node's parameter.
@@ -129,8 +131,14 @@ impl Weights {
         m
     }
 
-    /// Serialises to safetensors bytes with optional string metadata.
+    /// Serialises to safetensors bytes with optional string metadata, sealed with the
+    /// file's SHA-256 (`integrity::KEY` in the metadata; see `crate::integrity`).
     pub fn to_safetensors(&self, metadata: Option<HashMap<String, String>>) -> Vec<u8> {
+        let mut metadata = metadata.unwrap_or_default();
+        metadata.insert(
+            crate::integrity::KEY.to_string(),
+            crate::integrity::PLACEHOLDER.to_string(),
+        );
         let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
             .tensors
             .iter()
@@ -151,10 +159,15 @@ impl Weights {
                 )
             })
             .collect();
-        safetensors::tensor::serialize(views, metadata).expect("f32 tensors always serialise")
+        let mut out = safetensors::tensor::serialize(views, Some(metadata))
+            .expect("f32 tensors always serialise");
+        crate::integrity::seal(&mut out).expect("the placeholder was just written");
+        out
     }
 
-    /// Parses safetensors bytes (f32 tensors only); returns the weights and metadata.
+    /// Parses safetensors bytes (f32 tensors only) after checking their checksum; returns
+    /// the weights and metadata. The metadata holds `integrity::KEY` exactly when the
+    /// checksum was there and matched (see `has_checksum`).
     pub fn from_safetensors(
         bytes: &[u8],
         path: &str,
@@ -163,7 +176,21 @@ impl Weights {
             path: path.to_string(),
             reason,
         };
+        let sealed = crate::integrity::check(bytes).map_err(|reason| WeightsError::Checksum {
+            path: path.to_string(),
+            reason,
+        })?;
         let (_, meta) = SafeTensors::read_metadata(bytes).map_err(|e| corrupt(e.to_string()))?;
+        let metadata = meta.metadata().clone().unwrap_or_default();
+        if sealed == crate::integrity::Check::Absent && metadata.contains_key(crate::integrity::KEY)
+        {
+            // Present in the metadata but not where pixc writes it (the header was rewritten
+            // by another tool): it was not checked, so it must not pass as verified.
+            return Err(corrupt(format!(
+                "its checksum `{}` is not where pixc writes it",
+                crate::integrity::KEY
+            )));
+        }
         let st = SafeTensors::deserialize(bytes).map_err(|e| corrupt(e.to_string()))?;
         let mut tensors = BTreeMap::new();
         for (name, view) in st.tensors() {
@@ -191,8 +218,12 @@ impl Weights {
                 },
             );
         }
-        let metadata = meta.metadata().clone().unwrap_or_default();
         Ok((Weights { tensors }, metadata))
+    }
+
+    /// Whether metadata from `from_safetensors` / `load` came with a verified checksum.
+    pub fn has_checksum(metadata: &HashMap<String, String>) -> bool {
+        metadata.contains_key(crate::integrity::KEY)
     }
 
     pub fn load(path: &Path) -> Result<(Weights, HashMap<String, String>), WeightsError> {

@@ -4,6 +4,7 @@
 
 mod bench_cmds;
 mod deploy_cmds;
+mod fsck_cmds;
 mod sample_cmds;
 mod spec_cmds;
 mod train_cmds;
@@ -180,6 +181,17 @@ pub enum Cmd {
         #[arg(long)]
         json: bool,
     },
+    /// Check every file of a run folder, a model folder or one checkpoint: SHA-256
+    /// checksums, spec shapes, and the steps state.json records
+    #[command(
+        after_help = "Examples:\n  pixc fsck runs/mnist\n  pixc fsck runs/mnist/best.safetensors --json\n\nExit code 1 when any file is damaged, inconsistent or missing."
+    )]
+    Fsck {
+        /// Run folder, model folder (spec.yaml + best.safetensors) or .safetensors file
+        target: PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
     Sample(sample_cmds::SampleArgs),
     Complete(sample_cmds::CompleteArgs),
     Plot(sample_cmds::PlotArgs),
@@ -324,6 +336,7 @@ pub fn run() -> i32 {
             json,
         } => deploy_cmds::verify(&target, device, images, seed, json),
         Cmd::Doctor { json } => train_cmds::doctor(json),
+        Cmd::Fsck { target, json } => fsck_cmds::fsck(&target, json),
         Cmd::Sample(a) => sample_cmds::sample(a),
         Cmd::Complete(a) => sample_cmds::complete(a),
         Cmd::Plot(a) => sample_cmds::plot(a),

@@ -4,7 +4,7 @@ use super::optim::Optimizer;
 use crate::backend::torch::TorchModel;
 use crate::front::ast::Spec;
 use crate::ir::validate::Model;
-use crate::util::write_atomic;
+use crate::util::write_files_atomic;
 use crate::weights::{Tensor as WTensor, Weights};
 use anyhow::{bail, Context, Result};
 use sha2::{Digest, Sha256};
@@ -63,7 +63,10 @@ fn meta(step: u64, kind: &str) -> HashMap<String, String> {
 }
 
 /// Saves weights, optimizer state and (last) state.json; copies the weights to
-/// best.safetensors when `best`.
+/// best.safetensors when `best`. Every file is written in full before any is replaced
+/// (`util::write_files_atomic`), so a failed save (a full disk) leaves the previous
+/// checkpoint whole; `state` changes only when the save succeeded. Each safetensors file
+/// carries its SHA-256 (`crate::integrity`): one pass over its bytes.
 pub fn save(
     dir: &Path,
     tm: &TorchModel,
@@ -87,16 +90,37 @@ pub fn save(
     let mut om = meta(state.step, "optimizer");
     om.insert("t".into(), opt.t.to_string());
     let obytes = Weights { tensors: ot }.to_safetensors(Some(om));
-    write_atomic(&dir.join("last.optim.safetensors"), &obytes)?;
-    write_atomic(&dir.join("last.safetensors"), &wbytes)?;
+    let mut next = state.clone();
+    next.saved_step = state.step;
+    next.optimizer_t = opt.t;
+    let js = serde_json::to_vec_pretty(&next)?;
+    let (op, lp, bp, sp) = (
+        dir.join("last.optim.safetensors"),
+        dir.join("last.safetensors"),
+        dir.join("best.safetensors"),
+        dir.join("state.json"),
+    );
+    let mut files: Vec<(&Path, &[u8])> = vec![(&op, &obytes), (&lp, &wbytes)];
     if best {
-        write_atomic(&dir.join("best.safetensors"), &wbytes)?;
+        files.push((&bp, &wbytes));
     }
-    state.saved_step = state.step;
-    state.optimizer_t = opt.t;
-    let js = serde_json::to_vec_pretty(state)?;
-    write_atomic(&dir.join("state.json"), &js)?;
+    files.push((&sp, &js));
+    write_files_atomic(&files)?;
+    *state = next;
     Ok(())
+}
+
+/// Loads a safetensors file pixc wrote, checking its checksum; a file from before pixc
+/// recorded checksums loads with a one-line note.
+pub fn load_checked_file(path: &Path) -> Result<(Weights, HashMap<String, String>)> {
+    let (w, meta) = Weights::load(path)?;
+    if !Weights::has_checksum(&meta) {
+        eprintln!(
+            "note: {} records no checksum (written before pixc recorded them); loaded without an integrity check",
+            path.display()
+        );
+    }
+    Ok((w, meta))
 }
 
 fn read_state(dir: &Path) -> Result<RunState> {
@@ -131,7 +155,7 @@ fn load_weights_checked(
     if !path.exists() {
         bail!("{} is missing: the run has no checkpoint yet (train at least until the first validation)", path.display());
     }
-    let (w, meta) = Weights::load(path)?;
+    let (w, meta) = load_checked_file(path)?;
     w.check_against(model).map_err(|reason| {
         anyhow::anyhow!("{} does not match the run's spec: {reason}", path.display())
     })?;
@@ -158,7 +182,19 @@ pub fn load_last(
         load_weights_checked(&dir.join("last.safetensors"), model, Some(state.saved_step))?;
     let tm = TorchModel::new(model, &w, device)?;
     let op = dir.join("last.optim.safetensors");
-    let (ow, om) = Weights::load(&op)?;
+    let (ow, om) = load_checked_file(&op)?;
+    // The weights and the optimizer state must be of one save: `save` replaces them one
+    // after the other, and a resume from a mixed pair would not be the run it claims.
+    let ostep: Option<u64> = om.get("step").and_then(|s| s.parse().ok());
+    if ostep.is_some_and(|s| s != state.saved_step) {
+        bail!(
+            "{} is from step {} but state.json and last.safetensors say {}: the run folder is inconsistent (`pixc fsck {}` checks each file)",
+            op.display(),
+            ostep.unwrap_or(0),
+            state.saved_step,
+            dir.display()
+        );
+    }
     let spec = dir.join("spec.yaml");
     let text = std::fs::read_to_string(&spec)
         .with_context(|| format!("cannot read {}", spec.display()))?;

@@ -8,7 +8,9 @@
 //! write never loses the previous good checkpoint.
 
 pub mod checkpoint;
+pub mod fsck;
 pub mod optim;
+pub mod recovery;
 
 use crate::backend::torch::{self, TorchModel};
 use crate::data::{self, DataSource, Dataset, LoadOptions, Split};
@@ -165,7 +167,14 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
     };
     opt.lr = tcfg.lr;
     if !opts.resume {
-        crate::util::write_atomic(&out.join("spec.yaml"), spec_text.as_bytes())?;
+        crate::util::write_atomic(&out.join("spec.yaml"), spec_text.as_bytes()).with_context(
+            || {
+                format!(
+                    "cannot write {} before step 1 (nothing was trained or saved yet)",
+                    out.join("spec.yaml").display()
+                )
+            },
+        )?;
     } else {
         let key = checkpoint::sha256(&resume_key(model, &tcfg));
         if state.spec_sha256 == checkpoint::sha256(&legacy_resume_key(model, &tcfg)) {
@@ -261,12 +270,15 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         let lv = f64::try_from(&loss)?;
         if !lv.is_finite() {
             bar.abandon();
-            bail!(
-                "the training loss became {lv} at step {}; stopping. The last good checkpoint in {} is kept (step {}). Try a lower learning rate (--lr) or gradient clipping (`clip:` in the spec)",
+            bail!(recovery::nan_stop(
+                lv,
                 state.step + 1,
-                out.display(),
-                state.saved_step
-            );
+                out,
+                &state,
+                tcfg.valid_every,
+                tcfg.clip,
+                opts.minutes
+            ));
         }
         if let Some(c) = tcfg.clip {
             optim::clip_grad_norm(&grad, c);
@@ -348,6 +360,8 @@ fn validate_and_save(
         opts.valid_images
     };
     let v = evaluate(tm, valid, limit, batch.max(64))?;
+    // What is on disk until this save succeeds, for the message if it fails.
+    let before = state.clone();
     state.wall_seconds += t0.elapsed().as_secs_f64() - state.wall_at_last_save;
     state.wall_at_last_save = t0.elapsed().as_secs_f64();
     let improved = state.best_valid.is_none_or(|b| v < b);
@@ -357,7 +371,15 @@ fn validate_and_save(
     }
     let unit = torch::nll_unit(levels);
     let rep = |x: f64| torch::report_nll(x, levels, size);
-    checkpoint::save(out, tm, opt, state, improved)?;
+    checkpoint::save(out, tm, opt, state, improved).map_err(|e| {
+        anyhow::anyhow!(recovery::save_failed(
+            &e,
+            state.step,
+            out,
+            &before,
+            opts.minutes
+        ))
+    })?;
     let rec = serde_json::json!({
         "step": state.step,
         "wall_seconds": state.wall_seconds,
@@ -368,7 +390,15 @@ fn validate_and_save(
         "unit": unit,
         "images_per_second": rate,
     });
-    metrics.append(&rec)?;
+    metrics.append(&rec).map_err(|e| {
+        anyhow::anyhow!(recovery::append_failed(
+            &e,
+            &out.join("metrics.jsonl"),
+            out,
+            state,
+            opts.minutes
+        ))
+    })?;
     if opts.samples {
         if let Err(e) = crate::sample::grid_for_run(tm, out, state.step) {
             bar.println(format!("warning: could not write the sample grid: {e:#}"));
