@@ -28,17 +28,17 @@ pub fn graph(path: &Path) -> Result<i32> {
 
 pub fn fmt(path: &Path, to: Option<&str>, check: bool, write: bool) -> Result<i32> {
     let name = path.display().to_string();
-    let (spec_ast, _, text) = crate::compile_file(path)?;
+    let (_, _, text) = crate::compile_file(path)?;
     let from = Syntax::from_path(&name);
     let target = match to {
         Some("dsl") => Syntax::Dsl,
         Some(_) => Syntax::Yaml,
         None => from,
     };
-    let out = match target {
-        Syntax::Yaml => spec::fmt::to_yaml(&spec_ast),
-        Syntax::Dsl => spec::fmt::to_dsl(&spec_ast),
-    };
+    let out = spec::fmt::format(&text, from, target).map_err(|d| crate::SpecError {
+        rendered: crate::diag::render(&name, &text, &d),
+        diagnostics: d,
+    })?;
     if check {
         if target != from {
             anyhow::bail!("--check compares a file with its own syntax; drop --to");
