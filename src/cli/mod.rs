@@ -70,6 +70,11 @@ pub enum Cmd {
         #[arg(long, short = 'w', conflicts_with = "check")]
         write: bool,
     },
+    /// Print the JSON Schema of the YAML spec (for editors with a YAML language server)
+    #[command(
+        after_help = "Example:\n  pixc schema > pixc.schema.json\n  then start a spec with: # yaml-language-server: $schema=pixc.schema.json"
+    )]
+    Schema,
     /// Train a spec on its data set (libtorch, CPU or CUDA)
     #[command(
         after_help = "Examples:\n  pixc train specs/diag_bilstm_7_mnist.yaml --minutes 5 --out runs/mnist\n  pixc train specs/diag_bilstm_7_mnist.yaml --out runs/mnist --resume\n  pixc train specs/pixelcnn_7_mnist.yaml --steps 2000 --batch 32 --device cuda"
@@ -257,6 +262,7 @@ pub fn run() -> i32 {
             check,
             write,
         } => spec_cmds::fmt(&spec, to.as_deref(), check, write),
+        Cmd::Schema => spec_cmds::schema(),
         Cmd::Train {
             spec,
             device,

@@ -60,3 +60,9 @@ pub fn fmt(path: &Path, to: Option<&str>, check: bool, write: bool) -> Result<i3
     print!("{out}");
     Ok(0)
 }
+
+/// `pixc schema`: the JSON Schema of the YAML spec, generated from the builder's tables.
+pub fn schema() -> Result<i32> {
+    print!("{}", spec::schema::schema_text());
+    Ok(0)
+}

@@ -8,6 +8,7 @@ pub mod build;
 pub mod comments;
 pub mod dsl;
 pub mod fmt;
+pub mod schema;
 pub mod tree;
 pub mod yaml;
 
