@@ -12,6 +12,7 @@ pub mod diag;
 pub mod ir;
 pub mod runtime;
 pub mod sample;
+pub mod snapshot;
 pub mod spec;
 pub mod train;
 pub mod util;

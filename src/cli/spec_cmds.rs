@@ -66,3 +66,87 @@ pub fn schema() -> Result<i32> {
     print!("{}", spec::schema::schema_text());
     Ok(0)
 }
+
+/// `pixc snapshot`: writes or compares the snapshot of each spec given (or found under a
+/// folder). Exit 0 when all match (new ones written), 1 when one differs (its diff printed
+/// and a `.snap.new` left for review), 2 when a spec is invalid (its diagnostics printed,
+/// as by `pixc check`).
+pub fn snapshot(paths: &[std::path::PathBuf], accept: bool, dir: Option<&Path>) -> Result<i32> {
+    use crate::snapshot::{self as snap, Compared};
+    let mut specs = Vec::new();
+    for p in paths {
+        let found = snap::spec_files(p).with_context(|| format!("reading {}", p.display()))?;
+        if found.is_empty() {
+            anyhow::bail!("{}: no .yaml, .yml or .pixc specs here", p.display());
+        }
+        specs.extend(found);
+    }
+    let (mut differ, mut invalid, mut same, mut written) = (0, 0, 0, 0);
+    for spec_path in &specs {
+        let name = spec_path.display().to_string();
+        let model = match crate::compile_file(spec_path) {
+            Ok((_, model, _)) => model,
+            Err(e) => {
+                eprint!("{}", e.rendered);
+                invalid += 1;
+                continue;
+            }
+        };
+        let body = snap::body(&model);
+        let path = snap::snap_path(spec_path, dir);
+        let pending = snap::pending_path(&path);
+        let shown = path.display();
+        let old = match std::fs::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {shown}")),
+        };
+        let text = snap::file_text(&snap::header(&name), &body);
+        let write = |to: &Path| -> Result<()> {
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            crate::util::write_atomic(to, text.as_bytes())
+                .with_context(|| format!("writing {}", to.display()))
+        };
+        match snap::compare(old.as_deref(), &body, &name) {
+            Compared::Same => {
+                same += 1;
+                let _ = std::fs::remove_file(&pending);
+            }
+            Compared::New => {
+                write(&path)?;
+                let _ = std::fs::remove_file(&pending);
+                println!("{name}: new snapshot written to {shown}");
+                written += 1;
+            }
+            Compared::Differs(diff) => {
+                print!("{diff}");
+                if accept {
+                    write(&path)?;
+                    let _ = std::fs::remove_file(&pending);
+                    println!("{name}: snapshot {shown} updated");
+                    written += 1;
+                } else {
+                    write(&pending)?;
+                    println!(
+                        "{name}: differs from {shown} (review, then rerun with --accept; or `cargo insta review`)"
+                    );
+                    differ += 1;
+                }
+            }
+        }
+    }
+    eprintln!(
+        "{} specs: {same} unchanged, {written} written, {differ} differ, {invalid} invalid",
+        specs.len()
+    );
+    Ok(if invalid > 0 {
+        2
+    } else if differ > 0 {
+        1
+    } else {
+        0
+    })
+}
