@@ -138,9 +138,10 @@ pub fn snapshot(paths: &[std::path::PathBuf], accept: bool, dir: Option<&Path>) 
             }
         }
     }
+    let n = specs.len();
+    let plural = if n == 1 { "" } else { "s" };
     eprintln!(
-        "{} specs: {same} unchanged, {written} written, {differ} differ, {invalid} invalid",
-        specs.len()
+        "{n} spec{plural}: {same} unchanged, {written} written, {differ} differ, {invalid} invalid"
     );
     Ok(if invalid > 0 {
         2
