@@ -55,7 +55,7 @@ pub enum Cmd {
         #[arg(long, default_value_t = true)]
         dot: bool,
     },
-    /// Convert a spec between YAML and the pixc DSL, or check it is canonical
+    /// Convert a spec between YAML and the pixc DSL, or check it is canonical (comments are kept)
     #[command(
         after_help = "Examples:\n  pixc fmt specs/diag_bilstm_7_mnist.yaml --to dsl > m.pixc\n  pixc fmt m.pixc --check"
     )]
