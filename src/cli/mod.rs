@@ -20,6 +20,7 @@ Examples:
   pixc check specs/diag_bilstm_7_mnist.yaml        shapes, parameters, causality proof
   pixc graph specs/pixelcnn_7_mnist.yaml --dot | dot -Tpng > g.png
   pixc fmt specs/row_lstm_7_mnist.yaml --to dsl    print the spec in the pixc DSL
+  pixc snapshot specs/                             pin what each spec compiles to
 ";
 
 #[derive(Parser)]
@@ -54,7 +55,7 @@ pub enum Cmd {
         #[arg(long, default_value_t = true)]
         dot: bool,
     },
-    /// Convert a spec between YAML and the pixc DSL, or check it is canonical
+    /// Convert a spec between YAML and the pixc DSL, or check it is canonical (comments are kept)
     #[command(
         after_help = "Examples:\n  pixc fmt specs/diag_bilstm_7_mnist.yaml --to dsl > m.pixc\n  pixc fmt m.pixc --check"
     )]
@@ -69,6 +70,26 @@ pub enum Cmd {
         /// Rewrite the file in place (atomically)
         #[arg(long, short = 'w', conflicts_with = "check")]
         write: bool,
+    },
+    /// Print the JSON Schema of the YAML spec (for editors with a YAML language server)
+    #[command(
+        after_help = "Example:\n  pixc schema > pixc.schema.json\n  then start a spec with: # yaml-language-server: $schema=pixc.schema.json"
+    )]
+    Schema,
+    /// Write or compare snapshots of what specs compile to (check table, IR; insta's .snap format)
+    #[command(
+        after_help = "Examples:\n  pixc snapshot specs/             compare every spec with specs/snapshots/*.snap (new ones are written)\n  pixc snapshot my.yaml --accept   take the new output as the snapshot\n\nExit codes: 0 all match, 1 a snapshot differs (diff printed, .snap.new written), 2 an invalid spec."
+    )]
+    Snapshot {
+        /// Spec files, or folders searched for .yaml, .yml and .pixc specs
+        #[arg(required = true)]
+        specs: Vec<PathBuf>,
+        /// Update snapshots that differ
+        #[arg(long)]
+        accept: bool,
+        /// Keep the snapshots in this folder (default: `snapshots/` beside each spec)
+        #[arg(long)]
+        dir: Option<PathBuf>,
     },
     /// Train a spec on its data set (libtorch, CPU or CUDA)
     #[command(
@@ -268,6 +289,8 @@ pub fn run() -> i32 {
             check,
             write,
         } => spec_cmds::fmt(&spec, to.as_deref(), check, write),
+        Cmd::Schema => spec_cmds::schema(),
+        Cmd::Snapshot { specs, accept, dir } => spec_cmds::snapshot(&specs, accept, dir.as_deref()),
         Cmd::Train {
             spec,
             device,

@@ -28,17 +28,17 @@ pub fn graph(path: &Path) -> Result<i32> {
 
 pub fn fmt(path: &Path, to: Option<&str>, check: bool, write: bool) -> Result<i32> {
     let name = path.display().to_string();
-    let (spec_ast, _, text) = crate::compile_file(path)?;
+    let (_, _, text) = crate::compile_file(path)?;
     let from = Syntax::from_path(&name);
     let target = match to {
         Some("dsl") => Syntax::Dsl,
         Some(_) => Syntax::Yaml,
         None => from,
     };
-    let out = match target {
-        Syntax::Yaml => front::fmt::to_yaml(&spec_ast),
-        Syntax::Dsl => front::fmt::to_dsl(&spec_ast),
-    };
+    let out = front::fmt::format(&text, from, target).map_err(|d| crate::SpecError {
+        rendered: crate::diag::render(&name, &text, &d),
+        diagnostics: d,
+    })?;
     if check {
         if target != from {
             anyhow::bail!("--check compares a file with its own syntax; drop --to");
@@ -59,4 +59,95 @@ pub fn fmt(path: &Path, to: Option<&str>, check: bool, write: bool) -> Result<i3
     }
     print!("{out}");
     Ok(0)
+}
+
+/// `pixc schema`: the JSON Schema of the YAML spec, generated from the builder's tables.
+pub fn schema() -> Result<i32> {
+    print!("{}", front::schema::schema_text());
+    Ok(0)
+}
+
+/// `pixc snapshot`: writes or compares the snapshot of each spec given (or found under a
+/// folder). Exit 0 when all match (new ones written), 1 when one differs (its diff printed
+/// and a `.snap.new` left for review), 2 when a spec is invalid (its diagnostics printed,
+/// as by `pixc check`).
+pub fn snapshot(paths: &[std::path::PathBuf], accept: bool, dir: Option<&Path>) -> Result<i32> {
+    use crate::snapshot::{self as snap, Compared};
+    let mut specs = Vec::new();
+    for p in paths {
+        let found = snap::spec_files(p).with_context(|| format!("reading {}", p.display()))?;
+        if found.is_empty() {
+            anyhow::bail!("{}: no .yaml, .yml or .pixc specs here", p.display());
+        }
+        specs.extend(found);
+    }
+    let (mut differ, mut invalid, mut same, mut written) = (0, 0, 0, 0);
+    for spec_path in &specs {
+        let name = spec_path.display().to_string();
+        let model = match crate::compile_file(spec_path) {
+            Ok((_, model, _)) => model,
+            Err(e) => {
+                eprint!("{}", e.rendered);
+                invalid += 1;
+                continue;
+            }
+        };
+        let body = snap::body(&model);
+        let path = snap::snap_path(spec_path, dir);
+        let pending = snap::pending_path(&path);
+        let shown = path.display();
+        let old = match std::fs::read_to_string(&path) {
+            Ok(t) => Some(t),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+            Err(e) => return Err(e).with_context(|| format!("reading {shown}")),
+        };
+        let text = snap::file_text(&snap::header(&name), &body);
+        let write = |to: &Path| -> Result<()> {
+            if let Some(parent) = to.parent() {
+                std::fs::create_dir_all(parent)
+                    .with_context(|| format!("creating {}", parent.display()))?;
+            }
+            crate::util::write_atomic(to, text.as_bytes())
+                .with_context(|| format!("writing {}", to.display()))
+        };
+        match snap::compare(old.as_deref(), &body, &name) {
+            Compared::Same => {
+                same += 1;
+                let _ = std::fs::remove_file(&pending);
+            }
+            Compared::New => {
+                write(&path)?;
+                let _ = std::fs::remove_file(&pending);
+                println!("{name}: new snapshot written to {shown}");
+                written += 1;
+            }
+            Compared::Differs(diff) => {
+                print!("{diff}");
+                if accept {
+                    write(&path)?;
+                    let _ = std::fs::remove_file(&pending);
+                    println!("{name}: snapshot {shown} updated");
+                    written += 1;
+                } else {
+                    write(&pending)?;
+                    println!(
+                        "{name}: differs from {shown} (review, then rerun with --accept; or `cargo insta review`)"
+                    );
+                    differ += 1;
+                }
+            }
+        }
+    }
+    let n = specs.len();
+    let plural = if n == 1 { "" } else { "s" };
+    eprintln!(
+        "{n} spec{plural}: {same} unchanged, {written} written, {differ} differ, {invalid} invalid"
+    );
+    Ok(if invalid > 0 {
+        2
+    } else if differ > 0 {
+        1
+    } else {
+        0
+    })
 }

@@ -23,19 +23,288 @@ pub const LAYER_TYPES: &[&str] = &[
     "skip_sum",
     "head",
 ];
-const TOP_KEYS: &[&str] = &["model", "params", "input", "layers", "train"];
-const INPUT_KEYS: &[&str] = &["channels", "height", "width", "levels"];
-const TRAIN_KEYS: &[&str] = &[
-    "optimizer",
-    "lr",
-    "batch",
-    "epochs",
-    "steps",
-    "clip",
-    "seed",
-    "data",
-    "valid_every",
+/// What a key holds: how the builder reads it, and its type in the JSON Schema
+/// (`front::schema`, `pixc schema`), which is generated from the tables below.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KeyKind {
+    /// A model name: letters, digits, `_`, `-`, `.`.
+    ModelName,
+    /// `params`: names mapped to sizes.
+    Params,
+    /// `input`: the `INPUT_KEYS` mapping.
+    Input,
+    /// A list of layers (`layers`, a `body`).
+    Layers,
+    /// `train`: the `TRAIN_KEYS` mapping.
+    Train,
+    /// An integer or an integer expression over `params` (`16`, `2*h`, `h/2`).
+    Size,
+    /// A kernel: a size (square), `KHxKW`, or `[KH, KW]`.
+    Kernel,
+    /// A conv mask: `A` or `B`.
+    Mask,
+    /// `true` or `false` (`yes` / `no` also read).
+    Bool,
+    /// A positive number.
+    PositiveFloat,
+    /// A positive number, or `none` for no clipping.
+    Clip,
+    /// An integer at least this large.
+    Count(u64),
+    /// One of `OPTIMIZERS`.
+    Optimizer,
+    /// A data set name (`pixc::data`).
+    DataSet,
+    /// One of `HEAD_KINDS`.
+    HeadKind,
+}
+
+/// One key a spec mapping may hold: the builder's list of allowed keys and the schema.
+#[derive(Clone, Copy, Debug)]
+pub struct KeyDef {
+    pub name: &'static str,
+    pub kind: KeyKind,
+    pub required: bool,
+    /// The value the builder uses when the key is absent, as YAML text.
+    pub default: Option<&'static str>,
+    pub doc: &'static str,
+}
+
+const fn key(name: &'static str, kind: KeyKind, doc: &'static str) -> KeyDef {
+    KeyDef {
+        name,
+        kind,
+        required: false,
+        default: None,
+        doc,
+    }
+}
+
+const fn required(name: &'static str, kind: KeyKind, doc: &'static str) -> KeyDef {
+    KeyDef {
+        required: true,
+        ..key(name, kind, doc)
+    }
+}
+
+const fn defaulted(
+    name: &'static str,
+    kind: KeyKind,
+    default: &'static str,
+    doc: &'static str,
+) -> KeyDef {
+    KeyDef {
+        default: Some(default),
+        ..key(name, kind, doc)
+    }
+}
+
+pub const OPTIMIZERS: &[&str] = &["rmsprop", "adam"];
+/// `sigmoid` is read as `bernoulli`.
+pub const HEAD_KINDS: &[&str] = &["bernoulli", "softmax", "sigmoid"];
+/// Lower case is read too.
+pub const MASKS: &[&str] = &["A", "B", "a", "b"];
+pub const TRUE_WORDS: &[&str] = &["true", "yes"];
+pub const FALSE_WORDS: &[&str] = &["false", "no"];
+
+pub const TOP_KEYS: &[KeyDef] = &[
+    defaulted(
+        "model",
+        KeyKind::ModelName,
+        "model",
+        "The model's name (letters, digits, `_`, `-`, `.`; at most 128): names runs, files and graphs.",
+    ),
+    key(
+        "params",
+        KeyKind::Params,
+        "Named integer sizes that size expressions may use, e.g. `h: 16` for `out: 2*h`.",
+    ),
+    required(
+        "input",
+        KeyKind::Input,
+        "The images: channels (1 or 3), height, width and levels (2 for binary, 256 for 8-bit).",
+    ),
+    required(
+        "layers",
+        KeyKind::Layers,
+        "The layers in order, from a mask-A conv to a `head`.",
+    ),
+    key(
+        "train",
+        KeyKind::Train,
+        "Training settings for `pixc train` (command-line flags override them).",
+    ),
 ];
+
+pub const INPUT_KEYS: &[KeyDef] = &[
+    required(
+        "channels",
+        KeyKind::Size,
+        "Colour channels: 1 (grey) or 3 (RGB; every feature map is then split into R, G, B groups, so channel counts must be multiples of 3).",
+    ),
+    required("height", KeyKind::Size, "Image height in pixels."),
+    required("width", KeyKind::Size, "Image width in pixels."),
+    required(
+        "levels",
+        KeyKind::Size,
+        "Values per sub-pixel: 2 (binary, `head: bernoulli`) or 256 (`head: softmax`).",
+    ),
+];
+
+pub const TRAIN_KEYS: &[KeyDef] = &[
+    defaulted(
+        "optimizer",
+        KeyKind::Optimizer,
+        "adam",
+        "`rmsprop` (the paper's) or `adam`.",
+    ),
+    defaulted("lr", KeyKind::PositiveFloat, "0.001", "Learning rate."),
+    defaulted("batch", KeyKind::Count(1), "16", "Images per training step."),
+    key(
+        "epochs",
+        KeyKind::Count(1),
+        "Train this many passes over the training split.",
+    ),
+    key(
+        "steps",
+        KeyKind::Count(1),
+        "Train this many optimizer steps in total.",
+    ),
+    defaulted(
+        "clip",
+        KeyKind::Clip,
+        "1.0",
+        "Clip the gradient's norm to this; `none` turns clipping off.",
+    ),
+    defaulted(
+        "seed",
+        KeyKind::Count(0),
+        "0",
+        "Seed for the initial weights and the data order.",
+    ),
+    defaulted(
+        "data",
+        KeyKind::DataSet,
+        "mnist-binarized",
+        "Data set: `mnist-binarized`, `mnist-binarized-dynamic`, `mnist-256`, `fashion-mnist-256`, `fashion-mnist-binarized`, `cifar10:DIR` or `png:DIR`.",
+    ),
+    defaulted(
+        "valid_every",
+        KeyKind::Count(1),
+        "500",
+        "Validate (and checkpoint) every this many steps.",
+    ),
+];
+
+const SKIP: KeyDef = defaulted(
+    "skip",
+    KeyKind::Bool,
+    "false",
+    "Also feed this layer's output to `skip_sum` (a learned 1x1 projection added to the stream).",
+);
+const BODY: KeyDef = required("body", KeyKind::Layers, "The layers inside, in order.");
+
+/// A layer type: its keys and what it does.
+#[derive(Clone, Copy, Debug)]
+pub struct LayerDef {
+    pub name: &'static str,
+    pub keys: &'static [KeyDef],
+    pub doc: &'static str,
+}
+
+pub const LAYERS: &[LayerDef] = &[
+    LayerDef {
+        name: "conv",
+        keys: &[
+            required("out", KeyKind::Size, "Output channels."),
+            required(
+                "kernel",
+                KeyKind::Kernel,
+                "Kernel size: `7`, `1x3` or `[1, 3]`; odd sizes only.",
+            ),
+            defaulted(
+                "mask",
+                KeyKind::Mask,
+                "B",
+                "`A` on the first layer (a pixel does not see itself), `B` after it.",
+            ),
+            SKIP,
+        ],
+        doc: "Masked convolution.",
+    },
+    LayerDef {
+        name: "row_lstm",
+        keys: &[
+            required("hidden", KeyKind::Size, "Hidden state channels (h)."),
+            defaulted(
+                "kernel",
+                KeyKind::Size,
+                "3",
+                "Width k >= 3 of the input-to-state and state-to-state convolutions.",
+            ),
+            SKIP,
+        ],
+        doc: "Row LSTM: one row at a time, with a triangular receptive field.",
+    },
+    LayerDef {
+        name: "diag_bilstm",
+        keys: &[
+            required("hidden", KeyKind::Size, "Hidden state channels (h) per direction."),
+            defaulted(
+                "shift",
+                KeyKind::Bool,
+                "true",
+                "Shift the right-to-left direction down one row; `false` makes the model see the future (pixc check rejects it).",
+            ),
+            SKIP,
+        ],
+        doc: "Diagonal BiLSTM: two directions along the diagonals, the whole context.",
+    },
+    LayerDef {
+        name: "pixelcnn_block",
+        keys: &[
+            required("hidden", KeyKind::Size, "Channels of the inner 3x3 conv (h)."),
+            SKIP,
+        ],
+        doc: "PixelCNN residual block: ReLU-1x1, ReLU-3x3, ReLU-1x1 with a residual add.",
+    },
+    LayerDef {
+        name: "relu",
+        keys: &[SKIP],
+        doc: "ReLU.",
+    },
+    LayerDef {
+        name: "residual",
+        keys: &[BODY, SKIP],
+        doc: "Adds its input to its body's output (`residual: [...]` is short for `residual: {body: [...]}`).",
+    },
+    LayerDef {
+        name: "repeat",
+        keys: &[
+            required("count", KeyKind::Size, "How many copies of the body."),
+            BODY,
+        ],
+        doc: "Its body, `count` times in a row.",
+    },
+    LayerDef {
+        name: "skip_sum",
+        keys: &[SKIP],
+        doc: "Adds the learned 1x1 projections of every `skip: true` layer's output to the stream.",
+    },
+    LayerDef {
+        name: "head",
+        keys: &[required(
+            "kind",
+            KeyKind::HeadKind,
+            "`bernoulli` (binary images) or `softmax` (a `levels`-way softmax per colour).",
+        )],
+        doc: "The output layer: `head: bernoulli` or `head: softmax`.",
+    },
+];
+
+fn names(defs: &[KeyDef]) -> Vec<&'static str> {
+    defs.iter().map(|k| k.name).collect()
+}
 
 struct Ctx {
     errors: Vec<Diagnostic>,
@@ -97,7 +366,7 @@ impl Ctx {
             "a spec",
             "`input: {channels: 1, height: 28, width: 28, levels: 2}` and `layers: [...]`",
         )?;
-        self.check_keys(entries, "a spec", TOP_KEYS);
+        self.check_keys(entries, "a spec", &names(TOP_KEYS));
         let get = |name: &str| entries.iter().find(|(k, _)| k.name == name);
 
         let name = match get("model") {
@@ -181,7 +450,7 @@ impl Ctx {
             "`input`",
             "`input: {channels: 1, height: 28, width: 28, levels: 2}`",
         )?;
-        self.check_keys(m, "`input`", INPUT_KEYS);
+        self.check_keys(m, "`input`", &names(INPUT_KEYS));
         let field = |cx: &mut Ctx, name: &str| -> Option<Sp<Expr>> {
             match m.iter().find(|(k, _)| k.name == name) {
                 Some((_, v)) => cx.expr(v, name),
@@ -214,7 +483,7 @@ impl Ctx {
             "`train`",
             "`train: {optimizer: rmsprop, lr: 0.001, batch: 16, epochs: 10}`",
         )?;
-        self.check_keys(m, "`train`", TRAIN_KEYS);
+        self.check_keys(m, "`train`", &names(TRAIN_KEYS));
         let mut t = Train {
             span: node.span,
             ..Train::default()
@@ -230,7 +499,7 @@ impl Ctx {
                                 let d =
                                     Diagnostic::new(v.span, format!("unknown optimizer `{other}`"))
                                         .label("not an optimizer");
-                                self.err(match did_you_mean(other, &["rmsprop", "adam"]) {
+                                self.err(match did_you_mean(other, OPTIMIZERS) {
                                     Some(s) => d.help(format!("did you mean `{s}`?")),
                                     None => d.help("use `rmsprop` (the paper's) or `adam`"),
                                 });
@@ -382,10 +651,10 @@ impl Ctx {
                 }
             },
         };
-        let allowed = layer_keys(ty);
+        let allowed = names(layer_keys(ty));
         for (k, _) in args_map {
             if !allowed.contains(&k.name.as_str()) {
-                self.err(unknown_key(k, &format!("`{ty}`"), allowed));
+                self.err(unknown_key(k, &format!("`{ty}`"), &allowed));
             }
         }
         let arg = |name: &str| -> Option<&Node> {
@@ -728,18 +997,9 @@ fn is_ident(s: &str) -> bool {
         && c.all(|ch| ch.is_ascii_alphanumeric() || ch == '_')
 }
 
-fn layer_keys(ty: &str) -> &'static [&'static str] {
-    match ty {
-        "conv" => &["out", "kernel", "mask", "skip"],
-        "row_lstm" => &["hidden", "kernel", "skip"],
-        "diag_bilstm" => &["hidden", "shift", "skip"],
-        "pixelcnn_block" => &["hidden", "skip"],
-        "residual" => &["body", "skip"],
-        "repeat" => &["count", "body"],
-        "head" => &["kind"],
-        "relu" | "skip_sum" => &["skip"],
-        _ => &[],
-    }
+/// The keys of a layer type (none for an unknown type).
+pub fn layer_keys(ty: &str) -> &'static [KeyDef] {
+    LAYERS.iter().find(|l| l.name == ty).map_or(&[], |l| l.keys)
 }
 
 fn layer_example(ty: &str) -> String {

@@ -1,12 +1,14 @@
 //! Spec front ends: YAML and the pixc DSL, both lowered to one AST (see `ast`).
 //!
 //! Pipeline: text -> `tree::Node` (per syntax) -> `build` (shared checks) -> `ast::Spec`.
-//! `fmt` prints an AST back as canonical YAML or DSL.
+//! `fmt` prints an AST back as canonical YAML or DSL, with the comments `comments` found.
 
 pub mod ast;
 pub mod build;
+pub mod comments;
 pub mod dsl;
 pub mod fmt;
+pub mod schema;
 pub mod tree;
 pub mod yaml;
 
