@@ -53,10 +53,39 @@ pub struct Options {
 pub fn validate(graph: Graph, opts: Options) -> Result<Model, Vec<Diagnostic>> {
     let shapes = shape::infer(&graph);
     let mut errors = Vec::new();
-    let image = graph.image;
-    let groups = image.groups();
+    check_head(&graph, &mut errors);
+    let first_masked = check_nodes(&graph, &shapes, &mut errors);
+    let total = shapes.total_params();
+    if total > MAX_PARAMS {
+        errors.push(
+            Diagnostic::new(
+                graph.node(graph.input).span,
+                format!("the model has {total} parameters, more than the limit of {MAX_PARAMS}"),
+            )
+            .label("model too large")
+            .help("reduce hidden sizes or depth"),
+        );
+    }
+    if !errors.is_empty() {
+        return Err(errors);
+    }
 
-    // The head: exactly one, and last.
+    let causality = causality::analyze(&graph, &shapes);
+    if let Some(leak) = &causality.leak {
+        if !opts.allow_leaks {
+            return Err(vec![leak_diagnostic(&graph, leak, first_masked)]);
+        }
+    }
+    Ok(Model {
+        graph,
+        shapes,
+        causality,
+    })
+}
+
+/// The head: exactly one, last, and matching the image's levels.
+fn check_head(graph: &Graph, errors: &mut Vec<Diagnostic>) {
+    let image = graph.image;
     let heads: Vec<NodeId> = graph
         .nodes()
         .filter(|&n| matches!(graph.node(n).op, Op::Head { .. }))
@@ -118,7 +147,13 @@ pub fn validate(graph: Graph, opts: Options) -> Result<Model, Vec<Diagnostic>> {
             }
         }
     }
+}
 
+/// The per-layer rules (mask A first only, colour groups, kernel sizes, residual widths).
+/// Returns the first masked layer.
+fn check_nodes(graph: &Graph, shapes: &Shapes, errors: &mut Vec<Diagnostic>) -> Option<NodeId> {
+    let image = graph.image;
+    let groups = image.groups();
     let mut first_masked: Option<NodeId> = None;
     for id in graph.nodes() {
         let node = graph.node(id);
@@ -207,71 +242,58 @@ pub fn validate(graph: Graph, opts: Options) -> Result<Model, Vec<Diagnostic>> {
             _ => {}
         }
     }
-    let total = shapes.total_params();
-    if total > MAX_PARAMS {
-        errors.push(
-            Diagnostic::new(
-                graph.node(graph.input).span,
-                format!("the model has {total} parameters, more than the limit of {MAX_PARAMS}"),
-            )
-            .label("model too large")
-            .help("reduce hidden sizes or depth"),
-        );
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
+    first_masked
+}
 
-    let causality = causality::analyze(&graph, &shapes);
-    if let Some(leak) = &causality.leak {
-        if !opts.allow_leaks {
-            let node = graph.node(leak.node);
-            let (r, c, g) = leak.at;
-            let (r2, c2, ch) = leak.sees;
-            let colour = |k: usize| {
-                if image.channels == 3 {
-                    ["R", "G", "B"][k].to_string()
-                } else {
-                    "the value".to_string()
-                }
-            };
-            let what = if (r2, c2) == (r, c) {
-                format!("{} at the same pixel", colour(ch))
-            } else {
-                format!("{} of the later pixel ({r2}, {c2})", colour(ch))
-            };
-            let help = match node.op {
-                Op::Conv { mask: Mask::B, .. } if Some(leak.node) == first_masked => {
-                    "the first masked layer must use `mask: A`".to_string()
-                }
-                Op::DiagBiLstm { shift: false, .. } => {
-                    "the right-to-left direction must be shifted down one row: remove `shift: false`".to_string()
-                }
-                _ if Some(leak.node) == first_masked => {
-                    "start the model with a mask-A convolution, e.g. `conv: {out: 2*h, kernel: 7, mask: A}`".to_string()
-                }
-                _ => "every layer must see only earlier sub-pixels".to_string(),
-            };
-            let group = if image.channels == 3 {
-                format!(" colour {}", ["R", "G", "B"][g])
-            } else {
-                String::new()
-            };
-            return Err(vec![Diagnostic::new(
-                node.span,
-                format!(
-                    "`{}` ({}) is not causal: its output at pixel ({r}, {c}){group} depends on {what}",
-                    node.op.name(),
-                    node.path
-                ),
-            )
-            .label("sees the future")
-            .help(help)]);
+/// The diagnostic for a model that sees the future: where, what it sees, and the fix.
+fn leak_diagnostic(
+    graph: &Graph,
+    leak: &causality::Leak,
+    first_masked: Option<NodeId>,
+) -> Diagnostic {
+    let image = graph.image;
+    let node = graph.node(leak.node);
+    let (r, c, g) = leak.at;
+    let (r2, c2, ch) = leak.sees;
+    let colour = |k: usize| {
+        if image.channels == 3 {
+            ["R", "G", "B"][k].to_string()
+        } else {
+            "the value".to_string()
         }
-    }
-    Ok(Model {
-        graph,
-        shapes,
-        causality,
-    })
+    };
+    let what = if (r2, c2) == (r, c) {
+        format!("{} at the same pixel", colour(ch))
+    } else {
+        format!("{} of the later pixel ({r2}, {c2})", colour(ch))
+    };
+    let help = match node.op {
+        Op::Conv { mask: Mask::B, .. } if Some(leak.node) == first_masked => {
+            "the first masked layer must use `mask: A`".to_string()
+        }
+        Op::DiagBiLstm { shift: false, .. } => {
+            "the right-to-left direction must be shifted down one row: remove `shift: false`"
+                .to_string()
+        }
+        _ if Some(leak.node) == first_masked => {
+            "start the model with a mask-A convolution, e.g. `conv: {out: 2*h, kernel: 7, mask: A}`"
+                .to_string()
+        }
+        _ => "every layer must see only earlier sub-pixels".to_string(),
+    };
+    let group = if image.channels == 3 {
+        format!(" colour {}", ["R", "G", "B"][g])
+    } else {
+        String::new()
+    };
+    Diagnostic::new(
+        node.span,
+        format!(
+            "`{}` ({}) is not causal: its output at pixel ({r}, {c}){group} depends on {what}",
+            node.op.name(),
+            node.path
+        ),
+    )
+    .label("sees the future")
+    .help(help)
 }
