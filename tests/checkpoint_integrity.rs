@@ -3,36 +3,15 @@
 //! save keeps the previous checkpoint and the run resumes bit for bit, and the NaN stop
 //! names the checkpoint that is really kept.
 
+mod common;
+
+use common::{serial, TINY};
+
 use pixc::front::Syntax;
 use pixc::train::{self, TrainOptions};
 use pixc::weights::Weights;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
-
-const TINY: &str = "model: tiny28
-params:
-  h: 2
-input: {channels: 1, height: 28, width: 28, levels: 2}
-layers:
-  - conv: {out: 2*h, kernel: 7, mask: A}
-  - residual:
-      skip: true
-      body:
-        - diag_bilstm: {hidden: h}
-        - conv: {out: 2*h, kernel: 1, mask: B}
-  - skip_sum
-  - relu
-  - head: bernoulli
-train: {optimizer: adam, lr: 0.01, batch: 4, steps: 4, clip: 1.0, seed: 3, data: mnist-binarized, valid_every: 2}
-";
-
-/// libtorch's thread count is process-wide and each training run sets it: runs that must
-/// be bit for bit take turns (as in tests/train_run.rs).
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn opts(out: &Path, steps: u64) -> TrainOptions {
     TrainOptions {

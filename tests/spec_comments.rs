@@ -3,34 +3,16 @@
 //! inserts comments at random lines and finds none lost, and a `#` that cannot be told
 //! from a value is an error naming its line.
 
+mod common;
+
+use common::{root, shipped};
+
 use pixc::front::comments::scan;
 use pixc::front::fmt::format;
 use pixc::front::Syntax;
 use proptest::prelude::*;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Every valid spec shipped: `specs/*.yaml` and `examples/*.{yaml,pixc}` but the leaky ones.
-fn shipped() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    for dir in ["specs", "examples"] {
-        for e in std::fs::read_dir(root().join(dir)).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-            if matches!(ext, "yaml" | "pixc") && !name.starts_with("leaky_") {
-                v.push(p);
-            }
-        }
-    }
-    v.sort();
-    assert!(v.len() >= 22, "only {} specs found", v.len());
-    v
-}
 
 fn syntax_of(p: &Path) -> Syntax {
     Syntax::from_path(&p.display().to_string())

@@ -3,34 +3,16 @@
 //! printers are fixpoints. Also `pixc fmt --check` on canonical and non-canonical files.
 //! (That comments survive all of this is tests/spec_comments.rs.)
 
+mod common;
+
+use common::{root, shipped};
+
 use pixc::front::ast::Spec;
 use pixc::front::fmt::{format, to_dsl, to_yaml};
 use pixc::front::{parse, Syntax};
 use pixc::ir::dump::ir_text;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-
-fn root() -> &'static Path {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// Every valid spec shipped: `specs/*.yaml` and `examples/*.{yaml,pixc}` but the leaky ones.
-fn shipped() -> Vec<PathBuf> {
-    let mut v = Vec::new();
-    for dir in ["specs", "examples"] {
-        for e in std::fs::read_dir(root().join(dir)).unwrap() {
-            let p = e.unwrap().path();
-            let name = p.file_name().unwrap().to_string_lossy().into_owned();
-            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
-            if matches!(ext, "yaml" | "pixc") && !name.starts_with("leaky_") {
-                v.push(p);
-            }
-        }
-    }
-    v.sort();
-    assert!(v.len() >= 22, "only {} specs found", v.len());
-    v
-}
 
 /// The examples, which must all be canonical (see examples/README.md).
 fn canonical_examples() -> Vec<PathBuf> {

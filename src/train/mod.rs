@@ -447,23 +447,21 @@ fn progress_bar(max_steps: Option<u64>, start: u64, json: bool) -> indicatif::Pr
 /// fingerprint, never the display text) and everything that fixes the data order and
 /// optimizer state. Step limits and the learning rate may change.
 fn resume_key(model: &Model, t: &Train) -> String {
-    format!(
-        "pixc-run-key v1\nmodel={}\noptimizer={} batch={} seed={} data={}",
-        crate::ir::fingerprint::fingerprint(model),
-        t.optimizer.name(),
-        t.batch,
-        t.seed,
-        t.data
-    )
+    let model = crate::ir::fingerprint::fingerprint(model);
+    format!("pixc-run-key v1\nmodel={model}\n{}", run_settings(t))
 }
 
-/// The resume key of runs made before the fingerprint existed: the IR
-/// dump plus the same settings. Still accepted, so those runs resume; their state.json is
-/// migrated to the new key at the next save.
+/// The resume key of runs made before the fingerprint existed: the IR dump plus the same
+/// settings. Still accepted, so those runs resume; their state.json is migrated to the new
+/// key at the next save.
 fn legacy_resume_key(model: &Model, t: &Train) -> String {
+    format!("{}\n{}", crate::ir::dump::ir_text(model), run_settings(t))
+}
+
+/// The settings that fix the data order and optimizer state.
+fn run_settings(t: &Train) -> String {
     format!(
-        "{}\noptimizer={} batch={} seed={} data={}",
-        crate::ir::dump::ir_text(model),
+        "optimizer={} batch={} seed={} data={}",
         t.optimizer.name(),
         t.batch,
         t.seed,

@@ -1,5 +1,7 @@
 //! Helpers shared by integration tests.
 
+use std::path::{Path, PathBuf};
+
 /// Shrinks a shipped spec to 7x7 with small widths and at most 2 repeats.
 #[allow(dead_code)]
 pub fn shrink(text: &str) -> String {
@@ -27,4 +29,58 @@ pub fn shrink(text: &str) -> String {
         out.push('\n');
     }
     out
+}
+
+/// The repository root.
+#[allow(dead_code)]
+pub fn root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// Every valid spec shipped: `specs/*.yaml` and `examples/*.{yaml,pixc}` but the leaky ones.
+#[allow(dead_code)]
+pub fn shipped() -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    for dir in ["specs", "examples"] {
+        for e in std::fs::read_dir(root().join(dir)).unwrap() {
+            let p = e.unwrap().path();
+            let name = p.file_name().unwrap().to_string_lossy().into_owned();
+            let ext = p.extension().and_then(|e| e.to_str()).unwrap_or("");
+            if matches!(ext, "yaml" | "pixc") && !name.starts_with("leaky_") {
+                v.push(p);
+            }
+        }
+    }
+    v.sort();
+    assert!(v.len() >= 22, "only {} specs found", v.len());
+    v
+}
+
+/// A one-layer Diagonal BiLSTM on real MNIST, small enough to train in seconds.
+#[allow(dead_code)]
+pub const TINY: &str = "model: tiny28
+params:
+  h: 2
+input: {channels: 1, height: 28, width: 28, levels: 2}
+layers:
+  - conv: {out: 2*h, kernel: 7, mask: A}
+  - residual:
+      skip: true
+      body:
+        - diag_bilstm: {hidden: h}
+        - conv: {out: 2*h, kernel: 1, mask: B}
+  - skip_sum
+  - relu
+  - head: bernoulli
+train: {optimizer: adam, lr: 0.01, batch: 4, steps: 4, clip: 1.0, seed: 3, data: mnist-binarized, valid_every: 2}
+";
+
+/// libtorch's thread count is process-wide and each training run sets it, so a run
+/// started by another test would change it under a run that must be bit-for-bit: the
+/// tests here take turns.
+pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+#[allow(dead_code)]
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
