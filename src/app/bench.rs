@@ -118,6 +118,14 @@ pub fn bench_one(
     }
     let dt = t0.elapsed().as_secs_f64();
     let im = model.graph().image;
+    let images_per_second = (steps * batch) as f64 / dt;
+    let flops = crate::ir::flops::train_flops_per_image(&model);
+    let gflops = images_per_second * flops / 1e9;
+    let peak = if dev == tch::Device::Cpu {
+        cpu_peak_gflops(torch::threads())
+    } else {
+        None
+    };
     Ok(json!({
             "model": model.graph().name,
             "params": tm.param_count(),
@@ -128,9 +136,53 @@ pub fn bench_one(
             "seconds": dt,
             "images_per_second": (steps * batch) as f64 / dt,
             "peak_rss_mib": peak_rss_mib(),
+            "train_gflop_per_image": flops / 1e9,
+            "gflops": gflops,
+            "peak_gflops": peak.as_ref().map(|p| p.0),
+            "peak_basis": peak.as_ref().map(|p| p.1.clone()),
+            "share_of_peak": peak.as_ref().map(|p| gflops / p.0),
             "loss_nats_per_image": loss0,
         "loss_nats_per_dim": loss0 / im.dims() as f64,
     }))
+}
+
+/// The fp32 peak of `threads` cores in GFLOP/s, and how it was found: `PIXC_PEAK_GFLOPS`
+/// when set (per core), else derived from /proc/cpuinfo as cores x clock x FLOPs per cycle,
+/// with 32 FLOPs per cycle for AVX2 + FMA (two 256-bit FMA units: 2 x 8 lanes x 2), which
+/// is also what AMD's double-pumped AVX-512 gives; 16 with AVX alone, 8 otherwise. CPUs
+/// with two full 512-bit FMA units reach twice the AVX2 figure: set the variable there.
+pub fn cpu_peak_gflops(threads: usize) -> Option<(f64, String)> {
+    if let Some(per_core) = std::env::var("PIXC_PEAK_GFLOPS")
+        .ok()
+        .and_then(|v| v.parse::<f64>().ok())
+    {
+        return Some((
+            per_core * threads as f64,
+            format!("{threads} x {per_core} GFLOP/s (PIXC_PEAK_GFLOPS)"),
+        ));
+    }
+    let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    let field = |name: &str| {
+        info.lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split(':').nth(1))
+            .map(|v| v.trim().to_string())
+    };
+    let mhz: f64 = field("cpu MHz")?.parse().ok()?;
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let (per_cycle, isa) = if has("avx2") && has("fma") {
+        (32.0, "AVX2+FMA")
+    } else if has("avx") {
+        (16.0, "AVX")
+    } else {
+        (8.0, "SSE")
+    };
+    let ghz = mhz / 1000.0;
+    Some((
+        threads as f64 * ghz * per_cycle,
+        format!("{threads} cores x {ghz:.2} GHz x {per_cycle} FLOP/cycle ({isa})"),
+    ))
 }
 
 fn run_json(cmd: &mut Command) -> Result<Value> {

@@ -39,6 +39,8 @@ pub fn bench(
     })?;
     if json_out {
         println!("{}", serde_json::to_string_pretty(&all)?);
+    } else if let Some(basis) = all["rows"][0]["pixc"]["peak_basis"].as_str() {
+        println!("GFLOP/s: the training step's arithmetic counted from the IR (ir::flops: 3 forward passes, 2 FLOPs per multiply-add) times images/s; peak: {basis}");
     }
     Ok(0)
 }
@@ -74,6 +76,9 @@ fn print_row(r: &Value) {
         p["params"],
         p["peak_rss_mib"].as_f64().unwrap_or(f64::NAN)
     );
+    if let (Some(g), Some(share)) = (p["gflops"].as_f64(), p["share_of_peak"].as_f64()) {
+        print!("  {g:>6.1} GFLOP/s = {:>4.1}% of peak", 100.0 * share);
+    }
     if let Some(t) = r["pytorch"]["images_per_s"].as_f64() {
         print!(
             "  | PyTorch eager {t:>7.1} img/s  peak {:>6.0} MiB  | ratio {:>5.2}x",

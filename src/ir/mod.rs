@@ -19,6 +19,7 @@
 pub mod causality;
 pub mod dump;
 pub mod fingerprint;
+pub mod flops;
 pub mod head;
 pub mod lower;
 pub mod mask;
