@@ -193,6 +193,7 @@ pub fn bench_inference(
     let mut plain = TorchModel::new(&model, &weights, dev)?;
     plain.set_fused(false);
     let im = model.graph().image;
+    let cached = crate::backend::cached::CachedModel::new(&model, &weights)?;
     let mut rows = Vec::new();
     for &batch in batches {
         let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(batch as u64);
@@ -224,7 +225,18 @@ pub fn bench_inference(
             Ok(())
         })?;
         let libtorch_best = fused_rate.unwrap_or(plain_rate).max(plain_rate);
+        // The cached sampler drawing `batch` images on the same threads (CPU only): drawing
+        // an image is the arithmetic of scoring it, so `pixc eval`'s rate is its limit.
+        let u = crate::sample::uniforms(batch, im.channels, im.height, im.width, 0);
+        let threads = torch::threads();
+        let sampler_rate = rate(batch, seconds, || {
+            cached.sample_with(batch, &u, 1.0, None, false, threads, |_, _| {})?;
+            Ok(())
+        })?;
+        let eval_rate = fused_rate.unwrap_or(plain_rate);
         rows.push(serde_json::json!({
+            "sampler_images_per_second": sampler_rate,
+            "sampler_vs_libtorch": sampler_rate / eval_rate,
             "batch": batch,
             "libtorch_images_per_second": fused_rate.unwrap_or(plain_rate),
             "libtorch_fused": fused_rate.is_some(),

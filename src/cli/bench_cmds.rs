@@ -105,7 +105,7 @@ fn print_inference_row(r: &Value) {
     for b in r["batches"].as_array().into_iter().flatten() {
         let f = |k: &str| b[k].as_f64().unwrap_or(f64::NAN);
         println!(
-            "    batch {:>4}  libtorch {:>8.1}  plain {:>8.1}  onnxruntime ({}) {:>8.1}  ORT/libtorch {:>5.2}x  ORT/plain {:>5.2}x",
+            "    batch {:>4}  libtorch {:>8.1}  plain {:>8.1}  onnxruntime ({}) {:>8.1}  ORT/libtorch {:>5.2}x  ORT/plain {:>5.2}x  sampler {:>7.1} = {:>3.0}% of libtorch",
             b["batch"],
             f("libtorch_images_per_second"),
             f("libtorch_plain_images_per_second"),
@@ -113,6 +113,8 @@ fn print_inference_row(r: &Value) {
             f("onnxruntime_images_per_second"),
             f("onnxruntime_vs_libtorch"),
             f("onnxruntime_vs_libtorch_plain"),
+            f("sampler_images_per_second"),
+            100.0 * f("sampler_vs_libtorch"),
         );
     }
 }
