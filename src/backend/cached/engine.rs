@@ -73,13 +73,64 @@ pub(super) fn matacc_one(y: &mut [f32], x: &[f32], m: &Mat, lo: usize, hi: usize
 }
 
 /// Batched `matacc_one`: `x` is `[nb][m.rows]`, `y` is `[nb][hi - lo]`.
+///
+/// Four samples at a time share each weight row: for every block of 8 outputs the four
+/// samples' sums stay in registers across all inputs, so a weight is loaded once for four
+/// multiply-adds instead of once per sample with `y` loaded and stored around it. Every
+/// `y[o]` still adds its terms in input order with one rounding each; zero inputs are
+/// added (as +-0, which leaves a sum's value as it is) instead of skipped.
 #[inline(always)]
 fn matacc(y: &mut [f32], x: &[f32], m: &Mat, lo: usize, hi: usize, nb: usize) {
+    const S: usize = 4;
+    const O: usize = 8;
     let ys = hi - lo;
-    for b in 0..nb {
+    let rows = m.rows;
+    let mut b = 0;
+    while b + S <= nb && ys >= O {
+        let xs = &x[b * rows..(b + S) * rows];
+        let mut o = 0;
+        while o + O <= ys {
+            let mut acc = [[0f32; O]; S];
+            for (k, a) in acc.iter_mut().enumerate() {
+                a.copy_from_slice(&y[(b + k) * ys + o..(b + k) * ys + o + O]);
+            }
+            for i in 0..rows {
+                let w: &[f32; O] = m.w[i * m.cols + lo + o..i * m.cols + lo + o + O]
+                    .try_into()
+                    .expect("8 weights");
+                for (k, a) in acc.iter_mut().enumerate() {
+                    let xv = xs[k * rows + i];
+                    for l in 0..O {
+                        a[l] += xv * w[l];
+                    }
+                }
+            }
+            for (k, a) in acc.iter().enumerate() {
+                y[(b + k) * ys + o..(b + k) * ys + o + O].copy_from_slice(a);
+            }
+            o += O;
+        }
+        if o < ys {
+            // The last outputs of these samples, one sample at a time.
+            for k in 0..S {
+                let (yb, xb) = (
+                    &mut y[(b + k) * ys..(b + k + 1) * ys],
+                    &xs[k * rows..(k + 1) * rows],
+                );
+                for (i, &xv) in xb.iter().enumerate() {
+                    let row = &m.w[i * m.cols + lo..i * m.cols + hi];
+                    for (yq, &wq) in yb[o..].iter_mut().zip(&row[o..]) {
+                        *yq += xv * wq;
+                    }
+                }
+            }
+        }
+        b += S;
+    }
+    for b in b..nb {
         matacc_one(
             &mut y[b * ys..(b + 1) * ys],
-            &x[b * m.rows..(b + 1) * m.rows],
+            &x[b * rows..(b + 1) * rows],
             m,
             lo,
             hi,
