@@ -19,6 +19,7 @@ pub mod runtime;
 pub mod sample;
 pub mod snapshot;
 pub mod train;
+pub mod usage;
 pub mod util;
 pub mod weights;
 

@@ -344,18 +344,18 @@ pub fn complete_run(run: &Path, o: &CompleteOptions) -> Result<CompleteReport> {
     check_writable(&o.out)?;
     let k = if o.image.is_some() { 1 } else { o.from_test };
     if o.samples == 0 || k == 0 {
-        bail!(
+        bail!(crate::usage::usage(format!(
             "nothing to complete: {k} image(s), {} completion(s) each; both must be at least 1",
             o.samples
-        );
+        )));
     }
     samplers::check_request(1, o.temperature)?;
     if k.saturating_mul(o.samples) > samplers::MAX_SAMPLES {
-        bail!(
+        bail!(crate::usage::usage(format!(
             "{k} images x {} completions is more than the {} samples one call draws; use fewer --from-test images or --samples",
             o.samples,
             samplers::MAX_SAMPLES
-        );
+        )));
     }
     let device = if o.reference { o.device } else { Device::Cpu };
     torch::set_threads(None);
@@ -363,7 +363,9 @@ pub fn complete_run(run: &Path, o: &CompleteOptions) -> Result<CompleteReport> {
     let (c, h, w, levels) = (tm.channels, tm.height, tm.width, tm.levels);
     let keep_rows = o.keep_rows.unwrap_or(h / 2);
     if keep_rows > h {
-        bail!("--keep-rows {keep_rows} is more than the image's {h} rows");
+        bail!(crate::usage::usage(format!(
+            "--keep-rows {keep_rows} is more than the image's {h} rows"
+        )));
     }
     let mut notes = Vec::new();
     let (originals, k) = match &o.image {

@@ -96,45 +96,47 @@ pub enum Cmd {
         after_help = "Examples:\n  pixc train specs/diag_bilstm_7_mnist.yaml --minutes 5 --out runs/mnist\n  pixc train specs/diag_bilstm_7_mnist.yaml --out runs/mnist --resume\n  pixc train specs/pixelcnn_7_mnist.yaml --steps 2000 --batch 32 --device cuda"
     )]
     Train {
+        /// Spec file (.yaml or .pixc); with --resume, a run folder alone also works
         spec: PathBuf,
         /// auto (CUDA when available), cpu or cuda
         #[arg(long, default_value = "auto")]
         device: crate::device::Device,
         /// Train this many epochs (overrides the spec)
-        #[arg(long, conflicts_with_all = ["steps", "minutes"])]
+        #[arg(long, conflicts_with_all = ["steps", "minutes"], value_parser = crate::front::flags::epochs)]
         epochs: Option<u64>,
         /// Train this many optimizer steps in total (overrides the spec)
-        #[arg(long, conflicts_with = "minutes")]
+        #[arg(long, conflicts_with = "minutes", value_parser = crate::front::flags::steps)]
         steps: Option<u64>,
         /// Train for this many minutes of wall time
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::minutes)]
         minutes: Option<f64>,
         /// Batch size (overrides the spec)
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::batch)]
         batch: Option<u64>,
         /// Learning rate (overrides the spec)
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::lr)]
         lr: Option<f64>,
         /// Seed for initial weights and data order (overrides the spec)
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::seed)]
         seed: Option<u64>,
         /// Data set, e.g. mnist-binarized, mnist-256, fashion-mnist-256, cifar10:DIR, png:DIR
         #[arg(long)]
         data: Option<String>,
-        /// Run folder (default runs/<model name>)
-        #[arg(long, short = 'o', default_value = "")]
-        out: PathBuf,
-        /// Continue the run in --out from its last checkpoint
+        /// Run folder (default runs/<model name>, with -2, -3, ... added if it exists)
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
+        /// Continue the run in --out (or the run folder given instead of a spec) from its
+        /// last checkpoint
         #[arg(long)]
         resume: bool,
         /// Validate and checkpoint every N steps (overrides the spec)
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::valid_every)]
         valid_every: Option<u64>,
         /// Validation images per validation (0 = the whole split)
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = crate::front::flags::valid_images)]
         valid_images: usize,
         /// libtorch threads (default: all cores)
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::threads)]
         threads: Option<usize>,
         /// Write a sample grid to RUN/samples at each validation
         #[arg(long)]
@@ -160,7 +162,7 @@ pub enum Cmd {
         #[arg(long, default_value = "valid", value_parser = ["valid", "test"])]
         split: String,
         /// Score only the first N images
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::at_least_one("limit"))]
         limit: Option<usize>,
         #[arg(long, default_value = "auto")]
         device: crate::device::Device,
@@ -180,7 +182,7 @@ pub enum Cmd {
         #[arg(long, short = 'o')]
         out: Option<PathBuf>,
         /// Seed of the initial weights when exporting a spec
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = crate::front::flags::seed)]
         seed: u64,
         #[arg(long)]
         json: bool,
@@ -195,9 +197,10 @@ pub enum Cmd {
         #[arg(long, default_value = "cpu")]
         device: crate::device::Device,
         /// Images to compare
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = crate::front::flags::at_least_one("images"))]
         images: usize,
-        #[arg(long, default_value_t = 0)]
+        /// Seed of the images' random draw and of a spec's initial weights
+        #[arg(long, default_value_t = 0, value_parser = crate::front::flags::seed)]
         seed: u64,
         #[arg(long)]
         json: bool,
@@ -225,22 +228,25 @@ pub enum Cmd {
         /// Specs to measure (default: the shipped MNIST Diagonal BiLSTM, Row LSTM, PixelCNN;
         /// with --inference, also the export figures of the other shipped specs)
         specs: Vec<PathBuf>,
-        #[arg(long, default_value_t = 16)]
+        /// Images per training step
+        #[arg(long, default_value_t = 16, value_parser = crate::front::flags::at_least_one("batch"))]
         batch: usize,
         /// Seconds of timed training steps per model (after warm-up); with --inference,
         /// per measurement [default: 15, with --inference 3]
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::seconds)]
         seconds: Option<f64>,
         /// Measure inference: ONNX export time and size, and NLL images/s through libtorch
         /// (fused and plain ops) and ONNX Runtime at each of --batches
         #[arg(long)]
         inference: bool,
         /// Batch sizes for --inference
-        #[arg(long, value_delimiter = ',', default_value = "16,256")]
+        #[arg(long, value_delimiter = ',', default_value = "16,256", value_parser = crate::front::flags::at_least_one("batches"))]
         batches: Vec<usize>,
+        /// auto (CUDA when available), cpu or cuda
         #[arg(long, default_value = "auto")]
         device: crate::device::Device,
-        #[arg(long)]
+        /// libtorch threads (default: all cores)
+        #[arg(long, value_parser = crate::front::flags::threads)]
         threads: Option<usize>,
         /// Skip the PyTorch reference
         #[arg(long)]
@@ -252,13 +258,13 @@ pub enum Cmd {
     #[command(hide = true)]
     BenchOne {
         spec: PathBuf,
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = crate::front::flags::at_least_one("batch"))]
         batch: usize,
-        #[arg(long, default_value_t = 15.0)]
+        #[arg(long, default_value_t = 15.0, value_parser = crate::front::flags::seconds)]
         seconds: f64,
         #[arg(long, default_value = "auto")]
         device: crate::device::Device,
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::threads)]
         threads: Option<usize>,
         #[arg(long)]
         dump: Option<PathBuf>,
@@ -310,6 +316,7 @@ pub fn run() -> i32 {
             json,
         } => train_cmds::train(
             &spec,
+            out,
             crate::train::TrainOptions {
                 device: Some(device),
                 epochs,
@@ -319,7 +326,7 @@ pub fn run() -> i32 {
                 lr,
                 seed,
                 data,
-                out,
+                out: PathBuf::new(),
                 resume,
                 threads,
                 valid_images,
@@ -416,12 +423,16 @@ pub fn run() -> i32 {
     }
 }
 
-/// Prints an error and returns its exit code: 2 for spec errors, 1 otherwise.
+/// Prints an error and returns its exit code: 2 for spec and usage errors, 1 otherwise.
 fn report(e: anyhow::Error) -> i32 {
     if let Some(se) = e.downcast_ref::<crate::SpecError>() {
         eprint!("{}", se.rendered);
         return 2;
     }
     eprintln!("error: {e:#}");
-    1
+    if crate::usage::is_usage(&e) {
+        2
+    } else {
+        1
+    }
 }

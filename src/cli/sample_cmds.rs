@@ -24,13 +24,13 @@ pub struct SampleArgs {
     #[arg(required_unless_present = "onnx", conflicts_with = "onnx")]
     pub run: Option<PathBuf>,
     /// Number of images (1 to 1024)
-    #[arg(short = 'n', long = "num", default_value_t = 16)]
+    #[arg(short = 'n', long = "num", default_value_t = 16, value_parser = crate::front::flags::num_samples)]
     pub n: usize,
     /// Random seed: the same seed draws the same images
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::front::flags::seed)]
     pub seed: u64,
     /// Softmax temperature: below 1 is more conservative, above 1 more varied
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::front::flags::temperature)]
     pub temperature: f64,
     /// PNG grid to write
     #[arg(short = 'o', long, default_value = "samples.png")]
@@ -51,10 +51,10 @@ pub struct SampleArgs {
     #[arg(long, default_value = "auto")]
     pub device: Device,
     /// Columns of the grid (default: square-ish)
-    #[arg(long)]
+    #[arg(long, value_parser = crate::front::flags::cols)]
     pub cols: Option<usize>,
-    /// Screen pixels per image pixel in the grid (default: about 112 pixels per image)
-    #[arg(long)]
+    /// Screen pixels per image pixel in the grid, 1 to 64 (default: about 112 pixels per image)
+    #[arg(long, value_parser = crate::front::flags::scale)]
     pub scale: Option<usize>,
     /// Print a JSON summary on stdout
     #[arg(long)]
@@ -75,22 +75,22 @@ pub struct CompleteArgs {
     /// Run folder made by `pixc train --out DIR`
     pub run: PathBuf,
     /// Complete the first N images of the run's test split
-    #[arg(long, value_name = "N", default_value_t = 8, conflicts_with = "image")]
+    #[arg(long, value_name = "N", default_value_t = 8, conflicts_with = "image", value_parser = crate::front::flags::at_least_one("from_test"))]
     pub from_test: usize,
     /// Complete this PNG instead of test images
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
     /// Rows kept from the top (default: half the image)
-    #[arg(long, value_name = "ROWS")]
+    #[arg(long, value_name = "ROWS", value_parser = crate::front::flags::keep_rows)]
     pub keep_rows: Option<usize>,
     /// Completions per image
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = crate::front::flags::at_least_one("samples"))]
     pub samples: usize,
     /// Random seed
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::front::flags::seed)]
     pub seed: u64,
     /// Softmax temperature
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::front::flags::temperature)]
     pub temperature: f64,
     /// PNG figure to write
     #[arg(short = 'o', long, default_value = "completions.png")]
@@ -101,8 +101,8 @@ pub struct CompleteArgs {
     /// Device for --reference: auto, cpu or cuda
     #[arg(long, default_value = "auto")]
     pub device: Device,
-    /// Screen pixels per image pixel
-    #[arg(long)]
+    /// Screen pixels per image pixel, 1 to 64
+    #[arg(long, value_parser = crate::front::flags::scale)]
     pub scale: Option<usize>,
 }
 

@@ -41,7 +41,9 @@ pub fn fmt(path: &Path, to: Option<&str>, check: bool, write: bool) -> Result<i3
     })?;
     if check {
         if target != from {
-            anyhow::bail!("--check compares a file with its own syntax; drop --to");
+            anyhow::bail!(crate::usage::usage(
+                "--check compares a file with its own syntax; drop --to"
+            ));
         }
         if out == text {
             return Ok(0);
@@ -51,7 +53,9 @@ pub fn fmt(path: &Path, to: Option<&str>, check: bool, write: bool) -> Result<i3
     }
     if write {
         if target != from {
-            anyhow::bail!("--write rewrites a file in its own syntax; drop --to");
+            anyhow::bail!(crate::usage::usage(
+                "--write rewrites a file in its own syntax; drop --to"
+            ));
         }
         crate::util::write_atomic(path, out.as_bytes())
             .with_context(|| format!("writing {name}"))?;

@@ -7,6 +7,7 @@ pub mod ast;
 pub mod build;
 pub mod comments;
 pub mod dsl;
+pub mod flags;
 pub mod fmt;
 pub mod schema;
 pub mod tree;
