@@ -263,3 +263,79 @@ fn sigterm_saves_and_exits_143_like_ctrl_c() {
     let state = std::fs::read_to_string(dir.path().join("run/state.json")).unwrap();
     assert!(state.contains("\"step\""), "{state}");
 }
+
+#[test]
+fn resuming_refuses_another_model_and_records_changed_settings() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let o = train_tiny(d, &["--steps", "1", "--out", "run"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(0), "{err}");
+    // Off a terminal, progress comes as plain lines: step, loss, images/s, time left.
+    assert!(
+        err.contains("step 1/1  train ") && err.contains(" img/s  eta "),
+        "{err}"
+    );
+    // Another architecture: refused before the checkpoint is read, with the difference.
+    let wide = std::fs::read_to_string(repo("examples/tiny.yaml"))
+        .unwrap()
+        .replace("h: 4", "h: 8");
+    std::fs::write(d.join("wide.yaml"), wide).unwrap();
+    let o = pixc_in(d, &["train", "wide.yaml", "--out", "run", "--resume"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("trained from a different spec: its model differs"),
+        "{err}"
+    );
+    assert!(err.contains("\n-  h: 4\n+  h: 8\n"), "{err}");
+    // Allowed changes are made and recorded: history.jsonl, and spec.yaml's new values.
+    let o = pixc_in(
+        d,
+        &[
+            "train",
+            "--resume",
+            "run",
+            "--steps",
+            "2",
+            "--lr",
+            "0.002",
+            "--valid-images",
+            "8",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+        ],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    let hist = std::fs::read_to_string(d.join("run/history.jsonl")).unwrap();
+    assert!(
+        hist.contains("\"resumed_at_step\":1")
+            && hist.contains("\"lr\":{\"now\":\"0.002\",\"was\":\"0.001\"}"),
+        "{hist}"
+    );
+    let spec = std::fs::read_to_string(d.join("run/spec.yaml")).unwrap();
+    assert!(
+        spec.contains("lr: 0.002") && spec.contains("steps: 2"),
+        "{spec}"
+    );
+}
+
+#[test]
+fn a_model_name_that_is_a_path_is_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let text = std::fs::read_to_string(repo("examples/tiny.yaml"))
+        .unwrap()
+        .replace("model: tiny", "model: ..");
+    std::fs::write(dir.path().join("dots.yaml"), text).unwrap();
+    let o = pixc_in(dir.path(), &["check", "dots.yaml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("`..` is not a valid model name"), "{err}");
+}
