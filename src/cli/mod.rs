@@ -37,8 +37,10 @@ pub enum Cmd {
         after_help = "Example:\n  pixc check specs/diag_bilstm_7_mnist.yaml --json | jq .parameters"
     )]
     Check {
-        spec: PathBuf,
-        /// Machine-readable output
+        /// Spec files, or folders searched for .yaml, .yml and .pixc specs
+        #[arg(required = true)]
+        spec: Vec<PathBuf>,
+        /// Machine-readable output; an invalid spec's diagnostics as JSON objects, one a line
         #[arg(long)]
         json: bool,
         /// Print the IR dump instead of the table
@@ -60,7 +62,9 @@ pub enum Cmd {
         after_help = "Examples:\n  pixc fmt specs/diag_bilstm_7_mnist.yaml --to dsl > m.pixc\n  pixc fmt m.pixc --check"
     )]
     Fmt {
-        spec: PathBuf,
+        /// Spec file; with --check, several files or folders
+        #[arg(required = true)]
+        spec: Vec<PathBuf>,
         /// Output syntax (default: the input's own, i.e. canonicalise)
         #[arg(long, value_parser = ["yaml", "dsl"])]
         to: Option<String>,
@@ -278,6 +282,12 @@ pub enum Cmd {
 
 /// Runs the CLI and returns the process exit code.
 pub fn run() -> i32 {
+    // Output piped into `head` ends quietly, as other Unix tools do, instead of a panic
+    // on the first print after the pipe closed (Rust ignores SIGPIPE by default).
+    // SAFETY: restores the default action of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -287,14 +297,14 @@ pub fn run() -> i32 {
         }
     };
     let r = match cli.cmd {
-        Cmd::Check { spec, json, ir } => spec_cmds::check(&spec, json, ir),
+        Cmd::Check { spec, json, ir } => spec_cmds::check_many(&spec, json, ir),
         Cmd::Graph { spec, .. } => spec_cmds::graph(&spec),
         Cmd::Fmt {
             spec,
             to,
             check,
             write,
-        } => spec_cmds::fmt(&spec, to.as_deref(), check, write),
+        } => spec_cmds::fmt_many(&spec, to.as_deref(), check, write),
         Cmd::Schema => spec_cmds::schema(),
         Cmd::Snapshot { specs, accept, dir } => spec_cmds::snapshot(&specs, accept, dir.as_deref()),
         Cmd::Train {
