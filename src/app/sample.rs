@@ -428,6 +428,34 @@ pub struct PlotReport {
 }
 
 /// `pixc plot RUN_DIR`: training curves from `metrics.jsonl`.
+/// `pixc plot RUN RUN...`: the runs' curves over each other, the legend naming each run
+/// by its folder; thick lines validation, thin lines training.
+pub fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<PlotReport> {
+    check_writable(out)?;
+    let mut all = Vec::new();
+    let mut skipped = Vec::new();
+    for run in runs {
+        let mut curves = plot::read_metrics(run)?;
+        let name = run
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| run.display().to_string());
+        skipped.append(&mut curves.skipped);
+        all.push((name, curves));
+    }
+    let title = format!(
+        "negative log-likelihood ({}); thick: validation, thin: training",
+        all[0].1.unit
+    );
+    let png = plot::overlay::plot_overlay(&all, &title, 1200, 500)?;
+    write_atomic(out, &png).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(PlotReport {
+        points: all.iter().map(|(_, c)| c.points.len()).sum(),
+        out: out.display().to_string(),
+        skipped,
+    })
+}
+
 pub fn plot_run(run: &Path, out: &Path) -> Result<PlotReport> {
     check_writable(out)?;
     let curves = plot::read_metrics(run)?;

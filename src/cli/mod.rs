@@ -5,6 +5,7 @@
 mod bench_cmds;
 mod deploy_cmds;
 mod fsck_cmds;
+mod runs_cmds;
 mod sample_cmds;
 mod spec_cmds;
 mod train_cmds;
@@ -223,6 +224,25 @@ pub enum Cmd {
     Sample(sample_cmds::SampleArgs),
     Complete(sample_cmds::CompleteArgs),
     Plot(sample_cmds::PlotArgs),
+    /// Table of the runs in a folder: model, steps, best validation and test NLL, wall time, status
+    #[command(
+        after_help = "Examples:\n  pixc runs\n  pixc runs experiments/ --json\n\nThe test NLL is shown once `pixc eval RUN --split test` has scored the whole split."
+    )]
+    Runs {
+        /// Folder holding run folders
+        #[arg(default_value = "runs")]
+        dir: PathBuf,
+        /// One JSON array of the runs
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(
+        after_help = "Examples:\n  pixc completions bash > ~/.local/share/bash-completion/completions/pixc\n  pixc completions zsh > ~/.zfunc/_pixc\n  pixc completions fish > ~/.config/fish/completions/pixc.fish"
+    )]
+    Completions {
+        shell: clap_complete::Shell,
+    },
     /// Benchmark training throughput and memory beside the eager PyTorch reference, or
     /// (--inference) ONNX export and NLL evaluation through libtorch and ONNX Runtime
     #[command(
@@ -380,6 +400,8 @@ pub fn run() -> i32 {
         Cmd::Sample(a) => sample_cmds::sample(a),
         Cmd::Complete(a) => sample_cmds::complete(a),
         Cmd::Plot(a) => sample_cmds::plot(a),
+        Cmd::Runs { dir, json } => runs_cmds::list(&dir, json),
+        Cmd::Completions { shell } => runs_cmds::completions(shell),
         Cmd::Bench {
             specs,
             seconds,

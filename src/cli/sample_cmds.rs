@@ -106,16 +106,19 @@ pub struct CompleteArgs {
     pub scale: Option<usize>,
 }
 
-/// Plot training and validation NLL from a run's metrics.jsonl
+/// Plot training and validation NLL from a run's metrics.jsonl (several runs: overlaid)
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = "\
-Example:
+Examples:
   pixc plot runs/mnist -o curves.png
+  pixc plot runs/mnist runs/mnist-2 runs/cnn -o compare.png
 
-Two panels: NLL against training steps and against wall time.")]
+Two panels: NLL against training steps and against wall time. Several runs are drawn in
+one colour each (thick: validation, thin: training), the legend naming their folders.")]
 pub struct PlotArgs {
-    /// Run folder made by `pixc train --out DIR`
-    pub run: PathBuf,
+    /// Run folders made by `pixc train`
+    #[arg(required = true)]
+    pub run: Vec<PathBuf>,
     /// PNG to write
     #[arg(short = 'o', long, default_value = "curves.png")]
     pub out: PathBuf,
@@ -198,7 +201,10 @@ pub fn complete(args: CompleteArgs) -> Result<i32> {
 
 /// `pixc plot`.
 pub fn plot(args: PlotArgs) -> Result<i32> {
-    let rep = run::plot_run(&args.run, &args.out)?;
+    let rep = match args.run.as_slice() {
+        [one] => run::plot_run(one, &args.out)?,
+        many => run::plot_runs(many, &args.out)?,
+    };
     for (line, why) in &rep.skipped {
         eprintln!("warning: metrics.jsonl line {line} skipped: {why}");
     }

@@ -59,12 +59,24 @@ pub fn eval(
         _ => EvalSplit::Valid,
     };
     let r = train::eval_run_with(dir, split, limit, device, None, &mut eval_progress(json))?;
+    if limit.is_none() {
+        // A whole-split score is kept for `pixc runs`; a read-only run folder only warns.
+        if let Err(e) = crate::app::runs::record_eval(dir, &r) {
+            eprintln!("warning: {e:#}");
+        }
+    }
     if json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
+        // In nats/image (binary data) the figure is the NLL itself: shown once.
+        let nats = if r.unit == "nats/image" {
+            String::new()
+        } else {
+            format!(" ({:.3} nats/image)", r.nats_per_image)
+        };
         println!(
-            "{} NLL: {:.4} {} ({:.3} nats/image) over {} images, checkpoint step {}",
-            r.split, r.nll, r.unit, r.nats_per_image, r.images, r.step
+            "{} NLL: {:.4} {}{nats} over {} images, checkpoint step {}",
+            r.split, r.nll, r.unit, r.images, r.step
         );
         println!("data: {}", r.data);
     }
