@@ -17,6 +17,7 @@ pub mod ir;
 pub mod plot;
 pub mod runtime;
 pub mod sample;
+pub mod shell;
 pub mod snapshot;
 pub mod train;
 pub mod usage;

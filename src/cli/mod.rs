@@ -98,7 +98,7 @@ pub enum Cmd {
     },
     /// Train a spec on its data set (libtorch, CPU or CUDA)
     #[command(
-        after_help = "Examples:\n  pixc train specs/diag_bilstm_7_mnist.yaml --minutes 5 --out runs/mnist\n  pixc train specs/diag_bilstm_7_mnist.yaml --out runs/mnist --resume\n  pixc train specs/pixelcnn_7_mnist.yaml --steps 2000 --batch 32 --device cuda"
+        after_help = "Examples:\n  pixc train specs/diag_bilstm_7_mnist.yaml --minutes 5 --out runs/mnist\n  pixc train --resume runs/mnist --minutes 5\n  pixc train specs/diag_bilstm_7_mnist.yaml --out runs/mnist --resume\n  pixc train specs/pixelcnn_7_mnist.yaml --steps 2000 --batch 32 --device cuda"
     )]
     Train {
         /// Spec file (.yaml or .pixc); with --resume, a run folder alone also works
@@ -164,13 +164,16 @@ pub enum Cmd {
         /// Data set for --onnx (default: the one named in the file's spec)
         #[arg(long)]
         data: Option<String>,
+        /// Split to score: valid or test
         #[arg(long, default_value = "valid", value_parser = ["valid", "test"])]
         split: String,
         /// Score only the first N images
         #[arg(long, value_parser = crate::front::flags::at_least_one("limit"))]
         limit: Option<usize>,
+        /// auto (CUDA when available), cpu or cuda
         #[arg(long, default_value = "auto")]
         device: crate::device::Device,
+        /// Machine-readable output (JSON on stdout)
         #[arg(long)]
         json: bool,
     },
@@ -184,11 +187,13 @@ pub enum Cmd {
         /// Export to ONNX (IR 10, opset 21); the only format
         #[arg(long, required = true)]
         onnx: bool,
+        /// ONNX file to write (default: RUN/model.onnx, or SPEC with .onnx)
         #[arg(long, short = 'o')]
         out: Option<PathBuf>,
         /// Seed of the initial weights when exporting a spec
         #[arg(long, default_value_t = 0, value_parser = crate::front::flags::seed)]
         seed: u64,
+        /// Machine-readable output (JSON on stdout)
         #[arg(long)]
         json: bool,
     },
@@ -199,6 +204,7 @@ pub enum Cmd {
     Verify {
         /// Run folder or spec file
         target: PathBuf,
+        /// auto (CUDA when available), cpu or cuda
         #[arg(long, default_value = "cpu")]
         device: crate::device::Device,
         /// Images to compare
@@ -207,6 +213,7 @@ pub enum Cmd {
         /// Seed of the images' random draw and of a spec's initial weights
         #[arg(long, default_value_t = 0, value_parser = crate::front::flags::seed)]
         seed: u64,
+        /// Machine-readable output (JSON on stdout)
         #[arg(long)]
         json: bool,
     },
@@ -218,6 +225,7 @@ pub enum Cmd {
     Fsck {
         /// Run folder, model folder (spec.yaml + best.safetensors) or .safetensors file
         target: PathBuf,
+        /// Machine-readable output (JSON on stdout)
         #[arg(long)]
         json: bool,
     },
@@ -275,6 +283,7 @@ pub enum Cmd {
         /// Skip the PyTorch reference
         #[arg(long)]
         no_pytorch: bool,
+        /// Machine-readable output (JSON on stdout)
         #[arg(long)]
         json: bool,
     },
@@ -286,15 +295,22 @@ pub enum Cmd {
         batch: usize,
         #[arg(long, default_value_t = 15.0, value_parser = crate::front::flags::seconds)]
         seconds: f64,
+        /// auto (CUDA when available), cpu or cuda
         #[arg(long, default_value = "auto")]
         device: crate::device::Device,
+        /// libtorch threads (default: all cores)
         #[arg(long, value_parser = crate::front::flags::threads)]
         threads: Option<usize>,
+        /// Folder to write the initial weights, the batch and the IR JSON into (for the PyTorch reference)
         #[arg(long)]
         dump: Option<PathBuf>,
     },
     /// Show versions, devices, ONNX Runtime providers and data sets found
+    #[command(
+        after_help = "Examples:\n  pixc doctor\n  pixc doctor --json | jq .datasets\n\nA missing data set is listed with what makes it available (PIXC_MNIST_DIR,\nPIXC_FASHION_DIR, PIXC_CIFAR10_DIR; see the README's environment variables)."
+    )]
     Doctor {
+        /// Machine-readable output
         #[arg(long)]
         json: bool,
     },

@@ -42,7 +42,10 @@ pub fn train(spec_or_run: &Path, out: Option<PathBuf>, mut opts: TrainOptions) -
         if let Some(b) = rep.best_valid {
             println!("best validation NLL: {b:.4} {}", rep.unit);
         }
-        eprintln!("next: pixc eval {} --split test", rep.out);
+        eprintln!(
+            "next: pixc eval {} --split test",
+            crate::shell::quote(Path::new(&rep.out))
+        );
     }
     Ok(train::signals::exit_code(&rep.stopped_by).unwrap_or(0))
 }
@@ -144,7 +147,11 @@ pub fn doctor(json: bool) -> Result<i32> {
     for d in &r.datasets {
         match &d.path {
             Some(p) => println!("  {:<26} {p}", d.name),
-            None => println!("  {:<26} missing", d.name),
+            None => println!(
+                "  {:<26} missing: {}",
+                d.name,
+                d.fix.clone().unwrap_or_default()
+            ),
         }
     }
     Ok(0)
