@@ -83,3 +83,28 @@ fn check_and_fmt_check_take_several_specs_or_a_folder() {
     assert_eq!(o3.status.code(), Some(2));
     assert_eq!(canonical, Some(0), "{}", String::from_utf8_lossy(&o.stderr));
 }
+
+#[test]
+fn every_data_set_the_spec_rule_accepts_is_one_the_loader_knows() {
+    for name in pixc::front::flags::DATA_SETS {
+        if *name == "cifar10" {
+            continue; // reads PIXC_CIFAR10_DIR, unset here
+        }
+        assert!(pixc::data::DataSource::parse(name).is_ok(), "{name}");
+    }
+    // What `check` used to pass and `train` refused.
+    let dir = tempfile::tempdir().unwrap();
+    let text = tiny().replace("data: mnist-binarized", "data: mnist");
+    std::fs::write(dir.path().join("m.yaml"), text).unwrap();
+    let o = pixc_in(dir.path(), &["check", "m.yaml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("unknown data set `mnist`"), "{err}");
+    // Both step limits: one is dropped silently no more.
+    let text = tiny().replace("steps: 200", "steps: 200\n  epochs: 2");
+    std::fs::write(dir.path().join("both.yaml"), text).unwrap();
+    let o = pixc_in(dir.path(), &["check", "both.yaml"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(2), "{err}");
+    assert!(err.contains("`steps` and `epochs` both set"), "{err}");
+}

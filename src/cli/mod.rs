@@ -125,7 +125,7 @@ pub enum Cmd {
         #[arg(long, value_parser = crate::front::flags::seed)]
         seed: Option<u64>,
         /// Data set, e.g. mnist-binarized, mnist-256, fashion-mnist-256, cifar10:DIR, png:DIR
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::data)]
         data: Option<String>,
         /// Run folder (default runs/<model name>, with -2, -3, ... added if it exists)
         #[arg(long, short = 'o')]

@@ -523,11 +523,30 @@ impl Ctx {
                 }
                 "data" => {
                     if let Some(s) = self.string(v, "data") {
-                        t.data = s.node;
+                        match super::flags::data_set(&s.node) {
+                            Ok(_) => t.data = s.node,
+                            Err((message, help)) => self.err(
+                                Diagnostic::new(v.span, message)
+                                    .label("not a data set")
+                                    .help(help),
+                            ),
+                        }
                     }
                 }
                 _ => {}
             }
+        }
+        if t.steps.is_some() && t.epochs.is_some() {
+            let at = m
+                .iter()
+                .find(|(k, _)| k.name == "epochs")
+                .map(|(k, _)| k.span)
+                .unwrap_or(node.span);
+            self.err(
+                Diagnostic::new(at, "`steps` and `epochs` both set")
+                    .label("second limit")
+                    .help("keep one: `steps` counts optimizer steps, `epochs` passes over the training set"),
+            );
         }
         Some(t)
     }

@@ -63,6 +63,37 @@ pub fn model_name_problem(name: &str) -> Option<&'static str> {
     }
 }
 
+/// The data sets a spec's `data:` (and `--data`) may name without an argument; `cifar10`
+/// alone reads `PIXC_CIFAR10_DIR`. `cifar10:DIR` and `png:DIR` take a folder.
+pub const DATA_SETS: &[&str] = &[
+    "mnist-binarized",
+    "mnist-binarized-dynamic",
+    "mnist-256",
+    "fashion-mnist-256",
+    "fashion-mnist-binarized",
+    "cifar10",
+];
+
+/// `data`: a name `pixc::data` knows (the folder of `cifar10:DIR` / `png:DIR` is checked
+/// when the data is loaded). The error is (message, help).
+pub fn data_set(s: &str) -> Result<String, (String, String)> {
+    let known = DATA_SETS.contains(&s)
+        || ["cifar10:", "png:"]
+            .iter()
+            .any(|p| s.strip_prefix(p).is_some_and(|dir| !dir.is_empty()));
+    if known {
+        return Ok(s.to_string());
+    }
+    let help = match crate::diag::did_you_mean(s, DATA_SETS) {
+        Some(d) => format!("did you mean `{d}`?"),
+        None => format!(
+            "use one of `{}`, or `cifar10:DIR` / `png:DIR` for a folder",
+            DATA_SETS.join("`, `")
+        ),
+    };
+    Err((format!("unknown data set `{s}`"), help))
+}
+
 // The command line's flags. clap calls these as value parsers, so a bad value stops at
 // parsing (exit 2), before any file or folder is made.
 
@@ -116,6 +147,10 @@ pub fn threads(s: &str) -> Result<usize, String> {
 pub fn at_least_one(what: &'static str) -> impl Fn(&str) -> Result<usize, String> + Clone {
     move |s| count(what, s, 1).map(usize_of)
 }
+/// `--data`: the rule of the spec's `data:`.
+pub fn data(s: &str) -> Result<String, String> {
+    data_set(s).map_err(|(m, h)| format!("{m}; {h}"))
+}
 /// `--valid-images`: 0 means the whole split.
 pub fn valid_images(s: &str) -> Result<usize, String> {
     count("valid_images", s, 0).map(usize_of)
@@ -156,6 +191,11 @@ mod tests {
         assert!(count_in("threads", "1025", 1, 1024).is_err());
         assert!(minutes("1e9").is_err() && minutes("2.5") == Ok(2.5));
         assert!(model_name_problem("mnist_7.v2").is_none());
+        assert!(data_set("mnist-binarized").is_ok() && data_set("png:/x").is_ok());
+        let (m, h) = data_set("mnist").unwrap_err();
+        assert_eq!(m, "unknown data set `mnist`");
+        assert!(h.contains("mnist-"), "{h}");
+        assert!(data_set("png:").is_err());
         for bad in ["..", ".", "a/b", "", "a b"] {
             assert!(model_name_problem(bad).is_some(), "{bad}");
         }
