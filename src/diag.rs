@@ -149,6 +149,18 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// `diags` without repeats: a layer inside `repeat` is checked once per pass, and each
+/// pass finds the same problem at the same place; it is reported once.
+pub fn dedup(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::with_capacity(diags.len());
+    for d in diags {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
 /// Diagnostics as JSON objects, one per problem, in the manner of cargo's
 /// `--message-format=json`: file, 1-based line and column of the start and end, message,
 /// label and help (`pixc check --json` on an invalid spec).

@@ -40,8 +40,8 @@ pub fn compile_with(
     opts: Options,
 ) -> Result<(Spec, Model), Vec<Diagnostic>> {
     let spec = front::parse(text, syntax)?;
-    let graph = ir::lower::lower(&spec)?;
-    let model = ir::validate::validate(graph, opts)?;
+    let graph = ir::lower::lower(&spec).map_err(diag::dedup)?;
+    let model = ir::validate::validate(graph, opts).map_err(diag::dedup)?;
     Ok((spec, model))
 }
 
