@@ -80,8 +80,14 @@ pub fn compile_bytes<'a>(
         rendered: diag::render(name, &String::from_utf8_lossy(bytes), &d),
         diagnostics: d,
     })?;
-    compile_with(text, Syntax::from_path(name), opts)
+    let syntax = Syntax::from_path(name);
+    compile_with(text, syntax, opts)
         .map(|(s, m)| (s, m, text))
+        .map_err(|d| match syntax {
+            // Hints in the file's own syntax.
+            Syntax::Dsl => d.into_iter().map(front::dsl_hints::for_dsl).collect(),
+            Syntax::Yaml => d,
+        })
         .map_err(|d| SpecError {
             rendered: diag::render(name, text, &d),
             diagnostics: d,
