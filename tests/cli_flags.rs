@@ -200,6 +200,11 @@ fn run_folders_default_to_runs_model_and_resume_needs_only_the_folder() {
         String::from_utf8_lossy(&o.stderr)
     );
     assert!(out.contains("\"steps\":2"), "{out}");
+    // The summary names the best validation NLL as metrics.jsonl does.
+    assert!(
+        out.contains("\"best_valid_nll\":") && !out.contains("\"best_valid\":"),
+        "{out}"
+    );
     // A run folder without --resume, or training into a run without it: usage errors.
     let o = pixc_in(d, &["train", "runs/tiny"]);
     assert_eq!(o.status.code(), Some(2));

@@ -71,6 +71,8 @@ fn runs_are_listed_plotted_together_and_completions_print() {
     let json: serde_json::Value =
         serde_json::from_str(&ok(&pixc_in(d, &["runs", "--json"]))).unwrap();
     assert_eq!(json.as_array().unwrap().len(), 2);
+    assert_eq!(json[0]["test_nll"], 99.5);
+    assert!(json[0]["best_valid_nll"].is_number());
 
     let out = ok(&pixc_in(
         d,

@@ -13,8 +13,10 @@ pub struct RunRow {
     pub model: Option<String>,
     pub step: Option<u64>,
     /// Best validation NLL in `unit` (as the run's metrics.jsonl last recorded it).
+    #[serde(rename = "best_valid_nll")]
     pub best_valid: Option<f64>,
     /// Test NLL in `unit`, when `pixc eval --split test` scored the whole split.
+    #[serde(rename = "test_nll")]
     pub test: Option<f64>,
     pub unit: Option<String>,
     pub wall_seconds: Option<f64>,

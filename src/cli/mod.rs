@@ -44,8 +44,8 @@ pub enum Cmd {
         /// Machine-readable output; an invalid spec's diagnostics as JSON objects, one a line
         #[arg(long)]
         json: bool,
-        /// Print the IR dump instead of the table
-        #[arg(long)]
+        /// Print the IR dump instead of the table (text only: with --json, use one or the other)
+        #[arg(long, conflicts_with = "json")]
         ir: bool,
     },
     /// Print the IR graph (Graphviz DOT)

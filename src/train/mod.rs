@@ -62,6 +62,8 @@ pub struct TrainReport {
     pub epochs_done: f64,
     pub seconds: f64,
     pub images_per_second: f64,
+    /// Named as in metrics.jsonl, where the same figure is `best_valid_nll`.
+    #[serde(rename = "best_valid_nll")]
     pub best_valid: Option<f64>,
     pub last_train: Option<f64>,
     pub unit: String,
