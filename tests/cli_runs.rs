@@ -86,6 +86,31 @@ fn runs_are_listed_plotted_together_and_completions_print() {
         .unwrap()
         .starts_with(b"\x89PNG"));
 
+    // What `sample --pgm` writes, `complete --image` reads.
+    let args = [
+        "sample",
+        "runs/tiny",
+        "-n",
+        "1",
+        "--pgm",
+        "pgm",
+        "-o",
+        "s.png",
+    ];
+    ok(&pixc_in(d, &args));
+    let args = [
+        "complete",
+        "runs/tiny",
+        "--image",
+        "pgm/sample_000.pgm",
+        "--samples",
+        "1",
+        "-o",
+        "c.png",
+    ];
+    ok(&pixc_in(d, &args));
+    assert!(d.join("c.png").is_file());
+
     for shell in ["bash", "zsh", "fish"] {
         let s = ok(&pixc_in(d, &["completions", shell]));
         assert!(s.contains("pixc") && s.contains("resume"), "{shell}");
