@@ -69,15 +69,16 @@ Examples:
   pixc complete runs/mnist --image digit.png --keep-rows 10 --samples 5
 
 Each row of the figure shows the original, the occluded input (hidden part mid-gray, red-ish
-gray for colour) and the completions. --image takes a PNG with the model's channels
-(grayscale or RGB); another size is resized with nearest neighbour.")]
+gray for colour) and the completions. --image takes a PNG, or a PGM / PPM such as
+`pixc sample --pgm` writes, with the model's channels (grayscale or RGB); another size is
+resized with nearest neighbour.")]
 pub struct CompleteArgs {
     /// Run folder made by `pixc train --out DIR`
     pub run: PathBuf,
     /// Complete the first N images of the run's test split
     #[arg(long, value_name = "N", default_value_t = 8, conflicts_with = "image", value_parser = crate::front::flags::at_least_one("from_test"))]
     pub from_test: usize,
-    /// Complete this PNG instead of test images
+    /// Complete this PNG, PGM or PPM instead of test images
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
     /// Rows kept from the top (default: half the image)
