@@ -110,6 +110,18 @@ fn runs_are_listed_plotted_together_and_completions_print() {
     ];
     ok(&pixc_in(d, &args));
     assert!(d.join("c.png").is_file());
+    // More rows kept than the image has: a usage error, nothing written.
+    let o = pixc_in(
+        d,
+        &["complete", "runs/tiny", "--keep-rows", "100", "-o", "k.png"],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!d.join("k.png").exists());
 
     for shell in ["bash", "zsh", "fish"] {
         let s = ok(&pixc_in(d, &["completions", shell]));
