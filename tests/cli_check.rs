@@ -108,3 +108,27 @@ fn every_data_set_the_spec_rule_accepts_is_one_the_loader_knows() {
     assert_eq!(o.status.code(), Some(2), "{err}");
     assert!(err.contains("`steps` and `epochs` both set"), "{err}");
 }
+
+#[test]
+fn every_command_has_examples_in_its_help() {
+    let dir = tempfile::tempdir().unwrap();
+    let top = String::from_utf8_lossy(&pixc_in(dir.path(), &["--help"]).stdout).into_owned();
+    // The command list: indented lines between "Commands:" and the next section.
+    let cmds: Vec<String> = top
+        .lines()
+        .skip_while(|l| !l.starts_with("Commands:"))
+        .skip(1)
+        .take_while(|l| l.starts_with("  "))
+        .filter_map(|l| l.split_whitespace().next().map(String::from))
+        .filter(|c| c != "help")
+        .collect();
+    assert!(cmds.len() >= 15, "{cmds:?}");
+    for c in &cmds {
+        let help =
+            String::from_utf8_lossy(&pixc_in(dir.path(), &[c, "--help"]).stdout).into_owned();
+        assert!(
+            help.contains(&format!("pixc {c}")),
+            "{c} --help has no example:\n{help}"
+        );
+    }
+}
