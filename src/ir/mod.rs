@@ -20,6 +20,7 @@ pub mod causality;
 pub mod dump;
 pub mod fingerprint;
 pub mod head;
+pub mod hints;
 pub mod lower;
 pub mod mask;
 pub mod shape;
