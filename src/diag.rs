@@ -149,6 +149,43 @@ pub fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
         .map(|(_, c)| c)
 }
 
+/// `diags` without repeats: a layer inside `repeat` is checked once per pass, and each
+/// pass finds the same problem at the same place; it is reported once.
+pub fn dedup(diags: Vec<Diagnostic>) -> Vec<Diagnostic> {
+    let mut out: Vec<Diagnostic> = Vec::with_capacity(diags.len());
+    for d in diags {
+        if !out.contains(&d) {
+            out.push(d);
+        }
+    }
+    out
+}
+
+/// Diagnostics as JSON objects, one per problem, in the manner of cargo's
+/// `--message-format=json`: file, 1-based line and column of the start and end, message,
+/// label and help (`pixc check --json` on an invalid spec).
+pub fn to_json(file_name: &str, source: &str, diags: &[Diagnostic]) -> Vec<serde_json::Value> {
+    diags
+        .iter()
+        .map(|d| {
+            let (line, column) = line_col(source, d.span.start);
+            let (end_line, end_column) = line_col(source, d.span.end);
+            serde_json::json!({
+                "reason": "diagnostic",
+                "severity": "error",
+                "file": file_name,
+                "line": line,
+                "column": column,
+                "end_line": end_line,
+                "end_column": end_column,
+                "message": d.message,
+                "label": d.label,
+                "help": d.help,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

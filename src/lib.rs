@@ -17,8 +17,10 @@ pub mod ir;
 pub mod plot;
 pub mod runtime;
 pub mod sample;
+pub mod shell;
 pub mod snapshot;
 pub mod train;
+pub mod usage;
 pub mod util;
 pub mod weights;
 
@@ -38,8 +40,9 @@ pub fn compile_with(
     opts: Options,
 ) -> Result<(Spec, Model), Vec<Diagnostic>> {
     let spec = front::parse(text, syntax)?;
-    let graph = ir::lower::lower(&spec)?;
-    let model = ir::validate::validate(graph, opts)?;
+    let graph = ir::lower::lower(&spec).map_err(diag::dedup)?;
+    let model = ir::validate::validate(graph, opts)
+        .map_err(|d| ir::hints::refine(&spec, diag::dedup(d)))?;
     Ok((spec, model))
 }
 
@@ -78,8 +81,14 @@ pub fn compile_bytes<'a>(
         rendered: diag::render(name, &String::from_utf8_lossy(bytes), &d),
         diagnostics: d,
     })?;
-    compile_with(text, Syntax::from_path(name), opts)
+    let syntax = Syntax::from_path(name);
+    compile_with(text, syntax, opts)
         .map(|(s, m)| (s, m, text))
+        .map_err(|d| match syntax {
+            // Hints in the file's own syntax.
+            Syntax::Dsl => d.into_iter().map(front::dsl_hints::for_dsl).collect(),
+            Syntax::Yaml => d,
+        })
         .map_err(|d| SpecError {
             rendered: diag::render(name, text, &d),
             diagnostics: d,

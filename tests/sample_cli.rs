@@ -3,7 +3,7 @@
 //! src/cli/sample_cmds.rs and the library functions behind them.
 
 // sample_cmds.rs names library items as `crate::...`; these imports make that resolve here.
-use pixc::{app, device};
+use pixc::{app, device, front};
 
 #[path = "../src/cli/sample_cmds.rs"]
 mod sample_cmds;
@@ -372,7 +372,8 @@ fn bad_inputs_give_clear_errors_and_write_nothing() {
     let err = |args: &[&str]| format!("{:#}", cli(args).unwrap_err());
     let d = s(&run.dir);
     let o = s(&out);
-    assert!(err(&["sample", d, "-n", "0", "-o", o]).contains("0 samples"));
+    // Flags are checked when parsed, with the rules of front::flags.
+    assert!(err(&["sample", d, "-n", "0", "-o", o]).contains("from 1 to 1024, found `0`"));
     assert!(err(&["sample", d, "-n", "1025", "-o", o]).contains("1024"));
     assert!(err(&["sample", d, "--temperature", "0", "-o", o]).contains("temperature"));
     assert!(err(&["sample", d, "--temperature", "nan", "-o", o]).contains("temperature"));
@@ -386,7 +387,7 @@ fn bad_inputs_give_clear_errors_and_write_nothing() {
     );
     assert!(err(&["complete", d, "--keep-rows", "9", "-o", o]).contains("keep-rows"));
     assert!(err(&["complete", d, "--from-test", "3", "-o", o]).contains("test split"));
-    assert!(err(&["complete", d, "--samples", "0", "-o", o]).contains("at least 1"));
+    assert!(err(&["complete", d, "--samples", "0", "-o", o]).contains("integer >= 1"));
     assert!(!out.exists());
 
     // A spec that does not match the checkpoint.

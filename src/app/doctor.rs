@@ -22,6 +22,19 @@ pub struct DoctorReport {
 pub struct DatasetFound {
     pub name: String,
     pub path: Option<String>,
+    /// How to make a missing data set available.
+    pub fix: Option<String>,
+}
+
+/// What makes data set `name` available, for `doctor`'s "missing" lines.
+fn fix_for(name: &str) -> String {
+    if name.starts_with("fashion") {
+        "apt-get install dataset-fashion-mnist, or set PIXC_FASHION_DIR to a folder of the 4 idx files".into()
+    } else if name.starts_with("mnist") {
+        "restore the vendored copy (git checkout -- data/mnist), or set PIXC_MNIST_DIR to a folder of the 4 idx files".into()
+    } else {
+        format!("set {} to the folder of the binary version's data_batch_*.bin and test_batch.bin (or train with --data cifar10:DIR)", crate::data::cifar_env_dir())
+    }
 }
 
 pub fn doctor() -> DoctorReport {
@@ -38,6 +51,7 @@ pub fn doctor() -> DoctorReport {
     let datasets = crate::data::find_datasets(&Default::default())
         .into_iter()
         .map(|(n, p)| DatasetFound {
+            fix: p.is_none().then(|| fix_for(&n)),
             name: n,
             path: p.map(|p| p.display().to_string()),
         })

@@ -344,18 +344,18 @@ pub fn complete_run(run: &Path, o: &CompleteOptions) -> Result<CompleteReport> {
     check_writable(&o.out)?;
     let k = if o.image.is_some() { 1 } else { o.from_test };
     if o.samples == 0 || k == 0 {
-        bail!(
+        bail!(crate::usage::usage(format!(
             "nothing to complete: {k} image(s), {} completion(s) each; both must be at least 1",
             o.samples
-        );
+        )));
     }
     samplers::check_request(1, o.temperature)?;
     if k.saturating_mul(o.samples) > samplers::MAX_SAMPLES {
-        bail!(
+        bail!(crate::usage::usage(format!(
             "{k} images x {} completions is more than the {} samples one call draws; use fewer --from-test images or --samples",
             o.samples,
             samplers::MAX_SAMPLES
-        );
+        )));
     }
     let device = if o.reference { o.device } else { Device::Cpu };
     torch::set_threads(None);
@@ -363,7 +363,9 @@ pub fn complete_run(run: &Path, o: &CompleteOptions) -> Result<CompleteReport> {
     let (c, h, w, levels) = (tm.channels, tm.height, tm.width, tm.levels);
     let keep_rows = o.keep_rows.unwrap_or(h / 2);
     if keep_rows > h {
-        bail!("--keep-rows {keep_rows} is more than the image's {h} rows");
+        bail!(crate::usage::usage(format!(
+            "--keep-rows {keep_rows} is more than the image's {h} rows"
+        )));
     }
     let mut notes = Vec::new();
     let (originals, k) = match &o.image {
@@ -426,6 +428,34 @@ pub struct PlotReport {
 }
 
 /// `pixc plot RUN_DIR`: training curves from `metrics.jsonl`.
+/// `pixc plot RUN RUN...`: the runs' curves over each other, the legend naming each run
+/// by its folder; thick lines validation, thin lines training.
+pub fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<PlotReport> {
+    check_writable(out)?;
+    let mut all = Vec::new();
+    let mut skipped = Vec::new();
+    for run in runs {
+        let mut curves = plot::read_metrics(run)?;
+        let name = run
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| run.display().to_string());
+        skipped.append(&mut curves.skipped);
+        all.push((name, curves));
+    }
+    let title = format!(
+        "negative log-likelihood ({}); thick: validation, thin: training",
+        all[0].1.unit
+    );
+    let png = plot::overlay::plot_overlay(&all, &title, 1200, 500)?;
+    write_atomic(out, &png).with_context(|| format!("cannot write {}", out.display()))?;
+    Ok(PlotReport {
+        points: all.iter().map(|(_, c)| c.points.len()).sum(),
+        out: out.display().to_string(),
+        skipped,
+    })
+}
+
 pub fn plot_run(run: &Path, out: &Path) -> Result<PlotReport> {
     check_writable(out)?;
     let curves = plot::read_metrics(run)?;

@@ -5,6 +5,7 @@
 mod bench_cmds;
 mod deploy_cmds;
 mod fsck_cmds;
+mod runs_cmds;
 mod sample_cmds;
 mod spec_cmds;
 mod train_cmds;
@@ -37,12 +38,14 @@ pub enum Cmd {
         after_help = "Example:\n  pixc check specs/diag_bilstm_7_mnist.yaml --json | jq .parameters"
     )]
     Check {
-        spec: PathBuf,
-        /// Machine-readable output
+        /// Spec files, or folders searched for .yaml, .yml and .pixc specs
+        #[arg(required = true)]
+        spec: Vec<PathBuf>,
+        /// Machine-readable output; an invalid spec's diagnostics as JSON objects, one a line
         #[arg(long)]
         json: bool,
-        /// Print the IR dump instead of the table
-        #[arg(long)]
+        /// Print the IR dump instead of the table (text only: with --json, use one or the other)
+        #[arg(long, conflicts_with = "json")]
         ir: bool,
     },
     /// Print the IR graph (Graphviz DOT)
@@ -60,7 +63,9 @@ pub enum Cmd {
         after_help = "Examples:\n  pixc fmt specs/diag_bilstm_7_mnist.yaml --to dsl > m.pixc\n  pixc fmt m.pixc --check"
     )]
     Fmt {
-        spec: PathBuf,
+        /// Spec file; with --check, several files or folders
+        #[arg(required = true)]
+        spec: Vec<PathBuf>,
         /// Output syntax (default: the input's own, i.e. canonicalise)
         #[arg(long, value_parser = ["yaml", "dsl"])]
         to: Option<String>,
@@ -93,48 +98,50 @@ pub enum Cmd {
     },
     /// Train a spec on its data set (libtorch, CPU or CUDA)
     #[command(
-        after_help = "Examples:\n  pixc train specs/diag_bilstm_7_mnist.yaml --minutes 5 --out runs/mnist\n  pixc train specs/diag_bilstm_7_mnist.yaml --out runs/mnist --resume\n  pixc train specs/pixelcnn_7_mnist.yaml --steps 2000 --batch 32 --device cuda"
+        after_help = "Examples:\n  pixc train specs/diag_bilstm_7_mnist.yaml --minutes 5 --out runs/mnist\n  pixc train --resume runs/mnist --minutes 5\n  pixc train specs/diag_bilstm_7_mnist.yaml --out runs/mnist --resume\n  pixc train specs/pixelcnn_7_mnist.yaml --steps 2000 --batch 32 --device cuda"
     )]
     Train {
+        /// Spec file (.yaml or .pixc); with --resume, a run folder alone also works
         spec: PathBuf,
         /// auto (CUDA when available), cpu or cuda
         #[arg(long, default_value = "auto")]
         device: crate::device::Device,
         /// Train this many epochs (overrides the spec)
-        #[arg(long, conflicts_with_all = ["steps", "minutes"])]
+        #[arg(long, conflicts_with_all = ["steps", "minutes"], value_parser = crate::front::flags::epochs)]
         epochs: Option<u64>,
         /// Train this many optimizer steps in total (overrides the spec)
-        #[arg(long, conflicts_with = "minutes")]
+        #[arg(long, conflicts_with = "minutes", value_parser = crate::front::flags::steps)]
         steps: Option<u64>,
         /// Train for this many minutes of wall time
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::minutes)]
         minutes: Option<f64>,
         /// Batch size (overrides the spec)
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::batch)]
         batch: Option<u64>,
         /// Learning rate (overrides the spec)
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::lr)]
         lr: Option<f64>,
         /// Seed for initial weights and data order (overrides the spec)
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::seed)]
         seed: Option<u64>,
         /// Data set, e.g. mnist-binarized, mnist-256, fashion-mnist-256, cifar10:DIR, png:DIR
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::data)]
         data: Option<String>,
-        /// Run folder (default runs/<model name>)
-        #[arg(long, short = 'o', default_value = "")]
-        out: PathBuf,
-        /// Continue the run in --out from its last checkpoint
+        /// Run folder (default runs/<model name>, with -2, -3, ... added if it exists)
+        #[arg(long, short = 'o')]
+        out: Option<PathBuf>,
+        /// Continue the run in --out (or the run folder given instead of a spec) from its
+        /// last checkpoint
         #[arg(long)]
         resume: bool,
         /// Validate and checkpoint every N steps (overrides the spec)
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::valid_every)]
         valid_every: Option<u64>,
         /// Validation images per validation (0 = the whole split)
-        #[arg(long, default_value_t = 1000)]
+        #[arg(long, default_value_t = 1000, value_parser = crate::front::flags::valid_images)]
         valid_images: usize,
         /// libtorch threads (default: all cores)
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::threads)]
         threads: Option<usize>,
         /// Write a sample grid to RUN/samples at each validation
         #[arg(long)]
@@ -157,13 +164,16 @@ pub enum Cmd {
         /// Data set for --onnx (default: the one named in the file's spec)
         #[arg(long)]
         data: Option<String>,
+        /// Split to score: valid or test
         #[arg(long, default_value = "valid", value_parser = ["valid", "test"])]
         split: String,
         /// Score only the first N images
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::at_least_one("limit"))]
         limit: Option<usize>,
+        /// auto (CUDA when available), cpu or cuda
         #[arg(long, default_value = "auto")]
         device: crate::device::Device,
+        /// Machine-readable output (JSON on stdout)
         #[arg(long)]
         json: bool,
     },
@@ -177,11 +187,13 @@ pub enum Cmd {
         /// Export to ONNX (IR 10, opset 21); the only format
         #[arg(long, required = true)]
         onnx: bool,
+        /// ONNX file to write (default: RUN/model.onnx, or SPEC with .onnx)
         #[arg(long, short = 'o')]
         out: Option<PathBuf>,
         /// Seed of the initial weights when exporting a spec
-        #[arg(long, default_value_t = 0)]
+        #[arg(long, default_value_t = 0, value_parser = crate::front::flags::seed)]
         seed: u64,
+        /// Machine-readable output (JSON on stdout)
         #[arg(long)]
         json: bool,
     },
@@ -192,13 +204,16 @@ pub enum Cmd {
     Verify {
         /// Run folder or spec file
         target: PathBuf,
+        /// auto (CUDA when available), cpu or cuda
         #[arg(long, default_value = "cpu")]
         device: crate::device::Device,
         /// Images to compare
-        #[arg(long, default_value_t = 64)]
+        #[arg(long, default_value_t = 64, value_parser = crate::front::flags::at_least_one("images"))]
         images: usize,
-        #[arg(long, default_value_t = 0)]
+        /// Seed of the images' random draw and of a spec's initial weights
+        #[arg(long, default_value_t = 0, value_parser = crate::front::flags::seed)]
         seed: u64,
+        /// Machine-readable output (JSON on stdout)
         #[arg(long)]
         json: bool,
     },
@@ -210,12 +225,32 @@ pub enum Cmd {
     Fsck {
         /// Run folder, model folder (spec.yaml + best.safetensors) or .safetensors file
         target: PathBuf,
+        /// Machine-readable output (JSON on stdout)
         #[arg(long)]
         json: bool,
     },
     Sample(sample_cmds::SampleArgs),
     Complete(sample_cmds::CompleteArgs),
     Plot(sample_cmds::PlotArgs),
+    /// Table of the runs in a folder: model, steps, best validation and test NLL, wall time, status
+    #[command(
+        after_help = "Examples:\n  pixc runs\n  pixc runs experiments/ --json\n\nThe test NLL is shown once `pixc eval RUN --split test` has scored the whole split."
+    )]
+    Runs {
+        /// Folder holding run folders
+        #[arg(default_value = "runs")]
+        dir: PathBuf,
+        /// One JSON array of the runs
+        #[arg(long)]
+        json: bool,
+    },
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell)
+    #[command(
+        after_help = "Examples:\n  pixc completions bash > ~/.local/share/bash-completion/completions/pixc\n  pixc completions zsh > ~/.zfunc/_pixc\n  pixc completions fish > ~/.config/fish/completions/pixc.fish"
+    )]
+    Completions {
+        shell: clap_complete::Shell,
+    },
     /// Benchmark training throughput and memory beside the eager PyTorch reference, or
     /// (--inference) ONNX export and NLL evaluation through libtorch and ONNX Runtime
     #[command(
@@ -225,26 +260,30 @@ pub enum Cmd {
         /// Specs to measure (default: the shipped MNIST Diagonal BiLSTM, Row LSTM, PixelCNN;
         /// with --inference, also the export figures of the other shipped specs)
         specs: Vec<PathBuf>,
-        #[arg(long, default_value_t = 16)]
+        /// Images per training step
+        #[arg(long, default_value_t = 16, value_parser = crate::front::flags::at_least_one("batch"))]
         batch: usize,
         /// Seconds of timed training steps per model (after warm-up); with --inference,
         /// per measurement [default: 15, with --inference 3]
-        #[arg(long)]
+        #[arg(long, value_parser = crate::front::flags::seconds)]
         seconds: Option<f64>,
         /// Measure inference: ONNX export time and size, and NLL images/s through libtorch
         /// (fused and plain ops) and ONNX Runtime at each of --batches
         #[arg(long)]
         inference: bool,
         /// Batch sizes for --inference
-        #[arg(long, value_delimiter = ',', default_value = "16,256")]
+        #[arg(long, value_delimiter = ',', default_value = "16,256", value_parser = crate::front::flags::at_least_one("batches"))]
         batches: Vec<usize>,
+        /// auto (CUDA when available), cpu or cuda
         #[arg(long, default_value = "auto")]
         device: crate::device::Device,
-        #[arg(long)]
+        /// libtorch threads (default: all cores)
+        #[arg(long, value_parser = crate::front::flags::threads)]
         threads: Option<usize>,
         /// Skip the PyTorch reference
         #[arg(long)]
         no_pytorch: bool,
+        /// Machine-readable output (JSON on stdout)
         #[arg(long)]
         json: bool,
     },
@@ -252,19 +291,26 @@ pub enum Cmd {
     #[command(hide = true)]
     BenchOne {
         spec: PathBuf,
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 16, value_parser = crate::front::flags::at_least_one("batch"))]
         batch: usize,
-        #[arg(long, default_value_t = 15.0)]
+        #[arg(long, default_value_t = 15.0, value_parser = crate::front::flags::seconds)]
         seconds: f64,
+        /// auto (CUDA when available), cpu or cuda
         #[arg(long, default_value = "auto")]
         device: crate::device::Device,
-        #[arg(long)]
+        /// libtorch threads (default: all cores)
+        #[arg(long, value_parser = crate::front::flags::threads)]
         threads: Option<usize>,
+        /// Folder to write the initial weights, the batch and the IR JSON into (for the PyTorch reference)
         #[arg(long)]
         dump: Option<PathBuf>,
     },
     /// Show versions, devices, ONNX Runtime providers and data sets found
+    #[command(
+        after_help = "Examples:\n  pixc doctor\n  pixc doctor --json | jq .datasets\n\nA missing data set is listed with what makes it available (PIXC_MNIST_DIR,\nPIXC_FASHION_DIR, PIXC_CIFAR10_DIR; see the README's environment variables)."
+    )]
     Doctor {
+        /// Machine-readable output
         #[arg(long)]
         json: bool,
     },
@@ -272,6 +318,12 @@ pub enum Cmd {
 
 /// Runs the CLI and returns the process exit code.
 pub fn run() -> i32 {
+    // Output piped into `head` ends quietly, as other Unix tools do, instead of a panic
+    // on the first print after the pipe closed (Rust ignores SIGPIPE by default).
+    // SAFETY: restores the default action of one signal before any thread is started.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = match Cli::try_parse() {
         Ok(c) => c,
         Err(e) => {
@@ -281,14 +333,14 @@ pub fn run() -> i32 {
         }
     };
     let r = match cli.cmd {
-        Cmd::Check { spec, json, ir } => spec_cmds::check(&spec, json, ir),
+        Cmd::Check { spec, json, ir } => spec_cmds::check_many(&spec, json, ir),
         Cmd::Graph { spec, .. } => spec_cmds::graph(&spec),
         Cmd::Fmt {
             spec,
             to,
             check,
             write,
-        } => spec_cmds::fmt(&spec, to.as_deref(), check, write),
+        } => spec_cmds::fmt_many(&spec, to.as_deref(), check, write),
         Cmd::Schema => spec_cmds::schema(),
         Cmd::Snapshot { specs, accept, dir } => spec_cmds::snapshot(&specs, accept, dir.as_deref()),
         Cmd::Train {
@@ -310,6 +362,7 @@ pub fn run() -> i32 {
             json,
         } => train_cmds::train(
             &spec,
+            out,
             crate::train::TrainOptions {
                 device: Some(device),
                 epochs,
@@ -319,7 +372,7 @@ pub fn run() -> i32 {
                 lr,
                 seed,
                 data,
-                out,
+                out: PathBuf::new(),
                 resume,
                 threads,
                 valid_images,
@@ -363,6 +416,8 @@ pub fn run() -> i32 {
         Cmd::Sample(a) => sample_cmds::sample(a),
         Cmd::Complete(a) => sample_cmds::complete(a),
         Cmd::Plot(a) => sample_cmds::plot(a),
+        Cmd::Runs { dir, json } => runs_cmds::list(&dir, json),
+        Cmd::Completions { shell } => runs_cmds::completions(shell),
         Cmd::Bench {
             specs,
             seconds,
@@ -416,12 +471,16 @@ pub fn run() -> i32 {
     }
 }
 
-/// Prints an error and returns its exit code: 2 for spec errors, 1 otherwise.
+/// Prints an error and returns its exit code: 2 for spec and usage errors, 1 otherwise.
 fn report(e: anyhow::Error) -> i32 {
     if let Some(se) = e.downcast_ref::<crate::SpecError>() {
         eprint!("{}", se.rendered);
         return 2;
     }
     eprintln!("error: {e:#}");
-    1
+    if crate::usage::is_usage(&e) {
+        2
+    } else {
+        1
+    }
 }

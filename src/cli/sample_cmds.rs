@@ -24,13 +24,13 @@ pub struct SampleArgs {
     #[arg(required_unless_present = "onnx", conflicts_with = "onnx")]
     pub run: Option<PathBuf>,
     /// Number of images (1 to 1024)
-    #[arg(short = 'n', long = "num", default_value_t = 16)]
+    #[arg(short = 'n', long = "num", default_value_t = 16, value_parser = crate::front::flags::num_samples)]
     pub n: usize,
     /// Random seed: the same seed draws the same images
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::front::flags::seed)]
     pub seed: u64,
     /// Softmax temperature: below 1 is more conservative, above 1 more varied
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::front::flags::temperature)]
     pub temperature: f64,
     /// PNG grid to write
     #[arg(short = 'o', long, default_value = "samples.png")]
@@ -51,10 +51,10 @@ pub struct SampleArgs {
     #[arg(long, default_value = "auto")]
     pub device: Device,
     /// Columns of the grid (default: square-ish)
-    #[arg(long)]
+    #[arg(long, value_parser = crate::front::flags::cols)]
     pub cols: Option<usize>,
-    /// Screen pixels per image pixel in the grid (default: about 112 pixels per image)
-    #[arg(long)]
+    /// Screen pixels per image pixel in the grid, 1 to 64 (default: about 112 pixels per image)
+    #[arg(long, value_parser = crate::front::flags::scale)]
     pub scale: Option<usize>,
     /// Print a JSON summary on stdout
     #[arg(long)]
@@ -69,28 +69,29 @@ Examples:
   pixc complete runs/mnist --image digit.png --keep-rows 10 --samples 5
 
 Each row of the figure shows the original, the occluded input (hidden part mid-gray, red-ish
-gray for colour) and the completions. --image takes a PNG with the model's channels
-(grayscale or RGB); another size is resized with nearest neighbour.")]
+gray for colour) and the completions. --image takes a PNG, or a PGM / PPM such as
+`pixc sample --pgm` writes, with the model's channels (grayscale or RGB); another size is
+resized with nearest neighbour.")]
 pub struct CompleteArgs {
     /// Run folder made by `pixc train --out DIR`
     pub run: PathBuf,
     /// Complete the first N images of the run's test split
-    #[arg(long, value_name = "N", default_value_t = 8, conflicts_with = "image")]
+    #[arg(long, value_name = "N", default_value_t = 8, conflicts_with = "image", value_parser = crate::front::flags::at_least_one("from_test"))]
     pub from_test: usize,
-    /// Complete this PNG instead of test images
+    /// Complete this PNG, PGM or PPM instead of test images
     #[arg(long, value_name = "FILE")]
     pub image: Option<PathBuf>,
     /// Rows kept from the top (default: half the image)
-    #[arg(long, value_name = "ROWS")]
+    #[arg(long, value_name = "ROWS", value_parser = crate::front::flags::keep_rows)]
     pub keep_rows: Option<usize>,
     /// Completions per image
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 3, value_parser = crate::front::flags::at_least_one("samples"))]
     pub samples: usize,
     /// Random seed
-    #[arg(long, default_value_t = 0)]
+    #[arg(long, default_value_t = 0, value_parser = crate::front::flags::seed)]
     pub seed: u64,
     /// Softmax temperature
-    #[arg(long, default_value_t = 1.0)]
+    #[arg(long, default_value_t = 1.0, value_parser = crate::front::flags::temperature)]
     pub temperature: f64,
     /// PNG figure to write
     #[arg(short = 'o', long, default_value = "completions.png")]
@@ -101,21 +102,24 @@ pub struct CompleteArgs {
     /// Device for --reference: auto, cpu or cuda
     #[arg(long, default_value = "auto")]
     pub device: Device,
-    /// Screen pixels per image pixel
-    #[arg(long)]
+    /// Screen pixels per image pixel, 1 to 64
+    #[arg(long, value_parser = crate::front::flags::scale)]
     pub scale: Option<usize>,
 }
 
-/// Plot training and validation NLL from a run's metrics.jsonl
+/// Plot training and validation NLL from a run's metrics.jsonl (several runs: overlaid)
 #[derive(clap::Args, Debug, Clone)]
 #[command(after_help = "\
-Example:
+Examples:
   pixc plot runs/mnist -o curves.png
+  pixc plot runs/mnist runs/mnist-2 runs/cnn -o compare.png
 
-Two panels: NLL against training steps and against wall time.")]
+Two panels: NLL against training steps and against wall time. Several runs are drawn in
+one colour each (thick: validation, thin: training), the legend naming their folders.")]
 pub struct PlotArgs {
-    /// Run folder made by `pixc train --out DIR`
-    pub run: PathBuf,
+    /// Run folders made by `pixc train`
+    #[arg(required = true)]
+    pub run: Vec<PathBuf>,
     /// PNG to write
     #[arg(short = 'o', long, default_value = "curves.png")]
     pub out: PathBuf,
@@ -198,7 +202,10 @@ pub fn complete(args: CompleteArgs) -> Result<i32> {
 
 /// `pixc plot`.
 pub fn plot(args: PlotArgs) -> Result<i32> {
-    let rep = run::plot_run(&args.run, &args.out)?;
+    let rep = match args.run.as_slice() {
+        [one] => run::plot_run(one, &args.out)?,
+        many => run::plot_runs(many, &args.out)?,
+    };
     for (line, why) in &rep.skipped {
         eprintln!("warning: metrics.jsonl line {line} skipped: {why}");
     }

@@ -3,7 +3,122 @@
 use crate::front::{self, Syntax};
 use crate::ir::dump;
 use anyhow::{Context, Result};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+
+/// `pixc check PATH...`: one spec file prints its table (or IR, or JSON) as always;
+/// several files or a folder print one line per spec. With --json, an invalid spec's
+/// diagnostics are JSON objects (one a line) on stdout. Exit 2 when any spec is invalid.
+pub fn check_many(paths: &[PathBuf], json: bool, ir: bool) -> Result<i32> {
+    let specs = spec_paths(paths)?;
+    let one = paths.len() == 1 && !paths[0].is_dir();
+    if one && !json {
+        return check(&specs[0], json, ir);
+    }
+    let mut invalid = 0;
+    for path in &specs {
+        let name = path.display().to_string();
+        match crate::compile_file(path) {
+            Ok((_, model, _)) if one => {
+                println!(
+                    "{}",
+                    serde_json::to_string_pretty(&dump::check_json(&model))?
+                );
+            }
+            Ok((_, model, _)) => {
+                let (model_name, params) = (&model.graph().name, model.shapes().total_params());
+                if json {
+                    let line = serde_json::json!({"reason": "checked", "file": name, "model": model_name, "parameters": params});
+                    println!("{line}");
+                } else {
+                    println!("ok  {name}  (model {model_name}, {params} parameters)");
+                }
+            }
+            Err(e) => {
+                invalid += 1;
+                if json {
+                    for d in spec_error_json(&name, path, &e) {
+                        println!("{d}");
+                    }
+                } else {
+                    eprint!("{}", e.rendered);
+                }
+            }
+        }
+    }
+    if !one && !json {
+        let n = specs.len();
+        eprintln!(
+            "{n} spec{}: {} valid, {invalid} invalid",
+            if n == 1 { "" } else { "s" },
+            n - invalid
+        );
+    }
+    Ok(if invalid > 0 { 2 } else { 0 })
+}
+
+/// The diagnostics of a spec that failed as JSON; an error without a location (an
+/// unreadable file) is one object with its message and no line.
+fn spec_error_json(name: &str, path: &Path, e: &crate::SpecError) -> Vec<serde_json::Value> {
+    if e.diagnostics.is_empty() {
+        return vec![serde_json::json!({
+            "reason": "diagnostic",
+            "severity": "error",
+            "file": name,
+            "line": null,
+            "column": null,
+            "message": e.rendered.trim_end(),
+            "help": null,
+        })];
+    }
+    let bytes = std::fs::read(path).unwrap_or_default();
+    crate::diag::to_json(name, &String::from_utf8_lossy(&bytes), &e.diagnostics)
+}
+
+/// The spec files named by `paths`: files as given, folders searched for `.yaml`, `.yml`
+/// and `.pixc` specs (as `pixc snapshot` does).
+fn spec_paths(paths: &[PathBuf]) -> Result<Vec<PathBuf>> {
+    let mut specs = Vec::new();
+    for p in paths {
+        let found =
+            crate::snapshot::spec_files(p).with_context(|| format!("reading {}", p.display()))?;
+        if found.is_empty() {
+            anyhow::bail!(crate::usage::usage(format!(
+                "{}: no .yaml, .yml or .pixc specs here",
+                p.display()
+            )));
+        }
+        specs.extend(found);
+    }
+    Ok(specs)
+}
+
+/// `pixc fmt PATH...`: one file as `fmt`; several files or a folder only with --check,
+/// which reports each file not in canonical form (exit 1) or invalid (exit 2).
+pub fn fmt_many(paths: &[PathBuf], to: Option<&str>, check: bool, write: bool) -> Result<i32> {
+    if paths.len() == 1 && !paths[0].is_dir() {
+        return fmt(&paths[0], to, check, write);
+    }
+    if !check {
+        anyhow::bail!(crate::usage::usage(
+            "several specs (or a folder) only with --check; convert or rewrite one file at a time"
+        ));
+    }
+    let mut code = 0;
+    for path in spec_paths(paths)? {
+        let c = match fmt(&path, to, true, false) {
+            Ok(c) => c,
+            Err(e) => match e.downcast_ref::<crate::SpecError>() {
+                Some(se) => {
+                    eprint!("{}", se.rendered);
+                    2
+                }
+                None => return Err(e),
+            },
+        };
+        code = code.max(c);
+    }
+    Ok(code)
+}
 
 pub fn check(path: &Path, json: bool, ir: bool) -> Result<i32> {
     let (_, model, _) = crate::compile_file(path)?;
@@ -41,7 +156,9 @@ pub fn fmt(path: &Path, to: Option<&str>, check: bool, write: bool) -> Result<i3
     })?;
     if check {
         if target != from {
-            anyhow::bail!("--check compares a file with its own syntax; drop --to");
+            anyhow::bail!(crate::usage::usage(
+                "--check compares a file with its own syntax; drop --to"
+            ));
         }
         if out == text {
             return Ok(0);
@@ -51,7 +168,9 @@ pub fn fmt(path: &Path, to: Option<&str>, check: bool, write: bool) -> Result<i3
     }
     if write {
         if target != from {
-            anyhow::bail!("--write rewrites a file in its own syntax; drop --to");
+            anyhow::bail!(crate::usage::usage(
+                "--write rewrites a file in its own syntax; drop --to"
+            ));
         }
         crate::util::write_atomic(path, out.as_bytes())
             .with_context(|| format!("writing {name}"))?;

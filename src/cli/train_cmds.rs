@@ -1,15 +1,18 @@
 //! `pixc train`, `pixc eval` and `pixc doctor`.
 
 use crate::device::Device;
-use crate::train::{self, EvalSplit, TrainOptions};
+use crate::train::{self, run_dir, EvalSplit, TrainOptions};
 use anyhow::Result;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-pub fn train(spec_path: &Path, mut opts: TrainOptions) -> Result<i32> {
-    let (spec, model, _) = crate::compile_file(spec_path)?;
-    if opts.out.as_os_str().is_empty() {
-        opts.out = Path::new("runs").join(&model.graph().name);
-    }
+/// `pixc train SPEC_OR_RUN [--out RUN]`: `opts.out` is filled in here (the default run
+/// folder needs the model's name).
+pub fn train(spec_or_run: &Path, out: Option<PathBuf>, mut opts: TrainOptions) -> Result<i32> {
+    let (spec_path, out) = run_dir::locate(spec_or_run, out.as_deref(), opts.resume)?;
+    let (spec, model, _) = crate::compile_file(&spec_path)?;
+    opts.out = out.unwrap_or_else(|| {
+        run_dir::default_out(Path::new(run_dir::RUNS), &model.graph().name, opts.resume)
+    });
     if !opts.json {
         let im = model.graph().image;
         eprintln!(
@@ -39,13 +42,12 @@ pub fn train(spec_path: &Path, mut opts: TrainOptions) -> Result<i32> {
         if let Some(b) = rep.best_valid {
             println!("best validation NLL: {b:.4} {}", rep.unit);
         }
-        eprintln!("next: pixc eval {} --split test", rep.out);
+        eprintln!(
+            "next: pixc eval {} --split test",
+            crate::shell::quote(Path::new(&rep.out))
+        );
     }
-    Ok(if rep.stopped_by == "interrupt" {
-        130
-    } else {
-        0
-    })
+    Ok(train::signals::exit_code(&rep.stopped_by).unwrap_or(0))
 }
 
 pub fn eval(
@@ -59,17 +61,59 @@ pub fn eval(
         "test" => EvalSplit::Test,
         _ => EvalSplit::Valid,
     };
-    let r = train::eval_run(dir, split, limit, device, None)?;
+    let r = train::eval_run_with(dir, split, limit, device, None, &mut eval_progress(json))?;
+    if limit.is_none() {
+        // A whole-split score is kept for `pixc runs`; a read-only run folder only warns.
+        if let Err(e) = crate::app::runs::record_eval(dir, &r) {
+            eprintln!("warning: {e:#}");
+        }
+    }
     if json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
+        // In nats/image (binary data) the figure is the NLL itself: shown once.
+        let nats = if r.unit == "nats/image" {
+            String::new()
+        } else {
+            format!(" ({:.3} nats/image)", r.nats_per_image)
+        };
         println!(
-            "{} NLL: {:.4} {} ({:.3} nats/image) over {} images, checkpoint step {}",
-            r.split, r.nll, r.unit, r.nats_per_image, r.images, r.step
+            "{} NLL: {:.4} {}{nats} over {} images, checkpoint step {}",
+            r.split, r.nll, r.unit, r.images, r.step
         );
         println!("data: {}", r.data);
     }
     Ok(0)
+}
+
+/// What `pixc eval` shows while it scores: a bar on a terminal, else a plain line every
+/// few seconds (nothing with --json, whose stdout is for the report).
+fn eval_progress(json: bool) -> impl FnMut(usize, usize) {
+    let bar = indicatif::ProgressBar::new(0);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template("{bar:30} {pos}/{len} images  eta {eta}")
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    if json {
+        bar.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+    }
+    let mut ticker =
+        (bar.is_hidden() && !json).then(|| train::progress::Ticker::new(train::progress::EVERY));
+    let t0 = std::time::Instant::now();
+    move |done, total| {
+        bar.set_length(total as u64);
+        bar.set_position(done as u64);
+        if done >= total {
+            bar.finish_and_clear();
+        }
+        if ticker.as_mut().is_some_and(|t| t.due()) && done < total {
+            let rate = done as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            eprintln!(
+                "eval {done}/{total} images  {rate:.0} img/s  eta {}",
+                train::progress::human((total - done) as f64 / rate)
+            );
+        }
+    }
 }
 
 pub fn doctor(json: bool) -> Result<i32> {
@@ -103,7 +147,11 @@ pub fn doctor(json: bool) -> Result<i32> {
     for d in &r.datasets {
         match &d.path {
             Some(p) => println!("  {:<26} {p}", d.name),
-            None => println!("  {:<26} missing", d.name),
+            None => println!(
+                "  {:<26} missing: {}",
+                d.name,
+                d.fix.clone().unwrap_or_default()
+            ),
         }
     }
     Ok(0)

@@ -272,6 +272,11 @@ pub fn load(src: &DataSource, opts: &LoadOptions) -> Result<Dataset, DataError> 
 ///
 /// `cifar10` is listed with the folder from env `PIXC_CIFAR10_DIR` when that is set and
 /// holds the six batch files; PNG folders are user data and not listed.
+/// The environment variable naming the CIFAR-10 folder (for messages).
+pub fn cifar_env_dir() -> &'static str {
+    cifar::ENV_DIR
+}
+
 pub fn find_datasets(opts: &LoadOptions) -> Vec<(String, Option<PathBuf>)> {
     let mnist_dir = resolve_mnist_dir(opts);
     let mnist = mnist::files_present(&mnist_dir, mnist::Family::Mnist).then_some(mnist_dir);

@@ -372,16 +372,11 @@ impl Ctx {
         let name = match get("model") {
             Some((_, n)) => {
                 let s = self.string(n, "model")?;
-                let ok = !s.node.is_empty()
-                    && s.node.len() <= 128
-                    && s.node
-                        .chars()
-                        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'));
-                if !ok {
+                if let Some(help) = super::flags::model_name_problem(&s.node) {
                     self.err(
                         Diagnostic::new(n.span, format!("`{}` is not a valid model name", s.node))
                             .label("bad name")
-                            .help("model names use letters, digits, `_`, `-` and `.` (at most 128), e.g. `diag_bilstm_7_mnist`"),
+                            .help(help),
                     );
                 }
                 s
@@ -528,11 +523,30 @@ impl Ctx {
                 }
                 "data" => {
                     if let Some(s) = self.string(v, "data") {
-                        t.data = s.node;
+                        match super::flags::data_set(&s.node) {
+                            Ok(_) => t.data = s.node,
+                            Err((message, help)) => self.err(
+                                Diagnostic::new(v.span, message)
+                                    .label("not a data set")
+                                    .help(help),
+                            ),
+                        }
                     }
                 }
                 _ => {}
             }
+        }
+        if t.steps.is_some() && t.epochs.is_some() {
+            let at = m
+                .iter()
+                .find(|(k, _)| k.name == "epochs")
+                .map(|(k, _)| k.span)
+                .unwrap_or(node.span);
+            self.err(
+                Diagnostic::new(at, "`steps` and `epochs` both set")
+                    .label("second limit")
+                    .help("keep one: `steps` counts optimizer steps, `epochs` passes over the training set"),
+            );
         }
         Some(t)
     }
@@ -860,16 +874,13 @@ impl Ctx {
 
     fn positive_float(&mut self, node: &Node, what: &str) -> Option<f64> {
         let s = self.scalar_text(node, what)?;
-        match s.parse::<f64>() {
-            Ok(x) if x.is_finite() && x > 0.0 => Some(x),
-            _ => {
+        match super::flags::positive_float(what, s) {
+            Ok(x) => Some(x),
+            Err(message) => {
                 self.err(
-                    Diagnostic::new(
-                        node.span,
-                        format!("`{what}` must be a positive number, found `{s}`"),
-                    )
-                    .label("not a positive number")
-                    .help(format!("for example `{what}: 0.001`")),
+                    Diagnostic::new(node.span, message)
+                        .label("not a positive number")
+                        .help(format!("for example `{what}: 0.001`")),
                 );
                 None
             }
@@ -878,16 +889,10 @@ impl Ctx {
 
     fn uint(&mut self, node: &Node, what: &str, min: u64) -> Option<u64> {
         let s = self.scalar_text(node, what)?;
-        match s.parse::<u64>() {
-            Ok(x) if x >= min => Some(x),
-            _ => {
-                self.err(
-                    Diagnostic::new(
-                        node.span,
-                        format!("`{what}` must be an integer >= {min}, found `{s}`"),
-                    )
-                    .label("not a valid count"),
-                );
+        match super::flags::count(what, s, min) {
+            Ok(x) => Some(x),
+            Err(message) => {
+                self.err(Diagnostic::new(node.span, message).label("not a valid count"));
                 None
             }
         }

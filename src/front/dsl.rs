@@ -270,7 +270,11 @@ pub fn parse(source: &str) -> Result<Node, Vec<Diagnostic>> {
                                 .label("here")
                                 .help("write `layers {`, then one layer per line, then `}`"),
                         );
-                        continue;
+                        // A bare `layers` is a forgotten `{`: read on as if it were there,
+                        // so the layers and the `}` after it are not reported as well.
+                        if !l.items.is_empty() {
+                            continue;
+                        }
                     }
                     stack.push(Open {
                         word: "layers".into(),

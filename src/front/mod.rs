@@ -7,6 +7,8 @@ pub mod ast;
 pub mod build;
 pub mod comments;
 pub mod dsl;
+pub mod dsl_hints;
+pub mod flags;
 pub mod fmt;
 pub mod schema;
 pub mod tree;

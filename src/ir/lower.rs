@@ -137,6 +137,11 @@ impl Lower {
 
     fn kernel_side(&mut self, e: &Expr, span: Span, what: &str) -> Option<usize> {
         let v = self.size(&Sp::new(e.clone(), span), what, 1, MAX_KERNEL)?;
+        // A square kernel is one number: its height and width are one mistake, said once.
+        let said = |d: &Diagnostic| d.span == span && d.label == "even kernel size";
+        if v % 2 == 0 && self.errors.iter().any(said) {
+            return None;
+        }
         if v % 2 == 0 {
             self.errors.push(
                 Diagnostic::new(

@@ -208,7 +208,11 @@ fn check_nodes(graph: &Graph, shapes: &Shapes, errors: &mut Vec<Diagnostic>) -> 
                 errors.push(
                         Diagnostic::new(node.span, format!("RGB models split channels into R, G, B groups, but `hidden` is {hidden}, not a multiple of 3"))
                             .label("not divisible by 3")
-                            .help("use a hidden size divisible by 3, e.g. 96 or 126"),
+                            .help(if hidden < 3 {
+                                "use at least 3 (one channel per colour group)".to_string()
+                            } else {
+                                format!("use {} or {}", hidden / 3 * 3, hidden / 3 * 3 + 3)
+                            }),
                     );
             }
             Op::Add if in_ch.iter().any(|&c| c != in_ch[0]) => {

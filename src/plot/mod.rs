@@ -9,6 +9,8 @@ use plotters::prelude::*;
 use plotters::style::FontStyle;
 use std::path::Path;
 
+pub mod overlay;
+
 static FONT: &[u8] = include_bytes!("fonts/DejaVuSansMono.ttf");
 
 fn register_font() -> Result<()> {

@@ -178,7 +178,7 @@ pub fn test_images(
     Ok(ds.test.images[..k * ds.image_size()].to_vec())
 }
 
-/// A user's PNG fitted to the model: `(values C x H x W, notes for stderr)`. Channels must
+/// A user's PNG, PGM or PPM fitted to the model: `(values C x H x W, notes for stderr)`. Channels must
 /// match (grayscale for 1 channel, RGB for 3; an RGB file with R = G = B everywhere counts
 /// as grayscale; alpha is dropped); a different size is
 /// resized with nearest neighbour; 8-bit values are mapped to the model's levels
@@ -190,9 +190,24 @@ pub fn load_image(
     w: usize,
     levels: usize,
 ) -> Result<(Vec<u8>, Vec<String>)> {
-    let (img, ih, iw) = crate::data::pngdir::decode(path, None)?;
-    let ic = if img.gray { 1 } else { 3 };
-    let plane = |ch: usize| &img.planes[ch * ih * iw..(ch + 1) * ih * iw];
+    // PGM / PPM (what `pixc sample --pgm` writes) by their magic, anything else as PNG.
+    let head = std::fs::read(path)
+        .map(|b| b.get(..2).map(<[u8]>::to_vec))
+        .unwrap_or_default();
+    let (planes, ic, ih, iw, maxval) = match head.as_deref() {
+        Some(b"P5") | Some(b"P6") => {
+            let bytes = std::fs::read(path)?;
+            let (ic, ih, iw, maxval, v) = super::raw::read_netpbm(&bytes)
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+            (v, ic, ih, iw, maxval)
+        }
+        _ => {
+            let (img, ih, iw) = crate::data::pngdir::decode(path, None)?;
+            let ic = if img.gray { 1 } else { 3 };
+            (img.planes, ic, ih, iw, 255)
+        }
+    };
+    let plane = |ch: usize| &planes[ch * ih * iw..(ch + 1) * ih * iw];
     // An RGB file whose three channels are equal everywhere is a grayscale image.
     let gray_rgb = ic == 3 && plane(0) == plane(1) && plane(1) == plane(2);
     if ic != c && !(c == 1 && gray_rgb) {
@@ -211,9 +226,9 @@ pub fn load_image(
             path.display()
         ));
     }
-    if levels != 256 {
+    if maxval != levels - 1 {
         notes.push(format!(
-            "8-bit values mapped to the model's {levels} levels (v * {} / 255, rounded)",
+            "values 0..{maxval} mapped to the model's {levels} levels (v * {} / {maxval}, rounded)",
             levels - 1
         ));
     }
@@ -224,7 +239,7 @@ pub fn load_image(
             let sx = (x * iw / w).min(iw - 1);
             for ch in 0..c {
                 let v = plane(ch)[sy * iw + sx] as usize;
-                out[(ch * h + y) * w + x] = ((v * (levels - 1) + 127) / 255) as u8;
+                out[(ch * h + y) * w + x] = ((v * (levels - 1) + maxval / 2) / maxval) as u8;
             }
         }
     }

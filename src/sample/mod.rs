@@ -35,18 +35,20 @@ pub fn uniforms(n: usize, c: usize, h: usize, w: usize, seed: u64) -> Vec<f32> {
 pub use crate::ir::head::{draw, draw_scaled};
 
 /// The most images one sampling call draws (a grid of 32 x 32).
-pub const MAX_SAMPLES: usize = 1024;
+pub const MAX_SAMPLES: usize = crate::front::flags::MAX_SAMPLES;
 
 /// Checks a sampling request: `1..=MAX_SAMPLES` images, a finite temperature above 0.
 pub fn check_request(n: usize, temperature: f64) -> Result<()> {
     if n == 0 {
-        bail!("asked for 0 samples: ask for at least 1 (-n 16 draws a 4 x 4 grid)");
+        bail!(crate::usage::usage(
+            "asked for 0 samples: ask for at least 1 (-n 16 draws a 4 x 4 grid)"
+        ));
     }
     if n > MAX_SAMPLES {
-        bail!("asked for {n} samples, more than the {MAX_SAMPLES} one call draws; ask for fewer, or run several times with different --seed");
+        bail!(crate::usage::usage(format!("asked for {n} samples, more than the {MAX_SAMPLES} one call draws; ask for fewer, or run several times with different --seed")));
     }
     if !(temperature.is_finite() && temperature > 0.0) {
-        bail!("the temperature must be a number above 0 (1 = the model's own distribution, below 1 = more conservative), got {temperature}");
+        bail!(crate::usage::usage(format!("the temperature must be a number above 0 (1 = the model's own distribution, below 1 = more conservative), got {temperature}")));
     }
     Ok(())
 }

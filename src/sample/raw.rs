@@ -37,6 +37,63 @@ pub fn netpbm(image: &[u8], c: usize, h: usize, w: usize, levels: usize) -> Resu
     Ok(out)
 }
 
+/// Reads a binary PGM (P5) or PPM (P6) file with maxval at most 255, as `netpbm` writes:
+/// `(channels, height, width, maxval, values C x H x W)`.
+pub fn read_netpbm(bytes: &[u8]) -> Result<(usize, usize, usize, usize, Vec<u8>)> {
+    let c = match bytes.get(..2) {
+        Some(b"P5") => 1,
+        Some(b"P6") => 3,
+        _ => bail!("not a binary PGM (P5) or PPM (P6) file"),
+    };
+    // Header: magic, width, height, maxval, separated by white space (and `#` comments),
+    // then one white-space byte before the pixels.
+    let mut fields = Vec::new();
+    let mut i = 2;
+    while fields.len() < 3 {
+        while i < bytes.len() && (bytes[i].is_ascii_whitespace() || bytes[i] == b'#') {
+            if bytes[i] == b'#' {
+                while i < bytes.len() && bytes[i] != b'\n' {
+                    i += 1;
+                }
+            } else {
+                i += 1;
+            }
+        }
+        let start = i;
+        while i < bytes.len() && bytes[i].is_ascii_digit() {
+            i += 1;
+        }
+        let n: usize = std::str::from_utf8(&bytes[start..i])
+            .ok()
+            .and_then(|t| t.parse().ok())
+            .ok_or_else(|| anyhow::anyhow!("malformed PGM/PPM header"))?;
+        fields.push(n);
+    }
+    let (w, h, maxval) = (fields[0], fields[1], fields[2]);
+    if !(1..=255).contains(&maxval) || w == 0 || h == 0 || w.saturating_mul(h) > 1 << 26 {
+        bail!("unsupported PGM/PPM: {w}x{h}, maxval {maxval} (1 to 255 is read)");
+    }
+    let body = &bytes[(i + 1).min(bytes.len())..];
+    if body.len() < c * h * w {
+        bail!(
+            "the PGM/PPM file is cut short: {} of {} bytes",
+            body.len(),
+            c * h * w
+        );
+    }
+    let mut out = vec![0u8; c * h * w];
+    for p in 0..h * w {
+        for ch in 0..c {
+            let v = body[p * c + ch];
+            if v as usize > maxval {
+                bail!("a value {v} is above the file's maxval {maxval}");
+            }
+            out[ch * h * w + p] = v;
+        }
+    }
+    Ok((c, h, w, maxval, out))
+}
+
 /// Writes `sample_000.pgm` (or `.ppm`) ... into `dir` (created if missing), each file
 /// atomically. Returns the paths written.
 pub fn write_netpbm_dir(
@@ -62,4 +119,22 @@ pub fn write_netpbm_dir(
         paths.push(p);
     }
     Ok(paths)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn netpbm_files_read_back() {
+        let img: Vec<u8> = (0..2 * 3 * 3).map(|i| (i % 4) as u8).collect();
+        for c in [1, 3] {
+            let bytes = netpbm(&img[..c * 6], c, 2, 3, 4).unwrap();
+            let (rc, h, w, maxval, v) = read_netpbm(&bytes).unwrap();
+            assert_eq!((rc, h, w, maxval), (c, 2, 3, 3));
+            assert_eq!(v, img[..c * 6]);
+        }
+        assert!(read_netpbm(b"P5\n2 2\n255\n\x00").is_err());
+        assert!(read_netpbm(b"\x89PNG").is_err());
+    }
 }

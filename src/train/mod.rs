@@ -10,13 +10,18 @@
 pub mod checkpoint;
 pub mod fsck;
 pub mod optim;
+pub mod progress;
 pub mod recovery;
+pub mod resume;
+pub mod run_dir;
+pub mod signals;
 
 use crate::backend::torch::{self, TorchModel};
 use crate::data::{self, DataSource, Dataset, LoadOptions, Split};
 use crate::device::Device;
 use crate::front::ast::{Spec, Train};
 use crate::ir::validate::Model;
+use crate::usage::usage;
 use crate::weights::Weights;
 use anyhow::{bail, Context, Result};
 use checkpoint::RunState;
@@ -24,8 +29,6 @@ use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::Instant;
 use tch::Kind;
 
@@ -59,6 +62,8 @@ pub struct TrainReport {
     pub epochs_done: f64,
     pub seconds: f64,
     pub images_per_second: f64,
+    /// Named as in metrics.jsonl, where the same figure is `best_valid_nll`.
+    #[serde(rename = "best_valid_nll")]
     pub best_valid: Option<f64>,
     pub last_train: Option<f64>,
     pub unit: String,
@@ -95,6 +100,17 @@ fn load_data(
 
 /// Mean per-image NLL (nats) over the first `limit` images of a split.
 pub fn evaluate(tm: &TorchModel, split: &Split, limit: usize, batch: usize) -> Result<f64> {
+    evaluate_with(tm, split, limit, batch, &mut |_, _| {})
+}
+
+/// As `evaluate`, calling `progress(images done, images in all)` after each batch.
+pub fn evaluate_with(
+    tm: &TorchModel,
+    split: &Split,
+    limit: usize,
+    batch: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<f64> {
     let size = tm.dims();
     let n = split.n.min(limit);
     if n == 0 {
@@ -111,6 +127,7 @@ pub fn evaluate(tm: &TorchModel, split: &Split, limit: usize, batch: usize) -> R
             let nll = tm.nll(&x);
             total += f64::try_from(nll.sum(Kind::Double))?;
             i += b;
+            progress(i, n);
         }
         Ok(())
     })?;
@@ -139,14 +156,39 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
     torch::set_threads(opts.threads);
     let device = torch::resolve_device(opts.device.unwrap_or(Device::Auto))?;
     let out = &opts.out;
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("cannot create the run folder {}", out.display()))?;
+    // Everything that can refuse the command is checked before the run folder is made.
+    let holds_run = out.join("state.json").exists();
+    if opts.resume && !holds_run {
+        bail!(usage(format!(
+            "{} holds no run to resume (no state.json); start it without --resume",
+            out.display()
+        )));
+    }
+    if !opts.resume && holds_run {
+        bail!(usage(format!(
+            "{} already holds a run; use --resume to continue it or choose another --out",
+            out.display()
+        )));
+    }
     let run_spec = spec_for_run(spec, &tcfg);
     let spec_text = crate::front::fmt::to_yaml(&run_spec);
+    let changes = if opts.resume {
+        resume::compare(out, &spec_text, model)?
+    } else {
+        Vec::new()
+    };
 
     let mut ds = load_data(&tcfg, opts.data.as_deref(), opts.mnist_dir.clone(), model)?;
+    if tcfg.batch > ds.train.n as u64 {
+        bail!(usage(format!(
+            "`batch` {} is more than the {} training images of {}; use a smaller --batch",
+            tcfg.batch, ds.train.n, ds.name
+        )));
+    }
     let im = model.graph().image;
     let size = im.dims();
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("cannot create the run folder {}", out.display()))?;
 
     // Fresh start or resume.
     let (mut tm, mut state, mut opt) = if opts.resume {
@@ -154,12 +196,6 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
             .with_context(|| format!("cannot resume from {}", out.display()))?;
         (ck.0, ck.1, ck.2)
     } else {
-        if out.join("state.json").exists() {
-            bail!(
-                "{} already holds a run; use --resume to continue it or choose another --out",
-                out.display()
-            );
-        }
         let w = Weights::init(model, tcfg.seed);
         let tm = TorchModel::new(model, &w, device)?;
         let opt = optim::Optimizer::new(tcfg.optimizer, tcfg.lr, &tm.parameters());
@@ -186,6 +222,7 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
                 out.join("spec.yaml").display()
             );
         }
+        resume::record(out, state.step, &changes, &run_spec)?;
     }
 
     let batch = tcfg.batch as usize;
@@ -201,15 +238,14 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         .minutes
         .map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
 
-    let stop = Arc::new(AtomicBool::new(false));
-    {
-        let s = stop.clone();
-        // A second Ctrl-C while saving is ignored; the save is quick.
-        let _ = ctrlc::set_handler(move || s.store(true, Ordering::SeqCst));
-    }
+    signals::install();
     let unit = torch::nll_unit(im.levels);
     let report = |nats: f64| torch::report_nll(nats, im.levels, size);
     let bar = progress_bar(max_steps, state.step, opts.json);
+    // With the bar hidden (output not a terminal) and no JSON asked, plain lines instead.
+    let mut ticker =
+        (bar.is_hidden() && !opts.json).then(|| progress::Ticker::new(progress::EVERY));
+    let start_step = state.step;
     let t0 = Instant::now();
     let mut images_this_run = 0u64;
     let mut last_train: Option<f64> = None;
@@ -241,8 +277,8 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
                 break;
             }
         }
-        if stop.load(Ordering::SeqCst) {
-            stopped_by = "interrupt".into();
+        if let Some(sig) = signals::requested() {
+            stopped_by = signals::stopped_by(sig).into();
             break;
         }
         let epoch = state.step / per_epoch;
@@ -297,6 +333,18 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
             "train {:.3} {unit}  {rate:.1} img/s",
             report(ema.unwrap_or(lv))
         ));
+        if ticker.as_mut().is_some_and(|t| t.due()) {
+            let sps = (state.step - start_step) as f64 / t0.elapsed().as_secs_f64().max(1e-9);
+            let of = max_steps.map(|m| format!("/{m}")).unwrap_or_default();
+            let eta = progress::eta(state.step, max_steps, sps, deadline)
+                .map(|s| format!("  eta {}", progress::human(s)))
+                .unwrap_or_default();
+            eprintln!(
+                "step {}{of}  train {:.4} {unit}  {rate:.1} img/s{eta}",
+                state.step,
+                report(ema.unwrap_or(lv))
+            );
+        }
 
         if state.step % tcfg.valid_every == 0 {
             validate_and_save(&vctx, &tm, &opt, &mut state, &mut metrics, rate, ema)?;
@@ -503,6 +551,19 @@ pub fn eval_run(
     device: Device,
     mnist_dir: Option<PathBuf>,
 ) -> Result<EvalReport> {
+    eval_run_with(dir, split, limit, device, mnist_dir, &mut |_, _| {})
+}
+
+/// As `eval_run`, calling `progress(images done, images in all)` after each batch (a full
+/// test split takes a minute on a CPU).
+pub fn eval_run_with(
+    dir: &Path,
+    split: EvalSplit,
+    limit: Option<usize>,
+    device: Device,
+    mnist_dir: Option<PathBuf>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<EvalReport> {
     let (spec, model) = checkpoint::load_spec(dir)?;
     let dev = torch::resolve_device(device)?;
     torch::set_threads(None);
@@ -514,7 +575,7 @@ pub fn eval_run(
         EvalSplit::Test => &ds.test,
     };
     let n = sp.n.min(limit.unwrap_or(usize::MAX));
-    let nats = evaluate(&tm, sp, n, 256)?;
+    let nats = evaluate_with(&tm, sp, n, 256, progress)?;
     let im = model.graph().image;
     Ok(EvalReport {
         nll: torch::report_nll(nats, im.levels, im.dims()),

@@ -14,8 +14,8 @@ use std::path::Path;
 pub fn resume_command(out: &Path, minutes: Option<f64>) -> String {
     let mut c = format!(
         "pixc train {} --out {} --resume",
-        out.join("spec.yaml").display(),
-        out.display()
+        crate::shell::quote(&out.join("spec.yaml")),
+        crate::shell::quote(out)
     );
     if let Some(m) = minutes {
         c.push_str(&format!(" --minutes {m}"));
@@ -28,8 +28,8 @@ pub fn resume_command(out: &Path, minutes: Option<f64>) -> String {
 fn restart_command(out: &Path, minutes: Option<f64>) -> String {
     let mut c = format!(
         "pixc train {} --out {}",
-        out.join("spec.yaml").display(),
-        out.display()
+        crate::shell::quote(&out.join("spec.yaml")),
+        crate::shell::quote(out)
     );
     if let Some(m) = minutes {
         c.push_str(&format!(" --minutes {m}"));

@@ -1,0 +1,130 @@
+//! Runs side by side: `pixc runs` (a table of a folder's runs, with the test NLL a
+//! whole-split `pixc eval` recorded), `pixc plot RUN RUN` (overlaid curves) and
+//! `pixc completions`.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+fn pixc_in(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_pixc"))
+        .args(args)
+        .current_dir(dir)
+        .output()
+        .expect("pixc runs")
+}
+
+fn ok(o: &Output) -> String {
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+#[test]
+fn runs_are_listed_plotted_together_and_completions_print() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tiny.yaml");
+    let tiny = tiny.to_str().unwrap();
+    for steps in ["2", "1"] {
+        let args = [
+            "train",
+            tiny,
+            "--steps",
+            steps,
+            "--valid-images",
+            "8",
+            "--threads",
+            "1",
+            "--device",
+            "cpu",
+        ];
+        ok(&pixc_in(d, &args));
+    }
+    // A test score of the whole split is kept in the run and shown.
+    let rec = serde_json::json!({"nll": 99.5, "unit": "nats/image", "nats_per_image": 99.5,
+        "images": 10000, "split": "test", "step": 2, "checkpoint": "x", "data": "d"});
+    std::fs::write(d.join("runs/tiny/eval_test.json"), rec.to_string()).unwrap();
+    let table = ok(&pixc_in(d, &["runs"]));
+    let lines: Vec<&str> = table.lines().collect();
+    assert_eq!(lines.len(), 3, "{table}");
+    assert!(
+        lines[0].starts_with("run ") && lines[0].contains("best valid"),
+        "{table}"
+    );
+    let cols = |l: &str| l.split_whitespace().map(String::from).collect::<Vec<_>>();
+    let a = cols(lines[1]);
+    let b = cols(lines[2]);
+    assert_eq!(
+        (a[0].as_str(), a[1].as_str(), a[2].as_str()),
+        ("runs/tiny", "tiny", "2")
+    );
+    assert_eq!(a[4], "99.5000", "{table}");
+    assert_eq!(a.last().unwrap(), "done");
+    assert_eq!(
+        (b[0].as_str(), b[2].as_str(), b[4].as_str()),
+        ("runs/tiny-2", "1", "-")
+    );
+    let json: serde_json::Value =
+        serde_json::from_str(&ok(&pixc_in(d, &["runs", "--json"]))).unwrap();
+    assert_eq!(json.as_array().unwrap().len(), 2);
+    assert_eq!(json[0]["test_nll"], 99.5);
+    assert!(json[0]["best_valid_nll"].is_number());
+
+    let out = ok(&pixc_in(
+        d,
+        &["plot", "runs/tiny", "runs/tiny-2", "-o", "both.png"],
+    ));
+    assert!(
+        out.contains("wrote both.png (2 validation points)"),
+        "{out}"
+    );
+    assert!(std::fs::read(d.join("both.png"))
+        .unwrap()
+        .starts_with(b"\x89PNG"));
+
+    // What `sample --pgm` writes, `complete --image` reads.
+    let args = [
+        "sample",
+        "runs/tiny",
+        "-n",
+        "1",
+        "--pgm",
+        "pgm",
+        "-o",
+        "s.png",
+    ];
+    ok(&pixc_in(d, &args));
+    let args = [
+        "complete",
+        "runs/tiny",
+        "--image",
+        "pgm/sample_000.pgm",
+        "--samples",
+        "1",
+        "-o",
+        "c.png",
+    ];
+    ok(&pixc_in(d, &args));
+    assert!(d.join("c.png").is_file());
+    // More rows kept than the image has: a usage error, nothing written.
+    let o = pixc_in(
+        d,
+        &["complete", "runs/tiny", "--keep-rows", "100", "-o", "k.png"],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(!d.join("k.png").exists());
+
+    for shell in ["bash", "zsh", "fish"] {
+        let s = ok(&pixc_in(d, &["completions", shell]));
+        assert!(s.contains("pixc") && s.contains("resume"), "{shell}");
+    }
+}
