@@ -128,10 +128,13 @@ pub enum LayerKind {
         kernel: Sp<Expr>,
     },
     /// Diagonal BiLSTM. `shift: false` omits the right-to-left shift-down: it leaks, and is
-    /// only useful to demonstrate that the causality pass catches it.
+    /// only useful to demonstrate that the causality pass catches it. `full_context: true`
+    /// also feeds the image's row to the right-to-left direction (docs/semantics.md), which
+    /// closes the paper's layer's one gap: the last pixel of the row above.
     DiagBiLstm {
         hidden: Sp<Expr>,
         shift: bool,
+        full_context: bool,
     },
     /// PixelCNN residual block: ReLU-1x1 (2h->h), ReLU-3x3 (h), ReLU-1x1 (h->2h), add.
     PixelCnnBlock {

@@ -291,6 +291,12 @@ pub const LAYERS: &[LayerDef] = &[
                 "true",
                 "Shift the right-to-left direction down one row; `false` makes the model see the future (pixc check rejects it).",
             ),
+            defaulted(
+                "full_context",
+                KeyKind::Bool,
+                "false",
+                "Also feed the image's current row, all of it, to the right-to-left direction (its output is shifted down a row, so that row is past): every output then sees its whole context, the last pixel of the row above included, which the paper's layer misses. Adds a 1x1 weight from the image.",
+            ),
             SKIP,
         ],
         doc: "Diagonal BiLSTM: two directions along the diagonals, the whole context.",
@@ -866,9 +872,14 @@ impl Ctx {
                     Some(v) => self.boolean(v, "shift")?,
                     None => true,
                 };
+                let full_context = match arg("full_context") {
+                    Some(v) => self.boolean(v, "full_context")?,
+                    None => false,
+                };
                 LayerKind::DiagBiLstm {
                     hidden: hidden?,
                     shift,
+                    full_context,
                 }
             }
             "pixelcnn_block" => LayerKind::PixelCnnBlock {

@@ -94,10 +94,18 @@ fn layer_args(l: &Layer) -> Vec<(&'static str, String)> {
             ("hidden", hidden.node.to_string()),
             ("kernel", kernel.node.to_string()),
         ],
-        LayerKind::DiagBiLstm { hidden, shift } => {
+        LayerKind::DiagBiLstm {
+            hidden,
+            shift,
+            full_context,
+        } => {
             let mut v = vec![("hidden", hidden.node.to_string())];
             if !shift {
                 v.push(("shift", "false".into()));
+            }
+            // Printed only when set, so the paper's specs print as before.
+            if *full_context {
+                v.push(("full_context", "true".into()));
             }
             v
         }

@@ -131,7 +131,13 @@ impl TorchModel {
     pub(crate) fn geom(&self, st: &Step, n: usize) -> Option<Geom> {
         let (layout, hidden) = match st.op {
             Op::RowLstm { hidden, .. } => (Layout::Row, hidden),
-            Op::DiagBiLstm { hidden, shift } => (Layout::Diag { shift }, hidden),
+            // The full-context variant (a second input, the image) runs as plain libtorch
+            // ops: the fused kernel computes the paper's layer only.
+            Op::DiagBiLstm {
+                hidden,
+                shift,
+                full_context: false,
+            } => (Layout::Diag { shift }, hidden),
             // Every other op runs as plain libtorch ops: the same math, just not fused, so
             // a new op needs nothing here.
             _ => return None,
