@@ -161,7 +161,9 @@ fn full_context_diag_bilstm_sees_the_whole_context() {
     assert_eq!(full.matches("full_context").count(), 2);
     for (channels, size) in [(1, 7), (1, 8), (3, 7), (3, 8)] {
         let model = compile(&spec(channels, size, &full), false);
-        check_mode(&model, false);
+        for fused in [false, true] {
+            check_mode(&model, fused);
+        }
         let all_earlier = |b: usize, n: usize| (0..n).map(|i| i < b).collect::<Vec<bool>>();
         let stat = static_deps(&model);
         for (b, row) in stat.iter().enumerate() {

@@ -143,6 +143,24 @@ pub fn unskew(t: &Tensor, height: i64, width: i64) -> Tensor {
         .narrow(3, 0, width)
 }
 
+/// The Diagonal BiLSTM's input-to-state map, `N x 8h x H x W` (left-to-right gates, then
+/// right-to-left, unmirrored). With `image` (`full_context`) the right-to-left half also
+/// gets the image's pixel through `ix_weight`: an unmasked 1x1 conv, no bias (`is_bias`
+/// is already there), out of place (`is` is in the autograd graph).
+pub fn diag_input_to_state(st: &Step, x: &Tensor, image: Option<&Tensor>, h: i64) -> Tensor {
+    let is = input_to_state(st, x);
+    match image {
+        Some(im) => {
+            let ix = im.conv2d::<Tensor>(&st.weight("ix_weight"), None, [1, 1], [0, 0], [1, 1], 1);
+            Tensor::cat(
+                &[is.narrow(1, 0, 4 * h), is.narrow(1, 4 * h, 4 * h) + ix],
+                1,
+            )
+        }
+        None => is,
+    }
+}
+
 fn diag_bilstm(
     st: &Step,
     x: &Tensor,
@@ -153,19 +171,12 @@ fn diag_bilstm(
     width: i64,
 ) -> Tensor {
     let n = x.size()[0];
-    let is = input_to_state(st, x);
-    let r2l = is.narrow(1, 4 * h, 4 * h);
-    let r2l = match image {
-        // Full context: the image's row r into the right-to-left gates of row r (an
-        // unmasked 1x1 conv, no bias: `is_bias` is already there). Out of place: `is`
-        // is in the autograd graph.
-        Some(im) => {
-            r2l + im.conv2d::<Tensor>(&st.weight("ix_weight"), None, [1, 1], [0, 0], [1, 1], 1)
-        }
-        None => r2l,
-    };
+    let is = diag_input_to_state(st, x, image, h);
     // Right-to-left = left-to-right on the mirrored map (the 1x1 conv commutes with it).
-    let both = Tensor::cat(&[is.narrow(1, 0, 4 * h), r2l.flip([3])], 1);
+    let both = Tensor::cat(
+        &[is.narrow(1, 0, 4 * h), is.narrow(1, 4 * h, 4 * h).flip([3])],
+        1,
+    );
     let sk = skew(&both, height, width);
     let ss = st.param("ss_weight");
     let mut hs = st
