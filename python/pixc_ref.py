@@ -160,7 +160,7 @@ def params_of(kind: str, attrs: dict, inputs: list, image: dict) -> list:
             ("ss_weight", [8 * h, h, 2]),
             ("h0", [2 * h, image["height"]]),
             ("c0", [2 * h, image["height"]]),
-        ]
+        ] + ([("ix_weight", [4 * h, image["channels"], 1, 1])] if attrs.get("full_context") else [])
     if kind == "skip_sum":
         v = []
         for i, c in enumerate(inputs):
@@ -246,7 +246,7 @@ def unskew(x, W):
 
 
 class DiagBiLSTM(nn.Module):
-    def __init__(self, cin, hidden, shift, image, groups):
+    def __init__(self, cin, hidden, shift, image, groups, full_context=False):
         super().__init__()
         h, H = hidden, image["height"]
         self.hidden, self.shift = h, bool(shift)
@@ -255,12 +255,16 @@ class DiagBiLSTM(nn.Module):
         self.ss_weight = _empty(8 * h, h, 2)
         self.h0 = _empty(2 * h, H)
         self.c0 = _empty(2 * h, H)
+        # full_context: the image (second input) into the right-to-left gates, unmasked.
+        self.ix_weight = _empty(4 * h, image["channels"], 1, 1) if full_context else None
         self.register_buffer("mask", torch.from_numpy(conv_mask(8 * h, cin, 1, 1, "B", groups, 8)), persistent=False)
 
-    def forward(self, x):
+    def forward(self, x, image=None):
         n, _, H, W = x.shape
         h = self.hidden
         s = F.conv2d(x, self.is_weight * self.mask, self.is_bias)  # N x 8h x H x W
+        if self.ix_weight is not None:
+            s = torch.cat([s[:, : 4 * h], s[:, 4 * h :] + F.conv2d(image, self.ix_weight)], dim=1)
         # Right-to-left direction: mirror its columns; both directions then run together.
         s = torch.cat([s[:, : 4 * h], s[:, 4 * h :].flip(-1)], dim=1)
         sk = skew(s)  # N x 8h x H x K
@@ -363,7 +367,9 @@ class PixcRef(nn.Module):
             elif kind == "row_lstm":
                 mod, c = RowLSTM(in_ch[0], attrs["hidden"], attrs["k"], im, G), attrs["hidden"]
             elif kind == "diag_bilstm":
-                mod, c = DiagBiLSTM(in_ch[0], attrs["hidden"], attrs.get("shift", True), im, G), attrs["hidden"]
+                full = attrs.get("full_context", False)
+                mod = DiagBiLSTM(in_ch[0], attrs["hidden"], attrs.get("shift", True), im, G, full)
+                c = attrs["hidden"]
             elif kind == "relu":
                 mod, c = _Relu(), in_ch[0]
             elif kind == "add":

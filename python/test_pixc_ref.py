@@ -94,6 +94,9 @@ layers:
     # The paper's setting for the "not quite full context" measurement: 10x10, 7x7 mask A.
     "diag10_1": _binary("diag10_1", RESIDUAL.format(layer="diag_bilstm: {hidden: h}"), h=8, size=10, count=1),
     "diag10_2": _binary("diag10_2", RESIDUAL.format(layer="diag_bilstm: {hidden: h}"), h=8, size=10, count=2),
+    "diag10_full": _binary(
+        "diag10_full", RESIDUAL.format(layer="diag_bilstm: {hidden: h, full_context: true}"), h=8, size=10, count=1
+    ),
 }
 
 _IR_CACHE: dict = {}
@@ -433,6 +436,16 @@ def diag_bilstm_10x10_misses_exactly_one_pixel():
                     assert len(miss) == 0, f"{name} ({r},{c}) misses {miss.tolist()}"
         assert count == 54
         print(f"    {name}: 54 of 100 positions miss exactly x(r-1, W-1), the rest see the full context")
+
+
+@test
+def full_context_diag_bilstm_10x10_sees_everything():
+    # The same layer with `full_context` (the image into its right-to-left gates): by
+    # gradients in this independent implementation, no position misses anything.
+    deps, _, _ = _check_causal("diag10_full", n_images=8)
+    missing = P.allowed_mask(1, 10, 10) & ~deps
+    assert not missing.any(), f"{int(missing.sum())} allowed dependencies missed"
+    print("    diag10_full: all 100 positions see the full context")
 
 
 @test

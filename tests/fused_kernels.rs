@@ -120,6 +120,25 @@ fn diag_bilstm_rgb_matches_libtorch() {
     compare(&spec(3, 6, 7, body), 4, 2);
 }
 
+/// The full-context variant: libtorch computes its input-to-state map (with the image
+/// term), the kernel the recurrence; gradients reach the image's weight through both.
+#[test]
+fn full_context_diag_bilstm_matches_libtorch() {
+    let body = "  - residual:\n      body:\n        - diag_bilstm: {hidden: 4, full_context: true}\n        - conv: {out: 6, kernel: 1}\n  - diag_bilstm: {hidden: 3, full_context: true}\n";
+    compare(&spec(1, 7, 9, body), 5, 2);
+    compare(&spec(1, 8, 8, body), 1, 2);
+    compare(
+        &spec(
+            3,
+            6,
+            7,
+            "  - diag_bilstm: {hidden: 6, full_context: true}\n",
+        ),
+        4,
+        2,
+    );
+}
+
 #[test]
 fn row_lstm_matches_libtorch() {
     let body = "  - row_lstm: {hidden: 4, kernel: 3}\n  - row_lstm: {hidden: 3, kernel: 5}\n";
@@ -135,6 +154,7 @@ fn row_lstm_matches_libtorch() {
 fn shipped_recurrent_specs_shrunk_match_libtorch() {
     for name in [
         "diag_bilstm_7_mnist",
+        "diag_bilstm_7_mnist_full",
         "row_lstm_7_mnist",
         "diag_bilstm_12",
         "row_lstm_12_cifar10",

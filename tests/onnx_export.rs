@@ -65,6 +65,17 @@ fn small_specs() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            "diag_bilstm_full_rgb",
+            spec(
+                "diag_bilstm_full_rgb",
+                3,
+                5,
+                4,
+                256,
+                "  - conv: {out: 6, kernel: 3, mask: A}\n  - residual:\n      skip: true\n      body:\n        - diag_bilstm: {hidden: 3, full_context: true}\n        - conv: {out: 6, kernel: 1, mask: B}\n  - skip_sum\n  - relu\n  - head: softmax\n",
+            ),
+        ),
+        (
             "rgb_mixed",
             spec(
                 "rgb_mixed",

@@ -29,35 +29,56 @@ fn every_shipped_spec_agrees_with_onnx_runtime() {
     specs.sort();
     for p in specs {
         let text = common::shrink(&std::fs::read_to_string(&p).unwrap());
-        let (_, model) = pixc::compile_str(&text, Syntax::Yaml).unwrap();
-        let w = Weights::init(&model, 5);
-        let tm = TorchModel::new(&model, &w, tch::Device::Cpu).unwrap();
-        let bytes = export(&model, &w, &ExportMeta::new(text.clone())).unwrap();
-        let (mut ort, _) = OnnxModel::from_bytes(&bytes, Device::Cpu, "t").unwrap();
-        let im = model.graph().image;
-        let n = 3;
-        let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
-        let imgs: Vec<u8> = (0..n * im.dims())
-            .map(|_| rng.random_range(0..im.levels) as u8)
-            .collect();
-        let x = tm.images_to_tensor(&imgs, n);
-        let (l, nll) = tch::no_grad(|| {
-            let l = tm.forward(&x);
-            let nll = tm.nll_from_logits(&l, &x);
-            (l, nll)
-        });
-        let out = ort.run(&images_to_f32(&imgs), n).unwrap();
-        let dl = to_vec(&l)
-            .iter()
-            .zip(&out.logits)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        let dn = to_vec(&nll)
-            .iter()
-            .zip(&out.nll)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
-        assert!(dl <= 1e-4, "{}: logits differ by {dl}", p.display());
-        assert!(dn <= 1e-3, "{}: NLL differs by {dn} nats", p.display());
+        agrees(&text, &p.display().to_string());
     }
+}
+
+/// The full-context Diagonal BiLSTM (the image into its right-to-left gates), grey and RGB,
+/// square and not.
+#[test]
+fn full_context_diag_bilstm_agrees_with_onnx_runtime() {
+    for (c, h, w, levels, head) in [
+        (1, 7, 7, 2, "bernoulli"),
+        (1, 6, 9, 2, "bernoulli"),
+        (3, 7, 7, 256, "softmax"),
+    ] {
+        let text = format!(
+            "model: full\ninput: {{channels: {c}, height: {h}, width: {w}, levels: {levels}}}\nlayers:\n  - conv: {{out: 12, kernel: 7, mask: A}}\n  - residual:\n      skip: true\n      body:\n        - diag_bilstm: {{hidden: 6, full_context: true}}\n        - conv: {{out: 12, kernel: 1}}\n  - diag_bilstm: {{hidden: 6, full_context: true, skip: true}}\n  - skip_sum\n  - relu\n  - head: {head}\n"
+        );
+        agrees(&text, &format!("full context {c}x{h}x{w}"));
+    }
+}
+
+/// libtorch and ONNX Runtime logits within 1e-4, NLL within 1e-3 nats.
+fn agrees(text: &str, what: &str) {
+    let (_, model) = pixc::compile_str(text, Syntax::Yaml).unwrap();
+    let w = Weights::init(&model, 5);
+    let tm = TorchModel::new(&model, &w, tch::Device::Cpu).unwrap();
+    let bytes = export(&model, &w, &ExportMeta::new(text.to_string())).unwrap();
+    let (mut ort, _) = OnnxModel::from_bytes(&bytes, Device::Cpu, "t").unwrap();
+    let im = model.graph().image;
+    let n = 3;
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(9);
+    let imgs: Vec<u8> = (0..n * im.dims())
+        .map(|_| rng.random_range(0..im.levels) as u8)
+        .collect();
+    let x = tm.images_to_tensor(&imgs, n);
+    let (l, nll) = tch::no_grad(|| {
+        let l = tm.forward(&x);
+        let nll = tm.nll_from_logits(&l, &x);
+        (l, nll)
+    });
+    let out = ort.run(&images_to_f32(&imgs), n).unwrap();
+    let dl = to_vec(&l)
+        .iter()
+        .zip(&out.logits)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let dn = to_vec(&nll)
+        .iter()
+        .zip(&out.nll)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(dl <= 1e-4, "{what}: logits differ by {dl}");
+    assert!(dn <= 1e-3, "{what}: NLL differs by {dn} nats");
 }

@@ -52,6 +52,24 @@ const BODIES: &[(&str, &str)] = &[
   - conv: {out: 12, kernel: 3, mask: B}
   - relu",
     ),
+    (
+        // Its right-to-left rows read the image's row above, drawn by then.
+        "diag_bilstm_full_context",
+        "
+  - conv: {out: 12, kernel: 7, mask: A}
+  - repeat:
+      count: 2
+      body:
+        - residual:
+            skip: true
+            body:
+              - diag_bilstm: {hidden: 6, full_context: true}
+              - conv: {out: 12, kernel: 1, mask: B}
+  - skip_sum
+  - relu
+  - conv: {out: 12, kernel: 1, mask: B}
+  - relu",
+    ),
 ];
 
 fn spec(name: &str, body: &str, c: usize, h: usize, w: usize, levels: usize) -> String {

@@ -296,6 +296,25 @@ fn value_keywords_match_the_builder() {
             "boolean {b}"
         );
     }
+    // Every schedule keyword is read as one; another word is an unknown schedule.
+    let schedule_messages = |s: &str| {
+        messages(
+            &format!(
+                "input channels=1 height=8 width=8 levels=2\nlayers {{\n}}\ntrain schedule={s}\n"
+            ),
+            Syntax::Dsl,
+        )
+    };
+    for s in terminals("schedule") {
+        let m = schedule_messages(&s);
+        assert!(
+            !m.iter().any(|m| m.starts_with("unknown schedule")),
+            "schedule {s}: {m:?}"
+        );
+    }
+    assert!(schedule_messages("sawtooth")
+        .iter()
+        .any(|m| m == "unknown schedule `sawtooth`"));
     assert!(parse(&base("gaussian", "A", "adam", "true"), Syntax::Dsl).is_err());
     assert!(parse(&base("bernoulli", "C", "adam", "true"), Syntax::Dsl).is_err());
     assert!(parse(&base("bernoulli", "A", "sgd", "true"), Syntax::Dsl).is_err());

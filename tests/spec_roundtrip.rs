@@ -409,3 +409,18 @@ fn nested_parentheses_parse_in_the_dsl() {
     let y = "params: {h: 2}\ninput: {channels: 1, height: 8, width: 8, levels: 2}\nlayers:\n  - conv: {out: ((h+h)*1), kernel: 7, mask: A}\n  - head: bernoulli\n";
     assert_eq!(ir_of(d, Syntax::Dsl, "DSL"), ir_of(y, Syntax::Yaml, "YAML"));
 }
+
+#[test]
+fn learning_rate_schedules_round_trip() {
+    for train in [
+        "{lr: 0.002, schedule: cosine, warmup_steps: 500, min_lr: 1.0e-5}",
+        "{lr: 0.002, schedule: cosine, decay_steps: 20000}",
+        "{schedule: exponential, decay_rate: 0.9, decay_steps: 3125, min_lr: 0.0001}",
+        "{schedule: exponential, decay_rate: 0.5}",
+        "{schedule: constant, warmup_steps: 100}",
+    ] {
+        assert_round_trips(&format!(
+            "model: m\n{HEAD}layers:\n  - conv: {{out: 4, kernel: 7, mask: A}}\n  - head: bernoulli\ntrain: {train}\n"
+        ));
+    }
+}

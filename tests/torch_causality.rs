@@ -147,6 +147,43 @@ fn diag_bilstm_grayscale_and_rgb() {
     check(&spec(3, 7, DIAG));
 }
 
+/// The full-context Diagonal BiLSTM: gradients equal the static pass, and both say that
+/// every output sees all of its allowed context (every earlier sub-pixel), which the
+/// paper's layer does not at these sizes (it misses the last pixel of the row above).
+#[test]
+fn full_context_diag_bilstm_sees_the_whole_context() {
+    let full = DIAG
+        .replace("{hidden: 3}", "{hidden: 3, full_context: true}")
+        .replace(
+            "{hidden: 6, skip: true}",
+            "{hidden: 6, skip: true, full_context: true}",
+        );
+    assert_eq!(full.matches("full_context").count(), 2);
+    for (channels, size) in [(1, 7), (1, 8), (3, 7), (3, 8)] {
+        let model = compile(&spec(channels, size, &full), false);
+        for fused in [false, true] {
+            check_mode(&model, fused);
+        }
+        let all_earlier = |b: usize, n: usize| (0..n).map(|i| i < b).collect::<Vec<bool>>();
+        let stat = static_deps(&model);
+        for (b, row) in stat.iter().enumerate() {
+            assert_eq!(
+                row,
+                &all_earlier(b, stat.len()),
+                "{channels}x{size}x{size}: output {b} misses part of its context"
+            );
+        }
+        let paper = static_deps(&compile(&spec(channels, size, DIAG), false));
+        assert!(
+            paper
+                .iter()
+                .enumerate()
+                .any(|(b, row)| row != &all_earlier(b, paper.len())),
+            "{channels}x{size}x{size}: the paper's layer should miss some context"
+        );
+    }
+}
+
 #[test]
 fn row_lstm_grayscale_and_rgb() {
     check(&spec(1, 7, ROW));

@@ -23,7 +23,67 @@ fn opts(out: &Path) -> TrainOptions {
 #[test]
 fn resume_is_bit_for_bit_and_eval_works() {
     let _turn = serial();
-    let (spec, model) = pixc::compile_str(TINY, Syntax::Yaml).unwrap();
+    resume_matches_an_uninterrupted_run(TINY, TINY);
+}
+
+/// A cosine schedule with warm-up: the resumed run takes every step at the rate of the
+/// uninterrupted one, although its first part was told to stop at step 2 and the resume
+/// is given the spec without a schedule (the run's own spec.yaml decides).
+#[test]
+fn resume_honours_the_runs_learning_rate_schedule() {
+    let _turn = serial();
+    let scheduled = TINY.replace(
+        "lr: 0.01,",
+        "lr: 0.01, schedule: cosine, warmup_steps: 1, decay_steps: 4, min_lr: 0.001,",
+    );
+    let (a, _dir) = resume_matches_an_uninterrupted_run(&scheduled, TINY);
+    let lrs: Vec<f64> = std::fs::read_to_string(a.join("metrics.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()["lr"]
+                .as_f64()
+                .unwrap()
+        })
+        .collect();
+    // Steps 2 and 4 (t = 1, 3): the end of the warm-up, then 2/3 of the way down:
+    // 0.001 + 0.009 * (1 + cos(2 pi / 3)) / 2.
+    let want = [0.01, 0.001 + 0.009 * 0.25];
+    assert_eq!(lrs.len(), 2);
+    for (g, w) in lrs.iter().zip(want) {
+        assert!((g - w).abs() < 1e-12, "{lrs:?}");
+    }
+    assert!(std::fs::read_to_string(a.join("spec.yaml"))
+        .unwrap()
+        .contains("schedule: cosine"));
+
+    // Without `decay_steps` the cosine spans the run's planned steps, written into the
+    // run's spec.yaml so that a resume decays over the same length.
+    let planned = scheduled.replace(" decay_steps: 4,", "");
+    let (spec, model) = pixc::compile_str(&planned, Syntax::Yaml).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let c = dir.path().join("c");
+    train::train(
+        &spec,
+        &model,
+        &TrainOptions {
+            steps: Some(3),
+            ..opts(&c)
+        },
+    )
+    .unwrap();
+    let text = std::fs::read_to_string(c.join("spec.yaml")).unwrap();
+    assert!(text.contains("decay_steps: 3"), "{text}");
+}
+
+/// Trains `text` 4 steps in one go (run `a`) and 2 + 2 steps with a resume given
+/// `resume_text` (run `b`); the weights and optimizer state must be equal. Returns `a`.
+fn resume_matches_an_uninterrupted_run(
+    text: &str,
+    resume_text: &str,
+) -> (std::path::PathBuf, tempfile::TempDir) {
+    let (spec, model) = pixc::compile_str(text, Syntax::Yaml).unwrap();
+    let (resume_spec, _) = pixc::compile_str(resume_text, Syntax::Yaml).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let a = dir.path().join("a");
     let b = dir.path().join("b");
@@ -57,7 +117,7 @@ fn resume_is_bit_for_bit_and_eval_works() {
     );
     assert!(format!("{:#}", again.unwrap_err()).contains("--resume"));
     train::train(
-        &spec,
+        &resume_spec,
         &model,
         &TrainOptions {
             steps: Some(4),
@@ -87,6 +147,15 @@ fn resume_is_bit_for_bit_and_eval_works() {
     )
     .unwrap();
     assert!(r.nll.is_finite() && r.nll > 0.0 && r.unit == "nats/image");
+    let lr_of = |run: &Path| -> Vec<serde_json::Value> {
+        std::fs::read_to_string(run.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["lr"].clone())
+            .collect()
+    };
+    assert_eq!(lr_of(&a), lr_of(&b), "the logged learning rates differ");
+    (a, dir)
 }
 
 #[test]

@@ -128,10 +128,13 @@ pub enum LayerKind {
         kernel: Sp<Expr>,
     },
     /// Diagonal BiLSTM. `shift: false` omits the right-to-left shift-down: it leaks, and is
-    /// only useful to demonstrate that the causality pass catches it.
+    /// only useful to demonstrate that the causality pass catches it. `full_context: true`
+    /// also feeds the image's row to the right-to-left direction (docs/semantics.md), which
+    /// closes the paper's layer's one gap: the last pixel of the row above.
     DiagBiLstm {
         hidden: Sp<Expr>,
         shift: bool,
+        full_context: bool,
     },
     /// PixelCNN residual block: ReLU-1x1 (2h->h), ReLU-3x3 (h), ReLU-1x1 (h->2h), add.
     PixelCnnBlock {
@@ -200,11 +203,63 @@ impl Optimizer {
     }
 }
 
+/// How the learning rate moves over a run (`train: schedule`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ScheduleKind {
+    /// `lr` at every step (after any warm-up).
+    Constant,
+    /// `lr * decay_rate^(steps / decay_steps)`, floored at `min_lr`.
+    Exponential,
+    /// Half a cosine from `lr` down to `min_lr`, reached at step `decay_steps`.
+    Cosine,
+}
+
+impl ScheduleKind {
+    pub fn name(self) -> &'static str {
+        match self {
+            ScheduleKind::Constant => "constant",
+            ScheduleKind::Exponential => "exponential",
+            ScheduleKind::Cosine => "cosine",
+        }
+    }
+}
+
+/// The learning-rate schedule: the lr of every step is a pure function of the step
+/// (`train::schedule`), so a resumed run uses exactly the rates of an uninterrupted one.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Schedule {
+    pub kind: ScheduleKind,
+    /// Linear warm-up: step t (0-based) of the first `warmup_steps` uses `lr * (t+1) / warmup_steps`.
+    pub warmup_steps: u64,
+    /// Exponential: the factor per `decay_steps` steps, in (0, 1].
+    pub decay_rate: Option<f64>,
+    /// Exponential: steps per `decay_rate` factor (default: one epoch). Cosine: the step
+    /// at which the lr reaches `min_lr`, warm-up included (default: the run's planned
+    /// steps). `pixc train` writes the resolved number into the run's spec.yaml.
+    pub decay_steps: Option<u64>,
+    /// The floor of a decaying schedule.
+    pub min_lr: f64,
+}
+
+impl Default for Schedule {
+    fn default() -> Schedule {
+        Schedule {
+            kind: ScheduleKind::Constant,
+            warmup_steps: 0,
+            decay_rate: None,
+            decay_steps: None,
+            min_lr: 0.0,
+        }
+    }
+}
+
 /// How to train this model; every field has a default so a spec may omit the section.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Train {
     pub optimizer: Optimizer,
     pub lr: f64,
+    /// How `lr` changes over the run; constant by default.
+    pub schedule: Schedule,
     pub batch: u64,
     pub epochs: Option<u64>,
     pub steps: Option<u64>,
@@ -223,6 +278,7 @@ impl Default for Train {
         Train {
             optimizer: Optimizer::Adam,
             lr: 1e-3,
+            schedule: Schedule::default(),
             batch: 16,
             epochs: None,
             steps: None,

@@ -49,6 +49,12 @@ pub enum KeyKind {
     PositiveFloat,
     /// A positive number, or `none` for no clipping.
     Clip,
+    /// A number >= 0.
+    NonNegativeFloat,
+    /// A number in (0, 1].
+    Fraction,
+    /// One of `SCHEDULES`.
+    Schedule,
     /// An integer at least this large.
     Count(u64),
     /// One of `OPTIMIZERS`.
@@ -100,6 +106,7 @@ const fn defaulted(
 }
 
 pub const OPTIMIZERS: &[&str] = &["rmsprop", "adam"];
+pub const SCHEDULES: &[&str] = &["constant", "exponential", "cosine"];
 /// `sigmoid` is read as `bernoulli`.
 pub const HEAD_KINDS: &[&str] = &["bernoulli", "softmax", "sigmoid"];
 /// Lower case is read too.
@@ -159,6 +166,34 @@ pub const TRAIN_KEYS: &[KeyDef] = &[
         "`rmsprop` (the paper's) or `adam`.",
     ),
     defaulted("lr", KeyKind::PositiveFloat, "0.001", "Learning rate."),
+    defaulted(
+        "schedule",
+        KeyKind::Schedule,
+        "constant",
+        "Learning-rate schedule: `constant`, `exponential` (`lr * decay_rate^(step / decay_steps)`) or `cosine` (half a cosine from `lr` to `min_lr` at step `decay_steps`).",
+    ),
+    defaulted(
+        "warmup_steps",
+        KeyKind::Count(0),
+        "0",
+        "Raise the learning rate linearly from `lr / warmup_steps` to `lr` over this many first steps; the decay starts after them.",
+    ),
+    key(
+        "decay_rate",
+        KeyKind::Fraction,
+        "`schedule: exponential` (required there): the factor, in (0, 1], the learning rate is multiplied by every `decay_steps` steps.",
+    ),
+    key(
+        "decay_steps",
+        KeyKind::Count(1),
+        "Exponential: steps per `decay_rate` factor (default: one epoch). Cosine: the step, warm-up included, at which the learning rate reaches `min_lr` (default: the run's planned steps). `pixc train` writes the resolved number into the run's spec.yaml.",
+    ),
+    defaulted(
+        "min_lr",
+        KeyKind::NonNegativeFloat,
+        "0.0",
+        "The floor of an `exponential` or `cosine` schedule; below `lr`.",
+    ),
     defaulted("batch", KeyKind::Count(1), "16", "Images per training step."),
     key(
         "epochs",
@@ -255,6 +290,12 @@ pub const LAYERS: &[LayerDef] = &[
                 KeyKind::Bool,
                 "true",
                 "Shift the right-to-left direction down one row; `false` makes the model see the future (pixc check rejects it).",
+            ),
+            defaulted(
+                "full_context",
+                KeyKind::Bool,
+                "false",
+                "Also feed the image's current row, all of it, to the right-to-left direction (its output is shifted down a row, so that row is past): every output then sees its whole context, the last pixel of the row above included, which the paper's layer misses. Adds a 1x1 weight from the image.",
             ),
             SKIP,
         ],
@@ -483,6 +524,8 @@ impl Ctx {
             span: node.span,
             ..Train::default()
         };
+        // Spans of the schedule's keys, for the checks across keys below.
+        let mut sched_spans: Vec<(&str, Span)> = Vec::new();
         for (k, v) in m {
             match k.name.as_str() {
                 "optimizer" => {
@@ -505,6 +548,42 @@ impl Ctx {
                 "lr" => {
                     if let Some(x) = self.positive_float(v, "lr") {
                         t.lr = x;
+                    }
+                }
+                "schedule" => {
+                    sched_spans.push(("schedule", v.span));
+                    if let Some(s) = self.string(v, "schedule") {
+                        match s.node.as_str() {
+                            "constant" => t.schedule.kind = ScheduleKind::Constant,
+                            "exponential" => t.schedule.kind = ScheduleKind::Exponential,
+                            "cosine" => t.schedule.kind = ScheduleKind::Cosine,
+                            other => {
+                                let d =
+                                    Diagnostic::new(v.span, format!("unknown schedule `{other}`"))
+                                        .label("not a schedule");
+                                self.err(match did_you_mean(other, SCHEDULES) {
+                                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                                    None => d.help("use `constant`, `exponential` or `cosine`"),
+                                });
+                            }
+                        }
+                    }
+                }
+                "warmup_steps" => {
+                    t.schedule.warmup_steps = self.uint(v, "warmup_steps", 0).unwrap_or(0)
+                }
+                "decay_rate" => {
+                    sched_spans.push(("decay_rate", v.span));
+                    t.schedule.decay_rate = self.fraction(v, "decay_rate");
+                }
+                "decay_steps" => {
+                    sched_spans.push(("decay_steps", v.span));
+                    t.schedule.decay_steps = self.uint(v, "decay_steps", 1);
+                }
+                "min_lr" => {
+                    sched_spans.push(("min_lr", v.span));
+                    if let Some(x) = self.non_negative_float(v, "min_lr") {
+                        t.schedule.min_lr = x;
                     }
                 }
                 "clip" => {
@@ -548,7 +627,75 @@ impl Ctx {
                     .help("keep one: `steps` counts optimizer steps, `epochs` passes over the training set"),
             );
         }
+        self.check_schedule(&t, &sched_spans);
         Some(t)
+    }
+
+    /// The schedule's keys must fit together: each key means something for the chosen
+    /// kind, an exponential decay has a rate, the floor is below `lr`, and a cosine
+    /// decays after its warm-up.
+    fn check_schedule(&mut self, t: &Train, spans: &[(&str, Span)]) {
+        let s = &t.schedule;
+        let at = |name: &str| spans.iter().find(|(n, _)| *n == name).map(|(_, sp)| *sp);
+        let kind = s.kind.name();
+        let unused: &[&str] = match s.kind {
+            ScheduleKind::Constant => &["decay_rate", "decay_steps", "min_lr"],
+            ScheduleKind::Exponential => &[],
+            ScheduleKind::Cosine => &["decay_rate"],
+        };
+        for name in unused {
+            // `min_lr: 0` (its default) written out is harmless.
+            if *name == "min_lr" && s.min_lr == 0.0 {
+                continue;
+            }
+            if let Some(sp) = at(name) {
+                self.err(
+                    Diagnostic::new(sp, format!("`{name}` has no effect with `schedule: {kind}`"))
+                        .label("unused")
+                        .help(match s.kind {
+                            ScheduleKind::Cosine => "a cosine schedule decays to `min_lr` at step `decay_steps`; remove `decay_rate`",
+                            _ => "set `schedule: exponential` or `schedule: cosine`, or remove the key",
+                        }),
+                );
+            }
+        }
+        if s.kind == ScheduleKind::Exponential
+            && s.decay_rate.is_none()
+            && at("decay_rate").is_none()
+        {
+            self.err(
+                Diagnostic::new(at("schedule").unwrap_or(t.span), "`schedule: exponential` needs `decay_rate`")
+                    .label("no decay rate")
+                    .help("for example `decay_rate: 0.5` halves the learning rate every `decay_steps` steps (default: every epoch)"),
+            );
+        }
+        if s.kind != ScheduleKind::Constant && s.min_lr >= t.lr {
+            if let Some(sp) = at("min_lr") {
+                self.err(
+                    Diagnostic::new(
+                        sp,
+                        format!("`min_lr` ({}) must be below `lr` ({})", s.min_lr, t.lr),
+                    )
+                    .label("not below lr")
+                    .help("the schedule decays from `lr` down to `min_lr`"),
+                );
+            }
+        }
+        if let (ScheduleKind::Cosine, Some(n)) = (s.kind, s.decay_steps) {
+            if n <= s.warmup_steps {
+                self.err(
+                    Diagnostic::new(
+                        at("decay_steps").unwrap_or(t.span),
+                        format!(
+                            "`decay_steps` ({n}) must be more than `warmup_steps` ({})",
+                            s.warmup_steps
+                        ),
+                    )
+                    .label("ends before the warm-up does")
+                    .help("the cosine decays from the end of the warm-up to step `decay_steps`"),
+                );
+            }
+        }
     }
 
     fn layers(&mut self, node: &Node, depth: usize) -> Option<Vec<Layer>> {
@@ -739,9 +886,14 @@ impl Ctx {
                     Some(v) => self.boolean(v, "shift")?,
                     None => true,
                 };
+                let full_context = match arg("full_context") {
+                    Some(v) => self.boolean(v, "full_context")?,
+                    None => false,
+                };
                 LayerKind::DiagBiLstm {
                     hidden: hidden?,
                     shift,
+                    full_context,
                 }
             }
             "pixelcnn_block" => LayerKind::PixelCnnBlock {
@@ -881,6 +1033,44 @@ impl Ctx {
                     Diagnostic::new(node.span, message)
                         .label("not a positive number")
                         .help(format!("for example `{what}: 0.001`")),
+                );
+                None
+            }
+        }
+    }
+
+    fn non_negative_float(&mut self, node: &Node, what: &str) -> Option<f64> {
+        let s = self.scalar_text(node, what)?;
+        match s.parse::<f64>() {
+            Ok(x) if x.is_finite() && x >= 0.0 => Some(x),
+            _ => {
+                self.err(
+                    Diagnostic::new(
+                        node.span,
+                        format!("`{what}` must be a number >= 0, found `{s}`"),
+                    )
+                    .label("not a number >= 0")
+                    .help(format!("for example `{what}: 0.00001`")),
+                );
+                None
+            }
+        }
+    }
+
+    fn fraction(&mut self, node: &Node, what: &str) -> Option<f64> {
+        let s = self.scalar_text(node, what)?;
+        match s.parse::<f64>() {
+            Ok(x) if x.is_finite() && x > 0.0 && x <= 1.0 => Some(x),
+            _ => {
+                self.err(
+                    Diagnostic::new(
+                        node.span,
+                        format!("`{what}` must be a number in (0, 1], found `{s}`"),
+                    )
+                    .label("not in (0, 1]")
+                    .help(format!(
+                        "for example `{what}: 0.5` halves the learning rate each time"
+                    )),
                 );
                 None
             }

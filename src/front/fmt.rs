@@ -46,8 +46,26 @@ fn train_pairs(t: &Train) -> Vec<(&'static str, String)> {
     let mut v = vec![
         ("optimizer", t.optimizer.name().to_string()),
         ("lr", float_text(t.lr)),
-        ("batch", t.batch.to_string()),
     ];
+    // Only a schedule other than the default is printed, so specs without one print as
+    // they always did.
+    let sc = &t.schedule;
+    if sc.kind != ScheduleKind::Constant {
+        v.push(("schedule", sc.kind.name().to_string()));
+    }
+    if sc.warmup_steps > 0 {
+        v.push(("warmup_steps", sc.warmup_steps.to_string()));
+    }
+    if let Some(r) = sc.decay_rate {
+        v.push(("decay_rate", float_text(r)));
+    }
+    if let Some(n) = sc.decay_steps {
+        v.push(("decay_steps", n.to_string()));
+    }
+    if sc.min_lr != 0.0 {
+        v.push(("min_lr", float_text(sc.min_lr)));
+    }
+    v.push(("batch", t.batch.to_string()));
     if let Some(e) = t.epochs {
         v.push(("epochs", e.to_string()));
     }
@@ -76,10 +94,18 @@ fn layer_args(l: &Layer) -> Vec<(&'static str, String)> {
             ("hidden", hidden.node.to_string()),
             ("kernel", kernel.node.to_string()),
         ],
-        LayerKind::DiagBiLstm { hidden, shift } => {
+        LayerKind::DiagBiLstm {
+            hidden,
+            shift,
+            full_context,
+        } => {
             let mut v = vec![("hidden", hidden.node.to_string())];
             if !shift {
                 v.push(("shift", "false".into()));
+            }
+            // Printed only when set, so the paper's specs print as before.
+            if *full_context {
+                v.push(("full_context", "true".into()));
             }
             v
         }

@@ -6,8 +6,8 @@
 //! with a YAML language server read it from a `# yaml-language-server: $schema=...` line.
 
 use super::build::{
-    KeyDef, KeyKind, FALSE_WORDS, HEAD_KINDS, INPUT_KEYS, LAYERS, MASKS, OPTIMIZERS, TOP_KEYS,
-    TRAIN_KEYS, TRUE_WORDS,
+    KeyDef, KeyKind, FALSE_WORDS, HEAD_KINDS, INPUT_KEYS, LAYERS, MASKS, OPTIMIZERS, SCHEDULES,
+    TOP_KEYS, TRAIN_KEYS, TRUE_WORDS,
 };
 use serde_json::{json, Map, Value};
 
@@ -155,9 +155,10 @@ fn value(k: &KeyDef) -> Value {
 fn default_value(kind: KeyKind, text: &str) -> Value {
     match kind {
         KeyKind::Bool => json!(TRUE_WORDS.contains(&text)),
-        KeyKind::PositiveFloat | KeyKind::Clip => text
-            .parse::<f64>()
-            .map_or_else(|_| json!(text), |x| json!(x)),
+        KeyKind::PositiveFloat | KeyKind::Clip | KeyKind::NonNegativeFloat | KeyKind::Fraction => {
+            text.parse::<f64>()
+                .map_or_else(|_| json!(text), |x| json!(x))
+        }
         KeyKind::Count(_) | KeyKind::Size => text
             .parse::<u64>()
             .map_or_else(|_| json!(text), |x| json!(x)),
@@ -198,6 +199,9 @@ fn kind(kind: KeyKind) -> Value {
                 {"enum": ["none", "false", false]},
             ],
         }),
+        KeyKind::NonNegativeFloat => json!({"type": "number", "minimum": 0}),
+        KeyKind::Fraction => json!({"type": "number", "exclusiveMinimum": 0, "maximum": 1}),
+        KeyKind::Schedule => json!({"type": "string", "enum": SCHEDULES}),
         KeyKind::Count(min) => json!({"type": "integer", "minimum": min}),
         KeyKind::Optimizer => json!({"type": "string", "enum": OPTIMIZERS}),
         KeyKind::DataSet => json!({"type": "string", "minLength": 1}),

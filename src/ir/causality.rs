@@ -253,10 +253,33 @@ pub fn analyze(g: &Graph, shapes: &Shapes) -> Causality {
                 m
             }
             Op::RowLstm { k, .. } => row_lstm(&conv(inp(0), 1, k, Mask::B)),
-            Op::DiagBiLstm { shift, .. } => {
+            Op::DiagBiLstm {
+                shift,
+                full_context,
+                ..
+            } => {
                 let is = conv(inp(0), 1, 1, Mask::B);
                 let mut l = diag_direction(&is, false);
-                let r = diag_direction(&is, true);
+                let r = if full_context {
+                    // The right-to-left gates also read the image (slot 1) through an
+                    // unmasked 1x1 conv: at each pixel, every colour of that pixel.
+                    let mut is_r = is.clone();
+                    let img = inp(1);
+                    for y in 0..image.height {
+                        for x in 0..image.width {
+                            let mut all = vec![0u64; img.words];
+                            for gg in 0..groups {
+                                or(&mut all, img.get(y, x, gg));
+                            }
+                            for gg in 0..groups {
+                                is_r.or_into(y, x, gg, &all);
+                            }
+                        }
+                    }
+                    diag_direction(&is_r, true)
+                } else {
+                    diag_direction(&is, true)
+                };
                 for y in 0..image.height {
                     let src = if shift {
                         if y == 0 {

@@ -16,7 +16,13 @@ pub fn op_text(op: &Op) -> String {
         Op::DiagBiLstm {
             hidden,
             shift: true,
+            full_context: false,
         } => format!("diag_bilstm hidden={hidden}"),
+        Op::DiagBiLstm {
+            hidden,
+            shift: true,
+            full_context: true,
+        } => format!("diag_bilstm hidden={hidden} full_context=true"),
         Op::Head { kind } => format!("head {}", kind.name()),
         _ => {
             let mut s = op.name().to_string();

@@ -227,16 +227,24 @@ impl Lower {
                 };
                 self.add(op, span, path.to_string(), &[x])
             }
-            LayerKind::DiagBiLstm { hidden, shift } => {
+            LayerKind::DiagBiLstm {
+                hidden,
+                shift,
+                full_context,
+            } => {
                 let hidden = self.size(hidden, "hidden", 1, MAX_CHANNELS)? as usize;
+                // The full-context variant also reads the image (slot 1).
+                let image = self.g.input;
+                let inputs: &[NodeId] = if *full_context { &[x, image] } else { &[x] };
                 self.add(
                     Op::DiagBiLstm {
                         hidden,
                         shift: *shift,
+                        full_context: *full_context,
                     },
                     span,
                     path.to_string(),
-                    &[x],
+                    inputs,
                 )
             }
             LayerKind::PixelCnnBlock { hidden } => {

@@ -98,9 +98,12 @@ pub enum Op {
         k: usize,
     },
     /// Diagonal BiLSTM: both directions, right-to-left shifted down a row when `shift`.
+    /// With `full_context` the node has a second input, the image (`Op::Input`), whose
+    /// row r the right-to-left direction also reads at row r (docs/semantics.md).
     DiagBiLstm {
         hidden: usize,
         shift: bool,
+        full_context: bool,
     },
     Relu,
     /// Element-wise sum of all inputs (residual connections).
@@ -187,8 +190,18 @@ impl Op {
                 ("mask", Name(mask.name())),
             ],
             Op::RowLstm { hidden, k } => vec![("hidden", Int(hidden)), ("k", Int(k))],
-            Op::DiagBiLstm { hidden, shift } => {
-                vec![("hidden", Int(hidden)), ("shift", Bool(shift))]
+            Op::DiagBiLstm {
+                hidden,
+                shift,
+                full_context,
+            } => {
+                let mut v = vec![("hidden", Int(hidden)), ("shift", Bool(shift))];
+                // Listed only when set: the fingerprints (and so the resume keys) of every
+                // model without it stay what they were.
+                if full_context {
+                    v.push(("full_context", Bool(true)));
+                }
+                v
             }
             Op::Head { kind } => vec![("kind", Name(kind.name()))],
         }
@@ -391,12 +404,31 @@ pub fn params_of(op: &Op, inputs: &[usize], image: &ImageSpec) -> Vec<ParamSpec>
         Op::RowLstm { hidden: h, k } => {
             lstm([4 * h, cin, 1, k], h, &[4 * h, h, 3], &[h, image.width])
         }
-        Op::DiagBiLstm { hidden: h, .. } => lstm(
-            [8 * h, cin, 1, 1],
-            h,
-            &[8 * h, h, 2],
-            &[2 * h, image.height],
-        ),
+        Op::DiagBiLstm {
+            hidden: h,
+            full_context,
+            ..
+        } => {
+            let mut p = lstm(
+                [8 * h, cin, 1, 1],
+                h,
+                &[8 * h, h, 2],
+                &[2 * h, image.height],
+            );
+            if full_context {
+                // The image (slot 1) into the right-to-left gates: unmasked, since that
+                // direction's output at row r is used from row r+1 on, where all of row r,
+                // every colour, is context.
+                let c = inputs.get(1).copied().unwrap_or(image.channels);
+                p.push(ParamSpec::new(
+                    "ix_weight",
+                    &[4 * h, c, 1, 1],
+                    Role::Weight,
+                    uniform(c),
+                ));
+            }
+            p
+        }
         Op::SkipSum => inputs
             .iter()
             .enumerate()

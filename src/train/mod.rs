@@ -14,6 +14,7 @@ pub mod progress;
 pub mod recovery;
 pub mod resume;
 pub mod run_dir;
+pub mod schedule;
 pub mod signals;
 
 use crate::backend::torch::{self, TorchModel};
@@ -170,14 +171,6 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
             out.display()
         )));
     }
-    let run_spec = spec_for_run(spec, &tcfg);
-    let spec_text = crate::front::fmt::to_yaml(&run_spec);
-    let changes = if opts.resume {
-        resume::compare(out, &spec_text, model)?
-    } else {
-        Vec::new()
-    };
-
     let mut ds = load_data(&tcfg, opts.data.as_deref(), opts.mnist_dir.clone(), model)?;
     if tcfg.batch > ds.train.n as u64 {
         bail!(usage(format!(
@@ -187,6 +180,31 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
     }
     let im = model.graph().image;
     let size = im.dims();
+    let batch = tcfg.batch as usize;
+    let n_train = ds.train.n;
+    let per_epoch = (n_train / batch).max(1) as u64;
+    let max_steps = match (tcfg.steps, tcfg.epochs) {
+        (Some(s), _) => Some(s),
+        (None, Some(e)) => Some(e * per_epoch),
+        (None, None) if opts.minutes.is_some() => None,
+        (None, None) => Some(per_epoch),
+    };
+    // The schedule is fixed when the run starts (its length resolved and written into
+    // spec.yaml); a resumed run reads it back from there, whatever its own step limit.
+    tcfg.schedule = if opts.resume {
+        let (run_spec, _) = checkpoint::load_spec(out)?;
+        run_spec.train.map(|t| t.schedule).unwrap_or_default()
+    } else {
+        schedule::resolve(&tcfg.schedule, per_epoch, max_steps)?
+    };
+    let lr_schedule = schedule::for_run(&tcfg.schedule, tcfg.lr)?;
+    let run_spec = spec_for_run(spec, &tcfg);
+    let spec_text = crate::front::fmt::to_yaml(&run_spec);
+    let changes = if opts.resume {
+        resume::compare(out, &spec_text, model)?
+    } else {
+        Vec::new()
+    };
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the run folder {}", out.display()))?;
 
@@ -225,15 +243,6 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         resume::record(out, state.step, &changes, &run_spec)?;
     }
 
-    let batch = tcfg.batch as usize;
-    let n_train = ds.train.n;
-    let per_epoch = (n_train / batch).max(1) as u64;
-    let max_steps = match (tcfg.steps, tcfg.epochs) {
-        (Some(s), _) => Some(s),
-        (None, Some(e)) => Some(e * per_epoch),
-        (None, None) if opts.minutes.is_some() => None,
-        (None, None) => Some(per_epoch),
-    };
     let deadline = opts
         .minutes
         .map(|m| Instant::now() + std::time::Duration::from_secs_f64(m * 60.0));
@@ -319,6 +328,7 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         if let Some(c) = tcfg.clip {
             optim::clip_grad_norm(&grad, c);
         }
+        opt.lr = lr_schedule.lr_at(state.step);
         opt.step(tm.flat_parameters(), &grad);
         state.step += 1;
         images_this_run += batch as u64;
@@ -437,6 +447,8 @@ fn validate_and_save(
         "best_valid_nll": state.best_valid.map(rep),
         "unit": unit,
         "images_per_second": rate,
+        // The rate of the step just taken (the optimizer's base rate before any step).
+        "lr": opt.lr,
     });
     metrics.append(&rec).map_err(|e| {
         anyhow::anyhow!(recovery::append_failed(

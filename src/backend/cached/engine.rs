@@ -554,6 +554,8 @@ impl<'a> Engine<'a> {
                         unreachable!("diag state")
                     };
                     if r >= 1 && *r2l_rows < r {
+                        // Full context: the image (slot 1), complete at row r-1.
+                        let image = d.ix.as_ref().map(|m| (&before[node.inputs[1]], m));
                         right_to_left_row(
                             d,
                             r - 1,
@@ -562,6 +564,7 @@ impl<'a> Engine<'a> {
                             hr,
                             cr,
                             isr,
+                            image,
                             &mut self.s_gates,
                             &mut self.s_h,
                             &mut self.s_c,
@@ -659,6 +662,7 @@ fn right_to_left_row(
     hr: &mut Ring,
     cr: &mut Ring,
     isr: &Ring,
+    image: Option<(&Ring, &Mat)>,
     s_gates: &mut [f32],
     s_h: &mut [f32],
     s_c: &mut [f32],
@@ -667,6 +671,9 @@ fn right_to_left_row(
     for c in (0..w_n).rev() {
         let g = &mut s_gates[..nb * 4 * h];
         g.copy_from_slice(isr.at(q, c));
+        if let Some((im, ix)) = image {
+            matacc(g, im.at(q, c), ix, 0, 4 * h, nb);
+        }
         if q >= 1 {
             matacc(g, hr.at(q - 1, c), &d.ss[1][0], 0, 4 * h, nb);
         }

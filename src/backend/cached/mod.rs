@@ -28,7 +28,8 @@
 //!   `(r, c+1)`, i.e. the whole of row r. Its output is shifted down a row, so pixel
 //!   `(r, c)` needs only row r-1 of it, which depends on rows <= r-1 of the input. So when
 //!   row r starts, row r-1 is complete and its right-to-left states are computed once,
-//!   right to left, for the whole row.
+//!   right to left, for the whole row. The full-context variant's right-to-left gates
+//!   also read the image at row r-1, all of which is drawn by then.
 //!
 //! With colour images the pixel is recomputed after each colour is drawn (G's logits read
 //! the R just drawn). After the last draw only the input's cache at `p` is refreshed: no
@@ -93,6 +94,11 @@ pub(crate) struct Diag {
     /// Input-to-state 1x1 conv `[cin][8h]`.
     is: Mat,
     bias: Vec<f32>,
+    /// Full context: the image's 1x1 conv into the right-to-left gates, `[C][4h]`; the
+    /// node's slot 1 is the image. Read when a row's right-to-left states are computed,
+    /// from the image row just completed (never cached per pixel, so no colour drawn at a
+    /// pixel makes a cached value there stale).
+    ix: Option<Mat>,
     /// `ss[d][t]`: direction d (0 = left-to-right, 1 = right-to-left), tap t (0 = the row
     /// above, 1 = the same row), each `[h][4h]`.
     ss: [[Mat; 2]; 2],

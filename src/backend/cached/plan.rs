@@ -213,7 +213,11 @@ impl CachedModel {
                         c0,
                     }
                 }
-                Op::DiagBiLstm { hidden: h, shift } => {
+                Op::DiagBiLstm {
+                    hidden: h,
+                    shift,
+                    full_context,
+                } => {
                     if !shift {
                         bail!(
                             "node {id} is a Diagonal BiLSTM without the shift of its right-to-left output: it sees future pixels, so its samples are not a valid autoregressive draw"
@@ -234,6 +238,7 @@ impl CachedModel {
                         h,
                         is: prm.one_by_one("is_weight"),
                         bias: prm.data("is_bias"),
+                        ix: full_context.then(|| prm.one_by_one("ix_weight")),
                         ss,
                         edge_h: [e0h, e1h],
                         edge_c: [e0c, e1c],
@@ -253,6 +258,14 @@ impl CachedModel {
                 for j in g.inputs(id) {
                     nodes[j.index()].rows = nodes[j.index()].rows.max(1 + kh / 2);
                 }
+            }
+            // The full-context Diagonal BiLSTM reads the image one row above.
+            if let Op::DiagBiLstm {
+                full_context: true, ..
+            } = g.node(id).op
+            {
+                let j = g.inputs(id)[1].index();
+                nodes[j].rows = nodes[j].rows.max(2);
             }
         }
         let output = model.output().index();

@@ -54,6 +54,7 @@ fn add_params(b: &mut Builder, model: &Model, id: NodeId, weights: &Weights) -> 
 pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
     let g = model.graph();
     let (height, width) = (g.image.height, g.image.width);
+    let im_channels = g.image.channels;
     for id in g.nodes() {
         let node = g.node(id);
         if matches!(node.op, Op::Input) {
@@ -120,9 +121,17 @@ pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
             Op::RowLstm { hidden, k } => {
                 lstm::row_lstm(b, &p, x, &prm, hidden, k, height, width, &out);
             }
-            Op::DiagBiLstm { hidden, shift } => {
+            Op::DiagBiLstm {
+                hidden,
+                shift,
+                full_context,
+            } => {
                 let cin = model.shapes().channels(g.inputs(id)[0]);
-                lstm::diag_bilstm(b, &p, x, cin, &prm, hidden, shift, height, width, &out);
+                // The full-context variant's slot 1: the image, scaled.
+                let image = full_context.then(|| (ins[1].as_str(), im_channels));
+                lstm::diag_bilstm(
+                    b, &p, x, cin, image, &prm, hidden, shift, height, width, &out,
+                );
             }
         }
     }

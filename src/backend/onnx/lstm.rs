@@ -142,7 +142,8 @@ pub fn row_lstm(
 /// Steps (numbered as in docs/semantics.md):
 /// - 1: input-to-state (a 1x1 conv) is `x` as `[pixel, N, cin]` times the masked weight
 ///   per direction `[cin, 4h]`, plus bias: `is[d, pixel, n, q]`, with a zero slot appended
-///   after the last pixel.
+///   after the last pixel. With `image` (`full_context`), the image as `[pixel, N, C]`
+///   times `ix_weight` `[C, 4h]` is added to direction 1 (right to left) only.
 /// - 2-3: skewed column `k`, row `r` holds pixel `r*W + (k - r)` (left to right) or, for
 ///   the mirrored right-to-left map, pixel `r*W + W-1-(k - r)`; outside the image the zero
 ///   slot. One Gather per direction, index tables `colK.idx.l2r` / `.r2l`.
@@ -156,6 +157,7 @@ pub fn diag_bilstm(
     p: &str,
     x: &str,
     cin: usize,
+    image: Option<(&str, usize)>,
     prm: &Params,
     h: usize,
     shift: bool,
@@ -182,7 +184,24 @@ pub fn diag_bilstm(
         &[2, 1, 1, 4 * hi],
     );
     let is = b.binary("MatMul", &format!("{p}.is.mat"), &xt, &w_is);
-    let is = b.binary("Add", &format!("{p}.is"), &is, &b_is);
+    let mut is = b.binary("Add", &format!("{p}.is"), &is, &b_is);
+    if let Some((img, c)) = image {
+        // Full context: + ix_weight [4h, C, 1, 1] applied to the image's pixel, into the
+        // right-to-left direction only (the left-to-right slice padded with zeros).
+        let ci = c as i64;
+        let imf = b.reshape(&format!("{p}.image.flat"), img, &[0, ci, hw as i64]);
+        let imt = b.transpose(&format!("{p}.image.by_pixel"), &imf, &[2, 0, 1]);
+        let w_ix = b.reshape(
+            &format!("{p}.ix_weight.mat"),
+            &prm["ix_weight"],
+            &[4 * hi, ci],
+        );
+        let w_ix = b.transpose(&format!("{p}.ix_weight.t"), &w_ix, &[1, 0]);
+        let ix = b.binary("MatMul", &format!("{p}.ix"), &imt, &w_ix);
+        let ix = b.reshape(&format!("{p}.ix.dir"), &ix, &[1, hw as i64, -1, 4 * hi]);
+        let ix = b.pad(&format!("{p}.ix.r2l"), &ix, &[1, 0, 0, 0, 0, 0, 0, 0]);
+        is = b.binary("Add", &format!("{p}.is.full"), &is, &ix);
+    }
     let is = b.pad(&format!("{p}.is.zero_slot"), &is, &[0, 0, 0, 0, 0, 1, 0, 0]);
     let is_dir = b.split(
         &format!("{p}.is.dir"),

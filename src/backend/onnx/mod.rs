@@ -23,7 +23,7 @@
 //! | Relu / Add | Relu / chained Add |
 //! | SkipSum | Conv 1x1 per skip source, chained Add |
 //! | RowLstm | Conv 1 x k (input-to-state), Split into rows; per row: Conv 1x3 (state), Add, LSTM cell; Concat |
-//! | DiagBiLstm | Transpose + MatMul + Add (input-to-state, pixel-major), Pad (zero slot), Split; per skewed column: Gather x2 (skew and mirror by index tables), Concat, Pad + Slice (row above), Concat, MatMul (2-tap state conv), Add, LSTM cell; then Concat, Pad, Split, Gather x2 (unskew, mirror back, shift down), Add, Squeeze, Transpose, Reshape |
+//! | DiagBiLstm | Transpose + MatMul + Add (input-to-state, pixel-major; `full_context`: + MatMul of the image, Pad to the right-to-left half, Add), Pad (zero slot), Split; per skewed column: Gather x2 (skew and mirror by index tables), Concat, Pad + Slice (row above), Concat, MatMul (2-tap state conv), Add, LSTM cell; then Concat, Pad, Split, Gather x2 (unskew, mirror back, shift down), Add, Squeeze, Transpose, Reshape |
 //! | LSTM cell | Split, Sigmoid, Split, Tanh, Mul, Mul, Add, Tanh, Mul |
 //! | nll (Bernoulli) | Abs, Neg, Softplus, Relu, Mul, Sub, Add, ReduceSum |
 //! | nll (softmax) | Reshape, LogSoftmax, Cast, Unsqueeze, GatherElements, ReduceSum, Neg |

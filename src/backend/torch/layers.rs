@@ -63,8 +63,22 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
             projected.iter().fold(x.shallow_clone(), |acc, p| &acc + p)
         }
         Op::RowLstm { hidden, .. } => row_lstm(st, x, hidden as i64, height as i64),
-        Op::DiagBiLstm { hidden, shift } => {
-            diag_bilstm(st, x, hidden as i64, shift, height as i64, width as i64)
+        Op::DiagBiLstm {
+            hidden,
+            shift,
+            full_context,
+        } => {
+            // The full-context variant's second input is the image.
+            let image = full_context.then(|| ins[1]);
+            diag_bilstm(
+                st,
+                x,
+                image,
+                hidden as i64,
+                shift,
+                height as i64,
+                width as i64,
+            )
         }
     }
 }
@@ -129,9 +143,35 @@ pub fn unskew(t: &Tensor, height: i64, width: i64) -> Tensor {
         .narrow(3, 0, width)
 }
 
-fn diag_bilstm(st: &Step, x: &Tensor, h: i64, shift: bool, height: i64, width: i64) -> Tensor {
-    let n = x.size()[0];
+/// The Diagonal BiLSTM's input-to-state map, `N x 8h x H x W` (left-to-right gates, then
+/// right-to-left, unmirrored). With `image` (`full_context`) the right-to-left half also
+/// gets the image's pixel through `ix_weight`: an unmasked 1x1 conv, no bias (`is_bias`
+/// is already there), out of place (`is` is in the autograd graph).
+pub fn diag_input_to_state(st: &Step, x: &Tensor, image: Option<&Tensor>, h: i64) -> Tensor {
     let is = input_to_state(st, x);
+    match image {
+        Some(im) => {
+            let ix = im.conv2d::<Tensor>(&st.weight("ix_weight"), None, [1, 1], [0, 0], [1, 1], 1);
+            Tensor::cat(
+                &[is.narrow(1, 0, 4 * h), is.narrow(1, 4 * h, 4 * h) + ix],
+                1,
+            )
+        }
+        None => is,
+    }
+}
+
+fn diag_bilstm(
+    st: &Step,
+    x: &Tensor,
+    image: Option<&Tensor>,
+    h: i64,
+    shift: bool,
+    height: i64,
+    width: i64,
+) -> Tensor {
+    let n = x.size()[0];
+    let is = diag_input_to_state(st, x, image, h);
     // Right-to-left = left-to-right on the mirrored map (the 1x1 conv commutes with it).
     let both = Tensor::cat(
         &[is.narrow(1, 0, 4 * h), is.narrow(1, 4 * h, 4 * h).flip([3])],

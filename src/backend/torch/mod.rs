@@ -418,7 +418,12 @@ impl TorchModel {
                 _ if fast && self.geom(st, n).is_some() => {
                     let g = self.geom(st, n).expect("checked");
                     let x = outs[st.inputs[0]].as_ref().expect("topological");
-                    self.fused_step(st, g, x, false).1
+                    // A full-context Diagonal BiLSTM's slot 1, the image.
+                    let image = st
+                        .inputs
+                        .get(1)
+                        .map(|&i| outs[i].as_ref().expect("topological"));
+                    self.fused_step(st, g, x, image, false).1
                 }
                 _ => {
                     let ins: Vec<&Tensor> = st

@@ -85,8 +85,19 @@ pub(crate) struct FusedInputs {
 }
 
 impl FusedInputs {
-    fn new(st: &Step, x: &Tensor) -> FusedInputs {
+    /// `image`: the step's second input, the image, for a `full_context` Diagonal BiLSTM.
+    fn new(st: &Step, x: &Tensor, image: Option<&Tensor>) -> FusedInputs {
         let (input, conv) = match st.op {
+            // The full-context variant's input-to-state map also reads the image: it stays
+            // libtorch ops (their autograd reaches both inputs) and the kernel reads S.
+            Op::DiagBiLstm {
+                hidden,
+                full_context: true,
+                ..
+            } => (
+                layers::diag_input_to_state(st, x, image, hidden as i64),
+                None,
+            ),
             Op::DiagBiLstm { .. } => {
                 let wm = st.weight("is_weight");
                 let w = wm.detach().contiguous();
@@ -131,7 +142,7 @@ impl TorchModel {
     pub(crate) fn geom(&self, st: &Step, n: usize) -> Option<Geom> {
         let (layout, hidden) = match st.op {
             Op::RowLstm { hidden, .. } => (Layout::Row, hidden),
-            Op::DiagBiLstm { hidden, shift } => (Layout::Diag { shift }, hidden),
+            Op::DiagBiLstm { hidden, shift, .. } => (Layout::Diag { shift }, hidden),
             // Every other op runs as plain libtorch ops: the same math, just not fused, so
             // a new op needs nothing here.
             _ => return None,
@@ -151,9 +162,10 @@ impl TorchModel {
         st: &Step,
         g: Geom,
         x: &Tensor,
+        image: Option<&Tensor>,
         save: bool,
     ) -> (FusedInputs, Tensor, Option<Saved>) {
-        let fi = FusedInputs::new(st, x);
+        let fi = FusedInputs::new(st, x, image);
         let y = Tensor::zeros(
             [
                 g.batch as i64,
@@ -197,7 +209,8 @@ impl TorchModel {
             let seg = match (&st.op, self.geom(st, n)) {
                 (Op::Input, _) => Seg::Plain(x.shallow_clone()),
                 (_, Some(g)) => {
-                    let (fi, y, saved) = self.fused_step(st, g, &leaves[st.inputs[0]], true);
+                    let image = st.inputs.get(1).map(|&i| &leaves[i]);
+                    let (fi, y, saved) = self.fused_step(st, g, &leaves[st.inputs[0]], image, true);
                     leaves.push(y.set_requires_grad(true));
                     segs.push(Seg::Fused {
                         fi,
