@@ -41,8 +41,7 @@ pub fn compile_with(
 ) -> Result<(Spec, Model), Vec<Diagnostic>> {
     let spec = front::parse(text, syntax)?;
     let graph = ir::lower::lower(&spec).map_err(diag::dedup)?;
-    let model = ir::validate::validate(graph, opts)
-        .map_err(|d| ir::hints::refine(&spec, diag::dedup(d)))?;
+    let model = ir::validate::validate(graph, opts).map_err(diag::dedup)?;
     Ok((spec, model))
 }
 

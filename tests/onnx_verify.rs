@@ -49,6 +49,13 @@ fn full_context_diag_bilstm_agrees_with_onnx_runtime() {
     }
 }
 
+#[test]
+fn uneven_rgb_colour_groups_agree_with_onnx_runtime() {
+    // 4, 5 and 7 channels: R, G, B groups of unequal size in maps and LSTM gates.
+    let text = "model: uneven\ninput: {channels: 3, height: 6, width: 6, levels: 256}\nlayers:\n  - conv: {out: 8, kernel: 5, mask: A}\n  - residual:\n      skip: true\n      body:\n        - diag_bilstm: {hidden: 7}\n        - conv: {out: 8, kernel: 1}\n  - row_lstm: {hidden: 5, kernel: 3, skip: true}\n  - skip_sum\n  - relu\n  - conv: {out: 10, kernel: 1}\n  - pixelcnn_block: {hidden: 5}\n  - conv: {out: 7, kernel: 3}\n  - relu\n  - head: softmax\n";
+    agrees(text, "uneven RGB groups");
+}
+
 /// libtorch and ONNX Runtime logits within 1e-4, NLL within 1e-3 nats.
 fn agrees(text: &str, what: &str) {
     let (_, model) = pixc::compile_str(text, Syntax::Yaml).unwrap();

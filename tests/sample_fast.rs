@@ -142,6 +142,25 @@ fn cached_equals_reference_for_every_layer_rgb() {
 }
 
 #[test]
+fn cached_equals_reference_with_uneven_colour_groups() {
+    // 4, 5 and 7 channels split into R, G, B groups of unequal size.
+    let body = "
+  - conv: {out: 4, kernel: 5, mask: A}
+  - residual:
+      skip: true
+      body:
+        - diag_bilstm: {hidden: 5}
+        - conv: {out: 4, kernel: 1, mask: B}
+  - row_lstm: {hidden: 4, kernel: 3, skip: true}
+  - skip_sum
+  - relu
+  - conv: {out: 7, kernel: 3, mask: B}
+  - relu";
+    let tm = model(&spec("uneven", body, 3, 6, 6, 256), 31);
+    check(&tm, 3, 13, 1.0, "uneven RGB groups 3x6x6");
+}
+
+#[test]
 fn cached_equals_reference_on_non_square_images() {
     // Taller than wide and wider than tall: the Diagonal BiLSTM's skew and padding zone
     // depend on both.

@@ -231,6 +231,16 @@ fn every_op_kind_is_checked_numerically() {
     }
 }
 
+/// RGB channel counts that do not divide by 3 (the paper's 128 and 1024): groups of
+/// unequal size (5 channels: 1 R, 2 G, 2 B; 7: 2, 2, 3; 8: 3, 3, 2; 10: 3, 3, 4), in maps and in LSTM gates.
+const UNEVEN: &str = "  - conv: {out: 8, kernel: 5, mask: A}\n  - residual:\n      skip: true\n      body:\n        - diag_bilstm: {hidden: 7}\n        - conv: {out: 8, kernel: 1}\n  - row_lstm: {hidden: 5, kernel: 3, skip: true}\n  - skip_sum\n  - relu\n  - conv: {out: 10, kernel: 1}\n  - pixelcnn_block: {hidden: 5}\n  - conv: {out: 7, kernel: 3}\n  - relu\n";
+
+#[test]
+fn rgb_counts_that_do_not_divide_by_3() {
+    check(&spec(3, 7, UNEVEN));
+    check(&spec(3, 6, UNEVEN));
+}
+
 #[test]
 fn shipped_specs_shrunk() {
     for f in std::fs::read_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/specs")).unwrap() {

@@ -2,7 +2,10 @@
 //! definition every back end uses (through the parameter descriptors of `params_of`).
 //!
 //! Feature maps are split into `groups` contiguous blocks (R, G, B for colour input, one
-//! block for grayscale). A tap before the centre pixel (raster order) sees every group;
+//! block for grayscale): channel `c` of a chunk of `n` channels is in group
+//! `floor(c * groups / n)`, so the blocks are as equal as the count allows (128 channels:
+//! 43 R, 43 G, 42 B) and every group has a channel once `n >= groups`, which validation
+//! requires. A tap before the centre pixel (raster order) sees every group;
 //! at the centre, output group g sees input groups < g (mask A) or <= g (mask B); taps
 //! after the centre see nothing. Outputs made of several chunks (LSTM gates) are grouped
 //! within each chunk, so splitting gates keeps colours apart.

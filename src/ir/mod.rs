@@ -21,7 +21,6 @@ pub mod dump;
 pub mod fingerprint;
 pub mod flops;
 pub mod head;
-pub mod hints;
 pub mod lower;
 pub mod mask;
 pub mod shape;

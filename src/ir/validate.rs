@@ -173,15 +173,11 @@ fn check_nodes(graph: &Graph, shapes: &Shapes, errors: &mut Vec<Diagnostic>) -> 
                             .help("use `mask: B` here: later layers may see their own colour group at the centre"),
                     );
                 }
-                if groups == 3 && out % 3 != 0 {
+                if groups == 3 && out < 3 {
                     errors.push(
-                        Diagnostic::new(node.span, format!("RGB models split channels into R, G, B groups, but `out` is {out}, not a multiple of 3"))
-                            .label("not divisible by 3")
-                            .help(if out < 3 {
-                                "use at least 3 (one channel per colour group)".to_string()
-                            } else {
-                                format!("use {} or {}", out / 3 * 3, out / 3 * 3 + 3)
-                            }),
+                        Diagnostic::new(node.span, format!("RGB models split channels into R, G, B groups, but `out` is {out}: a group would have no channel"))
+                            .label("fewer channels than colours")
+                            .help("use at least 3 (one channel per colour group)"),
                     );
                 }
                 if kh > 2 * image.height - 1 || kw > 2 * image.width - 1 {
@@ -203,16 +199,12 @@ fn check_nodes(graph: &Graph, shapes: &Shapes, errors: &mut Vec<Diagnostic>) -> 
                 }
             }
             Op::RowLstm { hidden, .. } | Op::DiagBiLstm { hidden, .. }
-                if groups == 3 && !hidden.is_multiple_of(3) =>
+                if groups == 3 && hidden < 3 =>
             {
                 errors.push(
-                        Diagnostic::new(node.span, format!("RGB models split channels into R, G, B groups, but `hidden` is {hidden}, not a multiple of 3"))
-                            .label("not divisible by 3")
-                            .help(if hidden < 3 {
-                                "use at least 3 (one channel per colour group)".to_string()
-                            } else {
-                                format!("use {} or {}", hidden / 3 * 3, hidden / 3 * 3 + 3)
-                            }),
+                        Diagnostic::new(node.span, format!("RGB models split each gate's channels into R, G, B groups, but `hidden` is {hidden}: a group would have no channel"))
+                            .label("fewer channels than colours")
+                            .help("use at least 3 (one channel per colour group)"),
                     );
             }
             Op::Add if in_ch.iter().any(|&c| c != in_ch[0]) => {
