@@ -370,6 +370,27 @@ fn unknown_key(key: &Key, what: &str, allowed: &[&str]) -> Diagnostic {
     }
 }
 
+/// A layer's arguments: its type key, the mapping, and the scalar given in place of the
+/// positional argument (`repeat: 3`, `head: softmax`).
+struct Args<'a> {
+    tkey: &'a Key,
+    map: &'a [(Key, Node)],
+    positional: Option<&'static str>,
+    scalar: Option<&'a Node>,
+}
+
+impl<'a> Args<'a> {
+    fn get(&self, name: &str) -> Option<&'a Node> {
+        if Some(name) == self.positional && self.scalar.is_some() {
+            return self.scalar;
+        }
+        self.map
+            .iter()
+            .find(|(k, _)| k.name == name)
+            .map(|(_, v)| v)
+    }
+}
+
 impl Ctx {
     fn err(&mut self, d: Diagnostic) {
         self.errors.push(d);
@@ -725,45 +746,7 @@ impl Ctx {
     }
 
     fn layer(&mut self, node: &Node, depth: usize) -> Option<Layer> {
-        // `- relu` (a bare name) or `- conv: {...}` (one key: the layer type).
-        let (tkey, args): (Key, Option<&Node>) = match &node.value {
-            Value::Scalar(s) => (
-                Key {
-                    name: s.clone(),
-                    span: node.span,
-                },
-                None,
-            ),
-            Value::Map(m) if m.len() == 1 => (m[0].0.clone(), Some(&m[0].1)),
-            Value::Map(m) if m.len() > 1 => {
-                let names: Vec<&str> = m.iter().map(|(k, _)| k.name.as_str()).collect();
-                let hint = if names.iter().any(|n| LAYER_TYPES.contains(n)) {
-                    "indent the layer's arguments under its type, e.g. `- conv: {out: 32, kernel: 1}`"
-                } else {
-                    "each list item is one layer: `- TYPE: {arguments}`"
-                };
-                self.err(
-                    Diagnostic::new(
-                        m[1].0.span,
-                        format!("a layer has one type, found keys {}", names.join(", ")),
-                    )
-                    .label("second key")
-                    .help(hint),
-                );
-                return None;
-            }
-            _ => {
-                self.err(
-                    Diagnostic::new(
-                        node.span,
-                        format!("expected a layer, found {}", node.kind_name()),
-                    )
-                    .label("not a layer")
-                    .help(format!("a layer is one of: {}", LAYER_TYPES.join(", "))),
-                );
-                return None;
-            }
-        };
+        let (tkey, args) = self.layer_type(node)?;
         let ty = tkey.name.as_str();
         if !LAYER_TYPES.contains(&ty) {
             let d = Diagnostic::new(tkey.span, format!("unknown layer type `{ty}`"))
@@ -818,36 +801,107 @@ impl Ctx {
                 self.err(unknown_key(k, &format!("`{ty}`"), &allowed));
             }
         }
-        let arg = |name: &str| -> Option<&Node> {
-            if Some(name) == positional && scalar_arg.is_some() {
-                return scalar_arg;
-            }
-            args_map
-                .iter()
-                .find(|(k, _)| k.name == name)
-                .map(|(_, v)| v)
+        let args = Args {
+            tkey: &tkey,
+            map: args_map,
+            positional,
+            scalar: scalar_arg,
         };
-        let span = node.span;
-        let skip = match arg("skip") {
+        let skip = match args.get("skip") {
             Some(v) => self.boolean(v, "skip")?,
             None => false,
         };
-        let required = |cx: &mut Ctx, name: &str| -> Option<Sp<Expr>> {
-            match arg(name) {
-                Some(v) => cx.expr(v, name),
-                None => {
-                    cx.err(
-                        Diagnostic::new(tkey.span, format!("`{ty}` needs `{name}`"))
-                            .label(format!("missing `{name}`"))
-                            .help(layer_example(ty)),
-                    );
-                    None
-                }
+        let kind = self.layer_kind(&args, depth)?;
+        Some(Layer {
+            kind,
+            span: node.span,
+            skip,
+        })
+    }
+
+    /// A layer item's type key and its arguments: `- relu` (a bare name) or
+    /// `- conv: {...}` (one key: the layer type).
+    fn layer_type<'n>(&mut self, node: &'n Node) -> Option<(Key, Option<&'n Node>)> {
+        match &node.value {
+            Value::Scalar(s) => Some((
+                Key {
+                    name: s.clone(),
+                    span: node.span,
+                },
+                None,
+            )),
+            Value::Map(m) if m.len() == 1 => Some((m[0].0.clone(), Some(&m[0].1))),
+            Value::Map(m) if m.len() > 1 => {
+                let names: Vec<&str> = m.iter().map(|(k, _)| k.name.as_str()).collect();
+                let hint = if names.iter().any(|n| LAYER_TYPES.contains(n)) {
+                    "indent the layer's arguments under its type, e.g. `- conv: {out: 32, kernel: 1}`"
+                } else {
+                    "each list item is one layer: `- TYPE: {arguments}`"
+                };
+                self.err(
+                    Diagnostic::new(
+                        m[1].0.span,
+                        format!("a layer has one type, found keys {}", names.join(", ")),
+                    )
+                    .label("second key")
+                    .help(hint),
+                );
+                None
             }
-        };
+            _ => {
+                self.err(
+                    Diagnostic::new(
+                        node.span,
+                        format!("expected a layer, found {}", node.kind_name()),
+                    )
+                    .label("not a layer")
+                    .help(format!("a layer is one of: {}", LAYER_TYPES.join(", "))),
+                );
+                None
+            }
+        }
+    }
+
+    /// A required size argument of the layer, or an error naming it.
+    fn required(&mut self, args: &Args<'_>, name: &str) -> Option<Sp<Expr>> {
+        let ty = args.tkey.name.as_str();
+        match args.get(name) {
+            Some(v) => self.expr(v, name),
+            None => {
+                self.err(
+                    Diagnostic::new(args.tkey.span, format!("`{ty}` needs `{name}`"))
+                        .label(format!("missing `{name}`"))
+                        .help(layer_example(ty)),
+                );
+                None
+            }
+        }
+    }
+
+    /// The `body` of a `residual` or `repeat`, or an error naming it.
+    fn body(&mut self, args: &Args<'_>, depth: usize) -> Option<Vec<Layer>> {
+        let ty = args.tkey.name.as_str();
+        match args.get("body") {
+            Some(b) => self.layers_nested(b, depth),
+            None => {
+                self.err(
+                    Diagnostic::new(args.tkey.span, format!("`{ty}` needs a `body`"))
+                        .label("missing `body`")
+                        .help(layer_example(ty)),
+                );
+                None
+            }
+        }
+    }
+
+    /// The layer's kind from its (known) type and arguments.
+    fn layer_kind(&mut self, args: &Args<'_>, depth: usize) -> Option<LayerKind> {
+        let tkey = args.tkey;
+        let ty = tkey.name.as_str();
+        let arg = |name: &str| args.get(name);
         let kind = match ty {
             "conv" => {
-                let out = required(self, "out");
+                let out = self.required(args, "out");
                 let kernel = match arg("kernel") {
                     Some(v) => self.kernel(v),
                     None => {
@@ -870,7 +924,7 @@ impl Ctx {
                 }
             }
             "row_lstm" => {
-                let hidden = required(self, "hidden");
+                let hidden = self.required(args, "hidden");
                 let kernel = match arg("kernel") {
                     Some(v) => self.expr(v, "kernel"),
                     None => Some(Sp::new(Expr::Int(3), tkey.span)),
@@ -881,7 +935,7 @@ impl Ctx {
                 }
             }
             "diag_bilstm" => {
-                let hidden = required(self, "hidden");
+                let hidden = self.required(args, "hidden");
                 let shift = match arg("shift") {
                     Some(v) => self.boolean(v, "shift")?,
                     None => true,
@@ -897,37 +951,16 @@ impl Ctx {
                 }
             }
             "pixelcnn_block" => LayerKind::PixelCnnBlock {
-                hidden: required(self, "hidden")?,
+                hidden: self.required(args, "hidden")?,
             },
             "relu" => LayerKind::Relu,
             "skip_sum" => LayerKind::SkipSum,
-            "residual" => {
-                let body = match arg("body") {
-                    Some(b) => self.layers_nested(b, depth)?,
-                    None => {
-                        self.err(
-                            Diagnostic::new(tkey.span, "`residual` needs a `body`")
-                                .label("missing `body`")
-                                .help(layer_example(ty)),
-                        );
-                        return None;
-                    }
-                };
-                LayerKind::Residual { body }
-            }
+            "residual" => LayerKind::Residual {
+                body: self.body(args, depth)?,
+            },
             "repeat" => {
-                let count = required(self, "count");
-                let body = match arg("body") {
-                    Some(b) => self.layers_nested(b, depth),
-                    None => {
-                        self.err(
-                            Diagnostic::new(tkey.span, "`repeat` needs a `body`")
-                                .label("missing `body`")
-                                .help(layer_example(ty)),
-                        );
-                        None
-                    }
-                };
+                let count = self.required(args, "count");
+                let body = self.body(args, depth);
                 LayerKind::Repeat {
                     count: count?,
                     body: body?,
@@ -967,7 +1000,7 @@ impl Ctx {
             }
             _ => return None,
         };
-        Some(Layer { kind, span, skip })
+        Some(kind)
     }
 
     fn layers_nested(&mut self, node: &Node, depth: usize) -> Option<Vec<Layer>> {

@@ -125,13 +125,14 @@ struct Open {
 
 /// Parses DSL text into the same value tree the YAML front end produces.
 pub fn parse(source: &str) -> Result<Node, Vec<Diagnostic>> {
-    let mut errors = Vec::new();
-    let mut root: Vec<(Key, Node)> = Vec::new();
-    let mut params: Vec<(Key, Node)> = Vec::new();
-    let mut params_span: Option<Span> = None;
-    let mut stack: Vec<Open> = Vec::new();
-    let off = |s: &str| s.as_ptr() as usize - source.as_ptr() as usize;
-
+    let mut p = LineParser {
+        source,
+        errors: Vec::new(),
+        root: Vec::new(),
+        params: Vec::new(),
+        params_span: None,
+        stack: Vec::new(),
+    };
     let mut pos = 0usize;
     while pos < source.len() {
         let end = source[pos..]
@@ -149,165 +150,212 @@ pub fn parse(source: &str) -> Result<Node, Vec<Diagnostic>> {
         }
         let at = line_start + indent;
         if let Some(rest) = body.strip_prefix('}') {
-            let rest = rest.trim();
-            if !rest.is_empty() && !rest.starts_with('#') {
-                let s = off(rest);
-                errors.push(
-                    Diagnostic::new(Span::new(s, s + rest.len()), "unexpected text after `}`")
-                        .label("put this on its own line")
-                        .help("a closing brace stands alone on its line"),
-                );
-            }
-            match stack.pop() {
-                None => errors.push(
-                    Diagnostic::new(Span::new(at, at + 1), "unmatched `}`")
-                        .label("no block is open here")
-                        .help("remove it, or open a block with `layers {` or `repeat N {`"),
-                ),
-                Some(open) => {
-                    let node = close_block(open, at + 1);
-                    attach(&mut stack, &mut root, node, &mut errors);
-                }
-            }
+            p.close_brace(rest, at);
             continue;
         }
-        let parsed = line(body);
-        let (rest, l) = match parsed {
-            Ok(r) => r,
-            Err(_) => {
-                errors.push(
-                    Diagnostic::new(Span::new(at, at + 1), "expected a statement name")
-                        .label("here")
-                        .help(
-                            "a line starts with a name such as `conv`, `relu`, `param` or `input`",
-                        ),
-                );
-                continue;
+        let Some(l) = p.statement(body, at) else {
+            continue;
+        };
+        let word_span = Span::new(p.off(l.word), p.off(l.word) + l.word.len());
+        let line_span = Span::new(at, at + body.len());
+        if p.stack.is_empty() {
+            p.top_level(&l, word_span, line_span, at);
+        } else if p.layer_line(&l, word_span, line_span, at).is_err() {
+            return Err(p.errors);
+        }
+    }
+    p.finish()
+}
+
+/// Byte offset in `source` of `s`, a slice of it.
+fn offset(source: &str, s: &str) -> usize {
+    s.as_ptr() as usize - source.as_ptr() as usize
+}
+
+/// The DSL parser's state between lines: the top-level entries, the parameters, and the
+/// blocks still open.
+struct LineParser<'s> {
+    source: &'s str,
+    errors: Vec<Diagnostic>,
+    root: Vec<(Key, Node)>,
+    params: Vec<(Key, Node)>,
+    params_span: Option<Span>,
+    stack: Vec<Open>,
+}
+
+impl<'s> LineParser<'s> {
+    /// Byte offset in the source of a slice of it.
+    fn off(&self, s: &str) -> usize {
+        offset(self.source, s)
+    }
+
+    /// A line starting with `}` at `at`; `rest` is what follows the brace.
+    fn close_brace(&mut self, rest: &str, at: usize) {
+        let rest = rest.trim();
+        if !rest.is_empty() && !rest.starts_with('#') {
+            let s = self.off(rest);
+            self.errors.push(
+                Diagnostic::new(Span::new(s, s + rest.len()), "unexpected text after `}`")
+                    .label("put this on its own line")
+                    .help("a closing brace stands alone on its line"),
+            );
+        }
+        match self.stack.pop() {
+            None => self.errors.push(
+                Diagnostic::new(Span::new(at, at + 1), "unmatched `}`")
+                    .label("no block is open here")
+                    .help("remove it, or open a block with `layers {` or `repeat N {`"),
+            ),
+            Some(open) => {
+                let node = close_block(open, at + 1);
+                attach(&mut self.stack, &mut self.root, node, &mut self.errors);
             }
+        }
+    }
+
+    /// A statement line (name, arguments, maybe `{`), or None with its error reported.
+    fn statement<'a>(&mut self, body: &'a str, at: usize) -> Option<Line<'a>> {
+        let Ok((rest, l)) = line(body) else {
+            self.errors.push(
+                Diagnostic::new(Span::new(at, at + 1), "expected a statement name")
+                    .label("here")
+                    .help("a line starts with a name such as `conv`, `relu`, `param` or `input`"),
+            );
+            return None;
         };
         let rest_t = rest.trim_start();
         if !rest_t.is_empty() && comment(rest_t).is_err() {
-            let s = off(rest_t);
+            let s = self.off(rest_t);
             let what = rest_t.chars().next().unwrap_or(' ');
-            errors.push(
+            self.errors.push(
                 Diagnostic::new(Span::new(s, s + what.len_utf8()), format!("unexpected `{what}`"))
                     .label("not understood")
                     .help("write arguments as `key=value` separated by spaces; a block opens with `{` at the end of the line"),
             );
-            continue;
+            return None;
         }
-        let word_span = Span::new(off(l.word), off(l.word) + l.word.len());
-        let line_span = Span::new(at, at + body.len());
+        Some(l)
+    }
 
-        if stack.is_empty() {
-            // Top level.
-            match l.word {
-                "model" => {
-                    let v = match l.items.as_slice() {
-                        [Item::Bare(name)] => scalar(name, off(name)),
-                        _ => {
-                            errors.push(
-                                Diagnostic::new(line_span, "`model` takes one name")
-                                    .label("here")
-                                    .help("write `model my_model_name`"),
-                            );
-                            continue;
-                        }
-                    };
-                    push_top(&mut root, "model", word_span, v, &mut errors);
-                }
-                "param" => {
-                    // `param h = 16`: the item parser sees `h = 16` as an attribute.
-                    match l.items.as_slice() {
-                        [Item::Attr(k, v)] => {
-                            let ks = off(k);
-                            let key = Key {
-                                name: k.to_string(),
-                                span: Span::new(ks, ks + k.len()),
-                            };
-                            if params.iter().any(|(p, _)| p.name == key.name) {
-                                errors.push(
-                                    Diagnostic::new(
-                                        key.span,
-                                        format!("parameter `{k}` is defined twice"),
-                                    )
-                                    .label("second definition")
-                                    .help("give each parameter one value"),
-                                );
-                            }
-                            params.push((key, scalar(v, off(v))));
-                            params_span =
-                                Some(params_span.map_or(line_span, |s| s.join(line_span)));
-                        }
-                        _ => errors.push(
-                            Diagnostic::new(line_span, "malformed parameter")
+    /// A statement outside every block: `model`, `param`, `input`, `train`, `layers {`.
+    fn top_level(&mut self, l: &Line<'_>, word_span: Span, line_span: Span, at: usize) {
+        match l.word {
+            "model" => {
+                let v = match l.items.as_slice() {
+                    [Item::Bare(name)] => scalar(name, self.off(name)),
+                    _ => {
+                        self.errors.push(
+                            Diagnostic::new(line_span, "`model` takes one name")
                                 .label("here")
-                                .help("write `param NAME = VALUE`, e.g. `param h = 16`"),
-                        ),
+                                .help("write `model my_model_name`"),
+                        );
+                        return;
                     }
-                }
-                "input" | "train" => {
-                    let m = attrs_map(l.word, &l.items, off, &mut errors);
-                    let node = Node {
-                        value: Value::Map(m),
-                        span: line_span,
-                    };
-                    push_top(&mut root, l.word, word_span, node, &mut errors);
-                    if l.opens_block {
-                        errors.push(
-                            Diagnostic::new(
-                                line_span,
-                                format!("`{}` does not take a block", l.word),
-                            )
+                };
+                push_top(&mut self.root, "model", word_span, v, &mut self.errors);
+            }
+            "param" => self.param(l, line_span),
+            "input" | "train" => {
+                let src = self.source;
+                let m = attrs_map(l.word, &l.items, |s| offset(src, s), &mut self.errors);
+                let node = Node {
+                    value: Value::Map(m),
+                    span: line_span,
+                };
+                push_top(&mut self.root, l.word, word_span, node, &mut self.errors);
+                if l.opens_block {
+                    self.errors.push(
+                        Diagnostic::new(line_span, format!("`{}` does not take a block", l.word))
                             .label("remove the `{`"),
-                        );
-                    }
-                }
-                "layers" => {
-                    if !l.items.is_empty() || !l.opens_block {
-                        errors.push(
-                            Diagnostic::new(line_span, "`layers` opens a block")
-                                .label("here")
-                                .help("write `layers {`, then one layer per line, then `}`"),
-                        );
-                        // A bare `layers` is a forgotten `{`: read on as if it were there,
-                        // so the layers and the `}` after it are not reported as well.
-                        if !l.items.is_empty() {
-                            continue;
-                        }
-                    }
-                    stack.push(Open {
-                        word: "layers".into(),
-                        head: Node {
-                            value: Value::Null,
-                            span: word_span,
-                        },
-                        items: Vec::new(),
-                        span_start: at,
-                    });
-                }
-                other => {
-                    let mut d = Diagnostic::new(word_span, format!("unknown statement `{other}`"))
-                        .label("not a top-level statement");
-                    d = match crate::diag::did_you_mean(other, TOP_LEVEL) {
-                        Some(s) => d.help(format!("did you mean `{s}`?")),
-                        None => d.help(
-                            "top-level statements are `model`, `param`, `input`, `layers { ... }` and `train`; layers go inside `layers { ... }`",
-                        ),
-                    };
-                    errors.push(d);
+                    );
                 }
             }
-            continue;
+            "layers" => {
+                if !l.items.is_empty() || !l.opens_block {
+                    self.errors.push(
+                        Diagnostic::new(line_span, "`layers` opens a block")
+                            .label("here")
+                            .help("write `layers {`, then one layer per line, then `}`"),
+                    );
+                    // A bare `layers` is a forgotten `{`: read on as if it were there,
+                    // so the layers and the `}` after it are not reported as well.
+                    if !l.items.is_empty() {
+                        return;
+                    }
+                }
+                self.stack.push(Open {
+                    word: "layers".into(),
+                    head: Node {
+                        value: Value::Null,
+                        span: word_span,
+                    },
+                    items: Vec::new(),
+                    span_start: at,
+                });
+            }
+            other => {
+                let mut d = Diagnostic::new(word_span, format!("unknown statement `{other}`"))
+                    .label("not a top-level statement");
+                d = match crate::diag::did_you_mean(other, TOP_LEVEL) {
+                    Some(s) => d.help(format!("did you mean `{s}`?")),
+                    None => d.help(
+                        "top-level statements are `model`, `param`, `input`, `layers { ... }` and `train`; layers go inside `layers { ... }`",
+                    ),
+                };
+                self.errors.push(d);
+            }
         }
+    }
 
-        // Inside a block: a layer.
-        let node = layer_node(&l, word_span, line_span, off, &mut errors);
+    /// `param h = 16` (the item parser sees `h = 16` as an attribute).
+    fn param(&mut self, l: &Line<'_>, line_span: Span) {
+        match l.items.as_slice() {
+            [Item::Attr(k, v)] => {
+                let ks = self.off(k);
+                let key = Key {
+                    name: k.to_string(),
+                    span: Span::new(ks, ks + k.len()),
+                };
+                if self.params.iter().any(|(p, _)| p.name == key.name) {
+                    self.errors.push(
+                        Diagnostic::new(key.span, format!("parameter `{k}` is defined twice"))
+                            .label("second definition")
+                            .help("give each parameter one value"),
+                    );
+                }
+                self.params.push((key, scalar(v, self.off(v))));
+                self.params_span = Some(self.params_span.map_or(line_span, |s| s.join(line_span)));
+            }
+            _ => self.errors.push(
+                Diagnostic::new(line_span, "malformed parameter")
+                    .label("here")
+                    .help("write `param NAME = VALUE`, e.g. `param h = 16`"),
+            ),
+        }
+    }
+
+    /// A layer inside a block, maybe opening a block of its own. Err: nesting too deep,
+    /// where parsing stops.
+    fn layer_line(
+        &mut self,
+        l: &Line<'_>,
+        word_span: Span,
+        line_span: Span,
+        at: usize,
+    ) -> Result<(), ()> {
+        let src = self.source;
+        let node = layer_node(
+            l,
+            word_span,
+            line_span,
+            |s| offset(src, s),
+            &mut self.errors,
+        );
         if l.opens_block {
             // A DSL block costs about three YAML levels (layer, arguments, body), so the
             // same limit in both syntaxes keeps every DSL spec convertible to YAML.
-            if stack.len() >= MAX_DEPTH / 3 {
-                errors.push(
+            if self.stack.len() >= MAX_DEPTH / 3 {
+                self.errors.push(
                     Diagnostic::new(
                         line_span,
                         format!("blocks are nested deeper than {} levels", MAX_DEPTH / 3),
@@ -315,58 +363,63 @@ pub fn parse(source: &str) -> Result<Node, Vec<Diagnostic>> {
                     .label("too deep")
                     .help("flatten the spec; `repeat` expresses repeated layers"),
                 );
-                return Err(errors);
+                return Err(());
             }
-            stack.push(Open {
+            self.stack.push(Open {
                 word: l.word.to_string(),
                 head: node,
                 items: Vec::new(),
                 span_start: at,
             });
-        } else if let Some(top) = stack.last_mut() {
+        } else if let Some(top) = self.stack.last_mut() {
             top.items.push(node);
         }
+        Ok(())
     }
-    while let Some(open) = stack.pop() {
-        errors.push(
-            Diagnostic::new(
-                Span::new(open.span_start, open.span_start + open.word.len()),
-                format!("block `{}` is never closed", open.word),
-            )
-            .label("opened here")
-            .help("add a line with `}`"),
-        );
+
+    /// Reports blocks left open and builds the tree.
+    fn finish(mut self) -> Result<Node, Vec<Diagnostic>> {
+        while let Some(open) = self.stack.pop() {
+            self.errors.push(
+                Diagnostic::new(
+                    Span::new(open.span_start, open.span_start + open.word.len()),
+                    format!("block `{}` is never closed", open.word),
+                )
+                .label("opened here")
+                .help("add a line with `}`"),
+            );
+        }
+        if !self.params.is_empty() {
+            let span = self.params_span.unwrap_or_default();
+            self.root.insert(
+                0,
+                (
+                    Key {
+                        name: "params".into(),
+                        span,
+                    },
+                    Node {
+                        value: Value::Map(self.params),
+                        span,
+                    },
+                ),
+            );
+        }
+        if !self.errors.is_empty() {
+            return Err(self.errors);
+        }
+        if self.root.is_empty() {
+            return Err(vec![Diagnostic::new(Span::new(0, 0), "the spec is empty")
+                .label("nothing here")
+                .help(
+                    "a spec needs at least `input ...` and `layers { ... }`; see examples/tiny.pixc",
+                )]);
+        }
+        Ok(Node {
+            value: Value::Map(self.root),
+            span: Span::new(0, self.source.len()),
+        })
     }
-    if !params.is_empty() {
-        let span = params_span.unwrap_or_default();
-        root.insert(
-            0,
-            (
-                Key {
-                    name: "params".into(),
-                    span,
-                },
-                Node {
-                    value: Value::Map(params),
-                    span,
-                },
-            ),
-        );
-    }
-    if !errors.is_empty() {
-        return Err(errors);
-    }
-    if root.is_empty() {
-        return Err(vec![Diagnostic::new(Span::new(0, 0), "the spec is empty")
-            .label("nothing here")
-            .help(
-                "a spec needs at least `input ...` and `layers { ... }`; see examples/tiny.pixc",
-            )]);
-    }
-    Ok(Node {
-        value: Value::Map(root),
-        span: Span::new(0, source.len()),
-    })
 }
 
 fn scalar(text: &str, start: usize) -> Node {
