@@ -143,6 +143,82 @@ fn tick(v: f64) -> String {
     }
 }
 
+/// A chart of the NLL against a panel's x axis: steps (`which` 0) or wall minutes (1).
+type Chart<'a, 'b> = ChartContext<
+    'a,
+    BitMapBackend<'b>,
+    Cartesian2d<plotters::coord::types::RangedCoordf64, plotters::coord::types::RangedCoordf64>,
+>;
+
+/// The error of a drawing call.
+fn drawing(e: impl std::fmt::Display) -> anyhow::Error {
+    anyhow!("drawing the plot: {e}")
+}
+
+/// One panel's chart, with its axes drawn: x from `x`, NLL in `unit` from `y`. Both
+/// plots (one run, several runs) use it, so their panels look alike.
+fn panel_chart<'a, 'b>(
+    panel: &'a DrawingArea<BitMapBackend<'b>, plotters::coord::Shift>,
+    which: usize,
+    (x0, x1): (f64, f64),
+    y: (f64, f64),
+    unit: &str,
+) -> Result<Chart<'a, 'b>> {
+    let mut chart = ChartBuilder::on(panel)
+        .margin(12)
+        .x_label_area_size(40)
+        .y_label_area_size(60)
+        .build_cartesian_2d(x0..x1, y.0..y.1)
+        .map_err(drawing)?;
+    let xlabel = if which == 0 {
+        "training step"
+    } else {
+        "wall time (minutes)"
+    };
+    let xfmt = |v: &f64| {
+        if which == 0 {
+            format!("{v:.0}")
+        } else {
+            tick(*v)
+        }
+    };
+    let yfmt = |v: &f64| tick(*v);
+    chart
+        .configure_mesh()
+        .x_label_formatter(&xfmt)
+        .y_label_formatter(&yfmt)
+        .x_desc(xlabel)
+        .y_desc(format!("NLL ({unit})"))
+        .label_style(("sans-serif", 12))
+        .axis_desc_style(("sans-serif", 14))
+        .x_labels(6)
+        .y_labels(8)
+        .draw()
+        .map_err(drawing)?;
+    Ok(chart)
+}
+
+/// The legend box, upper right.
+fn draw_legend<'a, 'b: 'a>(chart: &mut Chart<'a, 'b>) -> Result<()> {
+    chart
+        .configure_series_labels()
+        .background_style(WHITE.mix(0.8))
+        .border_style(BLACK)
+        .label_font(("sans-serif", 13))
+        .position(SeriesLabelPosition::UpperRight)
+        .draw()
+        .map_err(drawing)
+}
+
+/// A point's x in panel `which`: its step, or its wall time in minutes.
+fn x_of(p: &Point, which: usize) -> f64 {
+    if which == 0 {
+        p.step
+    } else {
+        p.wall_seconds / 60.0
+    }
+}
+
 /// Draws the two panels (NLL vs step, NLL vs wall time) as PNG bytes.
 pub fn plot(curves: &Curves, title: &str, width: u32, height: u32) -> Result<Vec<u8>> {
     register_font()?;
@@ -163,12 +239,9 @@ pub fn plot(curves: &Curves, title: &str, width: u32, height: u32) -> Result<Vec
         let panels = root.split_evenly((1, 2));
         let step_x = range(pts.iter().map(|p| p.step)).unwrap_or((0.0, 1.0));
         let wall_x = range(pts.iter().map(|p| p.wall_seconds / 60.0));
-        let axes = [
-            ("training step", Some(step_x), 0usize),
-            ("wall time (minutes)", wall_x, 1usize),
-        ];
-        for (panel, (xlabel, xr, which)) in panels.iter().zip(axes) {
-            let Some((x0, x1)) = xr else {
+        let axes = [(Some(step_x), 0usize), (wall_x, 1usize)];
+        for (panel, (xr, which)) in panels.iter().zip(axes) {
+            let Some(xr) = xr else {
                 panel
                     .draw(&Text::new(
                         "no wall times recorded",
@@ -178,38 +251,10 @@ pub fn plot(curves: &Curves, title: &str, width: u32, height: u32) -> Result<Vec
                     .map_err(|e| err(&e))?;
                 continue;
             };
-            let mut chart = ChartBuilder::on(panel)
-                .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(60)
-                .build_cartesian_2d(x0..x1, y.0..y.1)
-                .map_err(|e| err(&e))?;
-            let steps = |v: &f64| format!("{v:.0}");
-            let minutes = |v: &f64| tick(*v);
-            let xfmt: &dyn Fn(&f64) -> String = if which == 0 { &steps } else { &minutes };
-            let yfmt = |v: &f64| tick(*v);
-            chart
-                .configure_mesh()
-                .x_label_formatter(xfmt)
-                .y_label_formatter(&yfmt)
-                .x_desc(xlabel)
-                .y_desc(format!("NLL ({})", curves.unit))
-                .label_style(("sans-serif", 12))
-                .axis_desc_style(("sans-serif", 14))
-                .x_labels(6)
-                .y_labels(8)
-                .draw()
-                .map_err(|e| err(&e))?;
-            let xof = |p: &Point| {
-                if which == 0 {
-                    p.step
-                } else {
-                    p.wall_seconds / 60.0
-                }
-            };
+            let mut chart = panel_chart(panel, which, xr, y, &curves.unit)?;
             let series = |f: fn(&Point) -> Option<f64>| -> Vec<(f64, f64)> {
                 pts.iter()
-                    .filter_map(|p| f(p).map(|v| (xof(p), v)))
+                    .filter_map(|p| f(p).map(|v| (x_of(p, which), v)))
                     .filter(|(x, v)| x.is_finite() && v.is_finite())
                     .collect()
             };
@@ -237,14 +282,7 @@ pub fn plot(curves: &Curves, title: &str, width: u32, height: u32) -> Result<Vec
             chart
                 .draw_series(valid.iter().map(|&p| Circle::new(p, 3, red.filled())))
                 .map_err(|e| err(&e))?;
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(|e| err(&e))?;
+            draw_legend(&mut chart)?;
         }
         root.present().map_err(|e| err(&e))?;
     }

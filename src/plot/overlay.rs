@@ -2,7 +2,7 @@
 //! and training NLL (thin, same colour) against steps and against wall time, the legend
 //! naming the runs.
 
-use super::{range, register_font, tick, Curves, Point};
+use super::{draw_legend, panel_chart, range, register_font, x_of, Curves, Point};
 use anyhow::{anyhow, bail, Result};
 use plotters::prelude::*;
 
@@ -59,50 +59,14 @@ pub fn plot_overlay(
         let step_x = range(all.iter().map(|p| p.step)).unwrap_or((0.0, 1.0));
         let wall_x = range(all.iter().map(|p| p.wall_seconds / 60.0)).unwrap_or((0.0, 1.0));
         for (which, panel) in panels.iter().enumerate() {
-            let ((x0, x1), xlabel) = if which == 0 {
-                (step_x, "training step")
-            } else {
-                (wall_x, "wall time (minutes)")
-            };
-            let mut chart = ChartBuilder::on(panel)
-                .margin(12)
-                .x_label_area_size(40)
-                .y_label_area_size(60)
-                .build_cartesian_2d(x0..x1, y.0..y.1)
-                .map_err(|e| err(&e))?;
-            let yfmt = |v: &f64| tick(*v);
-            let xfmt = |v: &f64| {
-                if which == 0 {
-                    format!("{v:.0}")
-                } else {
-                    tick(*v)
-                }
-            };
-            chart
-                .configure_mesh()
-                .x_label_formatter(&xfmt)
-                .y_label_formatter(&yfmt)
-                .x_desc(xlabel)
-                .y_desc(format!("NLL ({})", first.unit))
-                .label_style(("sans-serif", 12))
-                .axis_desc_style(("sans-serif", 14))
-                .x_labels(6)
-                .y_labels(8)
-                .draw()
-                .map_err(|e| err(&e))?;
+            let xr = if which == 0 { step_x } else { wall_x };
+            let mut chart = panel_chart(panel, which, xr, y, &first.unit)?;
             for (i, (name, c)) in runs.iter().enumerate() {
                 let col = colour(i);
-                let xof = |p: &Point| {
-                    if which == 0 {
-                        p.step
-                    } else {
-                        p.wall_seconds / 60.0
-                    }
-                };
                 let series = |f: fn(&Point) -> Option<f64>| -> Vec<(f64, f64)> {
                     c.points
                         .iter()
-                        .filter_map(|p| f(p).map(|v| (xof(p), v)))
+                        .filter_map(|p| f(p).map(|v| (x_of(p, which), v)))
                         .filter(|(x, v)| x.is_finite() && v.is_finite())
                         .collect()
                 };
@@ -125,14 +89,7 @@ pub fn plot_overlay(
                         PathElement::new(vec![(x, y), (x + 20, y)], col.stroke_width(3))
                     });
             }
-            chart
-                .configure_series_labels()
-                .background_style(WHITE.mix(0.8))
-                .border_style(BLACK)
-                .label_font(("sans-serif", 13))
-                .position(SeriesLabelPosition::UpperRight)
-                .draw()
-                .map_err(|e| err(&e))?;
+            draw_legend(&mut chart)?;
         }
         root.present().map_err(|e| err(&e))?;
     }
