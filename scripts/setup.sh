@@ -72,3 +72,28 @@ fi
 if [ "$(readlink .venv/libonnxruntime.so 2>/dev/null || true)" != "$ort_lib" ]; then
   ln -sfn "$ort_lib" .venv/libonnxruntime.so
 fi
+
+# Fashion-MNIST (the `fashion-mnist-256` / `-binarized` data sets), without root: the Debian
+# package's .deb, checked by its pinned SHA-256 and unpacked into data-cache/. Optional: on a
+# machine without apt the rest of pixc works, and what needs the data says it is missing.
+FASHION_DEB=dataset-fashion-mnist_0.0~git20200523.55506a9-1_all.deb
+FASHION_SHA256=39e172fe32dd318ebb3e512220c3beea2fa47d7e20bab348fb4e0922d6beefc0
+fashion_dir=data-cache/fashion-mnist
+if [ ! -f "$fashion_dir/.complete" ] && [ ! -f /usr/share/datasets/fashion-mnist/t10k-images-idx3-ubyte.gz ]; then
+  if command -v apt-get >/dev/null 2>&1 && command -v dpkg-deb >/dev/null 2>&1; then
+    say "fetching Fashion-MNIST (Debian package dataset-fashion-mnist, 31 MB) into $fashion_dir"
+    tmp_deb="$(mktemp -d)"
+    if (cd "$tmp_deb" && apt-get download -q "dataset-fashion-mnist=0.0~git20200523.55506a9-1" >/dev/null 2>&1) &&
+       echo "$FASHION_SHA256  $tmp_deb/$FASHION_DEB" | sha256sum -c --quiet - >/dev/null 2>&1; then
+      rm -rf "$tmp_deb/x" && dpkg-deb -x "$tmp_deb/$FASHION_DEB" "$tmp_deb/x"
+      mkdir -p "$fashion_dir"
+      cp "$tmp_deb"/x/usr/share/datasets/fashion-mnist/*.gz "$fashion_dir"/
+      touch "$fashion_dir/.complete"
+    else
+      say "could not fetch $FASHION_DEB (or its checksum differs); Fashion-MNIST stays unavailable"
+    fi
+    rm -rf "$tmp_deb"
+  else
+    say "no apt-get here: Fashion-MNIST is optional; set PIXC_FASHION_DIR to a folder with its four .gz files to use it"
+  fi
+fi

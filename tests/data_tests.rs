@@ -60,6 +60,25 @@ fn mnist_static_binarization_is_deterministic_and_cached() {
     let built = load(&DataSource::MnistBinarized, &opts).unwrap();
     check_binary_mnist(&built);
     assert!(built.train_gray.is_none());
+    // The labels come with the images (class-conditional models read them): the first
+    // training digit is a 5, the first test digit a 7, and the test set's class counts
+    // are MNIST's published ones.
+    assert_eq!(built.classes, 10);
+    assert_eq!(built.train.labels.as_ref().unwrap()[0], 5);
+    assert_eq!(built.test.labels.as_ref().unwrap()[0], 7);
+    let mut counts = [0usize; 10];
+    built
+        .test
+        .labels
+        .as_ref()
+        .unwrap()
+        .iter()
+        .for_each(|&y| counts[y as usize] += 1);
+    assert_eq!(
+        counts,
+        [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
+    );
+    assert_eq!(built.valid.labels.as_ref().unwrap().len(), 10_000);
     assert!(
         built.name.contains(&format!("{BINARIZE_SEED:016X}")),
         "{}",
@@ -276,17 +295,29 @@ fn mnist_missing_dir_is_a_clear_error() {
     );
 }
 
+/// Fashion-MNIST comes from `scripts/setup.sh` (or the Debian package): CI has it, so there
+/// its absence is a failure; elsewhere the test says it is skipped and why.
 #[test]
-fn fashion_mnist_if_installed() {
-    let dir = Path::new("/usr/share/datasets/fashion-mnist");
-    if std::env::var_os("PIXC_FASHION_DIR").is_some() || !dir.is_dir() {
-        eprintln!("skipping: Fashion-MNIST not installed (apt-get install dataset-fashion-mnist)");
+fn fashion_mnist_when_set_up() {
+    let dir = pixc::data::resolve_fashion_dir();
+    if !dir.join("t10k-images-idx3-ubyte.gz").is_file() {
+        let why = format!(
+            "Fashion-MNIST is not in {} (run scripts/setup.sh, which fetches it)",
+            dir.display()
+        );
+        assert!(
+            std::env::var_os("PIXC_CI").is_none(),
+            "{why} (.ci/run requires it)"
+        );
+        eprintln!("skipping: {why}");
         return;
     }
     let d = load(&DataSource::FashionMnist256, &LoadOptions::default()).unwrap();
     assert_eq!((d.channels, d.height, d.width, d.levels), (1, 28, 28, 256));
     assert_eq!((d.train.n, d.valid.n, d.test.n), (50_000, 10_000, 10_000));
     assert_eq!(d.test.images.len(), 10_000 * 784);
+    // The first test image of Fashion-MNIST is an ankle boot: a sanity check on the decode.
+    assert!(d.test.images[..784].iter().any(|&v| v > 200));
 }
 
 // ---------------------------------------------------------------------------------------
@@ -300,9 +331,9 @@ const CIFAR_TRAIN: [&str; 5] = [
     "data_batch_5.bin",
 ];
 
-/// Record `r` of file `f`: label 0xEE (must be ignored), pixel `i` = (f*31 + r*7 + i) % 256.
+/// Record `r` of file `f`: label (f + r) % 10, pixel `i` = (f*31 + r*7 + i) % 256.
 fn cifar_record(f: usize, r: usize) -> Vec<u8> {
-    let mut v = vec![0xEE];
+    let mut v = vec![((f + r) % 10) as u8];
     v.extend((0..3072).map(|i| ((f * 31 + r * 7 + i) % 256) as u8));
     v
 }
@@ -333,6 +364,14 @@ fn cifar_reader_layout_and_split() {
     assert_eq!(d.valid.images.len(), 3072);
     assert_eq!(d.test.images.len(), 2 * 3072);
     assert!(d.train_gray.is_none());
+    // The labels, for class-conditional models: record byte 0, split like the images.
+    assert_eq!(d.classes, 10);
+    let want: Vec<u16> = (0..5)
+        .flat_map(|f| (0..3).map(move |r| ((f + r) % 10) as u16))
+        .collect();
+    assert_eq!(d.train.labels.as_deref(), Some(&want[..14]));
+    assert_eq!(d.valid.labels.as_deref(), Some(&want[14..]));
+    assert_eq!(d.test.labels.as_deref(), Some(&[9u16, 0][..]));
 
     // Image k of the concatenated batches is record k % 3 of file k / 3, laid out as the
     // file's R, G, B planes: value at (c, y, x) is record byte 1 + c*1024 + y*32 + x.
@@ -410,6 +449,45 @@ fn gray_px(i: usize, x: usize, y: usize) -> u8 {
 
 fn png_opts() -> LoadOptions {
     LoadOptions::default()
+}
+
+/// A folder of class subfolders is a labelled data set: labels in folder-name order, each
+/// class split on its own so every split has every class.
+#[test]
+fn png_class_folders_give_labels_and_stratified_splits() {
+    let dir = tempfile::tempdir().unwrap();
+    for (class, count) in [("cat", 10), ("ant", 12)] {
+        let d = dir.path().join(class);
+        std::fs::create_dir(&d).unwrap();
+        for i in 0..count {
+            let v = if class == "ant" { 10 } else { 200 };
+            let px = vec![v + i as u8; 6];
+            write_png(
+                &d.join(format!("{i:02}.png")),
+                3,
+                2,
+                png::ColorType::Grayscale,
+                png::BitDepth::Eight,
+                &px,
+            );
+        }
+    }
+    let d = load(
+        &DataSource::PngFolder(dir.path().to_path_buf()),
+        &png_opts(),
+    )
+    .unwrap();
+    assert_eq!(d.classes, 2);
+    // ant (label 0): 12 images, 8 and 9 to valid and test, 10 more to train; cat: 8/1/1.
+    assert_eq!((d.train.n, d.valid.n, d.test.n), (18, 2, 2));
+    assert_eq!(d.valid.labels.as_deref(), Some(&[0u16, 1][..]));
+    assert_eq!(d.test.labels.as_deref(), Some(&[0u16, 1][..]));
+    // ant's image 8 (value 18) is the first valid image; cat's image 9 (209) the last test.
+    assert_eq!(d.valid.images[0], 18);
+    assert_eq!(d.test.images[6], 209);
+    let train = d.train.labels.as_deref().unwrap();
+    assert_eq!(train.iter().filter(|&&y| y == 0).count(), 10);
+    assert!(d.protocol.contains("ant, cat"), "{}", d.protocol);
 }
 
 #[test]

@@ -45,7 +45,7 @@ fn images(tm: &TorchModel, n: usize, seed: u64) -> Tensor {
 /// Loss and gradients (parameters, then the scaled input) of one model.
 fn grads(tm: &TorchModel, imgs: &Tensor) -> (f64, Vec<Tensor>) {
     let x = tm.scale(imgs).set_requires_grad(true);
-    let tape = tm.forward_tape(&x);
+    let tape = tm.forward_tape(&x, None);
     let loss = tm.nll_from_logits(tape.logits(), imgs).mean(Kind::Float);
     let lv = f64::try_from(&loss).unwrap();
     tm.backward(tape, &loss, &x);
@@ -179,7 +179,7 @@ fn data_parallel_replicas_match_one_pass() {
             let mut tm = TorchModel::new(&model, &w, Device::Cpu).unwrap();
             tm.set_data_parallel(split);
             let imgs = images(&tm, 5, 3);
-            let (loss, grad) = tm.nll_grads(&imgs);
+            let (loss, grad) = tm.nll_grads(&imgs, None);
             let loss = f64::try_from(loss).unwrap();
             let g: Vec<Tensor> = tm.unflatten(&grad);
             (loss, g)

@@ -32,9 +32,9 @@ fn export_eval_info_bench_doctor() {
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(1);
     let n = 7;
     let imgs: Vec<u8> = (0..n * 30).map(|_| rng.random_range(0..2u8)).collect();
-    let ev = onnx_cmds::eval_onnx(&out, &imgs, n, Device::Cpu, 3).unwrap();
+    let ev = onnx_cmds::eval_onnx(&out, &imgs, n, None, Device::Cpu, 3).unwrap();
     let (mut m, _) = runtime::OnnxModel::load(&out, Device::Cpu).unwrap();
-    let direct = m.nll(&runtime::images_to_f32(&imgs), n).unwrap();
+    let direct = m.nll(&runtime::images_to_f32(&imgs), n, None).unwrap();
     let mean = direct.iter().map(|&v| v as f64).sum::<f64>() / n as f64;
     assert!(
         (ev.nll_mean - mean).abs() < 1e-4,
@@ -43,7 +43,7 @@ fn export_eval_info_bench_doctor() {
     );
     assert!((ev.bits_per_dim - mean / (30.0 * std::f64::consts::LN_2)).abs() < 1e-6);
     assert_eq!(
-        m.nll_batched(&runtime::images_to_f32(&imgs), n, 3)
+        m.nll_batched(&runtime::images_to_f32(&imgs), n, None, 3)
             .unwrap()
             .len(),
         n
@@ -51,7 +51,7 @@ fn export_eval_info_bench_doctor() {
     // Values outside the levels are refused with a reason, not an ORT index error.
     let mut bad = imgs.clone();
     bad[4] = 2;
-    let e = onnx_cmds::eval_onnx(&out, &bad, n, Device::Cpu, 3).unwrap_err();
+    let e = onnx_cmds::eval_onnx(&out, &bad, n, None, Device::Cpu, 3).unwrap_err();
     assert!(e.to_string().contains("value 2"), "{e}");
 
     // Auto runs on CUDA where a driver is, else the CPU; Cuda without one explains itself.

@@ -264,24 +264,24 @@ fn runs_in_ort_with_a_dynamic_batch_and_no_warnings() {
         let d = im.dims();
         let lc = info.logit_channels();
         let x5 = random_images(&mut rng, 5, d, im.levels);
-        let out5 = m.run(&x5, 5).unwrap();
+        let out5 = m.run(&x5, 5, None).unwrap();
         assert_eq!(out5.logits.len(), 5 * lc * im.height * im.width);
         assert_eq!(out5.nll.len(), 5);
         assert!(out5.logits.iter().chain(&out5.nll).all(|v| v.is_finite()));
         // Each image alone gives the same answer as in the batch.
         let per = lc * im.height * im.width;
         for i in [0, 3] {
-            let out1 = m.run(&x5[i * d..(i + 1) * d], 1).unwrap();
+            let out1 = m.run(&x5[i * d..(i + 1) * d], 1, None).unwrap();
             for (a, b) in out1.logits.iter().zip(&out5.logits[i * per..(i + 1) * per]) {
                 assert!((a - b).abs() <= 1e-5, "{name}: batch 1 vs 5: {a} {b}");
             }
             assert!((out1.nll[0] - out5.nll[i]).abs() <= 1e-4);
         }
-        assert!(m.run(&x5[..d - 1], 1).is_err());
+        assert!(m.run(&x5[..d - 1], 1, None).is_err());
         // The ndarray entry point agrees with the slice one.
         let arr = ndarray::ArrayView4::from_shape((5, im.channels, im.height, im.width), &x5[..])
             .unwrap();
-        let (la, na) = m.run_array(arr).unwrap();
+        let (la, na) = m.run_array(arr, None).unwrap();
         assert_eq!(la.as_slice().unwrap(), &out5.logits[..]);
         assert_eq!(na.to_vec(), out5.nll);
     }
@@ -327,9 +327,9 @@ fn causality_probe(
         }
     }
     // Same batch size and layout in every run, so equal inputs give bit-equal outputs.
-    let a = m.logits(&x, n).unwrap();
-    let b = m.logits(&future, n).unwrap();
-    let cc = m.logits(&past, n).unwrap();
+    let a = m.logits(&x, n, None).unwrap();
+    let b = m.logits(&future, n, None).unwrap();
+    let cc = m.logits(&past, n, None).unwrap();
     let per = c * per_colour * h * w;
     let (mut leaked, mut sees_past) = (false, false);
     for (i, &p) in positions.iter().enumerate() {
@@ -414,7 +414,7 @@ fn nll_output_matches_the_logits() {
         let n = 4;
         let d = im.dims();
         let x = random_images(&mut rng, n, d, im.levels);
-        let out = m.run(&x, n).unwrap();
+        let out = m.run(&x, n, None).unwrap();
         let per = out.logits.len() / n;
         for i in 0..n {
             let want = nll_from_logits(
@@ -431,7 +431,7 @@ fn nll_output_matches_the_logits() {
             );
         }
         // The NLL-only path agrees with the full run.
-        assert_eq!(m.nll(&x, n).unwrap(), out.nll);
+        assert_eq!(m.nll(&x, n, None).unwrap(), out.nll);
     }
 }
 
@@ -601,7 +601,7 @@ fn matches_the_pytorch_reference() {
     for (name, text, model, w, x, out_path) in cases {
         let want = read_npy_f32(&out_path);
         let mut m = load_cpu(&export_bytes(&model, &w, &text), name);
-        let got = m.logits(&x, n).unwrap();
+        let got = m.logits(&x, n, None).unwrap();
         assert_eq!(got.len(), want.len(), "{name}");
         let worst = got
             .iter()

@@ -9,7 +9,7 @@ use pixc::front::Syntax;
 use pixc::runtime::{images_to_f32, Device, OnnxModel};
 use pixc::weights::Weights;
 use rand::{Rng, SeedableRng};
-use tch::Kind;
+use tch::{Kind, Tensor};
 
 fn to_vec(t: &tch::Tensor) -> Vec<f32> {
     let c = t.to_kind(Kind::Float).contiguous();
@@ -70,12 +70,19 @@ fn agrees(text: &str, what: &str) {
         .map(|_| rng.random_range(0..im.levels) as u8)
         .collect();
     let x = tm.images_to_tensor(&imgs, n);
+    // A class-conditional spec: every class in turn.
+    let labels = pixc::sample::cycle_labels(im.classes, n);
+    let y = labels
+        .as_ref()
+        .map(|l| Tensor::from_slice(&l.iter().map(|&c| i64::from(c)).collect::<Vec<_>>()));
     let (l, nll) = tch::no_grad(|| {
-        let l = tm.forward(&x);
+        let l = tm.forward_labeled(&x, y.as_ref());
         let nll = tm.nll_from_logits(&l, &x);
         (l, nll)
     });
-    let out = ort.run(&images_to_f32(&imgs), n).unwrap();
+    let out = ort
+        .run(&images_to_f32(&imgs), n, labels.as_deref())
+        .unwrap();
     let dl = to_vec(&l)
         .iter()
         .zip(&out.logits)

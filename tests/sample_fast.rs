@@ -89,7 +89,10 @@ fn check(tm: &TorchModel, n: usize, seed: u64, temperature: f64, what: &str) {
 }
 
 fn check_with(tm: &TorchModel, n: usize, seed: u64, temperature: f64, what: &str, causal: bool) {
-    let reference = sample::sample_reference(tm, n, seed, temperature, None, |_, _| {}).unwrap();
+    // A conditional model draws every class in turn.
+    let labels = sample::cycle_labels(tm.classes(), n);
+    let y = labels.as_deref();
+    let reference = sample::sample_reference(tm, n, seed, temperature, None, y, |_, _| {}).unwrap();
     for threads in [1, 3] {
         let (fast, rec) = sample::sample_fast_with_logits(
             tm,
@@ -97,6 +100,7 @@ fn check_with(tm: &TorchModel, n: usize, seed: u64, temperature: f64, what: &str
             seed,
             temperature,
             None,
+            y,
             true,
             threads,
             |_, _| {},
@@ -107,7 +111,9 @@ fn check_with(tm: &TorchModel, n: usize, seed: u64, temperature: f64, what: &str
         if !causal {
             continue;
         }
-        let full = tch::no_grad(|| tm.forward(&tm.images_to_tensor(&fast, n)));
+        let yt = y
+            .map(|l| tch::Tensor::from_slice(&l.iter().map(|&c| i64::from(c)).collect::<Vec<_>>()));
+        let full = tch::no_grad(|| tm.forward_labeled(&tm.images_to_tensor(&fast, n), yt.as_ref()));
         let full = full.to_kind(Kind::Float).contiguous();
         let len = full.numel();
         let mut v = vec![0f32; len];
@@ -179,7 +185,7 @@ fn temperature_is_applied_the_same_way() {
     check(&tm, 2, 3, 0.7, "temperature 0.7");
     // Cold samples are less diverse than hot ones: count distinct values.
     let distinct = |t: f64| {
-        let imgs = sample::sample_fast(&tm, 8, 1, t, None, |_, _| {}).unwrap();
+        let imgs = sample::sample_fast(&tm, 8, 1, t, None, None, |_, _| {}).unwrap();
         let mut seen = [false; 256];
         imgs.iter().for_each(|&v| seen[v as usize] = true);
         seen.iter().filter(|&&s| s).count()
@@ -219,8 +225,9 @@ fn completion_keeps_given_pixels_in_both_samplers() {
     let size = 64;
     let given: Vec<u8> = (0..n * size).map(|i| ((i * 7) % 3 == 0) as u8).collect();
     let mask: Vec<bool> = (0..n * size).map(|i| (i % size) < 3 * 8).collect();
-    let a = sample::sample_reference(&tm, n, 5, 1.0, Some((&given, &mask)), |_, _| {}).unwrap();
-    let b = sample::sample_fast(&tm, n, 5, 1.0, Some((&given, &mask)), |_, _| {}).unwrap();
+    let a =
+        sample::sample_reference(&tm, n, 5, 1.0, Some((&given, &mask)), None, |_, _| {}).unwrap();
+    let b = sample::sample_fast(&tm, n, 5, 1.0, Some((&given, &mask)), None, |_, _| {}).unwrap();
     assert_eq!(a, b);
     for i in 0..n * size {
         if mask[i] {
@@ -242,9 +249,9 @@ fn cached_model_rejects_nothing_valid_and_bad_requests_fail_cleanly() {
         (1, f64::NAN),
         (1, f64::INFINITY),
     ] {
-        let e = sample::sample_fast(&tm, n, 0, t, None, |_, _| {}).unwrap_err();
+        let e = sample::sample_fast(&tm, n, 0, t, None, None, |_, _| {}).unwrap_err();
         assert!(!format!("{e}").is_empty());
-        assert!(sample::sample_reference(&tm, n, 0, t, None, |_, _| {}).is_err());
+        assert!(sample::sample_reference(&tm, n, 0, t, None, None, |_, _| {}).is_err());
     }
 }
 

@@ -42,7 +42,13 @@ fn gradient_deps(model: &Model, seed: u64, fused: bool) -> Vec<Vec<bool>> {
         // larger biases), so every structural path shows up in some trial.
         let x = Tensor::randn([outs as i64, c, h, w], (Kind::Float, Device::Cpu)) * scale;
         let x = x.set_requires_grad(true);
-        let tape = tm.forward_tape(&x);
+        // A conditional model: random labels, and class vectors made nonzero (their init
+        // is zero) so the labels really reach every layer.
+        let cond = (im.classes > 0).then(|| {
+            let y = Tensor::randint(im.classes as i64, [outs as i64], (Kind::Int64, Device::Cpu));
+            tm.one_hot(Some(&y)).unwrap()
+        });
+        let tape = tm.forward_tape(&x, cond.as_ref());
         let logits = tape.logits().reshape([outs as i64, c, per_colour, h, w]);
         // Random weights per level so softmax logits cannot cancel.
         let r = Tensor::rand([per_colour], (Kind::Float, Device::Cpu)) + 0.5;

@@ -74,6 +74,11 @@ pub fn bench_one(
     let tm = TorchModel::new(&model, &w, dev)?;
     let imgs = batch_images(&model, &spec, batch);
     let x = tm.images_to_tensor(&imgs, batch);
+    // A conditional model is timed with labels, its class vectors included.
+    let labels = (tm.classes() > 0).then(|| {
+        tch::Tensor::arange(batch as i64, (tch::Kind::Int64, tch::Device::Cpu))
+            .remainder(tm.classes() as i64)
+    });
     // The loss on the fixed batch with the initial weights, for the identical-math check.
     let loss0 = tch::no_grad(|| f64::try_from(tm.nll(&x).mean(Kind::Double)))?;
     if let Some(d) = dump {
@@ -99,7 +104,7 @@ pub fn bench_one(
     let params = tm.parameters();
     let mut opt = Optimizer::new(crate::front::ast::Optimizer::Adam, 1e-3, &params);
     let mut step = || -> Result<()> {
-        let (_loss, grad) = tm.nll_grads(&x);
+        let (_loss, grad) = tm.nll_grads(&x, labels.as_ref());
         clip_grad_norm(&grad, 1.0);
         opt.step(tm.flat_parameters(), &grad);
         if dev != tch::Device::Cpu {

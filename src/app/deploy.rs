@@ -91,11 +91,13 @@ impl std::fmt::Display for EvalReport {
 }
 
 /// Mean NLL of `n` images (`n x C x H x W` bytes holding the raw values
-/// `0..levels-1`, as the data loaders give them) through ONNX Runtime.
+/// `0..levels-1`, as the data loaders give them) through ONNX Runtime; `labels`: a
+/// class-conditional model's label of each image.
 pub fn eval_onnx(
     path: &Path,
     images_u8: &[u8],
     n: usize,
+    labels: Option<&[u16]>,
     device: Device,
     batch: usize,
 ) -> Result<EvalReport> {
@@ -126,7 +128,8 @@ pub fn eval_onnx(
     for start in (0..n).step_by(batch) {
         let k = batch.min(n - start);
         let x = runtime::images_to_f32(&images_u8[start * d..(start + k) * d]);
-        total += m.nll(&x, k)?.iter().map(|&v| v as f64).sum::<f64>();
+        let y = labels.map(|l| &l[start..start + k]);
+        total += m.nll(&x, k, y)?.iter().map(|&v| v as f64).sum::<f64>();
     }
     let seconds = t.elapsed().as_secs_f64();
     let nll_mean = total / n as f64;
@@ -201,12 +204,18 @@ pub fn bench_inference(
             .map(|_| rng.random_range(0..im.levels) as u8)
             .collect();
         let as_f32: Vec<f32> = raw.iter().map(|&v| v as f32).collect();
+        let labels = (im.classes > 0).then(|| {
+            tch::Tensor::arange(batch as i64, (tch::Kind::Int64, tch::Device::Cpu))
+                .remainder(im.classes as i64)
+        });
         let torch_rate = |tm: &TorchModel| -> Result<(f64, f64)> {
             tm.apply_thread_policy();
             let x = tm.images_to_tensor(&raw, batch);
             let mut nll = 0.0;
             let r = rate(batch, seconds, || {
-                nll = tch::no_grad(|| f64::try_from(tm.nll(&x).mean(tch::Kind::Double)))?;
+                nll = tch::no_grad(|| {
+                    f64::try_from(tm.nll_labeled(&x, labels.as_ref()).mean(tch::Kind::Double))
+                })?;
                 Ok(())
             })?;
             Ok((r, nll))
@@ -220,7 +229,8 @@ pub fn bench_inference(
         let (plain_rate, plain_nll) = torch_rate(&plain)?;
         let mut ort_nll = 0.0;
         let ort_rate = rate(batch, seconds, || {
-            let v = ort.nll(&as_f32, batch)?;
+            let y = crate::sample::cycle_labels(im.classes, batch);
+            let v = ort.nll(&as_f32, batch, y.as_deref())?;
             ort_nll = v.iter().map(|&x| x as f64).sum::<f64>() / batch as f64;
             Ok(())
         })?;
@@ -230,7 +240,17 @@ pub fn bench_inference(
         let u = crate::sample::uniforms(batch, im.channels, im.height, im.width, 0);
         let threads = torch::threads();
         let sampler_rate = rate(batch, seconds, || {
-            cached.sample_with(batch, &u, 1.0, None, false, threads, |_, _| {})?;
+            let y = crate::sample::cycle_labels(im.classes, batch);
+            cached.sample_with(
+                batch,
+                &u,
+                1.0,
+                None,
+                y.as_deref(),
+                false,
+                threads,
+                |_, _| {},
+            )?;
             Ok(())
         })?;
         let eval_rate = fused_rate.unwrap_or(plain_rate);
@@ -320,14 +340,26 @@ pub fn eval_onnx_data(
     device: Device,
 ) -> Result<OnnxEval> {
     let info = onnx_info(path, device)?.0;
-    let (imgs, n, what) = data_images(
+    let DataImages {
+        images: imgs,
+        n,
+        what,
+        labels,
+    } = data_images(
         info.spec_text.as_deref(),
         data,
         split,
         limit,
         (info.channels, info.height, info.width, info.levels),
     )?;
-    let report = eval_onnx(path, &imgs, n, device, 256)?;
+    let labels = (info.classes > 0).then_some(labels).flatten();
+    if info.classes > 0 && labels.is_none() {
+        bail!(
+            "{} is class-conditional, but data set {what} has no labels",
+            path.display()
+        );
+    }
+    let report = eval_onnx(path, &imgs, n, labels.as_deref(), device, 256)?;
     Ok(OnnxEval {
         report,
         info,
@@ -353,6 +385,16 @@ pub fn export_target(
     Ok((rep, src))
 }
 
+/// Images of a data set's split, as `data_images` loads them.
+struct DataImages {
+    images: Vec<u8>,
+    n: usize,
+    /// The data set and split, for reports.
+    what: String,
+    /// Their class labels, when the data set has them.
+    labels: Option<Vec<u16>>,
+}
+
 /// Images to score: the split of the data set the ONNX file's spec names, or `--data`.
 fn data_images(
     spec_text: Option<&str>,
@@ -360,7 +402,7 @@ fn data_images(
     split: &str,
     limit: Option<usize>,
     want: (usize, usize, usize, usize),
-) -> Result<(Vec<u8>, usize, String)> {
+) -> Result<DataImages> {
     let name = match (data, spec_text) {
         (Some(d), _) => d.to_string(),
         (None, Some(t)) => crate::front::parse(t, crate::front::Syntax::Yaml)
@@ -394,11 +436,15 @@ fn data_images(
     let sp = if split == "test" { ds.test } else { ds.valid };
     let n = sp.n.min(limit.unwrap_or(usize::MAX));
     let size = want.0 * want.1 * want.2;
-    Ok((
-        sp.images[..n * size].to_vec(),
+    Ok(DataImages {
+        images: sp.images[..n * size].to_vec(),
         n,
-        format!("{} {split}", ds.name),
-    ))
+        what: format!("{} {split}", ds.name),
+        labels: sp.labels.map(|mut l| {
+            l.truncate(n);
+            l
+        }),
+    })
 }
 
 /// Largest |a - b|.
@@ -444,17 +490,31 @@ pub fn verify(target: &Path, device: Device, images: usize, seed: u64) -> Result
     let (mut ort, provider) = OnnxModel::from_bytes(&bytes, device, &src.model.graph().name)?;
     // Real images when the spec's data set is available, else seeded random ones.
     let want = (im.channels, im.height, im.width, im.levels);
-    let (imgs, n, what) = match data_images(Some(&src.spec_text), None, "test", Some(images), want)
-    {
+    let DataImages {
+        images: imgs,
+        n,
+        what,
+        labels,
+    } = match data_images(Some(&src.spec_text), None, "test", Some(images), want) {
         Ok(v) => v,
         Err(_) => {
             use rand::{Rng, SeedableRng};
             let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
-            let v: Vec<u8> = (0..images * im.dims())
-                .map(|_| rng.random_range(0..im.levels) as u8)
-                .collect();
-            (v, images, "random images".to_string())
+            DataImages {
+                images: (0..images * im.dims())
+                    .map(|_| rng.random_range(0..im.levels) as u8)
+                    .collect(),
+                n: images,
+                what: "random images".to_string(),
+                labels: None,
+            }
         }
+    };
+    // A conditional model is compared on the data's labels, else on every class in turn.
+    let labels = match (im.classes, labels) {
+        (0, _) => None,
+        (_, Some(l)) => Some(l),
+        (k, None) => crate::sample::cycle_labels(k, n),
     };
     let mut max_logit = 0.0f64;
     let mut max_nll = 0.0f64;
@@ -463,13 +523,18 @@ pub fn verify(target: &Path, device: Device, images: usize, seed: u64) -> Result
         let k = 16.min(n - start);
         let chunk = &imgs[start * d..(start + k) * d];
         let x = tm.images_to_tensor(chunk, k);
+        let y = labels.as_ref().map(|l| &l[start..start + k]);
+        let yt = y.map(|l| {
+            let v: Vec<i64> = l.iter().map(|&c| i64::from(c)).collect();
+            tch::Tensor::from_slice(&v)
+        });
         let (tl, tn) = tch::no_grad(|| {
-            let l = tm.forward(&x);
+            let l = tm.forward_labeled(&x, yt.as_ref());
             let nl = tm.nll_from_logits(&l, &x);
             (l, nl)
         });
         let to_vec = torch::to_vec_f32;
-        let out = ort.run(&runtime::images_to_f32(chunk), k)?;
+        let out = ort.run(&runtime::images_to_f32(chunk), k, y)?;
         max_logit = max_logit.max(max_abs_diff(&to_vec(&tl), &out.logits));
         max_nll = max_nll.max(max_abs_diff(&to_vec(&tn), &out.nll));
     }

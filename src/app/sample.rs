@@ -36,12 +36,16 @@ pub struct SampleOptions {
     pub scale: Option<usize>,
     /// Show a progress bar on stderr.
     pub progress: bool,
+    /// A class-conditional model: draw every image of this class. Without it such a
+    /// model's grid has one row per class (`cols` images each, default n / classes).
+    pub class: Option<u16>,
 }
 
 impl Default for SampleOptions {
     fn default() -> Self {
         SampleOptions {
             n: 16,
+            class: None,
             seed: 0,
             temperature: 1.0,
             out: PathBuf::from("samples.png"),
@@ -216,6 +220,26 @@ pub fn load_run(
     Ok((tm, step, spec, model))
 }
 
+/// The labels `pixc sample` draws for a model with `classes` (0: unconditional, `None`):
+/// `--class` for every image, else one grid row per class (setting `o.cols`).
+fn run_labels(classes: usize, o: &mut SampleOptions) -> Result<Option<Vec<u16>>> {
+    match (classes, o.class) {
+        (0, None) => Ok(None),
+        (0, Some(_)) => bail!("the model is not class-conditional: drop --class"),
+        (k, Some(y)) if y as usize >= k => {
+            bail!(
+                "--class {y} is out of range: the model has {k} classes (0..{})",
+                k - 1
+            )
+        }
+        (_, Some(y)) => Ok(Some(vec![y; o.n])),
+        (k, None) => {
+            let cols = *o.cols.get_or_insert(o.n.div_ceil(k));
+            Ok(Some((0..o.n).map(|i| ((i / cols) % k) as u16).collect()))
+        }
+    }
+}
+
 /// `pixc sample RUN_DIR`: draws `o.n` images from the run's best checkpoint.
 pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
     check_outputs(o)?;
@@ -223,14 +247,33 @@ pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
     let device = if o.reference { o.device } else { Device::Cpu };
     torch::set_threads(None);
     let (tm, step, _, _) = load_run(run, device)?;
+    let mut o = o.clone();
+    let labels = run_labels(tm.classes(), &mut o)?;
+    let o = &o;
     let total = tm.dims();
     let bar = progress_bar(total, o.progress, "sub-pixels");
     let t0 = Instant::now();
     let prog = |i: usize, _: usize| bar.set_position(i as u64 + 1);
     let images = if o.reference {
-        samplers::sample_reference(&tm, o.n, o.seed, o.temperature, None, prog)?
+        samplers::sample_reference(
+            &tm,
+            o.n,
+            o.seed,
+            o.temperature,
+            None,
+            labels.as_deref(),
+            prog,
+        )?
     } else {
-        samplers::sample_fast(&tm, o.n, o.seed, o.temperature, None, prog)?
+        samplers::sample_fast(
+            &tm,
+            o.n,
+            o.seed,
+            o.temperature,
+            None,
+            labels.as_deref(),
+            prog,
+        )?
     };
     let seconds = t0.elapsed().as_secs_f64();
     bar.finish_and_clear();
@@ -257,11 +300,19 @@ pub fn sample_onnx_file(path: &Path, o: &SampleOptions) -> Result<SampleReport> 
     let (mut model, provider) = crate::runtime::OnnxModel::load(path, dev)
         .with_context(|| format!("cannot load {}", path.display()))?;
     let info = model.info().clone();
+    let mut o = o.clone();
+    let labels = run_labels(info.classes, &mut o)?;
+    let o = &o;
     let bar = progress_bar(info.dims(), o.progress, "sub-pixels");
     let t0 = Instant::now();
-    let images = samplers::onnx::sample_onnx(&mut model, o.n, o.seed, o.temperature, |i, _| {
-        bar.set_position(i as u64 + 1)
-    })?;
+    let images = samplers::onnx::sample_onnx(
+        &mut model,
+        o.n,
+        o.seed,
+        o.temperature,
+        labels.as_deref(),
+        |i, _| bar.set_position(i as u64 + 1),
+    )?;
     let seconds = t0.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let written = write_outputs(

@@ -24,6 +24,12 @@ pub fn export(target: &Path, out: Option<&Path>, seed: u64, json_out: bool) -> R
             im.width,
             im.levels - 1
         );
+        if im.classes > 0 {
+            println!(
+                "         label int64 [batch] class of each image, 0..{}",
+                im.classes - 1
+            );
+        }
         println!("outputs: logits, nll [batch] (nats per image)");
     }
     Ok(0)

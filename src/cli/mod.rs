@@ -152,7 +152,7 @@ pub enum Cmd {
     },
     /// Score a run's best checkpoint on the validation or test split
     #[command(
-        after_help = "Examples:\n  pixc eval runs/mnist --split test --json\n  pixc eval --onnx runs/mnist/model.onnx --split test --device cuda"
+        after_help = "Examples:\n  pixc eval runs/mnist --split test --json\n  pixc eval models/diag_bilstm_7_mnist --split test --stride 20     every 20th test image\n  pixc eval models/diag_bilstm_7_mnist --split test --binarization dynamic --seed 1\n  pixc eval --onnx runs/mnist/model.onnx --split test --device cuda"
     )]
     Eval {
         /// A run folder (scored with libtorch)
@@ -167,9 +167,18 @@ pub enum Cmd {
         /// Split to score: valid or test
         #[arg(long, default_value = "valid", value_parser = ["valid", "test"])]
         split: String,
-        /// Score only the first N images
+        /// Score only the first N images (after --stride)
         #[arg(long, value_parser = crate::front::flags::at_least_one("limit"))]
         limit: Option<usize>,
+        /// Score every K-th image: an even slice of the split (a prefix is not one: MNIST's test images are ordered)
+        #[arg(long, default_value_t = 1, value_parser = crate::front::flags::at_least_one("stride"), conflicts_with = "onnx")]
+        stride: usize,
+        /// static: the data set's own binarization (the paper's protocol); dynamic: a fresh Bernoulli draw of the gray images (--seed), as some implementations report
+        #[arg(long, default_value = "static", value_parser = ["static", "dynamic"], conflicts_with = "onnx")]
+        binarization: String,
+        /// Seed of the dynamic binarization (default 0)
+        #[arg(long, value_parser = crate::front::flags::seed)]
+        seed: Option<u64>,
         /// auto (CUDA when available), cpu or cuda
         #[arg(long, default_value = "auto")]
         device: crate::device::Device,
@@ -388,13 +397,17 @@ pub fn run() -> i32 {
             data,
             split,
             limit,
+            stride,
+            binarization,
+            seed,
             device,
             json,
         } => match (run, onnx) {
             (_, Some(path)) => {
                 deploy_cmds::eval_onnx(&path, data.as_deref(), &split, limit, device, json)
             }
-            (Some(run), None) => train_cmds::eval(&run, &split, limit, device, json),
+            (Some(run), None) => train_cmds::eval_selection(stride, limit, &binarization, seed)
+                .and_then(|sel| train_cmds::eval(&run, &split, &sel, device, json)),
             (None, None) => Err(anyhow::anyhow!("give a run folder or --onnx FILE")),
         },
         Cmd::Export {

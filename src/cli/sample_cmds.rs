@@ -56,6 +56,9 @@ pub struct SampleArgs {
     /// Screen pixels per image pixel in the grid, 1 to 64 (default: about 112 pixels per image)
     #[arg(long, value_parser = crate::front::flags::scale)]
     pub scale: Option<usize>,
+    /// A class-conditional model: draw images of this class (without it: one grid row per class)
+    #[arg(long, value_name = "K")]
+    pub class: Option<u16>,
     /// Print a JSON summary on stdout
     #[arg(long)]
     pub json: bool,
@@ -139,6 +142,7 @@ pub fn sample(args: SampleArgs) -> Result<i32> {
         cols: args.cols,
         scale: args.scale,
         progress: !args.json && std::io::stderr().is_terminal(),
+        class: args.class,
     };
     let rep = match (&args.onnx, &args.run) {
         (Some(f), _) => run::sample_onnx_file(f, &opts)?,

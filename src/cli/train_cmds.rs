@@ -50,10 +50,33 @@ pub fn train(spec_or_run: &Path, out: Option<PathBuf>, mut opts: TrainOptions) -
     Ok(train::signals::exit_code(&rep.stopped_by).unwrap_or(0))
 }
 
+/// The images `pixc eval RUN` scores, from its flags.
+pub fn eval_selection(
+    stride: usize,
+    limit: Option<usize>,
+    binarization: &str,
+    seed: Option<u64>,
+) -> Result<train::EvalSelection> {
+    let rebinarize = match (binarization, seed) {
+        ("dynamic", seed) => Some(seed.unwrap_or(0)),
+        (_, Some(_)) => {
+            return Err(crate::usage::usage(
+                "--seed draws a dynamic binarization: add `--binarization dynamic`",
+            ))
+        }
+        _ => None,
+    };
+    Ok(train::EvalSelection {
+        stride,
+        limit,
+        rebinarize,
+    })
+}
+
 pub fn eval(
     dir: &Path,
     split: &str,
-    limit: Option<usize>,
+    sel: &train::EvalSelection,
     device: Device,
     json: bool,
 ) -> Result<i32> {
@@ -61,8 +84,8 @@ pub fn eval(
         "test" => EvalSplit::Test,
         _ => EvalSplit::Valid,
     };
-    let r = train::eval_run_with(dir, split, limit, device, None, &mut eval_progress(json))?;
-    if limit.is_none() {
+    let r = train::eval_run_with(dir, split, sel, device, None, &mut eval_progress(json))?;
+    if sel.is_whole_split() {
         // A whole-split score is kept for `pixc runs`; a read-only run folder only warns.
         if let Err(e) = crate::app::runs::record_eval(dir, &r) {
             eprintln!("warning: {e:#}");
@@ -77,11 +100,18 @@ pub fn eval(
         } else {
             format!(" ({:.3} nats/image)", r.nats_per_image)
         };
+        let every = match r.stride {
+            1 => String::new(),
+            k => format!(" (every {k}th)"),
+        };
         println!(
-            "{} NLL: {:.4} {}{nats} over {} images, checkpoint step {}",
-            r.split, r.nll, r.unit, r.images, r.step
+            "{} NLL: {:.4} ± {:.4} {}{nats} over {} images{every}, checkpoint step {}",
+            r.split, r.nll, r.std_error, r.unit, r.images, r.step
         );
-        println!("data: {}", r.data);
+        match r.binarization.as_str() {
+            "none" => println!("data: {}", r.data),
+            b => println!("data: {}, {b} binarization", r.data),
+        }
     }
     Ok(0)
 }

@@ -11,6 +11,8 @@ use super::{idx, DataError, Dataset, Split};
 
 /// Environment variable naming the CIFAR-10 folder, for the bare name `cifar10`.
 pub(crate) const ENV_DIR: &str = "PIXC_CIFAR10_DIR";
+/// airplane, automobile, bird, cat, deer, dog, frog, horse, ship, truck.
+const CLASSES: usize = 10;
 
 const TRAIN_FILES: [&str; 5] = [
     "data_batch_1.bin",
@@ -45,9 +47,9 @@ pub(crate) fn files_present(dir: &Path) -> bool {
         .all(|f| dir.join(f).is_file())
 }
 
-/// Appends the pixels of every record in `path` to `out`; returns the record count.
-/// Labels are skipped: pixc models the image density only.
-fn read_batch(path: &Path, out: &mut Vec<u8>) -> Result<usize, DataError> {
+/// Appends the pixels of every record in `path` to `out` and its label (the record's first
+/// byte) to `labels`; returns the record count.
+fn read_batch(path: &Path, out: &mut Vec<u8>, labels: &mut Vec<u16>) -> Result<usize, DataError> {
     let bytes = idx::read_file(path, "CIFAR-10 batch file", &hint())?;
     if bytes.len() % RECORD != 0 {
         return Err(DataError::BadFormat {
@@ -62,7 +64,18 @@ fn read_batch(path: &Path, out: &mut Vec<u8>) -> Result<usize, DataError> {
         });
     }
     out.reserve(bytes.len() / RECORD * IMAGE);
-    for record in bytes.chunks_exact(RECORD) {
+    for (i, record) in bytes.chunks_exact(RECORD).enumerate() {
+        if record[0] as usize >= CLASSES {
+            return Err(DataError::BadFormat {
+                path: path.to_path_buf(),
+                format: "CIFAR-10 binary batch".into(),
+                reason: format!(
+                    "record {i} has label {}, but CIFAR-10 labels are 0..9",
+                    record[0]
+                ),
+            });
+        }
+        labels.push(u16::from(record[0]));
         out.extend_from_slice(&record[1..]);
     }
     Ok(bytes.len() / RECORD)
@@ -80,13 +93,13 @@ pub(crate) fn load(dir: &Path) -> Result<Dataset, DataError> {
             hint: hint(),
         });
     }
-    let mut train = Vec::new();
+    let (mut train, mut train_labels) = (Vec::new(), Vec::new());
     let mut n_all = 0;
     for f in TRAIN_FILES {
-        n_all += read_batch(&dir.join(f), &mut train)?;
+        n_all += read_batch(&dir.join(f), &mut train, &mut train_labels)?;
     }
-    let mut test = Vec::new();
-    let n_test = read_batch(&dir.join(TEST_FILE), &mut test)?;
+    let (mut test, mut test_labels) = (Vec::new(), Vec::new());
+    let n_test = read_batch(&dir.join(TEST_FILE), &mut test, &mut test_labels)?;
     if n_all < 2 {
         return Err(DataError::TooFewImages {
             path: dir.to_path_buf(),
@@ -105,7 +118,9 @@ pub(crate) fn load(dir: &Path) -> Result<Dataset, DataError> {
     let n_valid = N_VALID.min((n_all / 10).max(1));
     let n_train = n_all - n_valid;
     let valid = train.split_off(n_train * IMAGE);
+    let valid_labels = train_labels.split_off(n_train);
     Ok(Dataset {
+        classes: CLASSES,
         name: "cifar10".into(),
         channels: CHANNELS,
         height: SIDE,
@@ -114,19 +129,22 @@ pub(crate) fn load(dir: &Path) -> Result<Dataset, DataError> {
         train: Split {
             images: train,
             n: n_train,
+            labels: Some(train_labels),
         },
         valid: Split {
             images: valid,
             n: n_valid,
+            labels: Some(valid_labels),
         },
         test: Split {
             images: test,
             n: n_test,
+            labels: Some(test_labels),
         },
         protocol: format!(
             "CIFAR-10 binary version from {}, 256 levels, RGB planes; split {n_train} train \
              (data_batch_1..5 in order, minus the last {n_valid}) / {n_valid} valid (the last \
-             {n_valid} training records) / {n_test} test (test_batch); labels ignored",
+             {n_valid} training records) / {n_test} test (test_batch); labels 0-9 (used by class-conditional models)",
             dir.display()
         ),
         train_gray: None,

@@ -206,7 +206,7 @@ pub(crate) fn parse_labels(
     raw: &[u8],
     count: usize,
     classes: u8,
-) -> Result<(), DataError> {
+) -> Result<Vec<u8>, DataError> {
     let (dims, offset) = parse_header(path, raw, 1, "unsigned-byte labels")?;
     if dims[0] != count {
         return Err(bad_idx(
@@ -220,7 +220,7 @@ pub(crate) fn parse_labels(
             format!("label {} is {}, expected 0..{classes}", i, raw[offset + i]),
         ));
     }
-    Ok(())
+    Ok(raw[offset..offset + count].to_vec())
 }
 
 #[cfg(test)]

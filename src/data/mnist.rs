@@ -13,6 +13,9 @@ use super::{DataError, Dataset, LoadOptions, Split};
 
 /// Where the Debian package `dataset-fashion-mnist` installs the files.
 pub(crate) const FASHION_DEFAULT_DIR: &str = "/usr/share/datasets/fashion-mnist";
+/// Where `scripts/setup.sh` unpacks that package's files without installing it.
+pub(crate) const FASHION_SETUP_DIR: &str =
+    concat!(env!("CARGO_MANIFEST_DIR"), "/data-cache/fashion-mnist");
 
 const TRAIN_IMAGES: &str = "train-images-idx3-ubyte.gz";
 const TRAIN_LABELS: &str = "train-labels-idx1-ubyte.gz";
@@ -23,6 +26,8 @@ const FILES: [&str; 4] = [TRAIN_IMAGES, TRAIN_LABELS, TEST_IMAGES, TEST_LABELS];
 const SUMS: &str = "SHA256SUMS.gz";
 
 const SIDE: usize = 28;
+/// Digits 0-9; the ten Fashion-MNIST garment classes.
+const CLASSES: usize = 10;
 const PIXELS: usize = SIDE * SIDE;
 const N_TRAIN_FILE: usize = 60_000;
 const N_TEST: usize = 10_000;
@@ -83,7 +88,8 @@ impl Family {
                     .join(", ")
             ),
             Family::Fashion => format!(
-                "install it with `apt-get install dataset-fashion-mnist` (files go to {FASHION_DEFAULT_DIR}), \
+                "run `scripts/setup.sh` (it unpacks the Debian package into {FASHION_SETUP_DIR} without root), \
+                 install it with `apt-get install dataset-fashion-mnist` (files go to {FASHION_DEFAULT_DIR}), \
                  or set PIXC_FASHION_DIR to a folder holding {}",
                 FILES.join(", ")
             ),
@@ -139,6 +145,9 @@ pub(crate) fn load(
         }
     }
 
+    // Labels first: they are tiny, so a mixed-up download is reported before the images
+    // are decompressed.
+    let labels = decode_labels(&dir, &gz)?;
     let key = CacheKey {
         kind: family.stem(),
         seed: BINARIZE_SEED,
@@ -194,8 +203,8 @@ pub(crate) fn load(
             Ok(assemble(
                 format!("{stem}-256"),
                 256,
-                train_all,
-                test,
+                (train_all, test),
+                &labels,
                 format!("{title}, 256 gray levels as stored; {split_text}"),
                 None,
             ))
@@ -205,8 +214,8 @@ pub(crate) fn load(
             Ok(assemble(
                 format!("{stem}-binarized (static, seed {seed})"),
                 2,
-                train_all,
-                test,
+                (train_all, test),
+                &labels,
                 format!("{title}, {static_text}; {split_text}"),
                 None,
             ))
@@ -219,8 +228,8 @@ pub(crate) fn load(
             Ok(assemble(
                 format!("{stem}-binarized-dynamic (train re-binarized per epoch; valid/test static, seed {seed})"),
                 2,
-                train_all,
-                test,
+                (train_all, test),
+                &labels,
                 format!(
                     "{title}, dynamic binarization: the train split is re-sampled as Bernoulli(v/255) every \
                      epoch from train_gray (train holds the static sample); valid and test use the \
@@ -229,6 +238,7 @@ pub(crate) fn load(
                 Some(Split {
                     images: gray_train,
                     n: N_TRAIN,
+                    labels: None,
                 }),
             ))
         }
@@ -253,19 +263,25 @@ fn source_digest(family: Family, train_images: &[u8; 32], test_images: &[u8; 32]
     h.finalize().into()
 }
 
-/// Decompresses and validates the four files (in `FILES` order); returns the gray pixels of
-/// the training file and of the test file.
+/// Decompresses and validates the two label files; returns the labels of the training file
+/// and of the test file.
+fn decode_labels(dir: &Path, gz: &[Vec<u8>]) -> Result<(Vec<u8>, Vec<u8>), DataError> {
+    let limit = |n: usize| 2 * (8 + n) + (1 << 20);
+    let path = |i: usize| dir.join(FILES[i]);
+    let train = idx::gunzip(&path(1), &gz[1], limit(N_TRAIN_FILE))?;
+    let train = idx::parse_labels(&path(1), &train, N_TRAIN_FILE, CLASSES as u8)?;
+    let test = idx::gunzip(&path(3), &gz[3], limit(N_TEST))?;
+    let test = idx::parse_labels(&path(3), &test, N_TEST, CLASSES as u8)?;
+    Ok((train, test))
+}
+
+/// Decompresses and validates the two image files (of the four in `FILES` order); returns
+/// the gray pixels of the training file and of the test file.
 fn decode(dir: &Path, gz: &[Vec<u8>]) -> Result<(Vec<u8>, Vec<u8>), DataError> {
     // Generous limits: a file with the wrong image count should reach the IDX parser and get
     // its precise message, but a runaway stream must not eat memory.
     let limit = |n: usize, per: usize| 2 * (16 + n * per) + (1 << 20);
     let path = |i: usize| dir.join(FILES[i]);
-    // Labels first: they are tiny, so a mixed-up download is reported before the images
-    // are decompressed.
-    let labels = idx::gunzip(&path(1), &gz[1], limit(N_TRAIN_FILE, 1))?;
-    idx::parse_labels(&path(1), &labels, N_TRAIN_FILE, 10)?;
-    let labels = idx::gunzip(&path(3), &gz[3], limit(N_TEST, 1))?;
-    idx::parse_labels(&path(3), &labels, N_TEST, 10)?;
     let train_raw = idx::gunzip(&path(0), &gz[0], limit(N_TRAIN_FILE, PIXELS))?;
     let train = idx::parse_images(&path(0), train_raw, (N_TRAIN_FILE, SIDE, SIDE))?;
     let test_raw = idx::gunzip(&path(2), &gz[2], limit(N_TEST, PIXELS))?;
@@ -277,12 +293,13 @@ fn decode(dir: &Path, gz: &[Vec<u8>]) -> Result<(Vec<u8>, Vec<u8>), DataError> {
 fn assemble(
     name: String,
     levels: usize,
-    mut train_all: Vec<u8>,
-    test: Vec<u8>,
+    (mut train_all, test): (Vec<u8>, Vec<u8>),
+    (train_labels, test_labels): &(Vec<u8>, Vec<u8>),
     protocol: String,
     train_gray: Option<Split>,
 ) -> Dataset {
     let valid = train_all.split_off(N_TRAIN * PIXELS);
+    let wide = |l: &[u8]| Some(l.iter().map(|&y| u16::from(y)).collect::<Vec<u16>>());
     Dataset {
         name,
         channels: 1,
@@ -292,16 +309,20 @@ fn assemble(
         train: Split {
             images: train_all,
             n: N_TRAIN,
+            labels: wide(&train_labels[..N_TRAIN]),
         },
         valid: Split {
             images: valid,
             n: N_VALID,
+            labels: wide(&train_labels[N_TRAIN..]),
         },
         test: Split {
             images: test,
             n: N_TEST,
+            labels: wide(test_labels),
         },
         protocol,
         train_gray,
+        classes: CLASSES,
     }
 }

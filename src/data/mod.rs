@@ -139,6 +139,9 @@ impl DataError {
 pub struct Split {
     pub images: Vec<u8>,
     pub n: usize,
+    /// One class label per image (`0..classes` of the owning [`Dataset`]), for data sets
+    /// that have them (MNIST, Fashion-MNIST, CIFAR-10); `None` otherwise.
+    pub labels: Option<Vec<u16>>,
 }
 
 impl Split {
@@ -182,6 +185,8 @@ pub struct Dataset {
     /// ignores this field trains on valid binary data. `valid` and `test` stay static so that
     /// evaluation numbers are comparable across runs. `None` for every other source.
     pub train_gray: Option<Split>,
+    /// The classes the splits' labels name; 0 when the data set has no labels.
+    pub classes: usize,
 }
 
 impl Dataset {
@@ -218,9 +223,20 @@ pub fn resolve_mnist_dir(opts: &LoadOptions) -> PathBuf {
 }
 
 /// The folder Fashion-MNIST is read from: env `PIXC_FASHION_DIR`, else where the Debian
-/// package `dataset-fashion-mnist` installs it.
+/// package `dataset-fashion-mnist` installs it when it is installed, else where
+/// `scripts/setup.sh` unpacks that package without root (`data-cache/fashion-mnist`).
 pub fn resolve_fashion_dir() -> PathBuf {
-    env_path("PIXC_FASHION_DIR").unwrap_or_else(|| PathBuf::from(mnist::FASHION_DEFAULT_DIR))
+    if let Some(d) = env_path("PIXC_FASHION_DIR") {
+        return d;
+    }
+    let system = PathBuf::from(mnist::FASHION_DEFAULT_DIR);
+    let unpacked = PathBuf::from(mnist::FASHION_SETUP_DIR);
+    if !mnist::files_present(&system, mnist::Family::Fashion)
+        && mnist::files_present(&unpacked, mnist::Family::Fashion)
+    {
+        return unpacked;
+    }
+    system
 }
 
 /// The cache folder under `opts` (see [`LoadOptions::cache_dir`]); `None` when no location

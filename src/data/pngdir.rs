@@ -1,5 +1,9 @@
 //! User data: every `*.png` in one folder (not recursive), decoded with the `png` crate to
-//! 8-bit planes and split 80/10/10 into train/valid/test in file-name order.
+//! 8-bit planes and split 80/10/10 into train/valid/test in file-name order. A folder with
+//! no `.png` of its own but subfolders that have them is a labelled data set: each
+//! subfolder is a class (labels 0, 1, ... in subfolder-name order), and each class is split
+//! on its own (in file-name order, images 8 and 9 of every 10 going to valid and test), so
+//! every split has every class.
 //!
 //! Decoding rules: palette and low-bit-depth images are expanded, 16-bit samples keep their
 //! high byte, alpha is dropped (pixc models opaque images). The dataset has 1 channel if
@@ -143,7 +147,17 @@ pub(crate) fn load(dir: &Path, want: Option<(usize, usize, usize)>) -> Result<Da
             });
         }
     }
-    let files = list_pngs(dir)?;
+    let mut files = list_pngs(dir)?;
+    let mut labels: Option<Vec<u16>> = None;
+    let mut class_names = Vec::new();
+    if files.is_empty() {
+        for (k, (name, class_files)) in list_classes(dir)?.into_iter().enumerate() {
+            let l = labels.get_or_insert_with(Vec::new);
+            l.extend(std::iter::repeat_n(k as u16, class_files.len()));
+            files.extend(class_files);
+            class_names.push(name);
+        }
+    }
     if files.len() < 3 {
         return Err(DataError::TooFewImages {
             path: dir.to_path_buf(),
@@ -216,12 +230,16 @@ pub(crate) fn load(dir: &Path, want: Option<(usize, usize, usize)>) -> Result<Da
     }
 
     let n = images.len();
+    let per = channels * plane;
+    if let Some(labels) = labels {
+        return labelled(dir, (channels, height, width), pixels, labels, class_names);
+    }
     let k = (n / 10).max(1);
     let n_train = n - 2 * k;
-    let per = channels * plane;
     let mut valid = pixels.split_off(n_train * per);
     let test = valid.split_off(k * per);
     Ok(Dataset {
+        classes: 0,
         name: format!("png:{}", dir.display()),
         channels,
         height,
@@ -230,12 +248,18 @@ pub(crate) fn load(dir: &Path, want: Option<(usize, usize, usize)>) -> Result<Da
         train: Split {
             images: pixels,
             n: n_train,
+            labels: None,
         },
         valid: Split {
             images: valid,
             n: k,
+            labels: None,
         },
-        test: Split { images: test, n: k },
+        test: Split {
+            images: test,
+            n: k,
+            labels: None,
+        },
         protocol: format!(
             "{n} PNG images from {} sorted by file name, {width}x{height} pixels, {channels} \
              channel(s), 256 levels (alpha dropped{}); split {n_train} train (first) / {k} valid / \
@@ -247,6 +271,104 @@ pub(crate) fn load(dir: &Path, want: Option<(usize, usize, usize)>) -> Result<Da
                 ""
             }
         ),
+        train_gray: None,
+    })
+}
+
+/// The class subfolders of `dir` that hold `.png` files, sorted by name, each with its
+/// files (sorted as `list_pngs` sorts them).
+fn list_classes(dir: &Path) -> Result<Vec<(String, Vec<PathBuf>)>, DataError> {
+    let entries = std::fs::read_dir(dir).map_err(|e| {
+        DataError::io(
+            dir,
+            "PNG folder",
+            "pass the folder holding your .png images as `png:<folder>`",
+            e,
+        )
+    })?;
+    let mut subdirs: Vec<PathBuf> = entries
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.is_dir())
+        .collect();
+    subdirs.sort_by(|a, b| a.file_name().cmp(&b.file_name()));
+    let mut out = Vec::new();
+    for d in subdirs {
+        let files = list_pngs(&d)?;
+        if !files.is_empty() {
+            out.push((
+                d.file_name()
+                    .unwrap_or_default()
+                    .to_string_lossy()
+                    .into_owned(),
+                files,
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// A class-folder data set: `pixels` and `labels` in class order; each class split on its
+/// own, image i of a class (file-name order) going to valid when i % 10 == 8, to test when
+/// i % 10 == 9, else to train.
+fn labelled(
+    dir: &Path,
+    (channels, height, width): (usize, usize, usize),
+    pixels: Vec<u8>,
+    labels: Vec<u16>,
+    class_names: Vec<String>,
+) -> Result<Dataset, DataError> {
+    let per = channels * height * width;
+    let mut splits: [Split; 3] = Default::default();
+    let mut in_class = 0;
+    for (i, &y) in labels.iter().enumerate() {
+        if i > 0 && labels[i - 1] != y {
+            in_class = 0;
+        }
+        let s = match in_class % 10 {
+            8 => 1,
+            9 => 2,
+            _ => 0,
+        };
+        in_class += 1;
+        let sp = &mut splits[s];
+        sp.images.extend_from_slice(&pixels[i * per..(i + 1) * per]);
+        sp.labels.get_or_insert_with(Vec::new).push(y);
+        sp.n += 1;
+    }
+    if splits.iter().any(|s| s.n == 0) {
+        return Err(DataError::TooFewImages {
+            path: dir.to_path_buf(),
+            reason: format!(
+                "its {} class folders hold {} images in all, too few to give every split one \
+                 (image 9 of every 10 of a class goes to valid, image 10 to test): add images",
+                class_names.len(),
+                labels.len()
+            ),
+        });
+    }
+    let [train, valid, test] = splits;
+    let (nt, nv, ns) = (train.n, valid.n, test.n);
+    Ok(Dataset {
+        classes: class_names.len(),
+        name: format!("png:{}", dir.display()),
+        channels,
+        height,
+        width,
+        levels: 256,
+        protocol: format!(
+            "{} PNG images from {} in {} class folders (labels in folder-name order: {}), \
+             {width}x{height} pixels, {channels} channel(s), 256 levels; each class split on its \
+             own in file-name order, images 9 and 10 of every 10 to valid and test: {nt} train / \
+             {nv} valid / {ns} test",
+            labels.len(),
+            dir.display(),
+            class_names.len(),
+            class_names.join(", ")
+        ),
+        train,
+        valid,
+        test,
         train_gray: None,
     })
 }

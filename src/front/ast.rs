@@ -185,6 +185,8 @@ pub struct Input {
     pub height: Sp<Expr>,
     pub width: Sp<Expr>,
     pub levels: Sp<Expr>,
+    /// Class-conditional models: the number of classes a label may name (`classes: 10`).
+    pub classes: Option<Sp<Expr>>,
     pub span: Span,
 }
 

@@ -147,7 +147,7 @@ pub const INPUT_KEYS: &[KeyDef] = &[
     required(
         "channels",
         KeyKind::Size,
-        "Colour channels: 1 (grey) or 3 (RGB; every feature map is then split into R, G, B groups, so channel counts must be multiples of 3).",
+        "Colour channels: 1 (grey) or 3 (RGB; every feature map is then split into R, G, B groups: channel c of n is in group floor(3c/n), at least 3 channels).",
     ),
     required("height", KeyKind::Size, "Image height in pixels."),
     required("width", KeyKind::Size, "Image width in pixels."),
@@ -155,6 +155,11 @@ pub const INPUT_KEYS: &[KeyDef] = &[
         "levels",
         KeyKind::Size,
         "Values per sub-pixel: 2 (binary, `head: bernoulli`) or 256 (`head: softmax`).",
+    ),
+    key(
+        "classes",
+        KeyKind::Size,
+        "A class-conditional model: the number of classes (2 or more) a label names; every LSTM layer adds a learned per-class vector to its input-to-state map, and training, scoring and sampling take a label per image.",
     ),
 ];
 
@@ -525,11 +530,16 @@ impl Ctx {
         let height = field(self, "height");
         let width = field(self, "width");
         let levels = field(self, "levels");
+        let classes = match m.iter().find(|(k, _)| k.name == "classes") {
+            Some((_, v)) => Some(self.expr(v, "classes")?),
+            None => None,
+        };
         Some(Input {
             channels: channels?,
             height: height?,
             width: width?,
             levels: levels?,
+            classes,
             span: node.span,
         })
     }

@@ -237,11 +237,15 @@ pub fn to_yaml_with(spec: &Spec, comments: &mut Comments) -> String {
         Anchor::Input,
         "",
         &format!(
-            "input: {{channels: {}, height: {}, width: {}, levels: {}}}",
+            "input: {{channels: {}, height: {}, width: {}, levels: {}{}}}",
             yaml_scalar(&i.channels.node.to_string()),
             yaml_scalar(&i.height.node.to_string()),
             yaml_scalar(&i.width.node.to_string()),
-            yaml_scalar(&i.levels.node.to_string())
+            yaml_scalar(&i.levels.node.to_string()),
+            i.classes
+                .as_ref()
+                .map(|c| format!(", classes: {}", yaml_scalar(&c.node.to_string())))
+                .unwrap_or_default()
         ),
     );
     o.line(Anchor::Layers, "", "layers:");
@@ -336,8 +340,15 @@ pub fn to_dsl_with(spec: &Spec, comments: &mut Comments) -> String {
         Anchor::Input,
         "",
         &format!(
-            "input channels={} height={} width={} levels={}",
-            i.channels.node, i.height.node, i.width.node, i.levels.node
+            "input channels={} height={} width={} levels={}{}",
+            i.channels.node,
+            i.height.node,
+            i.width.node,
+            i.levels.node,
+            i.classes
+                .as_ref()
+                .map(|c| format!(" classes={}", c.node))
+                .unwrap_or_default()
         ),
     );
     o.line(Anchor::Layers, "", "layers {");

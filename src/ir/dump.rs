@@ -38,8 +38,12 @@ pub fn op_text(op: &Op) -> String {
 pub fn ir_text(m: &Model) -> String {
     let g = m.graph();
     let im = g.image;
+    let classes = match im.classes {
+        0 => String::new(),
+        k => format!(" classes={k}"),
+    };
     let mut s = format!(
-        "model {} image={}x{}x{} levels={}\n",
+        "model {} image={}x{}x{} levels={}{classes}\n",
         g.name, im.channels, im.height, im.width, im.levels
     );
     for id in g.nodes() {
@@ -123,8 +127,12 @@ pub fn check_table(m: &Model) -> String {
             w4 = w[4]
         )
     };
+    let conditional = match im.classes {
+        0 => String::new(),
+        k => format!(", class-conditional ({k} classes)"),
+    };
     let mut s = format!(
-        "model {}: {}x{}x{} images, {} levels, {} head\n\n",
+        "model {}: {}x{}x{} images, {} levels, {} head{conditional}\n\n",
         g.name,
         im.channels,
         im.height,
@@ -165,6 +173,15 @@ pub fn receptive_text(m: &Model) -> String {
             "causality: LEAKS at {} (output {:?} sees input {:?})\n",
             l.node, l.at, l.sees
         )),
+    }
+    let classes = m.graph().image.classes;
+    if classes > 0 {
+        // The label is given with the image, never generated: every output may see it,
+        // which is why the proof above is over the image's sub-pixels only.
+        s.push_str(&format!(
+            "conditioning: the class label (0..{}) is given context, seen by every output; the proof covers the generated image\n",
+            classes - 1
+        ));
     }
     s.push_str(&format!(
         "receptive field: {:.2}% of the allowed context seen on average; {} of {} sub-pixels see all of it\n",
@@ -227,7 +244,7 @@ pub fn check_json(m: &Model) -> serde_json::Value {
         .collect();
     json!({
         "model": g.name,
-        "image": {"channels": im.channels, "height": im.height, "width": im.width, "levels": im.levels},
+        "image": {"channels": im.channels, "height": im.height, "width": im.width, "levels": im.levels, "classes": im.classes},
         "layers": layers,
         "parameters": m.shapes().total_params(),
         "causal": c.leak.is_none(),

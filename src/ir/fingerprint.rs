@@ -20,6 +20,11 @@ pub fn canonical(model: &Model) -> String {
         "pixc-model-fingerprint v{VERSION}\nimage {} {} {} {}\n",
         im.channels, im.height, im.width, im.levels
     );
+    // Only conditional models have the line, so every unconditional fingerprint (and the
+    // runs keyed by it) stays what it was.
+    if im.classes > 0 {
+        let _ = writeln!(s, "classes {}", im.classes);
+    }
     for id in g.nodes() {
         let ins: Vec<String> = g.inputs(id).iter().map(|i| i.index().to_string()).collect();
         let _ = writeln!(

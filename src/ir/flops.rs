@@ -31,7 +31,8 @@ pub fn forward_macs(model: &Model) -> u64 {
                     (p.shape[0] * p.shape[1] * rows * kw) as u64
                 }
                 Role::StateToState => p.numel() as u64,
-                Role::Bias | Role::InitialHidden | Role::InitialCell => 0,
+                // A class vector is looked up once per image and added like a bias.
+                Role::Bias | Role::InitialHidden | Role::InitialCell | Role::ClassWeight => 0,
             };
             macs += per_pixel * pixels;
         }

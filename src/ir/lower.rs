@@ -34,6 +34,7 @@ pub fn lower(spec: &Spec) -> Result<Graph, Vec<Diagnostic>> {
                 height: 0,
                 width: 0,
                 levels: 0,
+                classes: 0,
             },
             spec.input.span,
         ),
@@ -61,6 +62,10 @@ pub fn lower(spec: &Spec) -> Result<Graph, Vec<Diagnostic>> {
     let height = lw.size(&inp.height, "height", 1, MAX_SIDE);
     let width = lw.size(&inp.width, "width", 1, MAX_SIDE);
     let levels = lw.size(&inp.levels, "levels", 2, 256);
+    let classes = match &inp.classes {
+        Some(c) => lw.size(c, "classes", 2, 65_536),
+        None => Some(0),
+    };
     if channels == Some(2) {
         lw.errors.push(
             Diagnostic::new(inp.channels.span, "input channels must be 1 or 3, got 2")
@@ -68,8 +73,8 @@ pub fn lower(spec: &Spec) -> Result<Graph, Vec<Diagnostic>> {
                 .help("use 1 for grayscale or binary images, 3 for RGB"),
         );
     }
-    let (Some(channels), Some(height), Some(width), Some(levels)) =
-        (channels, height, width, levels)
+    let (Some(channels), Some(height), Some(width), Some(levels), Some(classes)) =
+        (channels, height, width, levels, classes)
     else {
         return Err(lw.errors);
     };
@@ -78,6 +83,7 @@ pub fn lower(spec: &Spec) -> Result<Graph, Vec<Diagnostic>> {
         height: height as usize,
         width: width as usize,
         levels: levels as usize,
+        classes: classes as usize,
     };
     let input = lw.g.input;
     let out = lw.layers(&spec.layers, input, "layers");

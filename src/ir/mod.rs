@@ -63,6 +63,9 @@ pub struct ImageSpec {
     pub width: usize,
     /// Values per sub-pixel: 2 for binary images, 256 for 8-bit.
     pub levels: usize,
+    /// Class-conditional models: the number of classes a label names; 0 = unconditional.
+    /// A label is context, not part of the image: it is given, never generated.
+    pub classes: usize,
 }
 
 impl ImageSpec {
@@ -267,6 +270,10 @@ pub enum Role {
     InitialHidden,
     /// A learned initial LSTM cell state, same layout.
     InitialCell,
+    /// A class-conditional model's per-class vector added to an LSTM's input-to-state map
+    /// at every position, `[gates, classes]`: column `y` for label `y` (the papers' 1x1
+    /// unmasked projection of a one-hot label map).
+    ClassWeight,
 }
 
 /// How a `[out, cin, kh, kw]` weight is masked (see `mask`): the mask kind at the centre
@@ -387,13 +394,23 @@ pub fn params_of(op: &Op, inputs: &[usize], image: &ImageSpec) -> Vec<ParamSpec>
             }
         });
         let ss_fan_in = ss[1] * ss[2];
-        vec![
+        let mut p = vec![
             w,
             b,
             ParamSpec::new("ss_weight", ss, Role::StateToState, uniform(ss_fan_in)),
             ParamSpec::new("h0", state, Role::InitialHidden, Init::Zeros),
             ParamSpec::new("c0", state, Role::InitialCell, Init::Zeros),
-        ]
+        ];
+        if image.classes > 0 {
+            // Zeros: an untrained conditional model is the unconditional one.
+            p.push(ParamSpec::new(
+                "class_weight",
+                &[is_shape[0], image.classes],
+                Role::ClassWeight,
+                Init::Zeros,
+            ));
+        }
+        p
     };
     match *op {
         Op::Input | Op::Relu | Op::Add => vec![],

@@ -80,6 +80,8 @@ pub struct ModelInfo {
     /// `bernoulli` or `softmax`.
     pub head: String,
     pub spec_text: Option<String>,
+    /// A class-conditional model's class count (it then takes the input `label`); 0 if not.
+    pub classes: usize,
 }
 
 impl ModelInfo {
@@ -225,6 +227,39 @@ impl OnnxModel {
         self.cuda_error.as_deref()
     }
 
+    /// The `label` input of a conditional model (`None` for an unconditional one), checked
+    /// against the model: `n` labels, each below its class count.
+    fn label_input(
+        &self,
+        labels: Option<&[u16]>,
+        n: usize,
+    ) -> Result<Option<Vec<i64>>, RuntimeError> {
+        let k = self.info.classes;
+        match (k, labels) {
+            (0, None) => Ok(None),
+            (0, Some(_)) => Err(RuntimeError::Input(
+                "labels given, but the model is not class-conditional".into(),
+            )),
+            (k, None) => Err(RuntimeError::Input(format!(
+                "the model is class-conditional ({k} classes): give a label per image"
+            ))),
+            (k, Some(l)) => {
+                if l.len() != n {
+                    return Err(RuntimeError::Input(format!(
+                        "{} labels given for {n} images",
+                        l.len()
+                    )));
+                }
+                if let Some(&y) = l.iter().find(|&&y| y as usize >= k) {
+                    return Err(RuntimeError::Input(format!(
+                        "label {y} is out of range: the model has {k} classes"
+                    )));
+                }
+                Ok(Some(l.iter().map(|&y| i64::from(y)).collect()))
+            }
+        }
+    }
+
     fn check_input(&self, images: &[f32], n: usize) -> Result<[usize; 4], RuntimeError> {
         let i = &self.info;
         let shape = [n, i.channels, i.height, i.width];
@@ -242,14 +277,25 @@ impl OnnxModel {
     }
 
     /// Runs `n` images (raw values `0..levels-1`, `n x C x H x W`) in one batch; returns
-    /// logits and NLL.
-    pub fn run(&mut self, images: &[f32], n: usize) -> Result<Outputs, RuntimeError> {
+    /// logits and NLL. `labels`: a class-conditional model's label of each image.
+    pub fn run(
+        &mut self,
+        images: &[f32],
+        n: usize,
+        labels: Option<&[u16]>,
+    ) -> Result<Outputs, RuntimeError> {
         let shape = self.check_input(images, n)?;
+        let y = self.label_input(labels, n)?;
         let input = TensorRef::from_array_view((shape, images)).map_err(ort_err)?;
-        let out = self
-            .session
-            .run(ort::inputs!["image" => input])
-            .map_err(ort_err)?;
+        let out = match &y {
+            None => self.session.run(ort::inputs!["image" => input]),
+            Some(y) => {
+                let label = TensorRef::from_array_view(([n], y.as_slice())).map_err(ort_err)?;
+                self.session
+                    .run(ort::inputs!["image" => input, "label" => label])
+            }
+        }
+        .map_err(ort_err)?;
         let logits = out["logits"]
             .try_extract_tensor::<f32>()
             .map_err(ort_err)?
@@ -268,13 +314,14 @@ impl OnnxModel {
     pub fn run_array(
         &mut self,
         images: ndarray::ArrayView4<'_, f32>,
+        labels: Option<&[u16]>,
     ) -> Result<(ndarray::Array4<f32>, ndarray::Array1<f32>), RuntimeError> {
         let n = images.shape()[0];
         let contiguous = images.as_standard_layout();
         let flat = contiguous
             .as_slice()
             .expect("standard layout is contiguous");
-        let out = self.run(flat, n)?;
+        let out = self.run(flat, n, labels)?;
         let i = &self.info;
         let logits =
             ndarray::Array4::from_shape_vec((n, i.logit_channels(), i.height, i.width), out.logits)
@@ -283,13 +330,23 @@ impl OnnxModel {
     }
 
     /// The logits of `n` images, `n x logit_channels x H x W`.
-    pub fn logits(&mut self, images: &[f32], n: usize) -> Result<Vec<f32>, RuntimeError> {
-        self.run_one(images, n, "logits")
+    pub fn logits(
+        &mut self,
+        images: &[f32],
+        n: usize,
+        labels: Option<&[u16]>,
+    ) -> Result<Vec<f32>, RuntimeError> {
+        self.run_one(images, n, labels, "logits")
     }
 
     /// Per-image NLL in nats of `n` images (one batch). Only `nll` is copied out.
-    pub fn nll(&mut self, images: &[f32], n: usize) -> Result<Vec<f32>, RuntimeError> {
-        self.run_one(images, n, "nll")
+    pub fn nll(
+        &mut self,
+        images: &[f32],
+        n: usize,
+        labels: Option<&[u16]>,
+    ) -> Result<Vec<f32>, RuntimeError> {
+        self.run_one(images, n, labels, "nll")
     }
 
     /// Per-image NLL of `n` images, run `batch` at a time (the last batch may be smaller).
@@ -297,14 +354,17 @@ impl OnnxModel {
         &mut self,
         images: &[f32],
         n: usize,
+        labels: Option<&[u16]>,
         batch: usize,
     ) -> Result<Vec<f32>, RuntimeError> {
         self.check_input(images, n)?;
+        self.label_input(labels, n)?;
         let d = self.info.dims();
         let mut out = Vec::with_capacity(n);
         for start in (0..n).step_by(batch.max(1)) {
             let m = batch.max(1).min(n - start);
-            out.extend(self.nll(&images[start * d..(start + m) * d], m)?);
+            let y = labels.map(|l| &l[start..start + m]);
+            out.extend(self.nll(&images[start * d..(start + m) * d], m, y)?);
         }
         Ok(out)
     }
@@ -313,17 +373,26 @@ impl OnnxModel {
         &mut self,
         images: &[f32],
         n: usize,
+        labels: Option<&[u16]>,
         output: &str,
     ) -> Result<Vec<f32>, RuntimeError> {
         let shape = self.check_input(images, n)?;
+        let y = self.label_input(labels, n)?;
         let input = TensorRef::from_array_view((shape, images)).map_err(ort_err)?;
         let opts = RunOptions::new()
             .map_err(ort_err)?
             .with_outputs(OutputSelector::no_default().with(output));
-        let out = self
-            .session
-            .run_with_options(ort::inputs!["image" => input], &opts)
-            .map_err(ort_err)?;
+        let out = match &y {
+            None => self
+                .session
+                .run_with_options(ort::inputs!["image" => input], &opts),
+            Some(y) => {
+                let label = TensorRef::from_array_view(([n], y.as_slice())).map_err(ort_err)?;
+                self.session
+                    .run_with_options(ort::inputs!["image" => input, "label" => label], &opts)
+            }
+        }
+        .map_err(ort_err)?;
         let v = out[output]
             .try_extract_tensor::<f32>()
             .map_err(ort_err)?
@@ -360,9 +429,18 @@ fn read_info(session: &Session) -> Result<ModelInfo, String> {
             .parse::<usize>()
             .map_err(|_| format!("metadata `{k}` is not a number"))
     };
+    let classes = match get(meta_keys::CLASSES) {
+        Some(_) => num(meta_keys::CLASSES)?,
+        None => 0,
+    };
     let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-    if names != ["image"] {
-        return Err(format!("expected one input `image`, found {names:?}"));
+    let want: &[&str] = if classes > 0 {
+        &["image", "label"]
+    } else {
+        &["image"]
+    };
+    if names != want {
+        return Err(format!("expected the inputs {want:?}, found {names:?}"));
     }
     for o in ["logits", "nll"] {
         if !session.outputs().iter().any(|x| x.name() == o) {
@@ -378,6 +456,7 @@ fn read_info(session: &Session) -> Result<ModelInfo, String> {
         width: num(meta_keys::WIDTH)?,
         head: get(meta_keys::HEAD).ok_or("metadata `pixc.head` is missing")?,
         spec_text: get(meta_keys::SPEC),
+        classes,
     })
 }
 

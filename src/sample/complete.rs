@@ -73,9 +73,25 @@ pub fn complete(
         }
     }
     if reference {
-        super::sample_reference(tm, n, seed, temperature, Some((&given, &mask)), progress)
+        super::sample_reference(
+            tm,
+            n,
+            seed,
+            temperature,
+            Some((&given, &mask)),
+            None,
+            progress,
+        )
     } else {
-        super::sample_fast(tm, n, seed, temperature, Some((&given, &mask)), progress)
+        super::sample_fast(
+            tm,
+            n,
+            seed,
+            temperature,
+            Some((&given, &mask)),
+            None,
+            progress,
+        )
     }
 }
 

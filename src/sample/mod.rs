@@ -70,19 +70,50 @@ fn check_keep(tm: &TorchModel, n: usize, keep: Option<(&[u8], &[bool])>) -> Resu
     Ok(())
 }
 
+/// A conditional model (`classes` > 0) draws each image of a class: it needs `n` labels,
+/// each below `classes`; an unconditional one takes none.
+pub fn check_labels(classes: usize, n: usize, labels: Option<&[u16]>) -> Result<()> {
+    match (classes, labels) {
+        (0, None) => Ok(()),
+        (0, Some(_)) => bail!("the model is not class-conditional: it takes no class"),
+        (k, None) => bail!(
+            "the model is class-conditional ({k} classes): give a class (`--class 0..{}`)",
+            k - 1
+        ),
+        (k, Some(l)) => {
+            if l.len() != n {
+                bail!("{} labels given for {n} images", l.len());
+            }
+            if let Some(&y) = l.iter().find(|&&y| y as usize >= k) {
+                bail!(
+                    "class {y} is out of range: the model has {k} classes (0..{})",
+                    k - 1
+                );
+            }
+            Ok(())
+        }
+    }
+}
+
 /// The reference sampler: a full forward pass per sub-pixel. `keep` fixes sub-pixels that
 /// are given (completion): `Some((values, mask))`, both N x C x H x W, `mask` true where
-/// the value is kept.
+/// the value is kept. `labels`: a conditional model's class of each image.
 pub fn sample_reference(
     tm: &TorchModel,
     n: usize,
     seed: u64,
     temperature: f64,
     keep: Option<(&[u8], &[bool])>,
+    labels: Option<&[u16]>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<u8>> {
     check_request(n, temperature)?;
     check_keep(tm, n, keep)?;
+    check_labels(tm.classes(), n, labels)?;
+    let y = labels.map(|l| {
+        let v: Vec<i64> = l.iter().map(|&y| i64::from(y)).collect();
+        tch::Tensor::from_slice(&v)
+    });
     let (c, h, w) = (tm.channels, tm.height, tm.width);
     let u = uniforms(n, c, h, w, seed);
     let mut img = vec![0u8; n * c * h * w];
@@ -103,7 +134,7 @@ pub fn sample_reference(
                         }
                     }
                     let x = tm.images_to_tensor(&img, n);
-                    let logits = tm.forward(&x);
+                    let logits = tm.forward_labeled(&x, y.as_ref());
                     // Logits of this sub-pixel for every image: N x L.
                     let sel = logits
                         .narrow(1, (ch * l) as i64, l as i64)
@@ -147,6 +178,7 @@ pub fn sample_fast(
     seed: u64,
     temperature: f64,
     keep: Option<(&[u8], &[bool])>,
+    labels: Option<&[u16]>,
     progress: impl FnMut(usize, usize),
 ) -> Result<Vec<u8>> {
     Ok(sample_fast_with_logits(
@@ -155,6 +187,7 @@ pub fn sample_fast(
         seed,
         temperature,
         keep,
+        labels,
         false,
         default_threads(),
         progress,
@@ -172,15 +205,23 @@ pub fn sample_fast_with_logits(
     seed: u64,
     temperature: f64,
     keep: Option<(&[u8], &[bool])>,
+    labels: Option<&[u16]>,
     record: bool,
     threads: usize,
     progress: impl FnMut(usize, usize),
 ) -> Result<(Vec<u8>, Option<Vec<f32>>)> {
     check_request(n, temperature)?;
     check_keep(tm, n, keep)?;
+    check_labels(tm.classes(), n, labels)?;
     let cm = CachedModel::new(tm.model(), &tm.to_weights())?;
     let u = uniforms(n, tm.channels, tm.height, tm.width, seed);
-    cm.sample_with(n, &u, temperature, keep, record, threads, progress)
+    cm.sample_with(n, &u, temperature, keep, labels, record, threads, progress)
+}
+
+/// Labels 0, 1, ..., classes-1, 0, 1, ... for `n` images of a conditional model (`None`
+/// for an unconditional one): what benchmarks and progress grids draw.
+pub fn cycle_labels(classes: usize, n: usize) -> Option<Vec<u16>> {
+    (classes > 0).then(|| (0..n).map(|i| (i % classes) as u16).collect())
 }
 
 /// Times both samplers on `n` images from `seed` (temperature 1): returns
@@ -191,10 +232,12 @@ pub fn sample_fast_with_logits(
 pub fn bench_sampling(tm: &TorchModel, n: usize, seed: u64) -> Result<(f64, f64)> {
     let threads = crate::backend::torch::threads();
     let t0 = std::time::Instant::now();
-    let fast = sample_fast_with_logits(tm, n, seed, 1.0, None, false, threads, |_, _| {})?.0;
+    let y = cycle_labels(tm.classes(), n);
+    let y = y.as_deref();
+    let fast = sample_fast_with_logits(tm, n, seed, 1.0, None, y, false, threads, |_, _| {})?.0;
     let tf = t0.elapsed().as_secs_f64();
     let t1 = std::time::Instant::now();
-    let reference = sample_reference(tm, n, seed, 1.0, None, |_, _| {})?;
+    let reference = sample_reference(tm, n, seed, 1.0, None, y, |_, _| {})?;
     let tr = t1.elapsed().as_secs_f64();
     if fast != reference {
         let diff = fast.iter().zip(&reference).filter(|(a, b)| a != b).count();
@@ -210,7 +253,8 @@ pub fn bench_sampling(tm: &TorchModel, n: usize, seed: u64) -> Result<(f64, f64)
 /// cached sampler. The trainer calls this at each validation when asked to.
 pub fn grid_for_run(tm: &TorchModel, dir: &Path, step: u64) -> Result<()> {
     let n = 8;
-    let imgs = sample_fast(tm, n, step, 1.0, None, |_, _| {})?;
+    let y = cycle_labels(tm.classes(), n);
+    let imgs = sample_fast(tm, n, step, 1.0, None, y.as_deref(), |_, _| {})?;
     let d = dir.join("samples");
     std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
     let grid = png_grid::grid(&imgs, n, tm.channels, tm.height, tm.width, tm.levels, 4, 2)?;

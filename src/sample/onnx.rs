@@ -12,10 +12,12 @@ pub fn sample_onnx(
     n: usize,
     seed: u64,
     temperature: f64,
+    labels: Option<&[u16]>,
     mut progress: impl FnMut(usize, usize),
 ) -> Result<Vec<u8>> {
     check_request(n, temperature)?;
     let info = model.info().clone();
+    super::check_labels(info.classes, n, labels)?;
     let head = match info.head.as_str() {
         "bernoulli" => HeadKind::Bernoulli,
         "softmax" => HeadKind::Softmax,
@@ -33,7 +35,7 @@ pub fn sample_onnx(
         for col in 0..w {
             for ch in 0..c {
                 progress((r * w + col) * c + ch, total);
-                let logits = model.logits(&img, n)?;
+                let logits = model.logits(&img, n, labels)?;
                 for b in 0..n {
                     for (l, v) in lg.iter_mut().enumerate() {
                         *v = logits[((b * lc + ch * per + l) * h + r) * w + col];

@@ -8,6 +8,7 @@
 //! write never loses the previous good checkpoint.
 
 pub mod checkpoint;
+pub mod eval;
 pub mod fsck;
 pub mod optim;
 pub mod progress;
@@ -16,6 +17,8 @@ pub mod resume;
 pub mod run_dir;
 pub mod schedule;
 pub mod signals;
+
+pub use eval::{eval_run, eval_run_with, EvalReport, EvalSelection, EvalSplit};
 
 use crate::backend::torch::{self, TorchModel};
 use crate::data::{self, DataSource, Dataset, LoadOptions, Split};
@@ -73,7 +76,7 @@ pub struct TrainReport {
     pub device: String,
 }
 
-fn load_data(
+pub(crate) fn load_data(
     train: &Train,
     data_override: Option<&str>,
     mnist_dir: Option<PathBuf>,
@@ -88,6 +91,7 @@ fn load_data(
         ..Default::default()
     };
     let ds = data::load(&src, &opts)?;
+    check_labels(&ds, model)?;
     if (ds.channels, ds.height, ds.width, ds.levels)
         != (im.channels, im.height, im.width, im.levels)
     {
@@ -97,6 +101,64 @@ fn load_data(
         );
     }
     Ok(ds)
+}
+
+/// A class-conditional model needs a data set with labels, of as many classes, each label
+/// in range (the loaders check theirs; this is the trainer's own guard).
+fn check_labels(ds: &Dataset, model: &Model) -> Result<()> {
+    let classes = model.graph().image.classes;
+    if classes == 0 {
+        return Ok(());
+    }
+    if ds.classes == 0 {
+        bail!(
+            "the model is class-conditional (`classes: {classes}`), but data set {} has no labels; use one that has them (mnist-binarized, fashion-mnist-256, ...) or remove `classes`",
+            ds.name
+        );
+    }
+    if ds.classes != classes {
+        bail!(
+            "the model has `classes: {classes}`, but data set {} has {} classes; set `classes: {}`",
+            ds.name,
+            ds.classes,
+            ds.classes
+        );
+    }
+    for (what, sp) in [
+        ("train", &ds.train),
+        ("valid", &ds.valid),
+        ("test", &ds.test),
+    ] {
+        let labels = sp.labels.as_deref().unwrap_or_default();
+        if labels.len() != sp.n {
+            bail!(
+                "data set {}: the {what} split has {} labels for {} images",
+                ds.name,
+                labels.len(),
+                sp.n
+            );
+        }
+        if let Some(i) = labels.iter().position(|&y| y as usize >= classes) {
+            bail!(
+                "data set {}: {what} image {i} has label {}, out of range for `classes: {classes}` (labels are 0..{})",
+                ds.name,
+                labels[i],
+                classes - 1
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The labels of images `idx` of a split as an int64 tensor, for a conditional model
+/// (`None` for an unconditional one; `check_labels` made sure they exist).
+fn batch_labels(tm: &TorchModel, sp: &Split, idx: &[usize]) -> Option<tch::Tensor> {
+    if tm.classes() == 0 {
+        return None;
+    }
+    let labels = sp.labels.as_deref()?;
+    let y: Vec<i64> = idx.iter().map(|&i| i64::from(labels[i])).collect();
+    Some(tch::Tensor::from_slice(&y))
 }
 
 /// Mean per-image NLL (nats) over the first `limit` images of a split.
@@ -112,12 +174,24 @@ pub fn evaluate_with(
     batch: usize,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<f64> {
+    let per_image = evaluate_images(tm, split, limit, batch, progress)?;
+    Ok(per_image.iter().sum::<f64>() / per_image.len() as f64)
+}
+
+/// The NLL (nats) of each of the first `limit` images of a split, in order.
+pub fn evaluate_images(
+    tm: &TorchModel,
+    split: &Split,
+    limit: usize,
+    batch: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<f64>> {
     let size = tm.dims();
     let n = split.n.min(limit);
     if n == 0 {
         bail!("the split has no images");
     }
-    let mut total = 0.0;
+    let mut out = Vec::with_capacity(n);
     // Training steps leave libtorch single-threaded on this thread (see `nll_grads`).
     tm.apply_thread_policy();
     tch::no_grad(|| -> Result<()> {
@@ -125,14 +199,19 @@ pub fn evaluate_with(
         while i < n {
             let b = batch.min(n - i);
             let x = tm.images_to_tensor(&split.images[i * size..(i + b) * size], b);
-            let nll = tm.nll(&x);
-            total += f64::try_from(nll.sum(Kind::Double))?;
+            let idx: Vec<usize> = (i..i + b).collect();
+            let y = batch_labels(tm, split, &idx);
+            let nll = tm
+                .nll_labeled(&x, y.as_ref())
+                .to_kind(Kind::Double)
+                .flatten(0, -1);
+            out.extend(Vec::<f64>::try_from(&nll)?);
             i += b;
             progress(i, n);
         }
         Ok(())
     })?;
-    Ok(total / n as f64)
+    Ok(out)
 }
 
 /// Trains `model` (compiled from `spec`) as `opts` says.
@@ -309,9 +388,10 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
             buf.extend_from_slice(&ds.train.images[i * size..(i + 1) * size]);
         }
         let x = tm.images_to_tensor(&buf, batch);
+        let y = batch_labels(&tm, &ds.train, idx);
         // Forward and backward together (the fused CPU recurrences need both in one call);
         // a non-finite loss still stops before the optimizer touches the weights.
-        let (loss, grad) = tm.nll_grads(&x);
+        let (loss, grad) = tm.nll_grads(&x, y.as_ref());
         let lv = f64::try_from(&loss)?;
         if !lv.is_finite() {
             bar.abandon();
@@ -534,72 +614,4 @@ fn spec_for_run(spec: &Spec, t: &Train) -> Spec {
     let mut s = spec.clone();
     s.train = Some(t.clone());
     s
-}
-
-/// Which split `pixc eval` scores.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EvalSplit {
-    Valid,
-    Test,
-}
-
-#[derive(Clone, Debug, serde::Serialize)]
-pub struct EvalReport {
-    pub nll: f64,
-    pub unit: String,
-    pub nats_per_image: f64,
-    pub images: usize,
-    pub split: String,
-    pub step: u64,
-    pub checkpoint: String,
-    pub data: String,
-}
-
-/// Scores a run's best checkpoint on a split (all images unless `limit`).
-pub fn eval_run(
-    dir: &Path,
-    split: EvalSplit,
-    limit: Option<usize>,
-    device: Device,
-    mnist_dir: Option<PathBuf>,
-) -> Result<EvalReport> {
-    eval_run_with(dir, split, limit, device, mnist_dir, &mut |_, _| {})
-}
-
-/// As `eval_run`, calling `progress(images done, images in all)` after each batch (a full
-/// test split takes a minute on a CPU).
-pub fn eval_run_with(
-    dir: &Path,
-    split: EvalSplit,
-    limit: Option<usize>,
-    device: Device,
-    mnist_dir: Option<PathBuf>,
-    progress: &mut dyn FnMut(usize, usize),
-) -> Result<EvalReport> {
-    let (spec, model) = checkpoint::load_spec(dir)?;
-    let dev = torch::resolve_device(device)?;
-    torch::set_threads(None);
-    let (tm, step, path) = checkpoint::load_best(dir, &model, dev)?;
-    let tcfg = spec.train.clone().unwrap_or_default();
-    let ds = load_data(&tcfg, None, mnist_dir, &model)?;
-    let sp = match split {
-        EvalSplit::Valid => &ds.valid,
-        EvalSplit::Test => &ds.test,
-    };
-    let n = sp.n.min(limit.unwrap_or(usize::MAX));
-    let nats = evaluate_with(&tm, sp, n, 256, progress)?;
-    let im = model.graph().image;
-    Ok(EvalReport {
-        nll: torch::report_nll(nats, im.levels, im.dims()),
-        unit: torch::nll_unit(im.levels).into(),
-        nats_per_image: nats,
-        images: n,
-        split: match split {
-            EvalSplit::Valid => "valid".into(),
-            EvalSplit::Test => "test".into(),
-        },
-        step,
-        checkpoint: path.display().to_string(),
-        data: format!("{} ({})", ds.name, ds.protocol),
-    })
 }

@@ -11,8 +11,18 @@ pub fn shrink(text: &str) -> String {
         let indent = &line[..line.len() - l.len()];
         let new = if l.starts_with("input:") {
             let ch = if l.contains("channels: 3") { 3 } else { 1 };
-            let lv = if ch == 3 { 256 } else { 2 };
-            format!("input: {{channels: {ch}, height: 7, width: 7, levels: {lv}}}")
+            let lv = if l.contains("levels: 2}") || l.contains("levels: 2,") {
+                2
+            } else {
+                256
+            };
+            // A class-conditional spec keeps its classes.
+            let classes = l
+                .split("classes: ")
+                .nth(1)
+                .map(|c| format!(", classes: {}", c.trim_end_matches('}')))
+                .unwrap_or_default();
+            format!("input: {{channels: {ch}, height: 7, width: 7, levels: {lv}{classes}}}")
         } else if l.starts_with("h:") {
             "h: 12".into()
         } else if l.starts_with("out_maps:") {

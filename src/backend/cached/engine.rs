@@ -72,6 +72,22 @@ pub(super) fn matacc_one(y: &mut [f32], x: &[f32], m: &Mat, lo: usize, hi: usize
     }
 }
 
+/// Starts each sample's input-to-state gates (`[nb][gates]`) at the bias, plus its class
+/// vector for a conditional model (`class`: `[classes][gates]`), before the conv adds in.
+fn start_gates(g: &mut [f32], bias: &[f32], class: Option<&[f32]>, labels: &[u16], nb: usize) {
+    let gates = bias.len();
+    for b in 0..nb {
+        let gb = &mut g[b * gates..(b + 1) * gates];
+        gb.copy_from_slice(bias);
+        if let (Some(cl), Some(&y)) = (class, labels.get(b)) {
+            let y = y as usize;
+            for (x, &v) in gb.iter_mut().zip(&cl[y * gates..(y + 1) * gates]) {
+                *x += v;
+            }
+        }
+    }
+}
+
 /// Batched `matacc_one`: `x` is `[nb][m.rows]`, `y` is `[nb][hi - lo]`.
 ///
 /// Four samples at a time share each weight row: for every block of 8 outputs the four
@@ -151,6 +167,7 @@ impl CachedModel {
         u: &[f32],
         temperature: f64,
         keep: Option<(&[u8], &[bool])>,
+        labels: Option<&[u16]>,
         record: bool,
         threads: usize,
         mut progress: impl FnMut(usize, usize),
@@ -168,6 +185,11 @@ impl CachedModel {
                 bail!("the given sub-pixels do not hold {n} images of {size} sub-pixels");
             }
         }
+        if let Some(l) = labels {
+            if l.len() != n {
+                bail!("{} labels given for {n} images", l.len());
+            }
+        }
         if n == 0 {
             return Ok((Vec::new(), record.then(Vec::new)));
         }
@@ -180,7 +202,8 @@ impl CachedModel {
         let run = |(a, b): (usize, usize), prog: &mut dyn FnMut(usize, usize)| {
             let nb = b - a;
             let k = keep.map(|(v, m)| (&v[a * size..b * size], &m[a * size..b * size]));
-            let mut eng = Engine::new(self, nb, record);
+            let y = labels.map_or(&[][..], |l| &l[a..b]);
+            let mut eng = Engine::new(self, nb, record, y);
             eng.run(&u[a * size..b * size], temperature, k, prog);
             (eng.img, eng.rec)
         };
@@ -273,10 +296,12 @@ struct Engine<'a> {
     logits: Vec<f32>,
     img: Vec<u8>,
     rec: Option<Vec<f32>>,
+    /// A conditional model's label of each sample (empty for an unconditional one).
+    labels: &'a [u16],
 }
 
 impl<'a> Engine<'a> {
-    fn new(m: &'a CachedModel, nb: usize, record: bool) -> Engine<'a> {
+    fn new(m: &'a CachedModel, nb: usize, record: bool, labels: &'a [u16]) -> Engine<'a> {
         let w = m.width;
         let mut outs = Vec::with_capacity(m.nodes.len());
         let mut states = Vec::with_capacity(m.nodes.len());
@@ -327,6 +352,7 @@ impl<'a> Engine<'a> {
             } else {
                 None
             },
+            labels,
         }
     }
 
@@ -481,6 +507,7 @@ impl<'a> Engine<'a> {
                     h,
                     taps,
                     bias,
+                    class,
                     ss,
                     h0,
                     c0,
@@ -490,9 +517,7 @@ impl<'a> Engine<'a> {
                         unreachable!("row lstm state")
                     };
                     let g = &mut self.s_gates[..nb * 4 * h];
-                    for b in 0..nb {
-                        g[b * 4 * h..(b + 1) * 4 * h].copy_from_slice(bias);
-                    }
+                    start_gates(g, bias, class.as_deref(), self.labels, nb);
                     let x = &before[node.inputs[0]];
                     for (dx, mat) in taps {
                         let cc = c as isize + dx;
@@ -573,9 +598,7 @@ impl<'a> Engine<'a> {
                     }
                     // Input-to-state at p, both directions.
                     let is = &mut self.s_is[..nb * 8 * h];
-                    for b in 0..nb {
-                        is[b * 8 * h..(b + 1) * 8 * h].copy_from_slice(&d.bias);
-                    }
+                    start_gates(is, &d.bias, d.class.as_deref(), self.labels, nb);
                     matacc(is, before[node.inputs[0]].at(r, c), &d.is, 0, 8 * h, nb);
                     {
                         let dst = isr.at_mut(r, c);

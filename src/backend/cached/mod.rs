@@ -80,6 +80,8 @@ pub(crate) enum Kernel {
         h: usize,
         taps: Vec<(isize, Mat)>,
         bias: Vec<f32>,
+        /// A conditional model's class vectors, `[classes][4h]`, added to `bias` per sample.
+        class: Option<Vec<f32>>,
         /// State-to-state taps for columns c-1, c, c+1: `[h][4h]` each.
         ss: Vec<Mat>,
         /// `h0`, `c0` transposed to `[W][h]`.
@@ -94,6 +96,8 @@ pub(crate) struct Diag {
     /// Input-to-state 1x1 conv `[cin][8h]`.
     is: Mat,
     bias: Vec<f32>,
+    /// A conditional model's class vectors, `[classes][8h]`, added to `bias` per sample.
+    class: Option<Vec<f32>>,
     /// Full context: the image's 1x1 conv into the right-to-left gates, `[C][4h]`; the
     /// node's slot 1 is the image. Read when a row's right-to-left states are computed,
     /// from the image row just completed (never cached per pixel, so no colour drawn at a

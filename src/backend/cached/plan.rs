@@ -135,6 +135,20 @@ impl NodeParams<'_> {
         self.get(name).0
     }
 
+    /// A conditional model's `class_weight` (`[gates][classes]`) as one row of gates per
+    /// class, `[classes][gates]`; `None` for an unconditional model.
+    fn class_rows(&self) -> Option<Vec<f32>> {
+        param_named(self.model.shapes().params(self.id), "class_weight")?;
+        let (w, s) = self.get("class_weight");
+        let (gates, classes) = (s[0], s[1]);
+        Some(
+            (0..classes)
+                .flat_map(|y| (0..gates).map(move |g| (g, y)))
+                .map(|(g, y)| w[g * classes + y])
+                .collect(),
+        )
+    }
+
     /// The single tap of a masked 1x1 weight as `[cin][out]` (all zero if masked out).
     fn one_by_one(&self, name: &str) -> Mat {
         let (w, s) = self.get(name);
@@ -208,6 +222,7 @@ impl CachedModel {
                         h,
                         taps,
                         bias: prm.data("is_bias"),
+                        class: prm.class_rows(),
                         ss,
                         h0,
                         c0,
@@ -238,6 +253,7 @@ impl CachedModel {
                         h,
                         is: prm.one_by_one("is_weight"),
                         bias: prm.data("is_bias"),
+                        class: prm.class_rows(),
                         ix: full_context.then(|| prm.one_by_one("ix_weight")),
                         ss,
                         edge_h: [e0h, e1h],

@@ -9,6 +9,23 @@
 use super::builder::{attr_int, Builder};
 use super::lower::Params;
 
+/// The graph input holding a conditional model's class label of each image (int64, N).
+pub const LABEL_INPUT: &str = "label";
+
+/// A conditional model's class vector of each image, `[N, gates]`: row `label` of
+/// `class_weight` transposed (`[classes, gates]`), gathered with the `label` input.
+/// `None` when the node has no `class_weight` (an unconditional model).
+fn class_vectors(b: &mut Builder, p: &str, prm: &Params) -> Option<String> {
+    let w = prm.get("class_weight")?;
+    let wt = b.transpose(&format!("{p}.class_weight.t"), w, &[1, 0]);
+    Some(b.op(
+        "Gather",
+        &format!("{p}.class"),
+        &[&wt, LABEL_INPUT],
+        vec![attr_int("axis", 0)],
+    ))
+}
+
 /// One LSTM step from pre-activation gates (chunks `[o, f, i, g]` of `h` along `axis`):
 /// `c = f * c_prev + i * g`, `h = o * tanh(c)`. Returns `(h, c)`.
 fn cell(
@@ -73,6 +90,14 @@ pub fn row_lstm(
         &[0, k / 2, 0, k / 2],
         1,
     );
+    // A conditional model's class vector [N, 4h], at every position: + [N, 4h, 1, 1].
+    let is = match class_vectors(b, p, prm) {
+        Some(v) => {
+            let v = b.reshape(&format!("{p}.class.4d"), &v, &[0, (4 * h) as i64, 1, 1]);
+            b.binary("Add", &format!("{p}.is.class"), &is, &v)
+        }
+        None => is,
+    };
     // The state is kept 4-D (N x h x 1 x W) so the 1-D state conv is a 1 x 3 Conv and rows
     // concatenate straight back into the image.
     let ss_w = b.reshape(
@@ -185,6 +210,14 @@ pub fn diag_bilstm(
     );
     let is = b.binary("MatMul", &format!("{p}.is.mat"), &xt, &w_is);
     let mut is = b.binary("Add", &format!("{p}.is"), &is, &b_is);
+    if let Some(v) = class_vectors(b, p, prm) {
+        // A conditional model's class vector [N, 8h] as [2, 1, N, 4h]: both directions,
+        // every pixel.
+        let v = b.reshape(&format!("{p}.class.dir"), &v, &[0, 2, 4 * hi]);
+        let v = b.transpose(&format!("{p}.class.t"), &v, &[1, 0, 2]);
+        let v = b.reshape(&format!("{p}.class.4d"), &v, &[2, 1, -1, 4 * hi]);
+        is = b.binary("Add", &format!("{p}.is.class"), &is, &v);
+    }
     if let Some((img, c)) = image {
         // Full context: + ix_weight [4h, C, 1, 1] applied to the image's pixel, into the
         // right-to-left direction only (the left-to-right slice padded with zeros).

@@ -35,7 +35,7 @@ mod lstm;
 use crate::ir::validate::Model;
 use crate::ir::HeadKind;
 use crate::weights::Weights;
-use builder::{value_info, Builder, Dim, FLOAT};
+use builder::{value_info, Builder, Dim, FLOAT, INT64};
 use onnx_protobuf::{GraphProto, Message, ModelProto, OperatorSetIdProto, StringStringEntryProto};
 
 /// ONNX IR version written (onnx-protobuf's onnx.proto is IR 10).
@@ -61,6 +61,8 @@ pub mod meta_keys {
     pub const NLL_UNITS: &str = "pixc.nll_units";
     pub const PARAMETERS: &str = "pixc.parameters";
     pub const WEIGHTS_SOURCE: &str = "pixc.weights_source";
+    /// A class-conditional model: its class count; the graph then has the input `label`.
+    pub const CLASSES: &str = "pixc.classes";
 }
 
 /// What the exporter records about where the model came from, besides the IR.
@@ -184,6 +186,17 @@ pub fn export_proto(
         &[batch.clone(), c.clone(), h.clone(), w.clone()],
         &scaling,
     ));
+    if im.classes > 0 {
+        graph.input.push(value_info(
+            lstm::LABEL_INPUT,
+            INT64,
+            std::slice::from_ref(&batch),
+            &format!(
+                "class label of each image, 0..{} (a class-conditional model)",
+                im.classes - 1
+            ),
+        ));
+    }
     graph.output.push(value_info(
         "logits",
         FLOAT,
@@ -227,6 +240,9 @@ pub fn export_proto(
         (k::NLL_UNITS, "nats per image".to_string()),
         (k::PARAMETERS, weights.numel().to_string()),
     ];
+    if im.classes > 0 {
+        props.push((k::CLASSES, im.classes.to_string()));
+    }
     if let Some(n) = &meta.spec_name {
         props.push((k::SPEC_NAME, n.clone()));
     }

@@ -9,7 +9,14 @@ use crate::ir::{mask::Crop, Op};
 use tch::Tensor;
 
 /// Applies one op to its inputs.
-pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor {
+/// `cond`: a conditional model's one-hot labels (N x classes), which LSTM layers read.
+pub fn apply(
+    st: &Step,
+    ins: &[&Tensor],
+    cond: Option<&Tensor>,
+    height: usize,
+    width: usize,
+) -> Tensor {
     let x = ins[0];
     match st.op {
         Op::Input => x.shallow_clone(),
@@ -62,7 +69,7 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
                 .collect();
             projected.iter().fold(x.shallow_clone(), |acc, p| &acc + p)
         }
-        Op::RowLstm { hidden, .. } => row_lstm(st, x, hidden as i64, height as i64),
+        Op::RowLstm { hidden, .. } => row_lstm(st, x, cond, hidden as i64, height as i64),
         Op::DiagBiLstm {
             hidden,
             shift,
@@ -74,6 +81,7 @@ pub fn apply(st: &Step, ins: &[&Tensor], height: usize, width: usize) -> Tensor 
                 st,
                 x,
                 image,
+                cond,
                 hidden as i64,
                 shift,
                 height as i64,
@@ -105,9 +113,26 @@ pub fn input_to_state(st: &Step, x: &Tensor) -> Tensor {
     x.conv2d(&w, Some(st.param("is_bias")), [1, 1], [0, pad], [1, 1], 1)
 }
 
-fn row_lstm(st: &Step, x: &Tensor, h: i64, height: i64) -> Tensor {
+/// Adds a conditional model's class vectors (`class_weight` times the one-hot labels) to
+/// an input-to-state map `N x gates x H x W`, at every position; out of place.
+pub fn add_class(st: &Step, is: Tensor, cond: Option<&Tensor>) -> Tensor {
+    match cond {
+        Some(y) if st.has("class_weight") => {
+            let v = y.matmul(&st.param("class_weight").tr());
+            is + v.unsqueeze(-1).unsqueeze(-1)
+        }
+        _ => is,
+    }
+}
+
+/// The Row LSTM's input-to-state map with the class vectors, as the recurrence reads it.
+pub fn row_input_to_state(st: &Step, x: &Tensor, cond: Option<&Tensor>) -> Tensor {
+    add_class(st, input_to_state(st, x), cond)
+}
+
+fn row_lstm(st: &Step, x: &Tensor, cond: Option<&Tensor>, h: i64, height: i64) -> Tensor {
     let n = x.size()[0];
-    let is = input_to_state(st, x);
+    let is = row_input_to_state(st, x, cond);
     let ss = st.param("ss_weight");
     let width = is.size()[3];
     let mut hs = st.param("h0").unsqueeze(0).expand([n, h, width], false);
@@ -147,8 +172,15 @@ pub fn unskew(t: &Tensor, height: i64, width: i64) -> Tensor {
 /// right-to-left, unmirrored). With `image` (`full_context`) the right-to-left half also
 /// gets the image's pixel through `ix_weight`: an unmasked 1x1 conv, no bias (`is_bias`
 /// is already there), out of place (`is` is in the autograd graph).
-pub fn diag_input_to_state(st: &Step, x: &Tensor, image: Option<&Tensor>, h: i64) -> Tensor {
-    let is = input_to_state(st, x);
+/// A conditional model's class vectors are added to both halves (`add_class`).
+pub fn diag_input_to_state(
+    st: &Step,
+    x: &Tensor,
+    image: Option<&Tensor>,
+    cond: Option<&Tensor>,
+    h: i64,
+) -> Tensor {
+    let is = add_class(st, input_to_state(st, x), cond);
     match image {
         Some(im) => {
             let ix = im.conv2d::<Tensor>(&st.weight("ix_weight"), None, [1, 1], [0, 0], [1, 1], 1);
@@ -161,17 +193,19 @@ pub fn diag_input_to_state(st: &Step, x: &Tensor, image: Option<&Tensor>, h: i64
     }
 }
 
+#[allow(clippy::too_many_arguments)]
 fn diag_bilstm(
     st: &Step,
     x: &Tensor,
     image: Option<&Tensor>,
+    cond: Option<&Tensor>,
     h: i64,
     shift: bool,
     height: i64,
     width: i64,
 ) -> Tensor {
     let n = x.size()[0];
-    let is = diag_input_to_state(st, x, image, h);
+    let is = diag_input_to_state(st, x, image, cond, h);
     // Right-to-left = left-to-right on the mirrored map (the 1x1 conv commutes with it).
     let both = Tensor::cat(
         &[is.narrow(1, 0, 4 * h), is.narrow(1, 4 * h, 4 * h).flip([3])],

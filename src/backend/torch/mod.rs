@@ -164,6 +164,11 @@ impl Step {
         }
     }
 
+    /// Whether the op has parameter `name` (a conditional model's `class_weight`).
+    pub fn has(&self, name: &str) -> bool {
+        self.specs.iter().any(|p| p.name == name)
+    }
+
     /// The mask of parameter `name`, if it is masked.
     pub fn mask(&self, name: &str) -> Option<&Tensor> {
         self.masks[self.index(name)].as_ref()
@@ -401,14 +406,42 @@ impl TorchModel {
 
     /// Logits for raw image values (uint8 tensor N x C x H x W).
     pub fn forward(&self, images: &Tensor) -> Tensor {
-        self.forward_scaled(&self.scale(images))
+        self.forward_labeled(images, None)
+    }
+
+    /// As `forward`, with a class-conditional model's labels (int64, N). Without labels a
+    /// conditional model adds no class vector (its untrained, unconditional part); the
+    /// commands always give them (`data` checks a conditional model's data set has them).
+    pub fn forward_labeled(&self, images: &Tensor, labels: Option<&Tensor>) -> Tensor {
+        self.forward_scaled(&self.scale(images), self.one_hot(labels).as_ref())
+    }
+
+    /// The classes a label may name; 0 for an unconditional model.
+    pub fn classes(&self) -> usize {
+        self.model.graph().image.classes
+    }
+
+    /// Labels (int64, N) as the float one-hot rows (N x classes) the layers read; `None`
+    /// for an unconditional model.
+    pub fn one_hot(&self, labels: Option<&Tensor>) -> Option<Tensor> {
+        let k = self.classes();
+        match labels {
+            Some(y) if k > 0 => Some(
+                y.to_device(self.device)
+                    .to_kind(Kind::Int64)
+                    .one_hot(k as i64)
+                    .to_kind(Kind::Float),
+            ),
+            _ => None,
+        }
     }
 
     /// Logits for an already scaled float input (values / (levels - 1)); the causality
     /// tests differentiate with respect to this. Under `tch::no_grad` the recurrences use
     /// the fused kernels when enabled; with autograd on they are libtorch ops (for
     /// training use `forward_tape`, which differentiates through the kernels too).
-    pub fn forward_scaled(&self, x: &Tensor) -> Tensor {
+    /// `cond`: the labels' one-hot rows (`one_hot`).
+    pub fn forward_scaled(&self, x: &Tensor, cond: Option<&Tensor>) -> Tensor {
         let fast = self.fused && !grad_enabled();
         let n = x.size()[0] as usize;
         let mut outs: Vec<Option<Tensor>> = Vec::with_capacity(self.steps.len());
@@ -423,7 +456,7 @@ impl TorchModel {
                         .inputs
                         .get(1)
                         .map(|&i| outs[i].as_ref().expect("topological"));
-                    self.fused_step(st, g, x, image, false).1
+                    self.fused_step(st, g, x, image, cond, false).1
                 }
                 _ => {
                     let ins: Vec<&Tensor> = st
@@ -431,7 +464,7 @@ impl TorchModel {
                         .iter()
                         .map(|&i| outs[i].as_ref().expect("topological"))
                         .collect();
-                    layers::apply(st, &ins, self.height, self.width)
+                    layers::apply(st, &ins, cond, self.height, self.width)
                 }
             };
             outs.push(Some(y));
@@ -473,7 +506,12 @@ impl TorchModel {
 
     /// Per-image NLL in nats.
     pub fn nll(&self, images: &Tensor) -> Tensor {
-        let logits = self.forward(images);
+        self.nll_labeled(images, None)
+    }
+
+    /// Per-image NLL in nats, given a conditional model's labels.
+    pub fn nll_labeled(&self, images: &Tensor, labels: Option<&Tensor>) -> Tensor {
+        let logits = self.forward_labeled(images, labels);
         self.nll_from_logits(&logits, images)
     }
 

@@ -85,17 +85,16 @@ pub(crate) struct FusedInputs {
 }
 
 impl FusedInputs {
-    /// `image`: the step's second input, the image, for a `full_context` Diagonal BiLSTM.
-    fn new(st: &Step, x: &Tensor, image: Option<&Tensor>) -> FusedInputs {
+    /// `image`: the step's second input, the image, for a `full_context` Diagonal BiLSTM;
+    /// `cond`: a conditional model's one-hot labels.
+    fn new(st: &Step, x: &Tensor, image: Option<&Tensor>, cond: Option<&Tensor>) -> FusedInputs {
+        let conditioned = cond.is_some() && st.has("class_weight");
         let (input, conv) = match st.op {
-            // The full-context variant's input-to-state map also reads the image: it stays
-            // libtorch ops (their autograd reaches both inputs) and the kernel reads S.
-            Op::DiagBiLstm {
-                hidden,
-                full_context: true,
-                ..
-            } => (
-                layers::diag_input_to_state(st, x, image, hidden as i64),
+            // The full-context variant's input-to-state map also reads the image, and a
+            // conditional one the labels: it stays libtorch ops (their autograd reaches
+            // every input and the class vectors) and the kernel reads S.
+            Op::DiagBiLstm { hidden, .. } if image.is_some() || conditioned => (
+                layers::diag_input_to_state(st, x, image, cond, hidden as i64),
                 None,
             ),
             Op::DiagBiLstm { .. } => {
@@ -106,7 +105,7 @@ impl FusedInputs {
             }
             // Only recurrences have a fused step (`geom`); the Row LSTM's conv stays in
             // libtorch.
-            _ => (layers::input_to_state(st, x), None),
+            _ => (layers::row_input_to_state(st, x, cond), None),
         };
         let data = |name: &str| st.param(name).detach().contiguous();
         FusedInputs {
@@ -163,9 +162,10 @@ impl TorchModel {
         g: Geom,
         x: &Tensor,
         image: Option<&Tensor>,
+        cond: Option<&Tensor>,
         save: bool,
     ) -> (FusedInputs, Tensor, Option<Saved>) {
-        let fi = FusedInputs::new(st, x, image);
+        let fi = FusedInputs::new(st, x, image, cond);
         let y = Tensor::zeros(
             [
                 g.batch as i64,
@@ -195,11 +195,12 @@ impl TorchModel {
 
     /// Forward pass for training: call `grads` or `backward` with the loss computed from
     /// `tape.logits()`. `x` is the scaled input (see `forward_scaled`); it may require grad.
-    pub fn forward_tape(&self, x: &Tensor) -> Tape {
+    /// `cond`: a conditional model's one-hot labels (`one_hot`).
+    pub fn forward_tape(&self, x: &Tensor, cond: Option<&Tensor>) -> Tape {
         // Without a fused step, cutting the graph would only add work.
         if !(self.fused && self.recurrent) {
             return Tape {
-                mode: Mode::Whole(self.forward_scaled(x)),
+                mode: Mode::Whole(self.forward_scaled(x, cond)),
             };
         }
         let n = x.size()[0] as usize;
@@ -210,7 +211,8 @@ impl TorchModel {
                 (Op::Input, _) => Seg::Plain(x.shallow_clone()),
                 (_, Some(g)) => {
                     let image = st.inputs.get(1).map(|&i| &leaves[i]);
-                    let (fi, y, saved) = self.fused_step(st, g, &leaves[st.inputs[0]], image, true);
+                    let (fi, y, saved) =
+                        self.fused_step(st, g, &leaves[st.inputs[0]], image, cond, true);
                     leaves.push(y.set_requires_grad(true));
                     segs.push(Seg::Fused {
                         fi,
@@ -220,7 +222,7 @@ impl TorchModel {
                 }
                 _ => {
                     let ins: Vec<&Tensor> = st.inputs.iter().map(|&i| &leaves[i]).collect();
-                    Seg::Plain(layers::apply(st, &ins, self.height, self.width))
+                    Seg::Plain(layers::apply(st, &ins, cond, self.height, self.width))
                 }
             };
             let Seg::Plain(out) = &seg else {
@@ -391,8 +393,9 @@ impl TorchModel {
     }
 
     /// One replica's share of a batch of `n`: its summed NLL / n, and its flat gradient.
-    fn replica(&self, imgs: &Tensor, n: usize) -> (Tensor, Tensor) {
-        let tape = self.forward_tape(&self.scale(imgs));
+    fn replica(&self, imgs: &Tensor, labels: Option<&Tensor>, n: usize) -> (Tensor, Tensor) {
+        let cond = self.one_hot(labels);
+        let tape = self.forward_tape(&self.scale(imgs), cond.as_ref());
         let loss = self.nll_from_logits(tape.logits(), imgs).sum(Kind::Float) / n as f64;
         let (g, _) = self.grads(tape, &loss, None);
         let flat: Vec<Tensor> = g.iter().map(|t| t.reshape([-1])).collect();
@@ -408,7 +411,9 @@ impl TorchModel {
     /// around the fused recurrences run in parallel too. Each replica returns its
     /// gradients instead of accumulating them, and they are summed in a fixed order, so a
     /// step is reproducible bit for bit.
-    pub fn nll_grads(&self, images: &Tensor) -> (Tensor, Tensor) {
+    ///
+    /// `labels`: a conditional model's labels (int64, N), split with the images.
+    pub fn nll_grads(&self, images: &Tensor, labels: Option<&Tensor>) -> (Tensor, Tensor) {
         let n = images.size()[0] as usize;
         let k = if self.device == tch::Device::Cpu && self.data_parallel {
             super::threads().min(n)
@@ -416,18 +421,22 @@ impl TorchModel {
             1
         };
         if k <= 1 {
-            return self.replica(images, n);
+            return self.replica(images, labels, n);
         }
         let shared = &Shared(self);
-        let chunks: Vec<Tensor> = fused::split(n, k)
+        let chunks: Vec<Shared<(Tensor, Option<Tensor>)>> = fused::split(n, k)
             .into_iter()
-            .map(|(a, c)| images.narrow(0, a as i64, c as i64))
+            .map(|(a, c)| {
+                let part = |t: &Tensor| t.narrow(0, a as i64, c as i64);
+                Shared((part(images), labels.map(part)))
+            })
             .collect();
-        let parts = crate::util::on_threads(chunks, |imgs| {
+        let parts = crate::util::on_threads(chunks, |chunk| {
+            let (imgs, labels) = chunk.0;
             // One thread inside each replica: libtorch's pool (set per thread) and
             // the fused kernels.
             tch::set_num_threads(1);
-            super::with_threads(1, || shared.get().replica(&imgs, n))
+            super::with_threads(1, || shared.get().replica(&imgs, labels.as_ref(), n))
         });
         // This thread's libtorch ops between steps (the gradient sum, the optimizer) are
         // small: with an OpenMP team of its own, the team's worker kept spinning through
