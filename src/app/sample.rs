@@ -254,27 +254,14 @@ pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
     let bar = progress_bar(total, o.progress, "sub-pixels");
     let t0 = Instant::now();
     let prog = |i: usize, _: usize| bar.set_position(i as u64 + 1);
-    let images = if o.reference {
-        samplers::sample_reference(
-            &tm,
-            o.n,
-            o.seed,
-            o.temperature,
-            None,
-            labels.as_deref(),
-            prog,
-        )?
-    } else {
-        samplers::sample_fast(
-            &tm,
-            o.n,
-            o.seed,
-            o.temperature,
-            None,
-            labels.as_deref(),
-            prog,
-        )?
+    let draw = samplers::Draw {
+        n: o.n,
+        seed: o.seed,
+        temperature: o.temperature,
+        keep: None,
+        labels: labels.as_deref(),
     };
+    let images = samplers::sample_with(&tm, &draw, o.reference, prog)?;
     let seconds = t0.elapsed().as_secs_f64();
     bar.finish_and_clear();
     let written = write_outputs(o, &images, (tm.channels, tm.height, tm.width, tm.levels))?;

@@ -72,27 +72,14 @@ pub fn complete(
             *v = 0;
         }
     }
-    if reference {
-        super::sample_reference(
-            tm,
-            n,
-            seed,
-            temperature,
-            Some((&given, &mask)),
-            None,
-            progress,
-        )
-    } else {
-        super::sample_fast(
-            tm,
-            n,
-            seed,
-            temperature,
-            Some((&given, &mask)),
-            None,
-            progress,
-        )
-    }
+    let draw = super::Draw {
+        n,
+        seed,
+        temperature,
+        keep: Some((&given, &mask)),
+        labels: None,
+    };
+    super::sample_with(tm, &draw, reference, progress)
 }
 
 /// Colour of the hidden part in the occluded column: mid-gray, or a red-ish gray for RGB.

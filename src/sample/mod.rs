@@ -162,6 +162,38 @@ pub fn sample_reference(
     Ok(img)
 }
 
+/// What to draw, as every sampler takes it: `n` images from `seed` at `temperature`, with
+/// the sub-pixels of `keep` given (completion) and a conditional model's `labels`.
+#[derive(Clone, Copy, Debug)]
+pub struct Draw<'a> {
+    pub n: usize,
+    pub seed: u64,
+    pub temperature: f64,
+    pub keep: Option<(&'a [u8], &'a [bool])>,
+    pub labels: Option<&'a [u16]>,
+}
+
+/// Draws with the reference sampler (`reference`) or the cached one.
+pub fn sample_with(
+    tm: &TorchModel,
+    d: &Draw,
+    reference: bool,
+    progress: impl FnMut(usize, usize),
+) -> Result<Vec<u8>> {
+    let Draw {
+        n,
+        seed,
+        temperature,
+        keep,
+        labels,
+    } = *d;
+    if reference {
+        sample_reference(tm, n, seed, temperature, keep, labels, progress)
+    } else {
+        sample_fast(tm, n, seed, temperature, keep, labels, progress)
+    }
+}
+
 /// Threads the cached sampler uses by default: the machine's cores.
 pub fn default_threads() -> usize {
     std::thread::available_parallelism()
