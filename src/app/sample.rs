@@ -398,6 +398,13 @@ pub fn complete_run(run: &Path, o: &CompleteOptions) -> Result<CompleteReport> {
     let device = if o.reference { o.device } else { Device::Cpu };
     torch::set_threads(None);
     let (tm, _, spec, model) = load_run(run, device)?;
+    if tm.classes() > 0 {
+        bail!(
+            "{} is class-conditional: completing its images needs each one's class, which `pixc complete` does not take yet; `pixc sample {} --class K` draws whole images of a class",
+            run.display(),
+            crate::shell::quote(run)
+        );
+    }
     let (c, h, w, levels) = (tm.channels, tm.height, tm.width, tm.levels);
     let keep_rows = o.keep_rows.unwrap_or(h / 2);
     if keep_rows > h {
