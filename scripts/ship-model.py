@@ -174,7 +174,6 @@ def main():
         f"pixc sample {rel} -n 16 -o samples.png",
         f"pixc eval {rel} --split test",
         f"pixc export --onnx {rel} -o {name}.onnx",
-        f"pixc train --resume {rel} --steps {steps + 10000}    # train on from the last checkpoint",
         "```",
         "",
         "![training curves](curves.png)",
