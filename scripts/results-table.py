@@ -33,9 +33,12 @@ def main():
             cards.append(json.load(open(p)))
     print("| model | paper, test NLL | pixc, test NLL | dynamic binarization | epochs | wall time | reached 85 / 82 / 80 (valid) | commit |")
     print("| --- | --- | --- | --- | --- | --- | --- | --- |")
-    for c in cards:
-        if c["unit"] != "nats/image":
-            continue
+    order = list(PAPER)
+    binary = sorted(
+        (c for c in cards if c["unit"] == "nats/image"),
+        key=lambda c: order.index(c["model"]) if c["model"] in order else len(order),
+    )
+    for c in binary:
         name, paper = PAPER.get(c["model"], (c["model"], None))
         reach = " / ".join(
             "-" if c["reach_valid"].get(t) is None else human(c["reach_valid"][t]["wall_seconds"])
@@ -43,10 +46,10 @@ def main():
         )
         dyn = c.get("test_nll_dynamic_binarization")
         print(
-            f"| {name} (`models/{c['model']}`) | {paper if paper else '-'} | **{c['test_nll']:.2f}** ± {c['test_std_error']:.2f} "
+            f"| {name} (`models/{c['model']}`) | {f'{paper:.2f}' if paper else '-'} | **{c['test_nll']:.2f}** ± {c['test_std_error']:.2f} "
             f"| {dyn:.2f} | {c['epochs']:.1f} | {human(c['wall_seconds'])} | {reach} | `{c['commit']}` |"
             if dyn is not None else
-            f"| {name} | {paper if paper else '-'} | **{c['test_nll']:.2f}** | - | {c['epochs']:.1f} | {human(c['wall_seconds'])} | {reach} | `{c['commit']}` |"
+            f"| {name} (`models/{c['model']}`) | {f'{paper:.2f}' if paper else '-'} | **{c['test_nll']:.2f}** | - | {c['epochs']:.1f} | {human(c['wall_seconds'])} | {reach} | `{c['commit']}` |"
         )
     other = [c for c in cards if c["unit"] != "nats/image"]
     if other:

@@ -276,3 +276,71 @@ fn bad_class_counts_are_located_errors() {
     let c = pixc::ir::fingerprint::fingerprint(&compile(&spec(9, false)));
     assert_ne!(a, c);
 }
+
+/// Training a conditional model on MNIST's labels end to end, and scoring it both ways:
+/// given its labels, and as a model of the image alone (`--marginal`), which can never be
+/// more than log K above the first (the mean over K classes includes the true one).
+#[test]
+fn a_conditional_run_trains_on_mnist_labels_and_scores_both_ways() {
+    let _turn = common::serial();
+    let text = common::TINY.replace("levels: 2}", "levels: 2, classes: 10}");
+    let (spec, model) = pixc::compile_str(&text, Syntax::Yaml).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("run");
+    pixc::train::train(
+        &spec,
+        &model,
+        &pixc::train::TrainOptions {
+            out: out.clone(),
+            steps: Some(4),
+            valid_images: 8,
+            threads: Some(1),
+            device: Some(pixc::device::Device::Cpu),
+            json: true,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let score = |marginal: bool| {
+        let sel = pixc::train::EvalSelection {
+            limit: Some(16),
+            marginal,
+            ..Default::default()
+        };
+        pixc::train::eval_run_with(
+            &out,
+            pixc::train::EvalSplit::Valid,
+            &sel,
+            pixc::device::Device::Cpu,
+            None,
+            &mut |_, _| {},
+        )
+        .unwrap()
+    };
+    let given = score(false);
+    let marginal = score(true);
+    assert_eq!(given.labels.as_deref(), Some("given labels"));
+    assert_eq!(marginal.labels.as_deref(), Some("marginal over 10 classes"));
+    assert!(
+        marginal.nll <= given.nll + 10f64.ln() + 1e-6,
+        "marginal {} vs given {}",
+        marginal.nll,
+        given.nll
+    );
+    assert!(marginal.nll.is_finite() && marginal.nll > 0.0);
+    // The run's classes are in its fingerprint: the unconditional spec cannot resume it.
+    let plain = pixc::compile_str(common::TINY, Syntax::Yaml).unwrap();
+    let e = pixc::train::train(
+        &plain.0,
+        &plain.1,
+        &pixc::train::TrainOptions {
+            out: out.clone(),
+            steps: Some(6),
+            resume: true,
+            threads: Some(1),
+            device: Some(pixc::device::Device::Cpu),
+            ..Default::default()
+        },
+    );
+    assert!(e.is_err());
+}

@@ -176,6 +176,9 @@ pub enum Cmd {
         /// static: the data set's own binarization (the paper's protocol); dynamic: a fresh Bernoulli draw of the gray images (--seed), as some implementations report
         #[arg(long, default_value = "static", value_parser = ["static", "dynamic"], conflicts_with = "onnx")]
         binarization: String,
+        /// A class-conditional model: score the image alone, -log of the mean of p(image | class) over the classes, comparable with unconditional models
+        #[arg(long, conflicts_with = "onnx")]
+        marginal: bool,
         /// Seed of the dynamic binarization (default 0)
         #[arg(long, value_parser = crate::front::flags::seed)]
         seed: Option<u64>,
@@ -400,6 +403,7 @@ pub fn run() -> i32 {
             stride,
             binarization,
             seed,
+            marginal,
             device,
             json,
         } => match (run, onnx) {
@@ -407,7 +411,10 @@ pub fn run() -> i32 {
                 deploy_cmds::eval_onnx(&path, data.as_deref(), &split, limit, device, json)
             }
             (Some(run), None) => train_cmds::eval_selection(stride, limit, &binarization, seed)
-                .and_then(|sel| train_cmds::eval(&run, &split, &sel, device, json)),
+                .and_then(|sel| {
+                    let sel = crate::train::EvalSelection { marginal, ..sel };
+                    train_cmds::eval(&run, &split, &sel, device, json)
+                }),
             (None, None) => Err(anyhow::anyhow!("give a run folder or --onnx FILE")),
         },
         Cmd::Export {

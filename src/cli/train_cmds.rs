@@ -70,6 +70,7 @@ pub fn eval_selection(
         stride,
         limit,
         rebinarize,
+        marginal: false,
     })
 }
 
@@ -111,6 +112,9 @@ pub fn eval(
         match r.binarization.as_str() {
             "none" => println!("data: {}", r.data),
             b => println!("data: {}, {b} binarization", r.data),
+        }
+        if let Some(l) = &r.labels {
+            println!("class-conditional: {l}");
         }
     }
     Ok(0)

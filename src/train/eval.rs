@@ -3,13 +3,14 @@
 //! comparable to the whole split's.
 
 use super::{checkpoint, evaluate_images, load_data};
-use crate::backend::torch;
+use crate::backend::torch::{self, TorchModel};
 use crate::data::{self, DataSource, LoadOptions, Split};
 use crate::device::Device;
 use anyhow::{bail, Result};
 use rand::SeedableRng;
 use rand_chacha::ChaCha8Rng;
 use std::path::{Path, PathBuf};
+use tch::{Kind, Tensor};
 
 /// Which split `pixc eval` scores.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -29,6 +30,9 @@ pub struct EvalSelection {
     /// Score a fresh Bernoulli binarization of the split's gray images, drawn with this
     /// seed, instead of the static one the model was trained and selected on.
     pub rebinarize: Option<u64>,
+    /// A class-conditional model: score `-log (1/K) sum_y p(image | y)`, the likelihood of
+    /// the image alone (comparable with unconditional models), instead of `p(image | label)`.
+    pub marginal: bool,
 }
 
 impl Default for EvalSelection {
@@ -37,6 +41,7 @@ impl Default for EvalSelection {
             stride: 1,
             limit: None,
             rebinarize: None,
+            marginal: false,
         }
     }
 }
@@ -63,6 +68,10 @@ pub struct EvalReport {
     /// `static` (the data set's own binarization), `dynamic (seed S)`, or `none` (data
     /// with more than 2 levels).
     pub binarization: String,
+    /// A class-conditional model: `given labels` (-log p(image | label)) or `marginal over
+    /// K classes` (-log of the mean over labels); absent for an unconditional model.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub labels: Option<String>,
     pub step: u64,
     pub checkpoint: String,
     pub data: String,
@@ -129,7 +138,20 @@ pub fn eval_run_with(
             (split, format!("dynamic (seed {seed})"))
         }
     };
-    let per_image = evaluate_images(&tm, &images, images.n, 256, progress)?;
+    let classes = tm.classes();
+    if sel.marginal && classes == 0 {
+        bail!("--marginal sums over a class-conditional model's classes, but this model has none: its NLL is already the image's");
+    }
+    let per_image = if sel.marginal {
+        marginal_images(&tm, &images, 256, progress)?
+    } else {
+        evaluate_images(&tm, &images, images.n, 256, progress)?
+    };
+    let labels = match (classes, sel.marginal) {
+        (0, _) => None,
+        (k, true) => Some(format!("marginal over {k} classes")),
+        (_, false) => Some("given labels".to_string()),
+    };
     let n = per_image.len();
     let mean = per_image.iter().sum::<f64>() / n as f64;
     let var = per_image.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
@@ -146,10 +168,45 @@ pub fn eval_run_with(
             EvalSplit::Test => "test".into(),
         },
         binarization,
+        labels,
         step,
         checkpoint: path.display().to_string(),
         data: format!("{} ({})", ds.name, ds.protocol),
     })
+}
+
+/// Per image, `-log (1/K) sum_y p(x | y)` in nats: a class-conditional model scored as a
+/// model of the image alone, one pass per class (`K` times the work of `evaluate_images`).
+fn marginal_images(
+    tm: &TorchModel,
+    sp: &Split,
+    batch: usize,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<Vec<f64>> {
+    let k = tm.classes();
+    let size = tm.dims();
+    tm.apply_thread_policy();
+    let mut out = Vec::with_capacity(sp.n);
+    tch::no_grad(|| -> Result<()> {
+        let mut i = 0;
+        while i < sp.n {
+            let b = batch.min(sp.n - i);
+            let x = tm.images_to_tensor(&sp.images[i * size..(i + b) * size], b);
+            let per_class: Vec<Tensor> = (0..k as i64)
+                .map(|y| {
+                    let labels = Tensor::full([b as i64], y, (Kind::Int64, tch::Device::Cpu));
+                    tm.nll_labeled(&x, Some(&labels)).to_kind(Kind::Double)
+                })
+                .collect();
+            // -log mean_y exp(-nll_y), stably.
+            let nll = -(-Tensor::stack(&per_class, 1)).logsumexp([1], false) + (k as f64).ln();
+            out.extend(Vec::<f64>::try_from(&nll.flatten(0, -1))?);
+            i += b;
+            progress(i, sp.n);
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 /// Images 0, stride, 2 stride, ... of `sp` (with their labels), at most `sel.limit`.
