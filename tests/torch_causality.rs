@@ -25,8 +25,9 @@ fn compile(text: &str, allow_leaks: bool) -> Model {
 /// With `want` (the static pass's sets), more weight draws follow the first three until
 /// the gradients show every wanted dependency or `MAX_WEIGHT_DRAWS` is reached: a path
 /// through one narrow colour group (say 2 blue channels behind a ReLU) is off in all
-/// three draws for about one seed in three, which made a fixed count depend on the CPU's
-/// random stream, while a dependency the model really lacks never shows at any count.
+/// three draws for about one seed in three. libtorch's generator is global to the test
+/// process, so the tests running beside this one shift its inputs, and a fixed count of
+/// draws failed at random; a dependency the model really lacks never shows at any count.
 /// Returns [out_index][in_index] with out_index = (r*W + c)*C + colour. `fused` picks the
 /// fused CPU recurrence kernels (differentiated through `forward_tape`/`backward`) or
 /// plain libtorch ops (ordinary autograd).
