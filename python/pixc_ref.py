@@ -111,13 +111,18 @@ def conv_mask(out: int, cin: int, kh: int, kw: int, mask: str, groups: int, out_
     ch, cw = kh // 2, kw // 2
     go = np.array([group_of(o, out, out_chunks, groups) for o in range(out)])
     gi = np.array([group_of(i, cin, 1, groups) for i in range(cin)])
+    m = np.zeros((out, cin, kh, kw), dtype=np.float32)
+    # The gated PixelCNN's vertical stack: every tap of the rows above the centre
+    # ("above"), or of those and the whole centre row ("above_row").
+    if mask in ("above", "above_row"):
+        m[:, :, : ch + (mask == "above_row"), :] = 1.0
+        return m
     if mask == "A":
         centre_ok = gi[None, :] < go[:, None]
     elif mask == "B":
         centre_ok = gi[None, :] <= go[:, None]
     else:
         raise ValueError(f"unknown mask {mask!r}")
-    m = np.zeros((out, cin, kh, kw), dtype=np.float32)
     for y in range(kh):
         for x in range(kw):
             if y < ch or (y == ch and x < cw):
@@ -161,6 +166,12 @@ def params_of(kind: str, attrs: dict, inputs: list, image: dict) -> list:
             ("h0", [2 * h, image["height"]]),
             ("c0", [2 * h, image["height"]]),
         ] + ([("ix_weight", [4 * h, image["channels"], 1, 1])] if attrs.get("full_context") else [])
+    if kind == "gated_conv":
+        h = attrs["hidden"]
+        v = [("weight", [2 * h, cin, attrs["kh"], attrs["kw"]]), ("bias", [2 * h])]
+        if attrs["link"]:
+            v.append(("link_weight", [2 * h, inputs[1], 1, 1]))
+        return v
     if kind == "skip_sum":
         v = []
         for i, c in enumerate(inputs):
@@ -290,6 +301,29 @@ class DiagBiLSTM(nn.Module):
         return left + right
 
 
+class GatedConv(nn.Module):
+    """gated_conv: `a, b = conv2d(x, weight * mask, bias) [+ conv1x1(v, link_weight)]`
+    split in two halves (the mask groups each half's channels separately), out
+    `tanh(a) * sigmoid(b)`."""
+
+    def __init__(self, in_ch, hidden, kh, kw, mask, link, groups):
+        super().__init__()
+        self.hidden = hidden
+        self.weight = _empty(2 * hidden, in_ch[0], kh, kw)
+        self.bias = _empty(2 * hidden)
+        self.link_weight = _empty(2 * hidden, in_ch[1], 1, 1) if link else None
+        m = conv_mask(2 * hidden, in_ch[0], kh, kw, mask, groups, 2)
+        self.register_buffer("mask", torch.from_numpy(m), persistent=False)
+        self.padding = (kh // 2, kw // 2)
+
+    def forward(self, x, v=None):
+        pre = F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+        if self.link_weight is not None:
+            pre = pre + F.conv2d(v, self.link_weight)
+        a, b = pre.split(self.hidden, dim=1)
+        return torch.tanh(a) * torch.sigmoid(b)
+
+
 class SkipSum(nn.Module):
     """`s + sum_i conv1x1(x_i, proj{i}_weight * mask, proj{i}_bias)`, done as one 1x1 conv
     over the concatenated skip sources."""
@@ -370,6 +404,10 @@ class PixcRef(nn.Module):
                 full = attrs.get("full_context", False)
                 mod = DiagBiLSTM(in_ch[0], attrs["hidden"], attrs.get("shift", True), im, G, full)
                 c = attrs["hidden"]
+            elif kind == "gated_conv":
+                h = attrs["hidden"]
+                mod = GatedConv(in_ch, h, attrs["kh"], attrs["kw"], attrs["mask"], attrs["link"], G)
+                c = h
             elif kind == "relu":
                 mod, c = _Relu(), in_ch[0]
             elif kind == "add":

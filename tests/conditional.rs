@@ -1,4 +1,5 @@
-//! Class-conditional models (`input: {..., classes: K}`): the label reaches every LSTM layer
+//! Class-conditional models (`input: {..., classes: K}`): the label reaches every LSTM and
+//! gated layer
 //! in every back end alike (libtorch with and without the fused kernels, ONNX Runtime, the
 //! cached sampler), it is context that never breaks causality, and bad classes and labels
 //! are errors with a place and a fix.
@@ -30,6 +31,8 @@ layers:
   - diag_bilstm: {{hidden: 3}}
   - conv: {{out: 6, kernel: 1, mask: B}}
   - diag_bilstm: {{hidden: 3, full_context: true}}
+  - gated_pixelcnn: {{hidden: 3}}
+  - gated_pixelcnn: {{hidden: 3, kernel: 5}}
   - relu
   - head: {head}
 "
@@ -56,7 +59,9 @@ fn weights(model: &Model, seed: u64) -> Weights {
             n += 1;
         }
     }
-    assert_eq!(n, 3, "one class_weight per LSTM layer");
+    // One per LSTM layer, and per gated conv (each gated layer has two: its vertical and
+    // its horizontal stack).
+    assert_eq!(n, 3 + 4, "one class_weight per LSTM layer and gated conv");
     w
 }
 
@@ -119,7 +124,7 @@ fn the_label_changes_the_logits_and_fused_equals_plain() {
                 );
             }
         }
-        assert_eq!(seen, 3);
+        assert_eq!(seen, 3 + 4);
     }
 }
 

@@ -87,6 +87,17 @@ fn small_specs() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            "gated_rgb",
+            spec(
+                "gated_rgb",
+                3,
+                5,
+                4,
+                256,
+                "  - gated_pixelcnn: {hidden: 4, mask: A}\n  - gated_pixelcnn: {hidden: 4, kernel: 5, skip: true}\n  - relu\n  - gated_pixelcnn: {hidden: 4, skip: true}\n  - skip_sum\n  - relu\n  - head: softmax\n",
+            ),
+        ),
+        (
             "rgb_pixelcnn_256",
             spec(
                 "rgb_pixelcnn_256",

@@ -53,6 +53,18 @@ const BODIES: &[(&str, &str)] = &[
   - relu",
     ),
     (
+        // Vertical stacks computed a row at a time; a ReLU starts a new one.
+        "gated_pixelcnn",
+        "
+  - gated_pixelcnn: {hidden: 6, mask: A}
+  - gated_pixelcnn: {hidden: 6, kernel: 5, skip: true}
+  - gated_pixelcnn: {hidden: 6, skip: true}
+  - relu
+  - gated_pixelcnn: {hidden: 6}
+  - skip_sum
+  - relu",
+    ),
+    (
         // Its right-to-left rows read the image's row above, drawn by then.
         "diag_bilstm_full_context",
         "

@@ -228,6 +228,57 @@ fn pixelcnn_grayscale_and_rgb() {
     check(&spec(3, 7, CNN));
 }
 
+/// Gated PixelCNN layers: a continued vertical stack, a 5-wide kernel, a ReLU between
+/// layers (which starts a new vertical stack), skips, uneven colour groups (hidden 4, 5).
+const GATED: &str = "  - gated_pixelcnn: {hidden: 4, mask: A}\n  - gated_pixelcnn: {hidden: 4, kernel: 5, skip: true}\n  - relu\n  - gated_pixelcnn: {hidden: 4, skip: true}\n  - skip_sum\n  - conv: {out: 5, kernel: 1}\n  - gated_pixelcnn: {hidden: 5}\n";
+
+#[test]
+fn gated_pixelcnn_grayscale_and_rgb() {
+    check(&spec(1, 7, GATED));
+    check(&spec(3, 6, GATED));
+}
+
+/// The gated PixelCNN has no blind spot: with as many 3-wide layers as the image is wide,
+/// every output sees every earlier sub-pixel (statically, and the gradients agree), while
+/// PixelCNN blocks of the same depth miss the pixels up and to the right.
+#[test]
+fn gated_pixelcnn_has_no_blind_spot() {
+    let n = 6;
+    let layers = |first: &str, rest: &str| {
+        let mut s = first.to_string();
+        for _ in 1..n {
+            s.push_str(rest);
+        }
+        s
+    };
+    let gated = layers(
+        "  - gated_pixelcnn: {hidden: 3, mask: A}\n",
+        "  - gated_pixelcnn: {hidden: 3}\n",
+    );
+    let blocks = layers(
+        "  - conv: {out: 6, kernel: 3, mask: A}\n",
+        "  - pixelcnn_block: {hidden: 3}\n",
+    );
+    for channels in [1, 3] {
+        let model = compile(&spec(channels, n, &gated), false);
+        check_mode(&model, false);
+        let stat = static_deps(&model);
+        for (b, row) in stat.iter().enumerate() {
+            assert!(
+                (0..b).all(|i| row[i]),
+                "{channels} channels: output {b} misses part of its context"
+            );
+        }
+        let cnn = static_deps(&compile(&spec(channels, n, &blocks), false));
+        assert!(
+            cnn.iter()
+                .enumerate()
+                .any(|(b, row)| (0..b).any(|i| !row[i])),
+            "PixelCNN blocks should have a blind spot"
+        );
+    }
+}
+
 #[test]
 fn masked_convs_grayscale_and_rgb() {
     check(&spec(1, 7, CONV));
@@ -242,6 +293,7 @@ fn example(kind: OpKind) -> String {
         OpKind::Input | OpKind::Conv | OpKind::Relu | OpKind::Head => CONV,
         OpKind::RowLstm => "  - conv: {out: 3, kernel: 3, mask: A}\n  - row_lstm: {hidden: 3, kernel: 3}\n",
         OpKind::DiagBiLstm => "  - conv: {out: 3, kernel: 3, mask: A}\n  - diag_bilstm: {hidden: 3}\n",
+        OpKind::GatedConv => "  - gated_pixelcnn: {hidden: 3, mask: A}\n  - gated_pixelcnn: {hidden: 3}\n",
         OpKind::Add => "  - conv: {out: 3, kernel: 3, mask: A}\n  - residual: [{conv: {out: 3, kernel: 3}}]\n",
         OpKind::SkipSum => "  - conv: {out: 3, kernel: 3, mask: A, skip: true}\n  - conv: {out: 6, kernel: 3, skip: true}\n  - skip_sum\n",
     };

@@ -89,6 +89,14 @@ pub enum Mask {
     A,
     /// Later layers: a group also sees itself at the centre.
     B,
+    /// IR only (a spec cannot write it): every tap of the rows above the centre, none of
+    /// the centre row. A gated PixelCNN's vertical stack where it starts, reading a map
+    /// whose pixels may see the rest of their own row.
+    Above,
+    /// IR only: every tap of the rows above and of the centre row, right of the centre
+    /// too. Sound only on a map that sees nothing of its own row (a vertical stack
+    /// continued); the causality pass proves each use.
+    AboveRow,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -140,6 +148,16 @@ pub enum LayerKind {
     PixelCnnBlock {
         hidden: Sp<Expr>,
     },
+    /// Gated PixelCNN layer (van den Oord et al. 2016, "Conditional Image Generation with
+    /// PixelCNN Decoders"): a vertical stack (k x k over the rows above) and a horizontal
+    /// stack (1 x k along the row, `mask`), each gated `tanh(a) * sigmoid(b)`, the vertical
+    /// stack feeding the horizontal one through a 1x1 link, then a 1x1 conv and, with mask
+    /// B, a residual add. Consecutive layers share one vertical stack.
+    GatedPixelCnn {
+        hidden: Sp<Expr>,
+        kernel: Sp<Expr>,
+        mask: Mask,
+    },
     Relu,
     /// `body` whose output is added to its input (shapes must match).
     Residual {
@@ -164,6 +182,7 @@ impl LayerKind {
             LayerKind::RowLstm { .. } => "row_lstm",
             LayerKind::DiagBiLstm { .. } => "diag_bilstm",
             LayerKind::PixelCnnBlock { .. } => "pixelcnn_block",
+            LayerKind::GatedPixelCnn { .. } => "gated_pixelcnn",
             LayerKind::Relu => "relu",
             LayerKind::Residual { .. } => "residual",
             LayerKind::Repeat { .. } => "repeat",

@@ -17,6 +17,7 @@ pub const LAYER_TYPES: &[&str] = &[
     "row_lstm",
     "diag_bilstm",
     "pixelcnn_block",
+    "gated_pixelcnn",
     "relu",
     "residual",
     "repeat",
@@ -313,6 +314,26 @@ pub const LAYERS: &[LayerDef] = &[
             SKIP,
         ],
         doc: "PixelCNN residual block: ReLU-1x1, ReLU-3x3, ReLU-1x1 with a residual add.",
+    },
+    LayerDef {
+        name: "gated_pixelcnn",
+        keys: &[
+            required("hidden", KeyKind::Size, "Channels of both stacks (h); with mask B also the input's, for the residual add."),
+            defaulted(
+                "kernel",
+                KeyKind::Size,
+                "3",
+                "Odd width k: the vertical stack's k x k kernel over the rows above, the horizontal stack's 1 x k along the row.",
+            ),
+            defaulted(
+                "mask",
+                KeyKind::Mask,
+                "B",
+                "`A` on the first layer (reads the image; no residual add), `B` after it.",
+            ),
+            SKIP,
+        ],
+        doc: "Gated PixelCNN layer: vertical and horizontal stacks with tanh x sigmoid gates, no blind spot; consecutive layers share the vertical stack.",
     },
     LayerDef {
         name: "relu",
@@ -963,6 +984,22 @@ impl Ctx {
             "pixelcnn_block" => LayerKind::PixelCnnBlock {
                 hidden: self.required(args, "hidden")?,
             },
+            "gated_pixelcnn" => {
+                let hidden = self.required(args, "hidden");
+                let kernel = match arg("kernel") {
+                    Some(v) => self.expr(v, "kernel"),
+                    None => Some(Sp::new(Expr::Int(3), tkey.span)),
+                };
+                let mask = match arg("mask") {
+                    Some(v) => self.mask(v)?,
+                    None => Mask::B,
+                };
+                LayerKind::GatedPixelCnn {
+                    hidden: hidden?,
+                    kernel: kernel?,
+                    mask,
+                }
+            }
             "relu" => LayerKind::Relu,
             "skip_sum" => LayerKind::SkipSum,
             "residual" => LayerKind::Residual {
@@ -1246,6 +1283,7 @@ fn layer_example(ty: &str) -> String {
         "row_lstm" => "for example `- row_lstm: {hidden: 16, kernel: 3}`",
         "diag_bilstm" => "for example `- diag_bilstm: {hidden: 16}`",
         "pixelcnn_block" => "for example `- pixelcnn_block: {hidden: 16}`",
+        "gated_pixelcnn" => "for example `- gated_pixelcnn: {hidden: 32, kernel: 3, mask: B}`",
         "residual" => "for example `- residual: {body: [...]}`",
         "repeat" => "for example `- repeat: {count: 7, body: [...]}`",
         "head" => "for example `- head: bernoulli`",

@@ -21,6 +21,9 @@ fn mask_text(m: Mask) -> &'static str {
     match m {
         Mask::A => "A",
         Mask::B => "B",
+        // Never in an AST (the builder reads only A and B); named for exhaustiveness.
+        Mask::Above => "above",
+        Mask::AboveRow => "above_row",
     }
 }
 
@@ -110,6 +113,15 @@ fn layer_args(l: &Layer) -> Vec<(&'static str, String)> {
             v
         }
         LayerKind::PixelCnnBlock { hidden } => vec![("hidden", hidden.node.to_string())],
+        LayerKind::GatedPixelCnn {
+            hidden,
+            kernel,
+            mask,
+        } => vec![
+            ("hidden", hidden.node.to_string()),
+            ("kernel", kernel.node.to_string()),
+            ("mask", mask_text(*mask).to_string()),
+        ],
         _ => vec![],
     };
     if l.skip {

@@ -12,6 +12,7 @@
 //! named as the leak. The libtorch tests compare these sets with gradients, position by
 //! position.
 
+use super::mask::{centre_sees, tap, Tap};
 use super::shape::Shapes;
 use super::{Graph, ImageSpec, Mask, NodeId, Op};
 
@@ -236,6 +237,17 @@ pub fn analyze(g: &Graph, shapes: &Shapes) -> Causality {
             }
             Op::Conv { kh, kw, mask, .. } => conv(inp(0), kh, kw, mask),
             Op::Head { .. } => conv(inp(0), 1, 1, Mask::B),
+            Op::GatedConv {
+                kh, kw, mask, link, ..
+            } => {
+                // Both gate halves of a channel are one colour group (chunked masks), so
+                // the product depends on what either half does.
+                let mut m = conv(inp(0), kh, kw, mask);
+                if link {
+                    or(&mut m.data, &unmasked_1x1(inp(1)).data);
+                }
+                m
+            }
             Op::Relu => inp(0).clone(),
             Op::Add => {
                 let mut m = inp(0).clone();
@@ -264,18 +276,7 @@ pub fn analyze(g: &Graph, shapes: &Shapes) -> Causality {
                     // The right-to-left gates also read the image (slot 1) through an
                     // unmasked 1x1 conv: at each pixel, every colour of that pixel.
                     let mut is_r = is.clone();
-                    let img = inp(1);
-                    for y in 0..image.height {
-                        for x in 0..image.width {
-                            let mut all = vec![0u64; img.words];
-                            for gg in 0..groups {
-                                or(&mut all, img.get(y, x, gg));
-                            }
-                            for gg in 0..groups {
-                                is_r.or_into(y, x, gg, &all);
-                            }
-                        }
-                    }
+                    or(&mut is_r.data, &unmasked_1x1(inp(1)).data);
                     diag_direction(&is_r, true)
                 } else {
                     diag_direction(&is, true)
@@ -324,8 +325,25 @@ pub fn analyze(g: &Graph, shapes: &Shapes) -> Causality {
     }
 }
 
-/// Masked conv dependencies: taps before the centre see all groups, the centre the groups
-/// the mask lets through, taps after the centre nothing.
+/// An unmasked 1x1 conv: every output group at a pixel sees every group of that pixel.
+fn unmasked_1x1(x: &DepMap) -> DepMap {
+    let mut out = x.empty_like();
+    for y in 0..x.height {
+        for c in 0..x.width {
+            let mut all = vec![0u64; x.words];
+            for g in 0..x.groups {
+                or(&mut all, x.get(y, c, g));
+            }
+            for g in 0..x.groups {
+                out.or_into(y, c, g, &all);
+            }
+        }
+    }
+    out
+}
+
+/// Masked conv dependencies, tap by tap as `mask::tap` says: a tap that sees all groups,
+/// the centre the groups the mask lets through (`mask::centre_sees`), or nothing.
 fn conv(x: &DepMap, kh: usize, kw: usize, mask: Mask) -> DepMap {
     let (h, w, gs) = (x.height, x.width, x.groups);
     // all[p] = union over groups; prefix[p][g] = union over groups <= g.
@@ -345,10 +363,16 @@ fn conv(x: &DepMap, kh: usize, kw: usize, mask: Mask) -> DepMap {
     for r in 0..h {
         for c in 0..w {
             let mut acc = vec![0u64; words];
+            let mut centre = false;
             for dy in 0..kh {
                 for dx in 0..kw {
-                    if !(dy < ch || (dy == ch && dx < cw)) {
-                        continue;
+                    match tap(mask, dy, dx, kh, kw) {
+                        Tap::All => {}
+                        Tap::Centre => {
+                            centre = true;
+                            continue;
+                        }
+                        Tap::Nothing => continue,
                     }
                     let (y, xx) = (
                         r as isize + dy as isize - ch as isize,
@@ -364,11 +388,9 @@ fn conv(x: &DepMap, kh: usize, kw: usize, mask: Mask) -> DepMap {
             let p = r * w + c;
             for g in 0..gs {
                 out.or_into(r, c, g, &acc);
-                let centre = match mask {
-                    Mask::B => Some(g),
-                    Mask::A => g.checked_sub(1),
-                };
-                if let Some(gc) = centre {
+                // The groups a mask lets through at the centre are a prefix 0..=gc.
+                let seen = (0..gs).rev().find(|&gi| centre_sees(mask, g, gi));
+                if let (true, Some(gc)) = (centre, seen) {
                     let i = (p * gs + gc) * words;
                     out.or_into(r, c, g, &prefix[i..i + words]);
                 }

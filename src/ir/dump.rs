@@ -23,6 +23,17 @@ pub fn op_text(op: &Op) -> String {
             shift: true,
             full_context: true,
         } => format!("diag_bilstm hidden={hidden} full_context=true"),
+        Op::GatedConv {
+            hidden,
+            kh,
+            kw,
+            mask,
+            link,
+        } => format!(
+            "gated_conv {kh}x{kw} mask={} hidden={hidden}{}",
+            mask.name(),
+            if link { " link" } else { "" }
+        ),
         Op::Head { kind } => format!("head {}", kind.name()),
         _ => {
             let mut s = op.name().to_string();

@@ -19,6 +19,9 @@ struct Lower {
     g: Graph,
     /// Outputs marked `skip: true` not yet consumed by a `skip_sum`.
     skips: Vec<(NodeId, Span)>,
+    /// The last gated PixelCNN layer's (output, vertical stack): a gated layer whose input
+    /// is that output continues that vertical stack.
+    vstack: Option<(NodeId, NodeId)>,
     too_big: bool,
 }
 
@@ -39,6 +42,7 @@ pub fn lower(spec: &Spec) -> Result<Graph, Vec<Diagnostic>> {
             spec.input.span,
         ),
         skips: Vec::new(),
+        vstack: None,
         too_big: false,
     };
     for p in &spec.params {
@@ -263,6 +267,48 @@ impl Lower {
                 let e = self.add(Op::Relu, span, p("relu2"), &[d])?;
                 let f = self.add(conv(2 * h, 1), span, p("conv1x1_out"), &[e])?;
                 self.add(Op::Add, span, p("add"), &[x, f])
+            }
+            LayerKind::GatedPixelCnn {
+                hidden,
+                kernel,
+                mask,
+            } => {
+                let h = self.size(hidden, "hidden", 1, MAX_CHANNELS);
+                let k = self.kernel_side(&kernel.node, kernel.span, "kernel");
+                let (h, k) = (h? as usize, k?);
+                let p = |s: &str| format!("{path}.gated.{s}");
+                // The vertical stack sees only rows above its pixel. Started on `x` (whose
+                // pixels may see the rest of their row) it reads the rows above alone;
+                // continued from the last gated layer's stack it may also read that
+                // stack's own row, right of the pixel too.
+                let (v_in, v_mask) = match self.vstack {
+                    Some((out, v)) if out == x => (v, Mask::AboveRow),
+                    _ => (x, Mask::Above),
+                };
+                let v = Op::GatedConv {
+                    hidden: h,
+                    kh: k,
+                    kw: k,
+                    mask: v_mask,
+                    link: false,
+                };
+                let v = self.add(v, span, p("vertical"), &[v_in])?;
+                let hz = Op::GatedConv {
+                    hidden: h,
+                    kh: 1,
+                    kw: k,
+                    mask: *mask,
+                    link: true,
+                };
+                let hz = self.add(hz, span, p("horizontal"), &[x, v])?;
+                let o = self.add(conv(h, 1), span, p("conv1x1"), &[hz])?;
+                // Mask A reads the image: nothing to add the output to.
+                let y = match mask {
+                    Mask::B => self.add(Op::Add, span, p("add"), &[x, o])?,
+                    _ => o,
+                };
+                self.vstack = Some((y, v));
+                Some(y)
             }
             LayerKind::Relu => self.add(Op::Relu, span, path.to_string(), &[x]),
             LayerKind::Residual { body } => {

@@ -7,8 +7,12 @@
 //! 43 R, 43 G, 42 B) and every group has a channel once `n >= groups`, which validation
 //! requires. A tap before the centre pixel (raster order) sees every group;
 //! at the centre, output group g sees input groups < g (mask A) or <= g (mask B); taps
-//! after the centre see nothing. Outputs made of several chunks (LSTM gates) are grouped
-//! within each chunk, so splitting gates keeps colours apart.
+//! after the centre see nothing. The gated PixelCNN's vertical-stack masks see every
+//! group of the rows above (`Above`), or of the rows above and the whole centre row
+//! (`AboveRow`, on a map that itself sees only rows above). Outputs made of several
+//! chunks (LSTM gates, gate halves) are grouped within each chunk, so splitting gates
+//! keeps colours apart. `tap` is the rule; the weight masks and the causality pass both
+//! read it.
 
 use super::Mask;
 
@@ -16,6 +20,47 @@ use super::Mask;
 pub fn group_of(ch: usize, total: usize, chunks: usize, groups: usize) -> usize {
     let chunk = (total / chunks.max(1)).max(1);
     ((ch % chunk) * groups) / chunk
+}
+
+/// What a kernel tap lets through, by its place relative to the centre.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Tap {
+    /// Every input channel.
+    All,
+    /// The colour groups the mask allows at the centre (`centre_sees`).
+    Centre,
+    /// Nothing: the weight is zero there.
+    Nothing,
+}
+
+/// The rule of `mask` at tap `(y, x)` of a `kh x kw` kernel (centre `(kh/2, kw/2)`).
+/// Rows below the centre are `Nothing` under every mask (`Crop` relies on it).
+pub fn tap(mask: Mask, y: usize, x: usize, kh: usize, kw: usize) -> Tap {
+    let (ch, cw) = (kh / 2, kw / 2);
+    match mask {
+        Mask::A | Mask::B => {
+            if y < ch || (y == ch && x < cw) {
+                Tap::All
+            } else if y == ch && x == cw {
+                Tap::Centre
+            } else {
+                Tap::Nothing
+            }
+        }
+        Mask::Above if y < ch => Tap::All,
+        Mask::AboveRow if y <= ch => Tap::All,
+        Mask::Above | Mask::AboveRow => Tap::Nothing,
+    }
+}
+
+/// Whether output group `go` sees input group `gi` at a `Tap::Centre`.
+pub fn centre_sees(mask: Mask, go: usize, gi: usize) -> bool {
+    match mask {
+        Mask::A => gi < go,
+        Mask::B => gi <= go,
+        // These masks have no `Centre` tap.
+        Mask::Above | Mask::AboveRow => false,
+    }
 }
 
 /// The 0/1 mask of a `[out, cin, kh, kw]` weight, row-major.
@@ -28,21 +73,19 @@ pub fn conv_mask(
     groups: usize,
     out_chunks: usize,
 ) -> Vec<f32> {
-    let (ch, cw) = (kh / 2, kw / 2);
     let mut m = vec![0f32; out * cin * kh * kw];
     for o in 0..out {
         let go = group_of(o, out, out_chunks, groups);
         for i in 0..cin {
             let gi = group_of(i, cin, 1, groups);
-            let centre_ok = match mask {
-                Mask::A => gi < go,
-                Mask::B => gi <= go,
-            };
             for y in 0..kh {
                 for x in 0..kw {
-                    let before = y < ch || (y == ch && x < cw);
-                    let centre = y == ch && x == cw;
-                    if before || (centre && centre_ok) {
+                    let on = match tap(mask, y, x, kh, kw) {
+                        Tap::All => true,
+                        Tap::Centre => centre_sees(mask, go, gi),
+                        Tap::Nothing => false,
+                    };
+                    if on {
                         m[((o * cin + i) * kh + y) * kw + x] = 1.0;
                     }
                 }
@@ -106,6 +149,17 @@ mod tests {
         assert_eq!(a, vec![0., 0., 0., 1., 0., 0., 1., 1., 0.]);
         let b = conv_mask(3, 3, 1, 1, Mask::B, 3, 1);
         assert_eq!(b, vec![1., 0., 0., 1., 1., 0., 1., 1., 1.]);
+    }
+
+    #[test]
+    fn vertical_stack_masks() {
+        // 3x3: `Above` keeps the top row, `AboveRow` the top two, whatever the groups.
+        let a = conv_mask(1, 1, 3, 3, Mask::Above, 1, 1);
+        assert_eq!(a, vec![1., 1., 1., 0., 0., 0., 0., 0., 0.]);
+        let r = conv_mask(3, 3, 3, 3, Mask::AboveRow, 3, 1);
+        for k in r.chunks(9) {
+            assert_eq!(k, [1., 1., 1., 1., 1., 1., 0., 0., 0.]);
+        }
     }
 
     #[test]

@@ -107,6 +107,18 @@ pub enum Op {
         shift: bool,
         full_context: bool,
     },
+    /// Gated masked convolution (the gated PixelCNN's unit): a `kh x kw` masked conv of
+    /// slot 0 to `2 * hidden` channels (two chunks `a`, `b`, each split into colour groups
+    /// like LSTM gates), plus with `link` an unmasked 1x1 conv of slot 1 (the vertical
+    /// stack, which sees only rows above: no colour of its own pixel), plus a conditional
+    /// model's class vector; out `tanh(a) * sigmoid(b)`, `hidden` channels.
+    GatedConv {
+        hidden: usize,
+        kh: usize,
+        kw: usize,
+        mask: Mask,
+        link: bool,
+    },
     Relu,
     /// Element-wise sum of all inputs (residual connections).
     Add,
@@ -127,6 +139,7 @@ pub enum OpKind {
     Conv,
     RowLstm,
     DiagBiLstm,
+    GatedConv,
     Relu,
     Add,
     SkipSum,
@@ -135,11 +148,12 @@ pub enum OpKind {
 
 impl OpKind {
     /// Every kind. A new `Op` variant fails to compile in `Op::kind`; add its kind here too.
-    pub const ALL: [OpKind; 8] = [
+    pub const ALL: [OpKind; 9] = [
         OpKind::Input,
         OpKind::Conv,
         OpKind::RowLstm,
         OpKind::DiagBiLstm,
+        OpKind::GatedConv,
         OpKind::Relu,
         OpKind::Add,
         OpKind::SkipSum,
@@ -153,6 +167,7 @@ impl OpKind {
             OpKind::Conv => "conv",
             OpKind::RowLstm => "row_lstm",
             OpKind::DiagBiLstm => "diag_bilstm",
+            OpKind::GatedConv => "gated_conv",
             OpKind::Relu => "relu",
             OpKind::Add => "add",
             OpKind::SkipSum => "skip_sum",
@@ -168,6 +183,7 @@ impl Op {
             Op::Conv { .. } => OpKind::Conv,
             Op::RowLstm { .. } => OpKind::RowLstm,
             Op::DiagBiLstm { .. } => OpKind::DiagBiLstm,
+            Op::GatedConv { .. } => OpKind::GatedConv,
             Op::Relu => OpKind::Relu,
             Op::Add => OpKind::Add,
             Op::SkipSum => OpKind::SkipSum,
@@ -205,17 +221,32 @@ impl Op {
                 }
                 v
             }
+            Op::GatedConv {
+                hidden,
+                kh,
+                kw,
+                mask,
+                link,
+            } => vec![
+                ("hidden", Int(hidden)),
+                ("kh", Int(kh)),
+                ("kw", Int(kw)),
+                ("mask", Name(mask.name())),
+                ("link", Bool(link)),
+            ],
             Op::Head { kind } => vec![("kind", Name(kind.name()))],
         }
     }
 }
 
 impl Mask {
-    /// As written in specs: `A` or `B`.
+    /// As written in specs: `A` or `B`; the IR-only vertical-stack masks as in dumps.
     pub fn name(self) -> &'static str {
         match self {
             Mask::A => "A",
             Mask::B => "B",
+            Mask::Above => "above",
+            Mask::AboveRow => "above_row",
         }
     }
 }
@@ -272,7 +303,8 @@ pub enum Role {
     InitialCell,
     /// A class-conditional model's per-class vector added to an LSTM's input-to-state map
     /// at every position, `[gates, classes]`: column `y` for label `y` (the papers' 1x1
-    /// unmasked projection of a one-hot label map).
+    /// unmasked projection of a one-hot label map). Gated convs add it to their gate
+    /// pre-activations the same way.
     ClassWeight,
 }
 
@@ -383,9 +415,22 @@ impl ParamSpec {
 ///   into colour groups like any feature map (see `mask`).
 /// - `ss_weight` is a conv1d weight over the state (Diagonal BiLSTM: groups = 2 directions).
 /// - `h0`/`c0` are the learned initial state, per channel and position along the state.
+/// - A gated conv's `weight`, `link_weight` and `class_weight` outputs are chunks
+///   `[a, b]` of `hidden` channels: the output is `tanh(a) * sigmoid(b)`.
 pub fn params_of(op: &Op, inputs: &[usize], image: &ImageSpec) -> Vec<ParamSpec> {
     let cin = inputs.first().copied().unwrap_or(0);
     let uniform = |fan_in| Init::Uniform { fan_in };
+    let class = |gates: usize| {
+        // Zeros: an untrained conditional model is the unconditional one.
+        (image.classes > 0).then(|| {
+            ParamSpec::new(
+                "class_weight",
+                &[gates, image.classes],
+                Role::ClassWeight,
+                Init::Zeros,
+            )
+        })
+    };
     let lstm = |is_shape: [usize; 4], h: usize, ss: &[usize], state: &[usize]| {
         let [w, b] = ParamSpec::masked_conv("is_", is_shape, Mask::B, is_shape[0] / h, |f| {
             Init::ForgetBias {
@@ -401,19 +446,34 @@ pub fn params_of(op: &Op, inputs: &[usize], image: &ImageSpec) -> Vec<ParamSpec>
             ParamSpec::new("h0", state, Role::InitialHidden, Init::Zeros),
             ParamSpec::new("c0", state, Role::InitialCell, Init::Zeros),
         ];
-        if image.classes > 0 {
-            // Zeros: an untrained conditional model is the unconditional one.
-            p.push(ParamSpec::new(
-                "class_weight",
-                &[is_shape[0], image.classes],
-                Role::ClassWeight,
-                Init::Zeros,
-            ));
-        }
+        p.extend(class(is_shape[0]));
         p
     };
     match *op {
         Op::Input | Op::Relu | Op::Add => vec![],
+        Op::GatedConv {
+            hidden: h,
+            kh,
+            kw,
+            mask,
+            link,
+        } => {
+            // Two chunks (tanh and sigmoid halves), grouped separately: output channel j
+            // pairs a_j with b_j, which must be one colour group.
+            let mut p = ParamSpec::masked_conv("", [2 * h, cin, kh, kw], mask, 2, uniform).to_vec();
+            if link {
+                // Unmasked: the vertical stack at a pixel sees only rows above it.
+                let c = inputs.get(1).copied().unwrap_or(0);
+                p.push(ParamSpec::new(
+                    "link_weight",
+                    &[2 * h, c, 1, 1],
+                    Role::Weight,
+                    uniform(c),
+                ));
+            }
+            p.extend(class(2 * h));
+            p
+        }
         Op::Conv { out, kh, kw, mask } => {
             ParamSpec::masked_conv("", [out, cin, kh, kw], mask, 1, uniform).to_vec()
         }
@@ -466,7 +526,9 @@ pub fn out_channels(op: &Op, inputs: &[usize], image: &ImageSpec) -> usize {
     match *op {
         Op::Input => image.channels,
         Op::Conv { out, .. } => out,
-        Op::RowLstm { hidden, .. } | Op::DiagBiLstm { hidden, .. } => hidden,
+        Op::RowLstm { hidden, .. }
+        | Op::DiagBiLstm { hidden, .. }
+        | Op::GatedConv { hidden, .. } => hidden,
         Op::Relu | Op::Add | Op::SkipSum => inputs.first().copied().unwrap_or(0),
         Op::Head { kind } => head_out_channels(kind, image),
     }

@@ -198,7 +198,22 @@ fn check_nodes(graph: &Graph, shapes: &Shapes, errors: &mut Vec<Diagnostic>) -> 
                     );
                 }
             }
-            Op::RowLstm { hidden, .. } | Op::DiagBiLstm { hidden, .. }
+            // The horizontal stack of the first gated layer: its vertical stack (slot 1)
+            // is created just before it, so that is the first masked node.
+            Op::GatedConv {
+                mask: Mask::A,
+                link: true,
+                ..
+            } if first_masked != ins.get(1).copied() => {
+                errors.push(
+                    Diagnostic::new(node.span, "mask A belongs on the first layer only")
+                        .label("mask A after the first masked layer")
+                        .help("use `mask: B` here (the default): later layers may see their own colour group at the centre"),
+                );
+            }
+            Op::RowLstm { hidden, .. }
+            | Op::DiagBiLstm { hidden, .. }
+            | Op::GatedConv { hidden, .. }
                 if groups == 3 && hidden < 3 =>
             {
                 errors.push(
@@ -208,7 +223,18 @@ fn check_nodes(graph: &Graph, shapes: &Shapes, errors: &mut Vec<Diagnostic>) -> 
                     );
             }
             Op::Add if in_ch.iter().any(|&c| c != in_ch[0]) => {
-                let (msg, help) = if node.path.ends_with(".pixelcnn.add") {
+                let (msg, help) = if node.path.ends_with(".gated.add") {
+                    (
+                        format!(
+                            "a gated_pixelcnn with mask B adds its input ({} channels) to its output (hidden = {} channels)",
+                            in_ch[0], in_ch[1]
+                        ),
+                        format!(
+                            "use hidden: {} here, or `mask: A` if this layer reads the image (the first layer adds nothing)",
+                            in_ch[0]
+                        ),
+                    )
+                } else if node.path.ends_with(".pixelcnn.add") {
                     (
                             format!(
                                 "a pixelcnn_block adds its input ({} channels) to its output (2 x hidden = {} channels)",
@@ -266,6 +292,13 @@ fn leak_diagnostic(
     let help = match node.op {
         Op::Conv { mask: Mask::B, .. } if Some(leak.node) == first_masked => {
             "the first masked layer must use `mask: A`".to_string()
+        }
+        Op::GatedConv {
+            mask: Mask::B,
+            link: true,
+            ..
+        } if graph.inputs(leak.node).get(1).copied() == first_masked => {
+            "the first gated_pixelcnn layer must use `mask: A`".to_string()
         }
         Op::DiagBiLstm { shift: false, .. } => {
             "the right-to-left direction must be shifted down one row: remove `shift: false`"

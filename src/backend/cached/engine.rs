@@ -1,7 +1,7 @@
 //! The cached sampler's engine: the per-pixel loops over the plan's nodes, with ring
 //! buffers for the rows later nodes read, split over threads by sample.
 
-use super::{CachedModel, Diag, Kernel, Mat};
+use super::{CachedModel, Diag, Gate, Kernel, Mat};
 use crate::ir::head::draw_scaled;
 use anyhow::{bail, Result};
 
@@ -278,6 +278,10 @@ enum State {
         /// Rows whose right-to-left states are computed.
         r2l_rows: usize,
     },
+    /// A vertical stack: rows computed so far (whole rows at a time).
+    Rows {
+        done: usize,
+    },
 }
 
 /// The caches of one batch of samples.
@@ -317,6 +321,14 @@ impl<'a> Engine<'a> {
                     State::Row {
                         h: Ring::new(2, w, nb * h),
                         c: Ring::new(2, w, nb * h),
+                    }
+                }
+                Kernel::Gate(gt) => {
+                    max_h = max_h.max(gt.h);
+                    if gt.rowwise {
+                        State::Rows { done: 0 }
+                    } else {
+                        State::None
                     }
                 }
                 Kernel::Diag(d) => {
@@ -471,6 +483,30 @@ impl<'a> Engine<'a> {
                             continue;
                         }
                         matacc(y, x.at(rr as usize, cc as usize), mat, lo, hi, nb);
+                    }
+                }
+                Kernel::Gate(gt) => {
+                    let cols = match &mut self.states[i] {
+                        // A vertical stack: all of row r when the row starts.
+                        State::Rows { done } if *done > r => continue,
+                        State::Rows { done } => {
+                            *done = r + 1;
+                            0..w_n
+                        }
+                        _ => c..c + 1,
+                    };
+                    for cc in cols {
+                        gate_at(
+                            gt,
+                            &node.inputs,
+                            before,
+                            out,
+                            (r, cc),
+                            nb,
+                            w_n,
+                            &mut self.s_gates,
+                            self.labels,
+                        );
                     }
                 }
                 Kernel::Relu => {
@@ -657,6 +693,45 @@ impl<'a> Engine<'a> {
                     }
                 }
             }
+        }
+    }
+}
+
+/// A gated conv's output at `(r, c)`: bias and class vector, the masked conv's taps over
+/// slot 0, the link from slot 1 at the pixel, then `tanh(a) * sigmoid(b)`.
+#[allow(clippy::too_many_arguments)]
+#[inline(always)]
+fn gate_at(
+    gt: &Gate,
+    inputs: &[usize],
+    before: &[Ring],
+    out: &mut Ring,
+    (r, c): (usize, usize),
+    nb: usize,
+    w_n: usize,
+    s_gates: &mut [f32],
+    labels: &[u16],
+) {
+    let (h, h2) = (gt.h, 2 * gt.h);
+    let g = &mut s_gates[..nb * h2];
+    start_gates(g, &gt.bias, gt.class.as_deref(), labels, nb);
+    let x = &before[inputs[0]];
+    for (dy, dx, mat) in &gt.taps {
+        let rr = r as isize + dy;
+        let cc = c as isize + dx;
+        if rr < 0 || cc < 0 || cc >= w_n as isize {
+            continue;
+        }
+        matacc(g, x.at(rr as usize, cc as usize), mat, 0, h2, nb);
+    }
+    if let Some(l) = &gt.link {
+        matacc(g, before[inputs[1]].at(r, c), l, 0, h2, nb);
+    }
+    let y = out.at_mut(r, c);
+    for b in 0..nb {
+        let gb = &g[b * h2..(b + 1) * h2];
+        for j in 0..h {
+            y[b * h + j] = tanh(gb[j]) * sigmoid(gb[h + j]);
         }
     }
 }

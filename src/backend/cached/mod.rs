@@ -24,6 +24,11 @@
 //!   (`k < r`), where the input is zero: the states there depend only on `h0`, `c0` and
 //!   the state-to-state weights, never on the image, so they are computed once per model
 //!   (`Diag::edge_h`, `edge_c`), not per sample.
+//! - `GatedConv`, horizontal stack: a masked conv like `Conv`, plus the vertical stack at
+//!   `p` through the link. Vertical stack: its taps reach right of `p` (the rows above,
+//!   and with `AboveRow` its input's own row), but its output at row r depends only on
+//!   rows < r, so when row r starts its whole row r is computed at once (a chain of
+//!   vertical stacks in topological order, each reading the row just computed).
 //! - `DiagBiLstm`, right-to-left: mirrored, its state at `(r, c)` reads `(r-1, c)` and
 //!   `(r, c+1)`, i.e. the whole of row r. Its output is shifted down a row, so pixel
 //!   `(r, c)` needs only row r-1 of it, which depends on rows <= r-1 of the input. So when
@@ -89,6 +94,23 @@ pub(crate) enum Kernel {
         c0: Vec<f32>,
     },
     Diag(Box<Diag>),
+    Gate(Box<Gate>),
+}
+
+/// A gated conv: `tanh(a) * sigmoid(b)` of its masked conv, link and class vector.
+pub(crate) struct Gate {
+    h: usize,
+    /// The masked conv's nonzero taps over slot 0, `(dy, dx, [cin][2h])`; a vertical
+    /// stack's reach right of the centre too.
+    taps: Vec<(isize, isize, Mat)>,
+    bias: Vec<f32>,
+    /// The 1x1 link from the vertical stack (slot 1), `[cv][2h]`.
+    link: Option<Mat>,
+    /// A conditional model's class vectors, `[classes][2h]`, added to `bias` per sample.
+    class: Option<Vec<f32>>,
+    /// A vertical stack (it sees only rows above): computed for a whole row when the row
+    /// starts, since its taps reach right of the pixel.
+    rowwise: bool,
 }
 
 pub(crate) struct Diag {

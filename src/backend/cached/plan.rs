@@ -3,21 +3,23 @@
 //! colours a pixel's cached values depend on.
 
 use super::engine::{lstm, matacc_one};
-use super::{CachedModel, Diag, Kernel, Mat, Node};
+use super::{CachedModel, Diag, Gate, Kernel, Mat, Node};
 use crate::ir::validate::Model;
-use crate::ir::{param_named, NodeId, Op};
+use crate::ir::{param_named, Mask, NodeId, Op};
 use crate::weights::Weights;
 use anyhow::{bail, Result};
 
-/// The causal taps of a masked `[out, cin, kh, kw]` weight, as `(dy, dx, [cin][out])`;
-/// taps after the centre (always masked) and all-zero taps are dropped.
+/// The taps of a masked `[out, cin, kh, kw]` weight that can be nonzero, as
+/// `(dy, dx, [cin][out])`: rows below the centre (zero under every mask) and all-zero taps
+/// are dropped. Under masks A and B that leaves the taps up to the centre in raster order;
+/// the vertical-stack masks keep taps right of the centre in the rows they read.
 fn conv_taps(w: &[f32], s: &[usize]) -> Vec<(isize, isize, Mat)> {
     let (out, cin, kh, kw) = (s[0], s[1], s[2], s[3]);
     let (ch, cw) = (kh / 2, kw / 2);
     let mut taps = Vec::new();
     for y in 0..kh {
         for x in 0..kw {
-            if y > ch || (y == ch && x > cw) {
+            if y > ch {
                 continue;
             }
             let mut m = vec![0f32; cin * out];
@@ -187,6 +189,20 @@ impl CachedModel {
                         bias: prm.data("bias"),
                     }
                 }
+                Op::GatedConv {
+                    hidden: h, mask, ..
+                } => {
+                    let (w, s) = prm.get("weight");
+                    Kernel::Gate(Box::new(Gate {
+                        h,
+                        taps: conv_taps(&w, &s),
+                        bias: prm.data("bias"),
+                        link: param_named(model.shapes().params(id), "link_weight")
+                            .map(|_| prm.one_by_one("link_weight")),
+                        class: prm.class_rows(),
+                        rowwise: matches!(mask, Mask::Above | Mask::AboveRow),
+                    }))
+                }
                 Op::Relu => Kernel::Relu,
                 Op::Add => Kernel::Add,
                 Op::SkipSum => Kernel::SkipSum {
@@ -274,6 +290,12 @@ impl CachedModel {
                 for j in g.inputs(id) {
                     nodes[j.index()].rows = nodes[j.index()].rows.max(1 + kh / 2);
                 }
+            }
+            // A gated conv's masked conv reads slot 0 like a conv (the link, slot 1, reads
+            // the pixel's own row only).
+            if let Op::GatedConv { kh, .. } = g.node(id).op {
+                let j = g.inputs(id)[0].index();
+                nodes[j].rows = nodes[j].rows.max(1 + kh / 2);
             }
             // The full-context Diagonal BiLSTM reads the image one row above.
             if let Op::DiagBiLstm {
@@ -366,6 +388,21 @@ fn centre_dependence(nodes: &[Node], colours: usize, output: usize) -> Vec<bool>
                     }
                 }
                 (gates_to_h(&g, *h), 0)
+            }
+            Kernel::Gate(gt) => {
+                let mut g = vec![0u8; 2 * gt.h];
+                for (dy, dx, m) in &gt.taps {
+                    if (*dy, *dx) == (0, 0) {
+                        g = through(m, input(0));
+                    }
+                }
+                if let Some(l) = &gt.link {
+                    g.iter_mut()
+                        .zip(through(l, input(1)))
+                        .for_each(|(a, b)| *a |= b);
+                }
+                // Output j multiplies halves j and h + j.
+                ((0..gt.h).map(|j| g[j] | g[gt.h + j]).collect(), 0)
             }
             Kernel::Diag(dg) => {
                 let g = through(&dg.is, input(0));

@@ -83,6 +83,50 @@ pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
                     &out,
                 );
             }
+            Op::GatedConv { hidden, kh, kw, .. } => {
+                let crop = Crop::of(kh, kw);
+                let pads = [crop.pad_top, crop.pad_side, 0, crop.pad_side];
+                let mut pre = b.conv(
+                    &format!("{p}.conv"),
+                    x,
+                    &prm["weight"],
+                    Some(&prm["bias"]),
+                    &[crop.rows, kw],
+                    &pads,
+                    1,
+                );
+                if let Some(link) = prm.get("link_weight") {
+                    let v = b.conv(
+                        &format!("{p}.link"),
+                        &ins[1],
+                        link,
+                        None,
+                        &[1, 1],
+                        &[0, 0, 0, 0],
+                        1,
+                    );
+                    pre = b.binary("Add", &format!("{p}.pre"), &pre, &v);
+                }
+                if let Some(v) = lstm::class_vectors(b, &p, &prm) {
+                    // [N, 2h] -> [N, 2h, 1, 1]: the class vector at every position.
+                    let v = b.reshape(
+                        &format!("{p}.class.4d"),
+                        &v,
+                        &[0, (2 * hidden) as i64, 1, 1],
+                    );
+                    pre = b.binary("Add", &format!("{p}.pre.class"), &pre, &v);
+                }
+                let halves = b.split(
+                    &format!("{p}.gate"),
+                    &pre,
+                    1,
+                    &[hidden, hidden],
+                    &["a".to_string(), "b".to_string()],
+                );
+                let t = b.unary("Tanh", &format!("{p}.tanh"), &halves[0]);
+                let s = b.unary("Sigmoid", &format!("{p}.sigmoid"), &halves[1]);
+                b.op_to("Mul", &format!("{p}.mul"), &[&t, &s], &out, vec![]);
+            }
             Op::Relu => {
                 b.op_to("Relu", &format!("{p}.relu"), &[x], &out, vec![]);
             }

@@ -15,7 +15,7 @@ pub const LABEL_INPUT: &str = "label";
 /// A conditional model's class vector of each image, `[N, gates]`: row `label` of
 /// `class_weight` transposed (`[classes, gates]`), gathered with the `label` input.
 /// `None` when the node has no `class_weight` (an unconditional model).
-fn class_vectors(b: &mut Builder, p: &str, prm: &Params) -> Option<String> {
+pub(super) fn class_vectors(b: &mut Builder, p: &str, prm: &Params) -> Option<String> {
     let w = prm.get("class_weight")?;
     let wt = b.transpose(&format!("{p}.class_weight.t"), w, &[1, 0]);
     Some(b.op(

@@ -1,4 +1,5 @@
-//! The ops of docs/semantics.md in libtorch: masked convs, Row LSTM, Diagonal BiLSTM.
+//! The ops of docs/semantics.md in libtorch: masked and gated convs, Row LSTM, Diagonal
+//! BiLSTM.
 //!
 //! Recurrences loop over rows / skewed columns; everything that does not depend on the
 //! state (input-to-state convs, skew, mirror) is computed for the whole image at once.
@@ -20,25 +21,22 @@ pub fn apply(
     let x = ins[0];
     match st.op {
         Op::Input => x.shallow_clone(),
-        Op::Conv { kh, kw, .. } => {
-            // Only the kernel rows that may be nonzero, over an input padded at the top
-            // (`Crop`). The parameter keeps its full shape; its cut rows get zero gradient,
-            // as the mask gave them before.
-            let crop = Crop::of(kh, kw);
-            let w = st.weight("weight").narrow(2, 0, crop.rows as i64);
-            let x = if crop.pad_top > 0 {
-                x.constant_pad_nd([0, 0, crop.pad_top as i64, 0])
-            } else {
-                x.shallow_clone()
-            };
-            x.conv2d(
-                &w,
-                Some(st.param("bias")),
-                [1, 1],
-                [0, crop.pad_side as i64],
-                [1, 1],
-                1,
-            )
+        Op::Conv { kh, kw, .. } => masked_conv(st, x, kh, kw),
+        Op::GatedConv { hidden, kh, kw, .. } => {
+            let mut pre = add_class(st, masked_conv(st, x, kh, kw), cond);
+            if st.has("link_weight") {
+                let v = ins[1].conv2d::<Tensor>(
+                    &st.weight("link_weight"),
+                    None,
+                    [1, 1],
+                    [0, 0],
+                    [1, 1],
+                    1,
+                );
+                pre = pre + v;
+            }
+            let h = hidden as i64;
+            pre.narrow(1, 0, h).tanh() * pre.narrow(1, h, h).sigmoid()
         }
         Op::Head { .. } => x.conv2d(
             &st.weight("weight"),
@@ -91,6 +89,27 @@ pub fn apply(
     }
 }
 
+/// A masked conv with its bias (`weight`, `bias`), over only the kernel rows that may be
+/// nonzero and an input padded at the top (`Crop`). The parameter keeps its full shape;
+/// its cut rows get zero gradient, as the mask gave them before.
+fn masked_conv(st: &Step, x: &Tensor, kh: usize, kw: usize) -> Tensor {
+    let crop = Crop::of(kh, kw);
+    let w = st.weight("weight").narrow(2, 0, crop.rows as i64);
+    let x = if crop.pad_top > 0 {
+        x.constant_pad_nd([0, 0, crop.pad_top as i64, 0])
+    } else {
+        x.shallow_clone()
+    };
+    x.conv2d(
+        &w,
+        Some(st.param("bias")),
+        [1, 1],
+        [0, crop.pad_side as i64],
+        [1, 1],
+        1,
+    )
+}
+
 /// Gates `[o, f, i, g]` along `dim` -> new (h, c).
 fn lstm_update(gates: &Tensor, c_prev: &Tensor, dim: i64, h: i64) -> (Tensor, Tensor) {
     let sig = gates.narrow(dim, 0, 3 * h).sigmoid();
@@ -114,7 +133,8 @@ pub fn input_to_state(st: &Step, x: &Tensor) -> Tensor {
 }
 
 /// Adds a conditional model's class vectors (`class_weight` times the one-hot labels) to
-/// an input-to-state map `N x gates x H x W`, at every position; out of place.
+/// an input-to-state map or gate pre-activations `N x gates x H x W`, at every position;
+/// out of place.
 pub fn add_class(st: &Step, is: Tensor, cond: Option<&Tensor>) -> Tensor {
     match cond {
         Some(y) if st.has("class_weight") => {
