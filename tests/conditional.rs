@@ -65,10 +65,6 @@ fn weights(model: &Model, seed: u64) -> Weights {
     w
 }
 
-fn labels_tensor(l: &[u16]) -> Tensor {
-    Tensor::from_slice(&l.iter().map(|&y| i64::from(y)).collect::<Vec<_>>())
-}
-
 fn random_images(model: &Model, n: usize, seed: u64) -> Vec<u8> {
     let im = model.graph().image;
     let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(seed);
@@ -88,8 +84,8 @@ fn the_label_changes_the_logits_and_fused_equals_plain() {
         plain.set_fused(false);
         let n = 4;
         let x = fused.images_to_tensor(&random_images(&model, n, 2), n);
-        let a = labels_tensor(&[0, 1, 2, 3]);
-        let b = labels_tensor(&[3, 2, 1, 0]);
+        let a = TorchModel::labels_tensor(&[0, 1, 2, 3]);
+        let b = TorchModel::labels_tensor(&[3, 2, 1, 0]);
         let la = tch::no_grad(|| fused.forward_labeled(&x, Some(&a)));
         let lb = tch::no_grad(|| fused.forward_labeled(&x, Some(&b)));
         let pa = tch::no_grad(|| plain.forward_labeled(&x, Some(&a)));
@@ -192,7 +188,7 @@ fn onnx_runtime_and_the_cached_sampler_read_the_label_as_libtorch_does() {
         let y: Vec<u16> = vec![4, 0, 3, 1, 2];
         let x = tm.images_to_tensor(&imgs, n);
         let (tl, tn) = tch::no_grad(|| {
-            let l = tm.forward_labeled(&x, Some(&labels_tensor(&y)));
+            let l = tm.forward_labeled(&x, Some(&TorchModel::labels_tensor(&y)));
             let nl = tm.nll_from_logits(&l, &x);
             (l, nl)
         });

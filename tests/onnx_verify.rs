@@ -74,7 +74,7 @@ fn agrees(text: &str, what: &str) {
     let labels = pixc::sample::cycle_labels(im.classes, n);
     let y = labels
         .as_ref()
-        .map(|l| Tensor::from_slice(&l.iter().map(|&c| i64::from(c)).collect::<Vec<_>>()));
+        .map(|l| TorchModel::labels_tensor(l));
     let (l, nll) = tch::no_grad(|| {
         let l = tm.forward_labeled(&x, y.as_ref());
         let nll = tm.nll_from_logits(&l, &x);

@@ -124,7 +124,7 @@ fn check_with(tm: &TorchModel, n: usize, seed: u64, temperature: f64, what: &str
             continue;
         }
         let yt = y
-            .map(|l| tch::Tensor::from_slice(&l.iter().map(|&c| i64::from(c)).collect::<Vec<_>>()));
+            .map(|l| TorchModel::labels_tensor(l));
         let full = tch::no_grad(|| tm.forward_labeled(&tm.images_to_tensor(&fast, n), yt.as_ref()));
         let full = full.to_kind(Kind::Float).contiguous();
         let len = full.numel();

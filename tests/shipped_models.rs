@@ -111,3 +111,47 @@ fn every_shipped_model_samples_and_exports() {
         assert!(std::fs::metadata(&onnx).unwrap().len() > 1000, "{name}");
     }
 }
+
+/// `pixc complete` on the shipped class-conditional model: each test image is completed as
+/// its own class by default, or as `--class K`; a class out of range, a class for an
+/// unconditional model, and a user's image without a class are clear errors.
+#[test]
+fn complete_conditions_on_the_class() {
+    use pixc::app::sample::{complete_run, CompleteOptions};
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("models");
+    let cond = root.join("diag_bilstm_7_mnist_classes");
+    let tmp = tempfile::tempdir().unwrap();
+    let opts = |class: Option<u16>| CompleteOptions {
+        from_test: 3,
+        samples: 1,
+        out: tmp.path().join("c.png"),
+        class,
+        progress: false,
+        ..Default::default()
+    };
+    // The first MNIST test digits are 7, 2, 1.
+    let own = complete_run(&cond, &opts(None)).unwrap();
+    assert_eq!(own.classes, Some(vec![7, 2, 1]));
+    let eights = complete_run(&cond, &opts(Some(8))).unwrap();
+    assert_eq!(eights.classes, Some(vec![8, 8, 8]));
+    // Same seed, same kept rows, other classes: other completions.
+    assert_ne!(own.completions, eights.completions);
+    let err = |run: &Path, o: CompleteOptions| format!("{:#}", complete_run(run, &o).unwrap_err());
+    assert!(err(&cond, opts(Some(10))).contains("out of range"));
+    let plain = root.join("diag_bilstm_7_mnist");
+    assert!(err(&plain, opts(Some(3))).contains("not class-conditional"));
+    let png = tmp.path().join("digit.png");
+    pixc::app::sample::sample_run(
+        &plain,
+        &pixc::app::sample::SampleOptions {
+            n: 1,
+            out: png.clone(),
+            progress: false,
+            ..Default::default()
+        },
+    )
+    .unwrap();
+    let mut o = opts(None);
+    o.image = Some(png);
+    assert!(err(&cond, o).contains("--class"));
+}

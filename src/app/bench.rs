@@ -75,10 +75,8 @@ pub fn bench_one(
     let imgs = batch_images(&model, &spec, batch);
     let x = tm.images_to_tensor(&imgs, batch);
     // A conditional model is timed with labels, its class vectors included.
-    let labels = (tm.classes() > 0).then(|| {
-        tch::Tensor::arange(batch as i64, (tch::Kind::Int64, tch::Device::Cpu))
-            .remainder(tm.classes() as i64)
-    });
+    let labels =
+        crate::sample::cycle_labels(tm.classes(), batch).map(|l| TorchModel::labels_tensor(&l));
     // The loss on the fixed batch with the initial weights, for the identical-math check.
     let loss0 = tch::no_grad(|| f64::try_from(tm.nll(&x).mean(Kind::Double)))?;
     if let Some(d) = dump {

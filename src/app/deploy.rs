@@ -204,10 +204,8 @@ pub fn bench_inference(
             .map(|_| rng.random_range(0..im.levels) as u8)
             .collect();
         let as_f32: Vec<f32> = raw.iter().map(|&v| v as f32).collect();
-        let labels = (im.classes > 0).then(|| {
-            tch::Tensor::arange(batch as i64, (tch::Kind::Int64, tch::Device::Cpu))
-                .remainder(im.classes as i64)
-        });
+        let labels = crate::sample::cycle_labels(im.classes, batch)
+            .map(|l| TorchModel::labels_tensor(&l));
         let torch_rate = |tm: &TorchModel| -> Result<(f64, f64)> {
             tm.apply_thread_policy();
             let x = tm.images_to_tensor(&raw, batch);
@@ -524,10 +522,7 @@ pub fn verify(target: &Path, device: Device, images: usize, seed: u64) -> Result
         let chunk = &imgs[start * d..(start + k) * d];
         let x = tm.images_to_tensor(chunk, k);
         let y = labels.as_ref().map(|l| &l[start..start + k]);
-        let yt = y.map(|l| {
-            let v: Vec<i64> = l.iter().map(|&c| i64::from(c)).collect();
-            tch::Tensor::from_slice(&v)
-        });
+        let yt = y.map(TorchModel::labels_tensor);
         let (tl, tn) = tch::no_grad(|| {
             let l = tm.forward_labeled(&x, yt.as_ref());
             let nl = tm.nll_from_logits(&l, &x);

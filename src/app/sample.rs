@@ -223,21 +223,33 @@ pub fn load_run(
 /// The labels `pixc sample` draws for a model with `classes` (0: unconditional, `None`):
 /// `--class` for every image, else one grid row per class (setting `o.cols`).
 fn run_labels(classes: usize, o: &mut SampleOptions) -> Result<Option<Vec<u16>>> {
-    match (classes, o.class) {
-        (0, None) => Ok(None),
-        (0, Some(_)) => bail!("the model is not class-conditional: drop --class"),
-        (k, Some(y)) if y as usize >= k => {
-            bail!(
-                "--class {y} is out of range: the model has {k} classes (0..{})",
-                k - 1
-            )
-        }
-        (_, Some(y)) => Ok(Some(vec![y; o.n])),
-        (k, None) => {
-            let cols = *o.cols.get_or_insert(o.n.div_ceil(k));
-            Ok(Some((0..o.n).map(|i| ((i / cols) % k) as u16).collect()))
-        }
+    if let Some(l) = class_flag(classes, o.class, o.n)? {
+        return Ok(Some(l));
     }
+    if classes == 0 {
+        return Ok(None);
+    }
+    let cols = *o.cols.get_or_insert(o.n.div_ceil(classes));
+    Ok(Some((0..o.n).map(|i| ((i / cols) % classes) as u16).collect()))
+}
+
+/// `--class K` for `n` images, checked against the model's `classes`; `None` without it.
+fn class_flag(classes: usize, class: Option<u16>, n: usize) -> Result<Option<Vec<u16>>> {
+    let Some(y) = class else {
+        return Ok(None);
+    };
+    if classes == 0 {
+        bail!(crate::usage::usage(
+            "the model is not class-conditional: drop --class".to_string()
+        ));
+    }
+    if y as usize >= classes {
+        bail!(crate::usage::usage(format!(
+            "--class {y} is out of range: the model has {classes} classes (0..{})",
+            classes - 1
+        )));
+    }
+    Ok(Some(vec![y; n]))
 }
 
 /// `pixc sample RUN_DIR`: draws `o.n` images from the run's best checkpoint.
@@ -338,6 +350,9 @@ pub struct CompleteOptions {
     pub progress: bool,
     /// Where MNIST is read from (default: the usual lookup).
     pub mnist_dir: Option<PathBuf>,
+    /// A class-conditional model: complete every image as this class (default: each test
+    /// image's own label; required with `image`).
+    pub class: Option<u16>,
 }
 
 impl Default for CompleteOptions {
@@ -355,6 +370,7 @@ impl Default for CompleteOptions {
             scale: None,
             progress: false,
             mnist_dir: None,
+            class: None,
         }
     }
 }
@@ -367,6 +383,9 @@ pub struct CompleteReport {
     pub keep_rows: usize,
     pub seconds: f64,
     pub out: String,
+    /// A class-conditional model's class of each image (its completions share it).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub classes: Option<Vec<u16>>,
     /// Things the user should know (e.g. the image was resized), for stderr.
     pub notes: Vec<String>,
     /// Originals (K x C x H x W) and completions (K*S images, image-major); not serialized.
@@ -398,13 +417,6 @@ pub fn complete_run(run: &Path, o: &CompleteOptions) -> Result<CompleteReport> {
     let device = if o.reference { o.device } else { Device::Cpu };
     torch::set_threads(None);
     let (tm, _, spec, model) = load_run(run, device)?;
-    if tm.classes() > 0 {
-        bail!(
-            "{} is class-conditional: completing its images needs each one's class, which `pixc complete` does not take yet; `pixc sample {} --class K` draws whole images of a class",
-            run.display(),
-            crate::shell::quote(run)
-        );
-    }
     let (c, h, w, levels) = (tm.channels, tm.height, tm.width, tm.levels);
     let keep_rows = o.keep_rows.unwrap_or(h / 2);
     if keep_rows > h {
@@ -413,17 +425,23 @@ pub fn complete_run(run: &Path, o: &CompleteOptions) -> Result<CompleteReport> {
         )));
     }
     let mut notes = Vec::new();
-    let (originals, k) = match &o.image {
+    let (originals, k, own_labels) = match &o.image {
         Some(p) => {
             let (img, n) = complete::load_image(p, c, h, w, levels)?;
             notes.extend(n);
-            (img, 1)
+            (img, 1, None)
         }
-        None => (
-            complete::test_images(&spec, &model, o.from_test, o.mnist_dir.clone())?,
-            o.from_test,
-        ),
+        None => {
+            let (img, labels) =
+                complete::test_images(&spec, &model, o.from_test, o.mnist_dir.clone())?;
+            (img, o.from_test, labels)
+        }
     };
+    let labels = complete_labels(tm.classes(), o.class, own_labels, k)?;
+    if let Some(l) = &labels {
+        let shown: Vec<String> = l.iter().map(u16::to_string).collect();
+        notes.push(format!("classes, one per row: {}", shown.join(" ")));
+    }
     let total = tm.dims();
     let bar = progress_bar(total, o.progress, "sub-pixels");
     let t0 = Instant::now();
@@ -436,6 +454,7 @@ pub fn complete_run(run: &Path, o: &CompleteOptions) -> Result<CompleteReport> {
         o.seed,
         o.temperature,
         o.reference,
+        labels.as_deref(),
         |i, _| bar.set_position(i as u64 + 1),
     )?;
     let seconds = t0.elapsed().as_secs_f64();
@@ -457,10 +476,32 @@ pub fn complete_run(run: &Path, o: &CompleteOptions) -> Result<CompleteReport> {
         keep_rows,
         seconds,
         out: o.out.display().to_string(),
+        classes: labels,
         notes,
         originals,
         completions,
     })
+}
+
+/// The classes `pixc complete` conditions on, one per image: `--class` for all, else the
+/// test images' own labels; none for an unconditional model.
+fn complete_labels(
+    classes: usize,
+    class: Option<u16>,
+    own: Option<Vec<u16>>,
+    k: usize,
+) -> Result<Option<Vec<u16>>> {
+    if let Some(l) = class_flag(classes, class, k)? {
+        return Ok(Some(l));
+    }
+    match (classes, own) {
+        (0, _) => Ok(None),
+        (_, Some(own)) => Ok(Some(own)),
+        (_, None) => bail!(crate::usage::usage(format!(
+            "the model is class-conditional ({classes} classes): give the class to complete the image as, `--class 0..{}`",
+            classes - 1
+        ))),
+    }
 }
 
 /// What `plot_run` did.

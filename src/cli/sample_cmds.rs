@@ -70,11 +70,13 @@ pub struct SampleArgs {
 Examples:
   pixc complete runs/mnist --from-test 8 --keep-rows 14 -o completions.png
   pixc complete runs/mnist --image digit.png --keep-rows 10 --samples 5
+  pixc complete models/diag_bilstm_7_mnist_classes --from-test 4 --class 8
 
 Each row of the figure shows the original, the occluded input (hidden part mid-gray, red-ish
 gray for colour) and the completions. --image takes a PNG, or a PGM / PPM such as
 `pixc sample --pgm` writes, with the model's channels (grayscale or RGB); another size is
-resized with nearest neighbour.")]
+resized with nearest neighbour. A class-conditional model completes each test image as its own
+class, or every image as --class K.")]
 pub struct CompleteArgs {
     /// Run folder made by `pixc train --out DIR`
     pub run: PathBuf,
@@ -108,6 +110,10 @@ pub struct CompleteArgs {
     /// Screen pixels per image pixel, 1 to 64
     #[arg(long, value_parser = crate::front::flags::scale)]
     pub scale: Option<usize>,
+    /// A class-conditional model: complete every image as class K (default: each test
+    /// image's own label; needed with --image)
+    #[arg(long, value_name = "K")]
+    pub class: Option<u16>,
 }
 
 /// Plot training and validation NLL from a run's metrics.jsonl (several runs: overlaid)
@@ -191,6 +197,7 @@ pub fn complete(args: CompleteArgs) -> Result<i32> {
         scale: args.scale,
         progress: std::io::stderr().is_terminal(),
         mnist_dir: None,
+        class: args.class,
     };
     let rep = run::complete_run(&args.run, &opts)?;
     for n in &rep.notes {

@@ -22,6 +22,7 @@ pub fn keep_rows_mask(n: usize, c: usize, h: usize, w: usize, keep_rows: usize) 
 /// Samples `samples` completions of each of the `k` images in `originals` (K x C x H x W),
 /// keeping rows `< keep_rows` exactly. Returns K * samples images, image-major (all
 /// completions of image 0 first). `reference` selects the full-forward sampler.
+/// `labels`: a class-conditional model's class for each of the `k` images.
 #[allow(clippy::too_many_arguments)]
 pub fn complete(
     tm: &TorchModel,
@@ -32,9 +33,11 @@ pub fn complete(
     seed: u64,
     temperature: f64,
     reference: bool,
+    labels: Option<&[u16]>,
     progress: impl FnMut(usize, usize),
 ) -> Result<Vec<u8>> {
     let size = tm.dims();
+    super::check_labels(tm.classes(), k, labels)?;
     if originals.len() != k * size {
         bail!(
             "{} values given for {k} images of {size} sub-pixels",
@@ -72,12 +75,15 @@ pub fn complete(
             *v = 0;
         }
     }
+    // Every completion of image i has image i's class.
+    let labels: Option<Vec<u16>> =
+        labels.map(|l| l.iter().flat_map(|&y| std::iter::repeat_n(y, samples)).collect());
     let draw = super::Draw {
         n,
         seed,
         temperature,
         keep: Some((&given, &mask)),
-        labels: None,
+        labels: labels.as_deref(),
     };
     super::sample_with(tm, &draw, reference, progress)
 }
@@ -131,13 +137,14 @@ pub fn figure(
     png_grid::grid_rgb(&cells, h, w, samples + 2, scale)
 }
 
-/// The first `k` test images of the run's data set (`train.data` of its spec).
+/// The first `k` test images of the run's data set (`train.data` of its spec), with their
+/// class labels when the data set has them.
 pub fn test_images(
     spec: &Spec,
     model: &Model,
     k: usize,
     mnist_dir: Option<PathBuf>,
-) -> Result<Vec<u8>> {
+) -> Result<(Vec<u8>, Option<Vec<u16>>)> {
     let name = spec
         .train
         .as_ref()
@@ -178,7 +185,10 @@ pub fn test_images(
             ds.test.n
         );
     }
-    Ok(ds.test.images[..k * ds.image_size()].to_vec())
+    Ok((
+        ds.test.images[..k * ds.image_size()].to_vec(),
+        ds.test.labels.as_ref().map(|l| l[..k].to_vec()),
+    ))
 }
 
 /// A user's PNG, PGM or PPM fitted to the model: `(values C x H x W, notes for stderr)`. Channels must

@@ -110,10 +110,7 @@ pub fn sample_reference(
     check_request(n, temperature)?;
     check_keep(tm, n, keep)?;
     check_labels(tm.classes(), n, labels)?;
-    let y = labels.map(|l| {
-        let v: Vec<i64> = l.iter().map(|&y| i64::from(y)).collect();
-        tch::Tensor::from_slice(&v)
-    });
+    let y = labels.map(TorchModel::labels_tensor);
     let (c, h, w) = (tm.channels, tm.height, tm.width);
     let u = uniforms(n, c, h, w, seed);
     let mut img = vec![0u8; n * c * h * w];

@@ -157,8 +157,8 @@ fn batch_labels(tm: &TorchModel, sp: &Split, idx: &[usize]) -> Option<tch::Tenso
         return None;
     }
     let labels = sp.labels.as_deref()?;
-    let y: Vec<i64> = idx.iter().map(|&i| i64::from(labels[i])).collect();
-    Some(tch::Tensor::from_slice(&y))
+    let y: Vec<u16> = idx.iter().map(|&i| labels[i]).collect();
+    Some(TorchModel::labels_tensor(&y))
 }
 
 /// Mean per-image NLL (nats) over the first `limit` images of a split.

@@ -416,6 +416,12 @@ impl TorchModel {
         self.forward_scaled(&self.scale(images), self.one_hot(labels).as_ref())
     }
 
+    /// Class labels as the int64 tensor (N) that `forward_labeled` and `nll_labeled` take.
+    pub fn labels_tensor(labels: &[u16]) -> Tensor {
+        let v: Vec<i64> = labels.iter().map(|&y| i64::from(y)).collect();
+        Tensor::from_slice(&v)
+    }
+
     /// The classes a label may name; 0 for an unconditional model.
     pub fn classes(&self) -> usize {
         self.model.graph().image.classes
