@@ -9,7 +9,7 @@ use pixc::front::Syntax;
 use pixc::runtime::{images_to_f32, Device, OnnxModel};
 use pixc::weights::Weights;
 use rand::{Rng, SeedableRng};
-use tch::{Kind, Tensor};
+use tch::Kind;
 
 fn to_vec(t: &tch::Tensor) -> Vec<f32> {
     let c = t.to_kind(Kind::Float).contiguous();
@@ -72,9 +72,7 @@ fn agrees(text: &str, what: &str) {
     let x = tm.images_to_tensor(&imgs, n);
     // A class-conditional spec: every class in turn.
     let labels = pixc::sample::cycle_labels(im.classes, n);
-    let y = labels
-        .as_ref()
-        .map(|l| TorchModel::labels_tensor(l));
+    let y = labels.as_deref().map(TorchModel::labels_tensor);
     let (l, nll) = tch::no_grad(|| {
         let l = tm.forward_labeled(&x, y.as_ref());
         let nll = tm.nll_from_logits(&l, &x);

@@ -123,8 +123,7 @@ fn check_with(tm: &TorchModel, n: usize, seed: u64, temperature: f64, what: &str
         if !causal {
             continue;
         }
-        let yt = y
-            .map(|l| TorchModel::labels_tensor(l));
+        let yt = y.map(TorchModel::labels_tensor);
         let full = tch::no_grad(|| tm.forward_labeled(&tm.images_to_tensor(&fast, n), yt.as_ref()));
         let full = full.to_kind(Kind::Float).contiguous();
         let len = full.numel();

@@ -76,6 +76,34 @@ fn resume_honours_the_runs_learning_rate_schedule() {
     assert!(text.contains("decay_steps: 3"), "{text}");
 }
 
+/// A finished cosine run (min_lr 0) cannot be resumed past its schedule's end, where every
+/// further step would train at a zero rate: a clear error, not hours of nothing.
+#[test]
+fn resume_past_a_finished_cosine_schedule_is_refused() {
+    let _turn = serial();
+    let text = TINY.replace("lr: 0.01,", "lr: 0.01, schedule: cosine,");
+    let (spec, model) = pixc::compile_str(&text, Syntax::Yaml).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let go = |steps: u64, resume: bool| {
+        train::train(
+            &spec,
+            &model,
+            &TrainOptions {
+                steps: Some(steps),
+                resume,
+                ..opts(&run)
+            },
+        )
+    };
+    go(2, false).unwrap();
+    let e = format!("{:#}", go(5, true).unwrap_err());
+    assert!(
+        e.contains("reaches min_lr (0) at step 2") && e.contains("--steps 2 at most"),
+        "{e}"
+    );
+}
+
 /// Trains `text` 4 steps in one go (run `a`) and 2 + 2 steps with a resume given
 /// `resume_text` (run `b`); the weights and optimizer state must be equal. Returns `a`.
 fn resume_matches_an_uninterrupted_run(

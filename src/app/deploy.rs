@@ -204,8 +204,8 @@ pub fn bench_inference(
             .map(|_| rng.random_range(0..im.levels) as u8)
             .collect();
         let as_f32: Vec<f32> = raw.iter().map(|&v| v as f32).collect();
-        let labels = crate::sample::cycle_labels(im.classes, batch)
-            .map(|l| TorchModel::labels_tensor(&l));
+        let labels =
+            crate::sample::cycle_labels(im.classes, batch).map(|l| TorchModel::labels_tensor(&l));
         let torch_rate = |tm: &TorchModel| -> Result<(f64, f64)> {
             tm.apply_thread_policy();
             let x = tm.images_to_tensor(&raw, batch);

@@ -230,7 +230,9 @@ fn run_labels(classes: usize, o: &mut SampleOptions) -> Result<Option<Vec<u16>>>
         return Ok(None);
     }
     let cols = *o.cols.get_or_insert(o.n.div_ceil(classes));
-    Ok(Some((0..o.n).map(|i| ((i / cols) % classes) as u16).collect()))
+    Ok(Some(
+        (0..o.n).map(|i| ((i / cols) % classes) as u16).collect(),
+    ))
 }
 
 /// `--class K` for `n` images, checked against the model's `classes`; `None` without it.

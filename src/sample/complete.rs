@@ -76,8 +76,11 @@ pub fn complete(
         }
     }
     // Every completion of image i has image i's class.
-    let labels: Option<Vec<u16>> =
-        labels.map(|l| l.iter().flat_map(|&y| std::iter::repeat_n(y, samples)).collect());
+    let labels: Option<Vec<u16>> = labels.map(|l| {
+        l.iter()
+            .flat_map(|&y| std::iter::repeat_n(y, samples))
+            .collect()
+    });
     let draw = super::Draw {
         n,
         seed,

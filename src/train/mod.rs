@@ -23,7 +23,7 @@ pub use eval::{eval_run, eval_run_with, EvalReport, EvalSelection, EvalSplit};
 use crate::backend::torch::{self, TorchModel};
 use crate::data::{self, DataSource, Dataset, LoadOptions, Split};
 use crate::device::Device;
-use crate::front::ast::{Spec, Train};
+use crate::front::ast::{ScheduleKind, Spec, Train};
 use crate::ir::validate::Model;
 use crate::usage::usage;
 use crate::weights::Weights;
@@ -277,6 +277,9 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         schedule::resolve(&tcfg.schedule, per_epoch, max_steps)?
     };
     let lr_schedule = schedule::for_run(&tcfg.schedule, tcfg.lr)?;
+    if opts.resume {
+        past_the_schedule(&lr_schedule, max_steps)?;
+    }
     let run_spec = spec_for_run(spec, &tcfg);
     let spec_text = crate::front::fmt::to_yaml(&run_spec);
     let changes = if opts.resume {
@@ -581,6 +584,32 @@ fn progress_bar(max_steps: Option<u64>, start: u64, json: bool) -> indicatif::Pr
     bar.set_position(start);
     bar.reset_eta();
     bar
+}
+
+/// A resumed cosine run asked to train past the end of its schedule, which was fixed when
+/// it started: at a zero `min_lr` those steps would change nothing, so that is an error
+/// (a silent waste of hours otherwise); at a nonzero one, a note.
+fn past_the_schedule(s: &schedule::LrSchedule, max_steps: Option<u64>) -> Result<()> {
+    let (ScheduleKind::Cosine, Some(target)) = (s.kind, max_steps) else {
+        return Ok(());
+    };
+    if target <= s.decay_steps {
+        return Ok(());
+    }
+    let msg = format!(
+        "the run's cosine schedule reaches min_lr ({}) at step {} (planned when the run started), so steps {}..{target} would train at min_lr",
+        s.min_lr,
+        s.decay_steps,
+        s.decay_steps + 1
+    );
+    if s.min_lr == 0.0 {
+        bail!(usage(format!(
+            "{msg}, which changes nothing: resume with --steps {} at most, or train longer in a new run (--steps N plans its cosine over N steps)",
+            s.decay_steps
+        )));
+    }
+    eprintln!("note: {msg}");
+    Ok(())
 }
 
 /// What must not change when a run is resumed: the architecture (its canonical, versioned

@@ -23,8 +23,9 @@ pub fn apply(
         Op::Input => x.shallow_clone(),
         Op::Conv { kh, kw, .. } => masked_conv(st, x, kh, kw),
         Op::GatedConv { hidden, kh, kw, .. } => {
-            let mut pre = add_class(st, masked_conv(st, x, kh, kw), cond);
-            if st.has("link_weight") {
+            let pre = add_class(st, masked_conv(st, x, kh, kw), cond);
+            // The link from the vertical stack, out of place (autograd keeps `pre`).
+            let pre = if st.has("link_weight") {
                 let v = ins[1].conv2d::<Tensor>(
                     &st.weight("link_weight"),
                     None,
@@ -33,8 +34,10 @@ pub fn apply(
                     [1, 1],
                     1,
                 );
-                pre = pre + v;
-            }
+                pre + v
+            } else {
+                pre
+            };
             let h = hidden as i64;
             pre.narrow(1, 0, h).tanh() * pre.narrow(1, h, h).sigmoid()
         }
