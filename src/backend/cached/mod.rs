@@ -53,6 +53,8 @@
 mod engine;
 mod plan;
 
+pub(crate) use plan::diag_edges;
+
 use crate::ir::HeadKind;
 
 /// A weight matrix laid out `[in][out]`, for `y[out] += x[in] * w[in][out]`.

@@ -114,6 +114,32 @@ fn padding_edge(
     (eh, ec)
 }
 
+/// The padding-edge states of Diagonal BiLSTM node `id`, per direction (0 = left to
+/// right, 1 = right to left): `(h, c)` to the left of column 0 of every row, each `[H][h]`,
+/// from `h0`, `c0` and the state-to-state weights alone (the padding zone's input is
+/// zero). The cached sampler starts each row from them; the ONNX export bakes them in, so
+/// its recurrence runs over the image's states only.
+pub(crate) fn diag_edges(
+    model: &Model,
+    weights: &Weights,
+    id: NodeId,
+) -> [(Vec<f32>, Vec<f32>); 2] {
+    let prm = NodeParams { model, weights, id };
+    let Op::DiagBiLstm { hidden: h, .. } = model.graph().node(id).op else {
+        panic!("node {id} is not a Diagonal BiLSTM");
+    };
+    let height = model.graph().image.height;
+    let ssw = prm.data("ss_weight");
+    let tap = |d: usize, t: usize| conv1d_tap(&ssw, 8 * h, h, 2, t, d * 4 * h, 4 * h);
+    let ss = [[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]];
+    let (h0, c0) = (prm.data("h0"), prm.data("c0"));
+    let dir = |d: usize| {
+        let (lo, hi) = (d * h * height, (d + 1) * h * height);
+        padding_edge(h, height, &h0[lo..hi], &c0[lo..hi], &ss[d])
+    };
+    [dir(0), dir(1)]
+}
+
 /// One node's parameters as the sampler reads them: by name, masked where the
 /// descriptor says so, with their shapes.
 struct NodeParams<'a> {
@@ -258,13 +284,7 @@ impl CachedModel {
                     let tap =
                         |d: usize, t: usize| conv1d_tap(&ssw, 8 * h, h, 2, t, d * 4 * h, 4 * h);
                     let ss = [[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]];
-                    let (h0, c0) = (prm.data("h0"), prm.data("c0"));
-                    let dir = |d: usize| {
-                        let (lo, hi) = (d * h * height, (d + 1) * h * height);
-                        padding_edge(h, height, &h0[lo..hi], &c0[lo..hi], &ss[d])
-                    };
-                    let (e0h, e0c) = dir(0);
-                    let (e1h, e1c) = dir(1);
+                    let [(e0h, e0c), (e1h, e1c)] = diag_edges(model, weights, id);
                     Kernel::Diag(Box::new(Diag {
                         h,
                         is: prm.one_by_one("is_weight"),

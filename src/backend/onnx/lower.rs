@@ -29,7 +29,11 @@ pub fn value_of(model: &Model, id: NodeId) -> String {
 /// (for 1-row kernels, all of them).
 fn add_params(b: &mut Builder, model: &Model, id: NodeId, weights: &Weights) -> Params {
     let mut out = Params::new();
+    let op = &model.graph().node(id).op;
     for p in model.shapes().params(id) {
+        if baked_in(op, &p.name) {
+            continue;
+        }
         let key = param_key(id.index(), &p.name);
         // `check_against` ran before lowering, so every tensor is present with this shape.
         let data = weights.effective(model, id, p);
@@ -48,6 +52,13 @@ fn add_params(b: &mut Builder, model: &Model, id: NodeId, weights: &Weights) -> 
         out.insert(p.name.clone(), key);
     }
     out
+}
+
+/// Parameters the export does not store as they are: the Diagonal BiLSTM's initial states
+/// reach its outputs only through the padding-edge states (`cached::diag_edges`), which
+/// are stored instead (`lstm::diag_bilstm`).
+fn baked_in(op: &Op, name: &str) -> bool {
+    matches!(op, Op::DiagBiLstm { .. }) && matches!(name, "h0" | "c0")
 }
 
 /// Lowers every IR node after the input (which `export` has already scaled into `n0`).
@@ -173,8 +184,10 @@ pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
                 let cin = model.shapes().channels(g.inputs(id)[0]);
                 // The full-context variant's slot 1: the image, scaled.
                 let image = full_context.then(|| (ins[1].as_str(), im_channels));
+                // The padding-zone states, from the weights (as the cached sampler has them).
+                let edges = crate::backend::cached::diag_edges(model, weights, id);
                 lstm::diag_bilstm(
-                    b, &p, x, cin, image, &prm, hidden, shift, height, width, &out,
+                    b, &p, x, cin, image, &prm, &edges, hidden, shift, height, width, &out,
                 );
             }
         }

@@ -166,14 +166,20 @@ pub fn row_lstm(
 ///
 /// Steps (numbered as in docs/semantics.md):
 /// - 1: input-to-state (a 1x1 conv) is `x` as `[pixel, N, cin]` times the masked weight
-///   per direction `[cin, 4h]`, plus bias: `is[d, pixel, n, q]`, with a zero slot appended
-///   after the last pixel. With `image` (`full_context`), the image as `[pixel, N, C]`
-///   times `ix_weight` `[C, 4h]` is added to direction 1 (right to left) only.
-/// - 2-3: skewed column `k`, row `r` holds pixel `r*W + (k - r)` (left to right) or, for
-///   the mirrored right-to-left map, pixel `r*W + W-1-(k - r)`; outside the image the zero
-///   slot. One Gather per direction, index tables `colK.idx.l2r` / `.r2l`.
+///   per direction `[cin, 4h]`, plus bias: `is[d, pixel, n, q]`. With `image`
+///   (`full_context`), the image as `[pixel, N, C]` times `ix_weight` `[C, 4h]` is added to
+///   direction 1 (right to left) only.
+/// - 2-3: only the image's states are computed, as the fused kernel does: skewed column
+///   `k` holds rows `max(0, k-W+1)..=min(H-1, k)`, row `r` pixel `r*W + (k - r)` (left to
+///   right) or, for the mirrored right-to-left map, pixel `r*W + W-1-(k - r)`. One Gather
+///   per direction, index tables `cols.idx.l2r` / `.r2l`. The states left of the image
+///   (the skew's padding zone, input zero) depend on the weights alone: `edges` (the
+///   cached sampler's, `cached::diag_edges`) are stored per row and read where a column
+///   starts a row; `h0` and `c0` reach the output only through them. The states right of
+///   the image, which no image state reads, are not computed at all: half the work of the
+///   whole skewed map on a square image.
 /// - 4-5: the grouped 2-tap state conv of a column is, per direction and row,
-///   `[N, 2h] @ [2h, 4h]` over the stack (h one row up, zero at the top; h).
+///   `[N, 2h] @ [2h, 4h]` over the stack (h one row up, zero above row 0; h).
 /// - 6-8: unskew, mirror back, shift down: one Gather per direction from the stacked
 ///   column outputs (row 0 of the shifted direction reads a zero slot), then the sum.
 #[allow(clippy::too_many_arguments)]
@@ -184,6 +190,7 @@ pub fn diag_bilstm(
     cin: usize,
     image: Option<(&str, usize)>,
     prm: &Params,
+    edges: &[(Vec<f32>, Vec<f32>); 2],
     h: usize,
     shift: bool,
     height: usize,
@@ -235,7 +242,6 @@ pub fn diag_bilstm(
         let ix = b.pad(&format!("{p}.ix.r2l"), &ix, &[1, 0, 0, 0, 0, 0, 0, 0]);
         is = b.binary("Add", &format!("{p}.is.full"), &is, &ix);
     }
-    let is = b.pad(&format!("{p}.is.zero_slot"), &is, &[0, 0, 0, 0, 0, 1, 0, 0]);
     let is_dir = b.split(
         &format!("{p}.is.dir"),
         &is,
@@ -252,50 +258,121 @@ pub fn diag_bilstm(
     );
     let wt = b.transpose(&format!("{p}.ss_weight.taps"), &w4, &[0, 3, 2, 1]);
     let w_ss = b.reshape(&format!("{p}.ss_weight.mat"), &wt, &[2, 1, 2 * hi, 4 * hi]);
-    // State [2, H, N, h]; h0, c0 are [2h, H] (direction d: rows [d*h, (d+1)*h)), broadcast over N.
-    let state0 = |b: &mut Builder, name: &str| {
-        let s = b.reshape(&format!("{p}.{name}.dir"), &prm[name], &[2, hi, hh]);
-        let s = b.transpose(&format!("{p}.{name}.by_row"), &s, &[0, 2, 1]);
-        b.reshape(&format!("{p}.{name}.state"), &s, &[2, hh, 1, hi])
+    // Only the image's states are computed: skewed column k holds rows lo(k)..=hi(k).
+    // The state left of column 0 of row r (the padding zone, whose input is zero) depends
+    // on the weights alone: `edges`, baked in as [2, 1, 1, h] per row, broadcast to the
+    // batch with one Expand each where a column first reads it. Zero above row 0.
+    let rows = |k: usize| (k.saturating_sub(width - 1), k.min(height - 1));
+    let batch_shape = {
+        let sx = b.op("Shape", &format!("{p}.x.shape"), &[x], vec![]);
+        let n = b.slice(&format!("{p}.x.batch"), &sx, &[0], &[1], &[0], &[1]);
+        let two_one = b.i64s(&[2, 1]);
+        let hdim = b.i64s(&[hi]);
+        b.concat(&format!("{p}.state.shape"), &[two_one, n, hdim], 0)
     };
-    let mut h_prev = state0(b, "h0");
-    let mut c_prev = state0(b, "c0");
-    // 2-3. Every skewed column of both directions at once: one Gather per direction with
-    // a [cols * H] index table (column-major; skew padding reads the zero slot), then one
-    // Split into per-column [2, H, N, 4h] inputs. (Per-column Gathers cost three nodes a
-    // column; ORT's per-node overhead dominates this graph.)
-    let zero = hw as i64;
-    let (mut il, mut ir) = (
-        Vec::with_capacity(cols * height),
-        Vec::with_capacity(cols * height),
+    let edge = |b: &mut Builder, name: &str, vals: [&[f32]; 2], r: usize| {
+        let mut v = Vec::with_capacity(2 * h);
+        for d in vals {
+            v.extend_from_slice(&d[r * h..(r + 1) * h]);
+        }
+        let t = b.init_f32(&format!("{p}.edge.{name}{r}"), &[2, 1, 1, h], &v);
+        b.binary(
+            "Expand",
+            &format!("{p}.edge.{name}{r}.batch"),
+            &t,
+            &batch_shape,
+        )
+    };
+    let zero = b.init_f32(&format!("{p}.zero_row"), &[2, 1, 1, h], &vec![0.0; 2 * h]);
+    let zero = b.binary(
+        "Expand",
+        &format!("{p}.zero_row.batch"),
+        &zero,
+        &batch_shape,
     );
-    for k in 0..cols as i64 {
-        for r in 0..hh {
-            let c = k - r;
-            let inside = (0..wi).contains(&c);
-            il.push(if inside { r * wi + c } else { zero });
-            ir.push(if inside { r * wi + (wi - 1 - c) } else { zero });
+    // 2-3. Every column of both directions at once: one Gather per direction with a
+    // column-major table of the image pixels on each skewed column, then one Split into
+    // per-column [2, n(k), N, 4h] inputs. (Per-column Gathers cost three nodes a column;
+    // ORT's per-node overhead dominates this graph.)
+    let (mut il, mut ir) = (Vec::with_capacity(hw), Vec::with_capacity(hw));
+    let mut sizes = Vec::with_capacity(cols);
+    let mut offset = Vec::with_capacity(cols);
+    for k in 0..cols {
+        let (lo, top) = rows(k);
+        offset.push(il.len());
+        sizes.push(top - lo + 1);
+        for r in lo..=top {
+            let c = (k - r) as i64;
+            il.push(r as i64 * wi + c);
+            ir.push(r as i64 * wi + (wi - 1 - c));
         }
     }
     let [gl, gr] = gather_dirs(b, &format!("{p}.cols"), &is_dir, &il, &ir);
     let both = b.concat(&format!("{p}.cols"), &[gl, gr], 0);
     let names: Vec<String> = (0..cols).map(|k| format!("col{k}")).collect();
-    let col_in = b.split(&format!("{p}.in"), &both, 1, &vec![height; cols], &names);
+    let col_in = b.split(&format!("{p}.in"), &both, 1, &sizes, &names);
+    let (eh, ec) = (
+        [edges[0].0.as_slice(), edges[1].0.as_slice()],
+        [edges[0].1.as_slice(), edges[1].1.as_slice()],
+    );
+    // The previous column's states and their first row (none before column 0).
+    let mut prev: Option<(String, String, usize)> = None;
     let mut outs = Vec::with_capacity(cols);
     for (k, xin) in col_in.iter().enumerate() {
         let q = format!("{p}.col{k}");
-        // 5. gates = column + ss_weight taps over (h one row up, zero at the top; h).
-        let padded = b.pad(&format!("{q}.h_up.pad"), &h_prev, &[0, 1, 0, 0, 0, 0, 0, 0]);
-        let up = b.slice(&format!("{q}.h_up"), &padded, &[0], &[hh], &[1], &[1]);
-        let stack = b.concat(&format!("{q}.taps"), &[up, h_prev.clone()], 3);
+        let (lo, top) = rows(k);
+        let n = top - lo + 1;
+        // States of column k-1 at rows from `base`, with row k's edge appended while the
+        // column still starts a row (k < H): exactly the rows this column reads.
+        let (mut ext_h, mut ext_c, base) = match prev.take() {
+            Some((sh, sc, plo)) => (vec![sh], vec![sc], plo),
+            None => (Vec::new(), Vec::new(), 0),
+        };
+        if k < height {
+            ext_h.push(edge(b, "h", eh, k));
+            ext_c.push(edge(b, "c", ec, k));
+        }
+        let cat = |b: &mut Builder, v: Vec<String>, name: &str| {
+            if v.len() == 1 {
+                v.into_iter().next().unwrap_or_default()
+            } else {
+                b.concat(&format!("{q}.{name}"), &v, 1)
+            }
+        };
+        let ext_h = cat(b, ext_h, "ext_h");
+        let ext_c = cat(b, ext_c, "ext_c");
+        let rows_of = |b: &mut Builder, t: &str, name: &str, from: usize| {
+            let (a, e) = ((from - base) as i64, (from - base + n) as i64);
+            b.slice(&format!("{q}.{name}"), t, &[a], &[e], &[1], &[1])
+        };
+        // 5. gates = column + ss_weight taps over (h one row up, zero above row 0; h).
+        let same = rows_of(b, &ext_h, "h_same", lo);
+        let c_same = rows_of(b, &ext_c, "c_same", lo);
+        let up = if lo == 0 {
+            if n == 1 {
+                zero.clone()
+            } else {
+                let above = b.slice(
+                    &format!("{q}.h_up.rows"),
+                    &ext_h,
+                    &[0],
+                    &[(n - 1) as i64],
+                    &[1],
+                    &[1],
+                );
+                b.concat(&format!("{q}.h_up"), &[zero.clone(), above], 1)
+            }
+        } else {
+            rows_of(b, &ext_h, "h_up", lo - 1)
+        };
+        let stack = b.concat(&format!("{q}.taps"), &[up, same], 3);
         let ss = b.binary("MatMul", &format!("{q}.ss"), &stack, &w_ss);
         let gates = b.binary("Add", &format!("{q}.gates"), xin, &ss);
-        let (hn, c) = cell(b, &q, &gates, &c_prev, 3, h);
+        let (hn, c) = cell(b, &q, &gates, &c_same, 3, h);
         outs.push(hn.clone());
-        h_prev = hn;
-        c_prev = c;
+        prev = Some((hn, c, lo));
     }
-    // Column outputs stacked as [2, W'*H + 1 (zero slot), N, h], index k*H + r.
+    // Column outputs stacked as [2, H*W + 1 (zero slot), N, h]: (r, k) at offset(k) + r - lo(k).
     let skewed = b.concat(&format!("{p}.out.skewed"), &outs, 1);
     let skewed = b.pad(
         &format!("{p}.out.zero_slot"),
@@ -312,16 +389,15 @@ pub fn diag_bilstm(
     // 6-7. Output (r, c): left to right from column r + c, row r; right to left, mirrored
     // back, from column r' + W-1-c, row r', where r' = r - 1 when shifted down (row 0 then
     // reads the zero slot).
-    let zero = (height * cols) as i64;
+    let at = |r: usize, k: usize| (offset[k] + r - rows(k).0) as i64;
     let (mut il, mut ir) = (Vec::with_capacity(hw), Vec::with_capacity(hw));
-    for r in 0..hh {
-        for c in 0..wi {
-            il.push((r + c) * hh + r);
-            let rs = if shift { r - 1 } else { r };
-            ir.push(if rs < 0 {
-                zero
-            } else {
-                (rs + wi - 1 - c) * hh + rs
+    for r in 0..height {
+        for c in 0..width {
+            il.push(at(r, r + c));
+            let rs = if shift { r.checked_sub(1) } else { Some(r) };
+            ir.push(match rs {
+                Some(rs) => at(rs, rs + width - 1 - c),
+                None => hw as i64,
             });
         }
     }
