@@ -22,6 +22,7 @@ PAPER = {
 # Shipped models the paper's table has no row for.
 OTHER = {
     "diag_bilstm_7_mnist_classes": "Diagonal BiLSTM, class-conditional (NLL given the digit)",
+    "gated_pixelcnn_mnist": "Gated PixelCNN (10 layers, h = 16)",
 }
 
 
