@@ -239,7 +239,7 @@ fn dsl_examples_match_their_yaml_originals() {
         );
         pairs += 1;
     }
-    assert_eq!(pairs, 11);
+    assert_eq!(pairs, 12);
 }
 
 /// The lowered op graph as text, without spans (which differ between syntaxes).

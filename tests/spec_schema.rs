@@ -167,7 +167,9 @@ fn table_defaults_are_what_the_builder_uses() {
             let d = k.default.unwrap();
             let args = |extra: &str| match l.name {
                 "conv" => format!("{{out: 4, kernel: 3{extra}}}"),
-                "row_lstm" | "diag_bilstm" | "pixelcnn_block" => format!("{{hidden: 4{extra}}}"),
+                "row_lstm" | "diag_bilstm" | "pixelcnn_block" | "gated_pixelcnn" => {
+                    format!("{{hidden: 4{extra}}}")
+                }
                 "residual" => format!("{{body: [relu]{extra}}}"),
                 _ => format!("{{{}}}", extra.trim_start_matches(", ")),
             };
