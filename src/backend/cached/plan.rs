@@ -128,10 +128,16 @@ pub(crate) fn diag_edges(
     let Op::DiagBiLstm { hidden: h, .. } = model.graph().node(id).op else {
         panic!("node {id} is not a Diagonal BiLSTM");
     };
-    let height = model.graph().image.height;
-    let ssw = prm.data("ss_weight");
-    let tap = |d: usize, t: usize| conv1d_tap(&ssw, 8 * h, h, 2, t, d * 4 * h, 4 * h);
-    let ss = [[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]];
+    edges_from(&prm, h, model.graph().image.height, &prm.diag_ss(h))
+}
+
+/// `diag_edges` from the node's state-to-state taps (`NodeParams::diag_ss`).
+fn edges_from(
+    prm: &NodeParams<'_>,
+    h: usize,
+    height: usize,
+    ss: &[[Mat; 2]; 2],
+) -> [(Vec<f32>, Vec<f32>); 2] {
     let (h0, c0) = (prm.data("h0"), prm.data("c0"));
     let dir = |d: usize| {
         let (lo, hi) = (d * h * height, (d + 1) * h * height);
@@ -175,6 +181,14 @@ impl NodeParams<'_> {
                 .map(|(g, y)| w[g * classes + y])
                 .collect(),
         )
+    }
+
+    /// A Diagonal BiLSTM's state-to-state taps: `[d][t]` for direction d (0 = left to
+    /// right), tap t (0 = the row above, 1 = the same row), each `[h][4h]`.
+    fn diag_ss(&self, h: usize) -> [[Mat; 2]; 2] {
+        let ssw = self.data("ss_weight");
+        let tap = |d: usize, t: usize| conv1d_tap(&ssw, 8 * h, h, 2, t, d * 4 * h, 4 * h);
+        [[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]]
     }
 
     /// The single tap of a masked 1x1 weight as `[cin][out]` (all zero if masked out).
@@ -280,11 +294,8 @@ impl CachedModel {
                             "node {id} is a Diagonal BiLSTM without the shift of its right-to-left output: it sees future pixels, so its samples are not a valid autoregressive draw"
                         );
                     }
-                    let ssw = prm.data("ss_weight");
-                    let tap =
-                        |d: usize, t: usize| conv1d_tap(&ssw, 8 * h, h, 2, t, d * 4 * h, 4 * h);
-                    let ss = [[tap(0, 0), tap(0, 1)], [tap(1, 0), tap(1, 1)]];
-                    let [(e0h, e0c), (e1h, e1c)] = diag_edges(model, weights, id);
+                    let ss = prm.diag_ss(h);
+                    let [(e0h, e0c), (e1h, e1c)] = edges_from(&prm, h, height, &ss);
                     Kernel::Diag(Box::new(Diag {
                         h,
                         is: prm.one_by_one("is_weight"),
