@@ -139,6 +139,16 @@ fn full_context_diag_bilstm_matches_libtorch() {
     );
 }
 
+/// A low-res model: the recurrences' input-to-state maps also read the upsampled low-res
+/// map (libtorch ops feeding the kernels); gradients reach the upsampling's weights.
+#[test]
+fn low_res_recurrences_match_libtorch() {
+    let body = "  - diag_bilstm: {hidden: 4}\n  - diag_bilstm: {hidden: 3, full_context: true}\n  - row_lstm: {hidden: 3, kernel: 3}\n";
+    let lr = |t: String| t.replacen("}\nlayers:", ", low_res: 2, low_res_maps: 3}\nlayers:", 1);
+    compare(&lr(spec(1, 8, 6, body)), 5, 2);
+    compare(&lr(spec(3, 6, 8, body)), 3, 1);
+}
+
 #[test]
 fn row_lstm_matches_libtorch() {
     let body = "  - row_lstm: {hidden: 4, kernel: 3}\n  - row_lstm: {hidden: 3, kernel: 5}\n";

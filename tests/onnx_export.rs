@@ -108,8 +108,35 @@ fn small_specs() -> Vec<(&'static str, String)> {
                 "  - conv: {out: 6, kernel: 3, mask: A}\n  - relu\n  - conv: {out: 6, kernel: 3, mask: B}\n  - relu\n  - head: softmax\n",
             ),
         ),
+        (
+            "low_res_1ch",
+            spec(
+                "low_res_1ch",
+                1,
+                6,
+                4,
+                2,
+                LOW_RES_LAYERS,
+            )
+            .replacen("levels: 2}", "levels: 2, low_res: 2, low_res_maps: 3}", 1),
+        ),
+        (
+            "low_res_rgb",
+            spec(
+                "low_res_rgb",
+                3,
+                4,
+                6,
+                256,
+                &LOW_RES_LAYERS.replace("bernoulli", "softmax"),
+            )
+            .replacen("levels: 256}", "levels: 256, low_res: 2}", 1),
+        ),
     ]
 }
+
+/// Every layer kind that reads a low-res model's map.
+const LOW_RES_LAYERS: &str = "  - conv: {out: 6, kernel: 3, mask: A}\n  - diag_bilstm: {hidden: 3}\n  - diag_bilstm: {hidden: 3, full_context: true}\n  - row_lstm: {hidden: 3, kernel: 3}\n  - gated_pixelcnn: {hidden: 3}\n  - relu\n  - head: bernoulli\n";
 
 /// The deliberately leaking model: the right-to-left direction is not shifted down.
 fn leaky_spec() -> String {
@@ -330,6 +357,10 @@ fn causality_probe(
     for (i, &p) in positions.iter().enumerate() {
         for s in 0..d {
             let k = i * d + chw_index(s, c, h, w);
+            // A low-res model's low-res pixels are context: every output may see them.
+            if !im.scored(s / c / w, (s / c) % w) {
+                continue;
+            }
             if s > p {
                 future[k] = change(&mut rng, x[k]);
             } else if s < p {
@@ -392,16 +423,27 @@ fn causal_through_onnx_runtime() {
 }
 
 /// NLL in nats from logits, in f64, straight from docs/semantics.md.
-fn nll_from_logits(logits: &[f32], images: &[f32], c: usize, hw: usize, levels: usize) -> f64 {
+/// The NLL over the pixels `scored` marks (per pixel, `H * W`).
+fn nll_from_logits(
+    logits: &[f32],
+    images: &[f32],
+    c: usize,
+    scored: &[bool],
+    levels: usize,
+) -> f64 {
+    let hw = scored.len();
     let mut total = 0f64;
     if levels == 2 {
-        for (l, t) in logits.iter().zip(images) {
+        for (i, (l, t)) in logits.iter().zip(images).enumerate() {
+            if !scored[i % hw] {
+                continue;
+            }
             let (l, t) = (*l as f64, *t as f64);
             total += l.max(0.0) - l * t + (-l.abs()).exp().ln_1p();
         }
     } else {
         for ch in 0..c {
-            for p in 0..hw {
+            for p in (0..hw).filter(|&p| scored[p]) {
                 let z: Vec<f64> = (0..levels)
                     .map(|v| logits[(ch * levels + v) * hw + p] as f64)
                     .collect();
@@ -428,11 +470,15 @@ fn nll_output_matches_the_logits() {
         let out = m.run(&x, n, None).unwrap();
         let per = out.logits.len() / n;
         for i in 0..n {
+            // A low-res model does not score its given low-res pixels.
+            let scored: Vec<bool> = (0..im.height * im.width)
+                .map(|p| im.scored(p / im.width, p % im.width))
+                .collect();
             let want = nll_from_logits(
                 &out.logits[i * per..(i + 1) * per],
                 &x[i * d..(i + 1) * d],
                 im.channels,
-                im.height * im.width,
+                &scored,
                 im.levels,
             );
             let got = out.nll[i] as f64;
@@ -557,7 +603,13 @@ fn matches_the_pytorch_reference() {
     // single Python process (importing torch once instead of once per model).
     let mut cases = Vec::new();
     let mut calls = Vec::new();
-    for (name, text) in small_specs() {
+    // The PyTorch reference implements the unconditional models only (no class label,
+    // no low-res input), as it always has; conditioned models are checked against
+    // libtorch by every other test here.
+    for (name, text) in small_specs()
+        .into_iter()
+        .filter(|(n, _)| !n.starts_with("low_res"))
+    {
         let model = compile(&text);
         let im = model.graph().image;
         let w = weights(&model, 6);

@@ -104,14 +104,21 @@ fn check_with(tm: &TorchModel, n: usize, seed: u64, temperature: f64, what: &str
     // A conditional model draws every class in turn.
     let labels = sample::cycle_labels(tm.classes(), n);
     let y = labels.as_deref();
-    let reference = sample::sample_reference(tm, n, seed, temperature, None, y, |_, _| {}).unwrap();
+    // A low-res model draws given pseudo-random low-res images.
+    let im = tm.model().graph().image;
+    let images: Vec<u8> = (0..n * im.dims())
+        .map(|i| ((i * 7919 + seed as usize * 31) % 101 % im.levels) as u8)
+        .collect();
+    let given = sample::low_res_keep(&im, &images, n);
+    let keep = given.as_ref().map(|(v, m)| (&v[..], &m[..]));
+    let reference = sample::sample_reference(tm, n, seed, temperature, keep, y, |_, _| {}).unwrap();
     for threads in [1, 3] {
         let (fast, rec) = sample::sample_fast_with_logits(
             tm,
             n,
             seed,
             temperature,
-            None,
+            keep,
             y,
             true,
             threads,
@@ -225,6 +232,30 @@ fn trained_like_weights_with_nonzero_initial_state() {
         }
         let tm = TorchModel::new(&m, &w, Device::Cpu).unwrap();
         check(&tm, 4, 2, 1.0, &format!("{name} with nonzero h0/c0"));
+    }
+}
+
+/// A low-res model (every layer kind that reads the map), given its low-res images: both
+/// samplers draw the same images and keep the low-res pixels; without them, a clear error.
+#[test]
+fn cached_equals_reference_for_low_res_models() {
+    let body = "
+  - conv: {out: 6, kernel: 5, mask: A}
+  - diag_bilstm: {hidden: 6}
+  - diag_bilstm: {hidden: 6, full_context: true}
+  - row_lstm: {hidden: 6, kernel: 3}
+  - gated_pixelcnn: {hidden: 6}
+  - relu";
+    for (c, levels, f) in [(1, 2, 2), (3, 256, 2), (1, 2, 4)] {
+        let text = spec("low_res", body, c, 8, 8, levels).replacen(
+            "}\nlayers:",
+            &format!(", low_res: {f}, low_res_maps: 5}}\nlayers:"),
+            1,
+        );
+        let tm = model(&text, 3);
+        check(&tm, 4, 11, 1.0, &format!("low_res {c}x8x8 factor {f}"));
+        let e = sample::sample_fast(&tm, 2, 1, 1.0, None, None, |_, _| {}).unwrap_err();
+        assert!(e.to_string().contains("low-res subsample"), "{e}");
     }
 }
 

@@ -135,7 +135,7 @@ pub fn eval_onnx(
     let nll_mean = total / n as f64;
     Ok(EvalReport {
         nll_mean,
-        bits_per_dim: nll_mean / (d as f64 * std::f64::consts::LN_2),
+        bits_per_dim: nll_mean / (info.scored_dims() as f64 * std::f64::consts::LN_2),
         n,
         provider,
         seconds,

@@ -260,10 +260,18 @@ pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
     // The cached sampler runs on the CPU: do not put the weights on a GPU for nothing.
     let device = if o.reference { o.device } else { Device::Cpu };
     torch::set_threads(None);
-    let (tm, step, _, _) = load_run(run, device)?;
+    let (tm, step, spec, model) = load_run(run, device)?;
     let mut o = o.clone();
     let labels = run_labels(tm.classes(), &mut o)?;
     let o = &o;
+    // A low-res model draws each image given a low-res image: the first n test images'.
+    let given = match model.graph().image.low_res {
+        Some(_) => {
+            let (imgs, _) = complete::test_images(&spec, &model, o.n, None)?;
+            samplers::low_res_keep(&model.graph().image, &imgs, o.n)
+        }
+        None => None,
+    };
     let total = tm.dims();
     let bar = progress_bar(total, o.progress, "sub-pixels");
     let t0 = Instant::now();
@@ -272,7 +280,7 @@ pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
         n: o.n,
         seed: o.seed,
         temperature: o.temperature,
-        keep: None,
+        keep: given.as_ref().map(|(v, m)| (&v[..], &m[..])),
         labels: labels.as_deref(),
     };
     let images = samplers::sample_with(&tm, &draw, o.reference, prog)?;

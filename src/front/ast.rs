@@ -206,6 +206,10 @@ pub struct Input {
     pub levels: Sp<Expr>,
     /// Class-conditional models: the number of classes a label may name (`classes: 10`).
     pub classes: Option<Sp<Expr>>,
+    /// Low-res conditional models: the subsampling factor of the given low-res image
+    /// (`low_res: 2`), and the channels of its upsampled map (`low_res_maps: 16`).
+    pub low_res: Option<Sp<Expr>>,
+    pub low_res_maps: Option<Sp<Expr>>,
     pub span: Span,
 }
 

@@ -162,6 +162,16 @@ pub const INPUT_KEYS: &[KeyDef] = &[
         KeyKind::Size,
         "A class-conditional model: the number of classes (2 or more) a label names; every LSTM layer adds a learned per-class vector to its input-to-state map, and training, scoring and sampling take a label per image.",
     ),
+    key(
+        "low_res",
+        KeyKind::Size,
+        "A low-res conditional model: the image's strided subsample `x[::f, ::f]` (f = this factor, 2 or more, dividing height and width) is given, upsampled by a transposed conv and added through a 1x1 conv to every LSTM's input-to-state map and every gated conv's gates; its pixels are context, neither scored nor drawn.",
+    ),
+    key(
+        "low_res_maps",
+        KeyKind::Size,
+        "Channels of the upsampled low-res map (default 16); needs `low_res`.",
+    ),
 ];
 
 pub const TRAIN_KEYS: &[KeyDef] = &[
@@ -551,16 +561,23 @@ impl Ctx {
         let height = field(self, "height");
         let width = field(self, "width");
         let levels = field(self, "levels");
-        let classes = match m.iter().find(|(k, _)| k.name == "classes") {
-            Some((_, v)) => Some(self.expr(v, "classes")?),
-            None => None,
+        let mut optional = |name: &str| -> Option<Option<Sp<Expr>>> {
+            match m.iter().find(|(k, _)| k.name == name) {
+                Some((_, v)) => Some(Some(self.expr(v, name)?)),
+                None => Some(None),
+            }
         };
+        let classes = optional("classes")?;
+        let low_res = optional("low_res")?;
+        let low_res_maps = optional("low_res_maps")?;
         Some(Input {
             channels: channels?,
             height: height?,
             width: width?,
             levels: levels?,
             classes,
+            low_res,
+            low_res_maps,
             span: node.span,
         })
     }

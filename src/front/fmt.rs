@@ -254,10 +254,9 @@ pub fn to_yaml_with(spec: &Spec, comments: &mut Comments) -> String {
             yaml_scalar(&i.height.node.to_string()),
             yaml_scalar(&i.width.node.to_string()),
             yaml_scalar(&i.levels.node.to_string()),
-            i.classes
-                .as_ref()
-                .map(|c| format!(", classes: {}", yaml_scalar(&c.node.to_string())))
-                .unwrap_or_default()
+            optional_input_keys(i)
+                .map(|(k, v)| format!(", {k}: {}", yaml_scalar(&v)))
+                .collect::<String>()
         ),
     );
     o.line(Anchor::Layers, "", "layers:");
@@ -357,10 +356,9 @@ pub fn to_dsl_with(spec: &Spec, comments: &mut Comments) -> String {
             i.height.node,
             i.width.node,
             i.levels.node,
-            i.classes
-                .as_ref()
-                .map(|c| format!(" classes={}", c.node))
-                .unwrap_or_default()
+            optional_input_keys(i)
+                .map(|(k, v)| format!(" {k}={v}"))
+                .collect::<String>()
         ),
     );
     o.line(Anchor::Layers, "", "layers {");
@@ -500,4 +498,17 @@ pub fn format(text: &str, from: Syntax, to: Syntax) -> Result<String, Vec<Diagno
     super::comments::unplaced(comments.leftover())?;
     super::comments::check_kept(&found, &out, to)?;
     Ok(out)
+}
+
+/// The optional `input` keys a spec sets, in canonical order, with their expressions.
+fn optional_input_keys(
+    i: &crate::front::ast::Input,
+) -> impl Iterator<Item = (&'static str, String)> + '_ {
+    [
+        ("classes", &i.classes),
+        ("low_res", &i.low_res),
+        ("low_res_maps", &i.low_res_maps),
+    ]
+    .into_iter()
+    .filter_map(|(k, e)| e.as_ref().map(|e| (k, e.node.to_string())))
 }

@@ -235,6 +235,10 @@ pub fn analyze(g: &Graph, shapes: &Shapes) -> Causality {
                 }
                 m
             }
+            // The low-res image is given, not generated: context, so no dependency. (The
+            // LSTM and gated rules below read their slots 0 and 1 only, never this last
+            // slot.)
+            Op::LowRes { .. } => DepMap::new(&image),
             Op::Conv { kh, kw, mask, .. } => conv(inp(0), kh, kw, mask),
             Op::Head { .. } => conv(inp(0), 1, 1, Mask::B),
             Op::GatedConv {

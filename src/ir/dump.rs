@@ -49,10 +49,13 @@ pub fn op_text(op: &Op) -> String {
 pub fn ir_text(m: &Model) -> String {
     let g = m.graph();
     let im = g.image;
-    let classes = match im.classes {
+    let mut classes = match im.classes {
         0 => String::new(),
         k => format!(" classes={k}"),
     };
+    if let Some(l) = im.low_res {
+        classes.push_str(&format!(" low_res={} low_res_maps={}", l.factor, l.maps));
+    }
     let mut s = format!(
         "model {} image={}x{}x{} levels={}{classes}\n",
         g.name, im.channels, im.height, im.width, im.levels
@@ -138,10 +141,18 @@ pub fn check_table(m: &Model) -> String {
             w4 = w[4]
         )
     };
-    let conditional = match im.classes {
+    let mut conditional = match im.classes {
         0 => String::new(),
         k => format!(", class-conditional ({k} classes)"),
     };
+    if let Some(l) = im.low_res {
+        conditional.push_str(&format!(
+            ", given its {}x{} low-res subsample (rows and columns divisible by {})",
+            im.height / l.factor,
+            im.width / l.factor,
+            l.factor
+        ));
+    }
     let mut s = format!(
         "model {}: {}x{}x{} images, {} levels, {} head{conditional}\n\n",
         g.name,
@@ -192,6 +203,13 @@ pub fn receptive_text(m: &Model) -> String {
         s.push_str(&format!(
             "conditioning: the class label (0..{}) is given context, seen by every output; the proof covers the generated image\n",
             classes - 1
+        ));
+    }
+    if let Some(l) = m.graph().image.low_res {
+        // Its pixels are given, never drawn: every output may see all of them.
+        s.push_str(&format!(
+            "conditioning: the low-res image (the pixels at rows and columns divisible by {}) is given context, seen by every output and not scored; the proof covers the generated pixels\n",
+            l.factor
         ));
     }
     s.push_str(&format!(
@@ -255,7 +273,7 @@ pub fn check_json(m: &Model) -> serde_json::Value {
         .collect();
     json!({
         "model": g.name,
-        "image": {"channels": im.channels, "height": im.height, "width": im.width, "levels": im.levels, "classes": im.classes},
+        "image": {"channels": im.channels, "height": im.height, "width": im.width, "levels": im.levels, "classes": im.classes, "low_res": im.low_res.map(|l| json!({"factor": l.factor, "maps": l.maps}))},
         "layers": layers,
         "parameters": m.shapes().total_params(),
         "causal": c.leak.is_none(),

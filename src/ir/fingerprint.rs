@@ -25,6 +25,9 @@ pub fn canonical(model: &Model) -> String {
     if im.classes > 0 {
         let _ = writeln!(s, "classes {}", im.classes);
     }
+    if let Some(l) = im.low_res {
+        let _ = writeln!(s, "low_res {} {}", l.factor, l.maps);
+    }
     for id in g.nodes() {
         let ins: Vec<String> = g.inputs(id).iter().map(|i| i.index().to_string()).collect();
         let _ = writeln!(

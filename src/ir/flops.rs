@@ -31,6 +31,10 @@ pub fn forward_macs(model: &Model) -> u64 {
                     (p.shape[0] * p.shape[1] * rows * kw) as u64
                 }
                 Role::StateToState => p.numel() as u64,
+                // An unmasked 1x1 conv at every pixel.
+                Role::LowResWeight => (p.shape[0] * p.shape[1]) as u64,
+                // Every output pixel reads 3 x 3 low-res pixels' taps per channel pair.
+                Role::Deconv => (p.shape[0] * p.shape[1] * 9) as u64,
                 // A class vector is looked up once per image and added like a bias.
                 Role::Bias | Role::InitialHidden | Role::InitialCell | Role::ClassWeight => 0,
             };

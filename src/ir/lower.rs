@@ -1,7 +1,7 @@
 //! AST -> IR: evaluates size expressions over the spec's params and expands `repeat`,
 //! `residual`, `pixelcnn_block` and skip connections into plain ops.
 
-use super::{Graph, ImageSpec, NodeId, Op};
+use super::{Graph, ImageSpec, LowRes, NodeId, Op};
 use crate::diag::{did_you_mean, Diagnostic, Span};
 use crate::front::ast::{BinOp, Expr, Layer, LayerKind, Mask, Sp, Spec};
 use std::collections::HashMap;
@@ -12,6 +12,8 @@ pub const MAX_SIDE: i64 = 1024;
 pub const MAX_KERNEL: i64 = 63;
 pub const MAX_REPEAT: i64 = 1000;
 pub const MAX_NODES: usize = 20_000;
+/// Channels of the upsampled low-res map when the spec does not say (`low_res_maps`).
+pub const DEFAULT_LOW_RES_MAPS: i64 = 16;
 
 struct Lower {
     env: HashMap<String, i64>,
@@ -22,6 +24,9 @@ struct Lower {
     /// The last gated PixelCNN layer's (output, vertical stack): a gated layer whose input
     /// is that output continues that vertical stack.
     vstack: Option<(NodeId, NodeId)>,
+    /// A low-res conditional model's `Op::LowRes` node: the last input of every LSTM and
+    /// gated node.
+    low_res: Option<NodeId>,
     too_big: bool,
 }
 
@@ -38,11 +43,13 @@ pub fn lower(spec: &Spec) -> Result<Graph, Vec<Diagnostic>> {
                 width: 0,
                 levels: 0,
                 classes: 0,
+                low_res: None,
             },
             spec.input.span,
         ),
         skips: Vec::new(),
         vstack: None,
+        low_res: None,
         too_big: false,
     };
     for p in &spec.params {
@@ -70,6 +77,21 @@ pub fn lower(spec: &Spec) -> Result<Graph, Vec<Diagnostic>> {
         Some(c) => lw.size(c, "classes", 2, 65_536),
         None => Some(0),
     };
+    let low_res = match &inp.low_res {
+        Some(f) => lw.size(f, "low_res", 2, MAX_SIDE).map(Some),
+        None => Some(None),
+    };
+    let low_res_maps = match &inp.low_res_maps {
+        Some(m) => lw.size(m, "low_res_maps", 1, MAX_CHANNELS).map(Some),
+        None => Some(None),
+    };
+    if let (Some(m), Some(None)) = (&inp.low_res_maps, &low_res) {
+        lw.errors.push(
+            Diagnostic::new(m.span, "`low_res_maps` without `low_res`")
+                .label("no low-res input to upsample")
+                .help("add `low_res: 2` (the subsampling factor), or remove `low_res_maps`"),
+        );
+    }
     if channels == Some(2) {
         lw.errors.push(
             Diagnostic::new(inp.channels.span, "input channels must be 1 or 3, got 2")
@@ -77,19 +99,77 @@ pub fn lower(spec: &Spec) -> Result<Graph, Vec<Diagnostic>> {
                 .help("use 1 for grayscale or binary images, 3 for RGB"),
         );
     }
-    let (Some(channels), Some(height), Some(width), Some(levels), Some(classes)) =
-        (channels, height, width, levels, classes)
+    let (
+        Some(channels),
+        Some(height),
+        Some(width),
+        Some(levels),
+        Some(classes),
+        Some(low_res),
+        Some(low_res_maps),
+    ) = (
+        channels,
+        height,
+        width,
+        levels,
+        classes,
+        low_res,
+        low_res_maps,
+    )
     else {
         return Err(lw.errors);
     };
+    if let (Some(f), Some(e)) = (low_res, &inp.low_res) {
+        for (side, what) in [(height, "height"), (width, "width")] {
+            if side % f != 0 || side / f < 2 {
+                let fits: Vec<String> = (2..=side / 2)
+                    .filter(|&d| height % d == 0 && width % d == 0)
+                    .map(|d| d.to_string())
+                    .collect();
+                let help = if fits.is_empty() {
+                    format!("no factor of 2 or more divides a {height}x{width} image")
+                } else {
+                    format!(
+                        "use a factor that divides {height} and {width}: {}",
+                        fits.join(", ")
+                    )
+                };
+                lw.errors.push(
+                    Diagnostic::new(
+                        e.span,
+                        format!("a low-res factor of {f} does not divide the image {what} {side} into 2 or more rows"),
+                    )
+                    .label(format!("low_res = {f}"))
+                    .help(help),
+                );
+                return Err(lw.errors);
+            }
+        }
+    }
     lw.g.image = ImageSpec {
         channels: channels as usize,
         height: height as usize,
         width: width as usize,
         levels: levels as usize,
         classes: classes as usize,
+        low_res: low_res.map(|f| LowRes {
+            factor: f as usize,
+            maps: low_res_maps.unwrap_or(DEFAULT_LOW_RES_MAPS) as usize,
+        }),
     };
     let input = lw.g.input;
+    if let Some(l) = lw.g.image.low_res {
+        let span = inp.low_res.as_ref().map_or(inp.span, |e| e.span);
+        lw.low_res = lw.add(
+            Op::LowRes {
+                factor: l.factor,
+                maps: l.maps,
+            },
+            span,
+            "input.low_res".into(),
+            &[input],
+        );
+    }
     let out = lw.layers(&spec.layers, input, "layers");
     for (_, span) in &lw.skips {
         lw.errors.push(
@@ -181,6 +261,20 @@ impl Lower {
         Some(self.g.add(op, span, path, inputs))
     }
 
+    /// `add` for an LSTM or gated node: a low-res conditional model's `Op::LowRes` becomes
+    /// its last input.
+    fn add_conditioned(
+        &mut self,
+        op: Op,
+        span: Span,
+        path: String,
+        inputs: &[NodeId],
+    ) -> Option<NodeId> {
+        let mut inputs = inputs.to_vec();
+        inputs.extend(self.low_res);
+        self.add(op, span, path, &inputs)
+    }
+
     /// Lowers a list of layers applied to `x`; returns the last output.
     fn layers(&mut self, layers: &[Layer], mut x: NodeId, path: &str) -> Option<NodeId> {
         let mut ok = true;
@@ -235,7 +329,7 @@ impl Lower {
                     hidden: hidden? as usize,
                     k,
                 };
-                self.add(op, span, path.to_string(), &[x])
+                self.add_conditioned(op, span, path.to_string(), &[x])
             }
             LayerKind::DiagBiLstm {
                 hidden,
@@ -246,7 +340,7 @@ impl Lower {
                 // The full-context variant also reads the image (slot 1).
                 let image = self.g.input;
                 let inputs: &[NodeId] = if *full_context { &[x, image] } else { &[x] };
-                self.add(
+                self.add_conditioned(
                     Op::DiagBiLstm {
                         hidden,
                         shift: *shift,
@@ -292,7 +386,7 @@ impl Lower {
                     mask: v_mask,
                     link: false,
                 };
-                let v = self.add(v, span, p("vertical"), &[v_in])?;
+                let v = self.add_conditioned(v, span, p("vertical"), &[v_in])?;
                 let hz = Op::GatedConv {
                     hidden: h,
                     kh: 1,
@@ -300,7 +394,7 @@ impl Lower {
                     mask: *mask,
                     link: true,
                 };
-                let hz = self.add(hz, span, p("horizontal"), &[x, v])?;
+                let hz = self.add_conditioned(hz, span, p("horizontal"), &[x, v])?;
                 let o = self.add(conv(h, 1), span, p("conv1x1"), &[hz])?;
                 // Mask A reads the image: nothing to add the output to.
                 let y = match mask {

@@ -66,6 +66,27 @@ pub struct ImageSpec {
     /// Class-conditional models: the number of classes a label names; 0 = unconditional.
     /// A label is context, not part of the image: it is given, never generated.
     pub classes: usize,
+    /// Low-resolution conditioning (`low_res: f`): the model is a density over the image's
+    /// pixels given its strided subsample `x[::f, ::f]` (the pixels at rows and columns
+    /// that are multiples of `f`), which it reads through `Op::LowRes`. Those pixels are
+    /// context, never scored or drawn. None = no low-res input.
+    pub low_res: Option<LowRes>,
+}
+
+/// A model's low-resolution conditioning input (`ImageSpec::low_res`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LowRes {
+    /// The subsampling stride: the low-res image is `H/f x W/f` (`f` divides both).
+    pub factor: usize,
+    /// Channels of the upsampled map every LSTM and gated layer reads (`low_res_maps`).
+    pub maps: usize,
+}
+
+impl LowRes {
+    /// Whether pixel `(r, c)` is one of the low-res image's (context, not scored).
+    pub fn holds(&self, r: usize, c: usize) -> bool {
+        r.is_multiple_of(self.factor) && c.is_multiple_of(self.factor)
+    }
 }
 
 impl ImageSpec {
@@ -77,9 +98,24 @@ impl ImageSpec {
             1
         }
     }
-    /// Sub-pixels per image (the dimensions an NLL in bits/dim is divided by).
+    /// Sub-pixels per image.
     pub fn dims(&self) -> usize {
         self.channels * self.height * self.width
+    }
+    /// Sub-pixels the model scores and draws (the dimensions an NLL in bits/dim is divided
+    /// by): all of them, less the low-res image's, which are given.
+    pub fn scored_dims(&self) -> usize {
+        match self.low_res {
+            Some(l) => {
+                let given = self.height.div_ceil(l.factor) * self.width.div_ceil(l.factor);
+                self.dims() - self.channels * given
+            }
+            None => self.dims(),
+        }
+    }
+    /// Whether sub-pixels at `(r, c)` are scored and drawn (false for the low-res image's).
+    pub fn scored(&self, r: usize, c: usize) -> bool {
+        !self.low_res.is_some_and(|l| l.holds(r, c))
     }
 }
 
@@ -87,6 +123,16 @@ impl ImageSpec {
 pub enum Op {
     /// The image, scaled to [0, 1] as `value / (levels - 1)`.
     Input,
+    /// The low-resolution conditioning map (`ImageSpec::low_res`): the image's strided
+    /// subsample `x[::f, ::f]` (slot 0 is the image), upsampled by a transposed
+    /// convolution (kernel `3f`, stride `f`, padding `f`: each output pixel reads the 3 x 3
+    /// low-res pixels around its own block) to `maps` channels at full size. Unmasked: the
+    /// low-res pixels are given, so it is context and carries no dependency. Every LSTM
+    /// and gated node of the model takes it as its last input slot.
+    LowRes {
+        factor: usize,
+        maps: usize,
+    },
     /// Masked convolution with bias, zero padding keeping H x W, kernel centred.
     Conv {
         out: usize,
@@ -136,6 +182,7 @@ pub enum Op {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum OpKind {
     Input,
+    LowRes,
     Conv,
     RowLstm,
     DiagBiLstm,
@@ -148,8 +195,9 @@ pub enum OpKind {
 
 impl OpKind {
     /// Every kind. A new `Op` variant fails to compile in `Op::kind`; add its kind here too.
-    pub const ALL: [OpKind; 9] = [
+    pub const ALL: [OpKind; 10] = [
         OpKind::Input,
+        OpKind::LowRes,
         OpKind::Conv,
         OpKind::RowLstm,
         OpKind::DiagBiLstm,
@@ -164,6 +212,7 @@ impl OpKind {
     pub fn name(self) -> &'static str {
         match self {
             OpKind::Input => "input",
+            OpKind::LowRes => "low_res",
             OpKind::Conv => "conv",
             OpKind::RowLstm => "row_lstm",
             OpKind::DiagBiLstm => "diag_bilstm",
@@ -180,6 +229,7 @@ impl Op {
     pub fn kind(&self) -> OpKind {
         match self {
             Op::Input => OpKind::Input,
+            Op::LowRes { .. } => OpKind::LowRes,
             Op::Conv { .. } => OpKind::Conv,
             Op::RowLstm { .. } => OpKind::RowLstm,
             Op::DiagBiLstm { .. } => OpKind::DiagBiLstm,
@@ -201,6 +251,7 @@ impl Op {
         use Attr::{Bool, Int, Name};
         match *self {
             Op::Input | Op::Relu | Op::Add | Op::SkipSum => vec![],
+            Op::LowRes { factor, maps } => vec![("factor", Int(factor)), ("maps", Int(maps))],
             Op::Conv { out, kh, kw, mask } => vec![
                 ("out", Int(out)),
                 ("kh", Int(kh)),
@@ -306,6 +357,12 @@ pub enum Role {
     /// unmasked projection of a one-hot label map). Gated convs add it to their gate
     /// pre-activations the same way.
     ClassWeight,
+    /// A transposed convolution's weight `[cin, out, kh, kw]` (`Op::LowRes`'s upsampling).
+    Deconv,
+    /// A low-res conditional model's unmasked 1x1 conv `[gates, maps, 1, 1]` of the
+    /// upsampled low-res map (the node's last input) into an LSTM's input-to-state map or
+    /// a gated conv's pre-activations.
+    LowResWeight,
 }
 
 /// How a `[out, cin, kh, kw]` weight is masked (see `mask`): the mask kind at the centre
@@ -431,6 +488,18 @@ pub fn params_of(op: &Op, inputs: &[usize], image: &ImageSpec) -> Vec<ParamSpec>
             )
         })
     };
+    // The 1x1 conv of the low-res map (the last input) into the gates: unmasked, since the
+    // low-res image is context.
+    let low_res = |gates: usize| {
+        image.low_res.map(|l| {
+            ParamSpec::new(
+                "low_res_weight",
+                &[gates, l.maps, 1, 1],
+                Role::LowResWeight,
+                uniform(l.maps),
+            )
+        })
+    };
     let lstm = |is_shape: [usize; 4], h: usize, ss: &[usize], state: &[usize]| {
         let [w, b] = ParamSpec::masked_conv("is_", is_shape, Mask::B, is_shape[0] / h, |f| {
             Init::ForgetBias {
@@ -447,10 +516,20 @@ pub fn params_of(op: &Op, inputs: &[usize], image: &ImageSpec) -> Vec<ParamSpec>
             ParamSpec::new("c0", state, Role::InitialCell, Init::Zeros),
         ];
         p.extend(class(is_shape[0]));
+        p.extend(low_res(is_shape[0]));
         p
     };
     match *op {
         Op::Input | Op::Relu | Op::Add => vec![],
+        Op::LowRes { factor, maps } => {
+            let k = 3 * factor;
+            // Each output pixel sums 3 x 3 taps per input channel.
+            let fan_in = 9 * cin;
+            vec![
+                ParamSpec::new("weight", &[cin, maps, k, k], Role::Deconv, uniform(fan_in)),
+                ParamSpec::new("bias", &[maps], Role::Bias, uniform(fan_in)),
+            ]
+        }
         Op::GatedConv {
             hidden: h,
             kh,
@@ -472,6 +551,7 @@ pub fn params_of(op: &Op, inputs: &[usize], image: &ImageSpec) -> Vec<ParamSpec>
                 ));
             }
             p.extend(class(2 * h));
+            p.extend(low_res(2 * h));
             p
         }
         Op::Conv { out, kh, kw, mask } => {
@@ -525,6 +605,7 @@ pub fn params_of(op: &Op, inputs: &[usize], image: &ImageSpec) -> Vec<ParamSpec>
 pub fn out_channels(op: &Op, inputs: &[usize], image: &ImageSpec) -> usize {
     match *op {
         Op::Input => image.channels,
+        Op::LowRes { maps, .. } => maps,
         Op::Conv { out, .. } => out,
         Op::RowLstm { hidden, .. }
         | Op::DiagBiLstm { hidden, .. }

@@ -82,12 +82,22 @@ pub struct ModelInfo {
     pub spec_text: Option<String>,
     /// A class-conditional model's class count (it then takes the input `label`); 0 if not.
     pub classes: usize,
+    /// A low-res conditional model's subsampling factor (`pixc.low_res`); 0 if none. The
+    /// graph reads the low-res pixels from `image` itself and leaves them out of `nll`.
+    pub low_res: usize,
 }
 
 impl ModelInfo {
     /// Sub-pixels per image.
     pub fn dims(&self) -> usize {
         self.channels * self.height * self.width
+    }
+    /// Sub-pixels per image that `nll` scores (all but a low-res model's given ones).
+    pub fn scored_dims(&self) -> usize {
+        match self.low_res {
+            0 => self.dims(),
+            f => self.dims() - self.channels * self.height.div_ceil(f) * self.width.div_ceil(f),
+        }
     }
     /// Logit channels per image: C (Bernoulli) or C * levels (softmax).
     pub fn logit_channels(&self) -> usize {
@@ -433,6 +443,10 @@ fn read_info(session: &Session) -> Result<ModelInfo, String> {
         Some(_) => num(meta_keys::CLASSES)?,
         None => 0,
     };
+    let low_res = match get(meta_keys::LOW_RES) {
+        Some(_) => num(meta_keys::LOW_RES)?,
+        None => 0,
+    };
     let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
     let want: &[&str] = if classes > 0 {
         &["image", "label"]
@@ -457,6 +471,7 @@ fn read_info(session: &Session) -> Result<ModelInfo, String> {
         head: get(meta_keys::HEAD).ok_or("metadata `pixc.head` is missing")?,
         spec_text: get(meta_keys::SPEC),
         classes,
+        low_res,
     })
 }
 

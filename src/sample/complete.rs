@@ -68,7 +68,11 @@ pub fn complete(
             given.extend_from_slice(&originals[i * size..(i + 1) * size]);
         }
     }
-    let mask = keep_rows_mask(n, tm.channels, tm.height, tm.width, keep_rows);
+    let mut mask = keep_rows_mask(n, tm.channels, tm.height, tm.width, keep_rows);
+    // A low-res model also keeps the original's low-res pixels: they are its input.
+    if let Some((_, lr)) = super::low_res_keep(&tm.model().graph().image, &given, n) {
+        mask.iter_mut().zip(lr).for_each(|(m, l)| *m |= l);
+    }
     // Hidden sub-pixels start at 0, as in unconditional sampling.
     for (v, &kept) in given.iter_mut().zip(&mask) {
         if !kept {

@@ -54,6 +54,21 @@ pub fn check_request(n: usize, temperature: f64) -> Result<()> {
 }
 
 fn check_keep(tm: &TorchModel, n: usize, keep: Option<(&[u8], &[bool])>) -> Result<()> {
+    let im = tm.model().graph().image;
+    if let Some(l) = im.low_res {
+        // The low-res image is the model's input, not something it draws.
+        let (c, h, w) = (im.channels, im.height, im.width);
+        let given = keep.is_some_and(|(_, m)| {
+            m.len() == n * c * h * w
+                && (0..n * c * h * w).all(|i| m[i] || !l.holds((i / w) % h, i % w))
+        });
+        if !given {
+            bail!(
+                "the model draws an image given its low-res subsample (rows and columns divisible by {}): give those pixels (`pixc sample` takes them from the test set's images)",
+                l.factor
+            );
+        }
+    }
     if let Some((v, m)) = keep {
         let size = n * tm.dims();
         if v.len() != size || m.len() != size {
@@ -68,6 +83,27 @@ fn check_keep(tm: &TorchModel, n: usize, keep: Option<(&[u8], &[bool])>) -> Resu
         }
     }
     Ok(())
+}
+
+/// What a low-res model draws given: the low-res pixels of `images` (`n` of them,
+/// N x C x H x W) as `(values, mask)` for a sampler's `keep`, other pixels 0 and free.
+/// None for a model without a low-res input.
+pub fn low_res_keep(
+    im: &crate::ir::ImageSpec,
+    images: &[u8],
+    n: usize,
+) -> Option<(Vec<u8>, Vec<bool>)> {
+    let l = im.low_res?;
+    let (h, w) = (im.height, im.width);
+    let mask: Vec<bool> = (0..n * im.dims())
+        .map(|i| l.holds((i / w) % h, i % w))
+        .collect();
+    let vals = images
+        .iter()
+        .zip(&mask)
+        .map(|(&v, &m)| if m { v } else { 0 })
+        .collect();
+    Some((vals, mask))
 }
 
 /// A conditional model (`classes` > 0) draws each image of a class: it needs `n` labels,

@@ -18,6 +18,12 @@ pub fn sample_onnx(
     check_request(n, temperature)?;
     let info = model.info().clone();
     super::check_labels(info.classes, n, labels)?;
+    if info.low_res > 0 {
+        bail!(
+            "the model draws an image given its low-res subsample (rows and columns divisible by {}), which sampling an ONNX file does not take yet: sample the run with `pixc sample RUN`, which takes the test set's low-res images",
+            info.low_res
+        );
+    }
     let head = match info.head.as_str() {
         "bernoulli" => HeadKind::Bernoulli,
         "softmax" => HeadKind::Softmax,

@@ -155,7 +155,7 @@ pub fn eval_run_with(
     let n = per_image.len();
     let mean = per_image.iter().sum::<f64>() / n as f64;
     let var = per_image.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
-    let in_unit = |nats| torch::report_nll(nats, im.levels, im.dims());
+    let in_unit = |nats| torch::report_nll(nats, im.levels, im.scored_dims());
     Ok(EvalReport {
         nll: in_unit(mean),
         unit: torch::nll_unit(im.levels).into(),

@@ -331,7 +331,7 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
 
     signals::install();
     let unit = torch::nll_unit(im.levels);
-    let report = |nats: f64| torch::report_nll(nats, im.levels, size);
+    let report = |nats: f64| torch::report_nll(nats, im.levels, im.scored_dims());
     let bar = progress_bar(max_steps, state.step, opts.json);
     // With the bar hidden (output not a terminal) and no JSON asked, plain lines instead.
     let mut ticker =
@@ -352,7 +352,7 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         bar: &bar,
         t0,
         levels: im.levels,
-        size,
+        size: im.scored_dims(),
         batch,
     };
 

@@ -16,7 +16,9 @@ pub fn shrink(text: &str) -> String {
             } else {
                 256
             };
-            // A class-conditional spec keeps its classes.
+            // A class-conditional spec keeps its classes. A low-res spec loses its low-res
+            // input (no factor divides 7); tests/torch_causality.rs checks low-res models
+            // on their own.
             let classes = l
                 .split("classes: ")
                 .nth(1)

@@ -1,7 +1,7 @@
 //! The cached sampler's engine: the per-pixel loops over the plan's nodes, with ring
 //! buffers for the rows later nodes read, split over threads by sample.
 
-use super::{CachedModel, Diag, Gate, Kernel, Mat};
+use super::{CachedModel, Diag, Gate, Kernel, LowResMap, Mat};
 use crate::ir::head::draw_scaled;
 use anyhow::{bail, Result};
 
@@ -380,6 +380,12 @@ impl<'a> Engine<'a> {
         if let Some((vals, _)) = keep {
             self.img.copy_from_slice(vals);
         }
+        // A low-res model's map, from the given low-res pixels, for the whole draw.
+        for (i, node) in m.nodes.iter().enumerate() {
+            if let Kernel::LowRes(lr) = &node.kernel {
+                low_res_map(m, lr, self.nb, &self.img, &mut self.outs[i]);
+            }
+        }
         let total = h_n * w_n * c_n;
         let idx = |b: usize, ch: usize, r: usize, c: usize| ((b * c_n + ch) * h_n + r) * w_n + c;
         for r in 0..h_n {
@@ -462,6 +468,7 @@ impl<'a> Engine<'a> {
             let out = &mut after[0];
             match &node.kernel {
                 Kernel::Input => write_input(m, nb, &self.img, out, r, c),
+                Kernel::LowRes(_) => {}
                 Kernel::Conv { taps, bias } => {
                     let (lo, hi, y): (usize, usize, &mut [f32]) = if i == m.output {
                         match head_ch {
@@ -544,6 +551,7 @@ impl<'a> Engine<'a> {
                     taps,
                     bias,
                     class,
+                    low_res,
                     ss,
                     h0,
                     c0,
@@ -554,6 +562,9 @@ impl<'a> Engine<'a> {
                     };
                     let g = &mut self.s_gates[..nb * 4 * h];
                     start_gates(g, bias, class.as_deref(), self.labels, nb);
+                    if let (Some(lm), Some(&j)) = (low_res, node.inputs.last()) {
+                        matacc(g, before[j].at(r, c), lm, 0, 4 * h, nb);
+                    }
                     let x = &before[node.inputs[0]];
                     for (dx, mat) in taps {
                         let cc = c as isize + dx;
@@ -635,6 +646,9 @@ impl<'a> Engine<'a> {
                     // Input-to-state at p, both directions.
                     let is = &mut self.s_is[..nb * 8 * h];
                     start_gates(is, &d.bias, d.class.as_deref(), self.labels, nb);
+                    if let (Some(lm), Some(&j)) = (&d.low_res, node.inputs.last()) {
+                        matacc(is, before[j].at(r, c), lm, 0, 8 * h, nb);
+                    }
                     matacc(is, before[node.inputs[0]].at(r, c), &d.is, 0, 8 * h, nb);
                     {
                         let dst = isr.at_mut(r, c);
@@ -715,6 +729,9 @@ fn gate_at(
     let (h, h2) = (gt.h, 2 * gt.h);
     let g = &mut s_gates[..nb * h2];
     start_gates(g, &gt.bias, gt.class.as_deref(), labels, nb);
+    if let (Some(lm), Some(&j)) = (&gt.low_res, inputs.last()) {
+        matacc(g, before[j].at(r, c), lm, 0, h2, nb);
+    }
     let x = &before[inputs[0]];
     for (dy, dx, mat) in &gt.taps {
         let rr = r as isize + dy;
@@ -732,6 +749,50 @@ fn gate_at(
         let gb = &g[b * h2..(b + 1) * h2];
         for j in 0..h {
             y[b * h + j] = tanh(gb[j]) * sigmoid(gb[h + j]);
+        }
+    }
+}
+
+/// A low-res model's whole map (`Op::LowRes`) for every sample, from the image's given
+/// low-res pixels: the transposed conv (kernel 3f, stride f, padding f) of the subsample,
+/// scattered tap by tap. `out` holds every row.
+fn low_res_map(m: &CachedModel, lr: &LowResMap, nb: usize, img: &[u8], out: &mut Ring) {
+    let scale = (m.levels as f32 - 1.0).max(1.0);
+    let (h_n, w_n, f, maps) = (m.height, m.width, lr.factor, lr.maps);
+    let k = 3 * f;
+    for r in 0..h_n {
+        for c in 0..w_n {
+            let y = out.at_mut(r, c);
+            for b in 0..nb {
+                y[b * maps..(b + 1) * maps].copy_from_slice(&lr.bias);
+            }
+        }
+    }
+    for b in 0..nb {
+        for ci in 0..lr.cin {
+            for ly in 0..h_n / f {
+                for lx in 0..w_n / f {
+                    let v = img[((b * lr.cin + ci) * h_n + ly * f) * w_n + lx * f] as f32 / scale;
+                    if v == 0.0 {
+                        continue;
+                    }
+                    // Output row y = ly*f - f + ky for kernel row ky.
+                    for ky in 0..k {
+                        let Some(y) = (ly * f + ky).checked_sub(f).filter(|&y| y < h_n) else {
+                            continue;
+                        };
+                        for kx in 0..k {
+                            let Some(x) = (lx * f + kx).checked_sub(f).filter(|&x| x < w_n) else {
+                                continue;
+                            };
+                            let dst = &mut out.at_mut(y, x)[b * maps..(b + 1) * maps];
+                            for (o, d) in dst.iter_mut().enumerate() {
+                                *d += v * lr.w[((ci * maps + o) * k + ky) * k + kx];
+                            }
+                        }
+                    }
+                }
+            }
         }
     }
 }

@@ -73,6 +73,9 @@ impl Mat {
 /// How one node is computed at a pixel, with its weights in CPU layout.
 pub(crate) enum Kernel {
     Input,
+    /// A low-res model's upsampled low-res map: computed for the whole image when a draw
+    /// starts (the low-res pixels are given), never per pixel.
+    LowRes(Box<LowResMap>),
     /// Masked conv (also the head): the taps that may be nonzero, `(dy, dx, [cin][out])`.
     Conv {
         taps: Vec<(isize, isize, Mat)>,
@@ -89,6 +92,8 @@ pub(crate) enum Kernel {
         bias: Vec<f32>,
         /// A conditional model's class vectors, `[classes][4h]`, added to `bias` per sample.
         class: Option<Vec<f32>>,
+        /// A low-res model's 1x1 conv of the low-res map (the last input), `[maps][4h]`.
+        low_res: Option<Mat>,
         /// State-to-state taps for columns c-1, c, c+1: `[h][4h]` each.
         ss: Vec<Mat>,
         /// `h0`, `c0` transposed to `[W][h]`.
@@ -110,9 +115,22 @@ pub(crate) struct Gate {
     link: Option<Mat>,
     /// A conditional model's class vectors, `[classes][2h]`, added to `bias` per sample.
     class: Option<Vec<f32>>,
+    /// A low-res model's 1x1 conv of the low-res map (the last input), `[maps][2h]`.
+    low_res: Option<Mat>,
     /// A vertical stack (it sees only rows above): computed for a whole row when the row
     /// starts, since its taps reach right of the pixel.
     rowwise: bool,
+}
+
+/// `Op::LowRes`: the transposed conv of the image's strided subsample.
+pub(crate) struct LowResMap {
+    factor: usize,
+    maps: usize,
+    /// The image's channels.
+    cin: usize,
+    /// `[cin][maps][3f][3f]`, as stored.
+    w: Vec<f32>,
+    bias: Vec<f32>,
 }
 
 pub(crate) struct Diag {
@@ -122,6 +140,9 @@ pub(crate) struct Diag {
     bias: Vec<f32>,
     /// A conditional model's class vectors, `[classes][8h]`, added to `bias` per sample.
     class: Option<Vec<f32>>,
+    /// A low-res model's 1x1 conv of the low-res map (the last input), `[maps][8h]`; the
+    /// right-to-left half reaches those states through `isr`, like the rest of `is`.
+    low_res: Option<Mat>,
     /// Full context: the image's 1x1 conv into the right-to-left gates, `[C][4h]`; the
     /// node's slot 1 is the image. Read when a row's right-to-left states are computed,
     /// from the image row just completed (never cached per pixel, so no colour drawn at a

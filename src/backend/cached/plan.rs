@@ -3,7 +3,7 @@
 //! colours a pixel's cached values depend on.
 
 use super::engine::{lstm, matacc_one};
-use super::{CachedModel, Diag, Gate, Kernel, Mat, Node};
+use super::{CachedModel, Diag, Gate, Kernel, LowResMap, Mat, Node};
 use crate::ir::validate::Model;
 use crate::ir::{param_named, Mask, NodeId, Op};
 use crate::weights::Weights;
@@ -183,6 +183,12 @@ impl NodeParams<'_> {
         )
     }
 
+    /// A low-res model's `low_res_weight` as `[maps][gates]`; `None` without one.
+    fn low_res(&self) -> Option<Mat> {
+        param_named(self.model.shapes().params(self.id), "low_res_weight")?;
+        Some(self.one_by_one("low_res_weight"))
+    }
+
     /// A Diagonal BiLSTM's state-to-state taps: `[d][t]` for direction d (0 = left to
     /// right), tap t (0 = the row above, 1 = the same row), each `[h][4h]`.
     fn diag_ss(&self, h: usize) -> [[Mat; 2]; 2] {
@@ -222,6 +228,13 @@ impl CachedModel {
             let prm = NodeParams { model, weights, id };
             let kernel = match g.node(id).op {
                 Op::Input => Kernel::Input,
+                Op::LowRes { factor, maps } => Kernel::LowRes(Box::new(LowResMap {
+                    factor,
+                    maps,
+                    cin: image.channels,
+                    w: prm.data("weight"),
+                    bias: prm.data("bias"),
+                })),
                 Op::Conv { .. } | Op::Head { .. } => {
                     let (w, s) = prm.get("weight");
                     Kernel::Conv {
@@ -240,6 +253,7 @@ impl CachedModel {
                         link: param_named(model.shapes().params(id), "link_weight")
                             .map(|_| prm.one_by_one("link_weight")),
                         class: prm.class_rows(),
+                        low_res: prm.low_res(),
                         rowwise: matches!(mask, Mask::Above | Mask::AboveRow),
                     }))
                 }
@@ -279,6 +293,7 @@ impl CachedModel {
                         taps,
                         bias: prm.data("is_bias"),
                         class: prm.class_rows(),
+                        low_res: prm.low_res(),
                         ss,
                         h0,
                         c0,
@@ -301,6 +316,7 @@ impl CachedModel {
                         is: prm.one_by_one("is_weight"),
                         bias: prm.data("is_bias"),
                         class: prm.class_rows(),
+                        low_res: prm.low_res(),
                         ix: full_context.then(|| prm.one_by_one("ix_weight")),
                         ss,
                         edge_h: [e0h, e1h],
@@ -317,6 +333,10 @@ impl CachedModel {
         }
         // Ring sizes: a conv of half-height kh/2 reads that many rows above.
         for id in g.nodes() {
+            // The low-res map is computed whole when a draw starts.
+            if let Op::LowRes { .. } = g.node(id).op {
+                nodes[id.index()].rows = height;
+            }
             if let Op::Conv { kh, .. } = g.node(id).op {
                 for j in g.inputs(id) {
                     nodes[j.index()].rows = nodes[j.index()].rows.max(1 + kh / 2);
@@ -385,6 +405,8 @@ fn centre_dependence(nodes: &[Node], colours: usize, output: usize) -> Vec<bool>
         let input = |k: usize| &deps[node.inputs[k]];
         let (d, internal): (Vec<u8>, u8) = match &node.kernel {
             Kernel::Input => ((0..colours).map(|c| 1u8 << c).collect(), 0),
+            // Given before the draw: no colour drawn at a pixel changes it.
+            Kernel::LowRes(_) => (vec![0u8; node.channels], 0),
             Kernel::Conv { taps, .. } => {
                 let mut d = vec![0u8; node.channels];
                 for (dy, dx, m) in taps {

@@ -77,8 +77,44 @@ pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
         let out = value_of(model, id);
         let ins: Vec<String> = g.inputs(id).iter().map(|&i| value_of(model, i)).collect();
         let x = ins[0].as_str();
+        // A low-res conditional model's 1x1 conv of the low-res map (the last input) into
+        // this node's gates: `[N, gates, H, W]`; None for nodes without one.
+        let low_res = prm.get("low_res_weight").map(|w| {
+            b.conv(
+                &format!("{p}.low_res"),
+                ins.last().expect("the low-res map"),
+                w,
+                None,
+                &[1, 1],
+                &[0, 0, 0, 0],
+                1,
+            )
+        });
         match node.op {
             Op::Input => {}
+            Op::LowRes { factor, .. } => {
+                // The strided subsample, then ConvTranspose (kernel 3f, stride f, padding f).
+                let f = factor as i64;
+                let small = b.slice(
+                    &format!("{p}.subsample"),
+                    x,
+                    &[0, 0],
+                    &[i64::MAX, i64::MAX],
+                    &[2, 3],
+                    &[f, f],
+                );
+                b.op_to(
+                    "ConvTranspose",
+                    &format!("{p}.deconv"),
+                    &[&small, &prm["weight"], &prm["bias"]],
+                    &out,
+                    vec![
+                        attr_ints("kernel_shape", &[3 * f, 3 * f]),
+                        attr_ints("strides", &[f, f]),
+                        attr_ints("pads", &[f, f, f, f]),
+                    ],
+                );
+            }
             Op::Conv { kh, kw, .. } => {
                 // Only the kernel rows `Crop` keeps (see `add_params`).
                 let crop = Crop::of(kh, kw);
@@ -127,6 +163,9 @@ pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
                     );
                     pre = b.binary("Add", &format!("{p}.pre.class"), &pre, &v);
                 }
+                if let Some(u) = &low_res {
+                    pre = b.binary("Add", &format!("{p}.pre.low_res"), &pre, u);
+                }
                 let halves = b.split(
                     &format!("{p}.gate"),
                     &pre,
@@ -174,7 +213,7 @@ pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
                 );
             }
             Op::RowLstm { hidden, k } => {
-                lstm::row_lstm(b, &p, x, &prm, hidden, k, height, width, &out);
+                lstm::row_lstm(b, &p, x, &prm, low_res, hidden, k, height, width, &out);
             }
             Op::DiagBiLstm {
                 hidden,
@@ -187,7 +226,7 @@ pub fn lower_nodes(b: &mut Builder, model: &Model, weights: &Weights) {
                 // The padding-zone states, from the weights (as the cached sampler has them).
                 let edges = crate::backend::cached::diag_edges(model, weights, id);
                 lstm::diag_bilstm(
-                    b, &p, x, cin, image, &prm, &edges, hidden, shift, height, width, &out,
+                    b, &p, x, cin, image, low_res, &prm, &edges, hidden, shift, height, width, &out,
                 );
             }
         }
@@ -242,7 +281,20 @@ fn sum_chain(b: &mut Builder, p: &str, terms: &[String], out: &str) {
     }
 }
 
-/// The per-image NLL in nats from `logits` and the raw `image`, as value `nll` (`[N]`).
+/// A low-res conditional model's scored pixels as a constant of `rank` dims ending in
+/// `H, W` (1 where a pixel is scored, 0 at the given low-res image's); None otherwise.
+fn scored_mask(b: &mut Builder, im: &crate::ir::ImageSpec, rank: usize) -> Option<String> {
+    im.low_res?;
+    let m: Vec<f32> = (0..im.height * im.width)
+        .map(|p| f32::from(u8::from(im.scored(p / im.width, p % im.width))))
+        .collect();
+    let mut dims = vec![1; rank - 2];
+    dims.extend([im.height, im.width]);
+    Some(b.init_f32("nll.scored", &dims, &m))
+}
+
+/// The per-image NLL in nats from `logits` and the raw `image`, as value `nll` (`[N]`);
+/// a low-res model's given pixels are not scored.
 pub fn nll(b: &mut Builder, model: &Model, image: &str, scaled: &str) {
     let im = model.graph().image;
     b.doc = "negative log-likelihood per image, nats".to_string();
@@ -256,7 +308,10 @@ pub fn nll(b: &mut Builder, model: &Model, image: &str, scaled: &str) {
             let relu = b.unary("Relu", "nll.relu", "logits");
             let lt = b.binary("Mul", "nll.logit_x_target", "logits", scaled);
             let d = b.binary("Sub", "nll.relu_minus", &relu, &lt);
-            let e = b.binary("Add", "nll.bce", &d, &sp);
+            let mut e = b.binary("Add", "nll.bce", &d, &sp);
+            if let Some(m) = scored_mask(b, &im, 4) {
+                e = b.binary("Mul", "nll.bce.scored", &e, &m);
+            }
             let axes = b.i64s(&[1, 2, 3]);
             b.op(
                 "ReduceSum",
@@ -288,12 +343,15 @@ pub fn nll(b: &mut Builder, model: &Model, image: &str, scaled: &str) {
             );
             let ax = b.i64s(&[2]);
             let t5 = b.op("Unsqueeze", "nll.target.levels", &[&t, &ax], vec![]);
-            let picked = b.op(
+            let mut picked = b.op(
                 "GatherElements",
                 "nll.log_p",
                 &[&logp, &t5],
                 vec![attr_int("axis", 2)],
             );
+            if let Some(m) = scored_mask(b, &im, 5) {
+                picked = b.binary("Mul", "nll.log_p.scored", &picked, &m);
+            }
             let axes = b.i64s(&[1, 2, 3, 4]);
             let s = b.op(
                 "ReduceSum",

@@ -74,6 +74,7 @@ pub fn row_lstm(
     p: &str,
     x: &str,
     prm: &Params,
+    low_res: Option<String>,
     h: usize,
     k: usize,
     height: usize,
@@ -96,6 +97,11 @@ pub fn row_lstm(
             let v = b.reshape(&format!("{p}.class.4d"), &v, &[0, (4 * h) as i64, 1, 1]);
             b.binary("Add", &format!("{p}.is.class"), &is, &v)
         }
+        None => is,
+    };
+    // A low-res model's map through its 1x1 conv, [N, 4h, H, W].
+    let is = match low_res {
+        Some(u) => b.binary("Add", &format!("{p}.is.low_res"), &is, &u),
         None => is,
     };
     // The state is kept 4-D (N x h x 1 x W) so the 1-D state conv is a 1 x 3 Conv and rows
@@ -189,6 +195,7 @@ pub fn diag_bilstm(
     x: &str,
     cin: usize,
     image: Option<(&str, usize)>,
+    low_res: Option<String>,
     prm: &Params,
     edges: &[(Vec<f32>, Vec<f32>); 2],
     h: usize,
@@ -224,6 +231,12 @@ pub fn diag_bilstm(
         let v = b.transpose(&format!("{p}.class.t"), &v, &[1, 0, 2]);
         let v = b.reshape(&format!("{p}.class.4d"), &v, &[2, 1, -1, 4 * hi]);
         is = b.binary("Add", &format!("{p}.is.class"), &is, &v);
+    }
+    if let Some(u) = low_res {
+        // A low-res model's map through its 1x1 conv, [N, 8h, H, W], as [2, pixel, N, 4h].
+        let u = b.reshape(&format!("{p}.low_res.dir"), &u, &[0, 2, 4 * hi, hw as i64]);
+        let u = b.transpose(&format!("{p}.low_res.by_pixel"), &u, &[1, 3, 0, 2]);
+        is = b.binary("Add", &format!("{p}.is.low_res"), &is, &u);
     }
     if let Some((img, c)) = image {
         // Full context: + ix_weight [4h, C, 1, 1] applied to the image's pixel, into the

@@ -63,6 +63,9 @@ pub mod meta_keys {
     pub const WEIGHTS_SOURCE: &str = "pixc.weights_source";
     /// A class-conditional model: its class count; the graph then has the input `label`.
     pub const CLASSES: &str = "pixc.classes";
+    /// A low-res conditional model's subsampling factor f: the pixels of `image` at rows
+    /// and columns divisible by f are given (read by the graph, not scored in `nll`).
+    pub const LOW_RES: &str = "pixc.low_res";
 }
 
 /// What the exporter records about where the model came from, besides the IR.
@@ -207,7 +210,7 @@ pub fn export_proto(
         "nll",
         FLOAT,
         &[batch],
-        "negative log-likelihood of each image in nats (sum over all sub-pixels); bits/dim = nll / (C*H*W*ln 2)",
+        "negative log-likelihood of each image in nats (sum over all sub-pixels, less a low-res model's given ones); bits/dim = nll / (scored sub-pixels * ln 2)",
     ));
     graph.node = std::mem::take(&mut b.nodes);
     graph.initializer = std::mem::take(&mut b.initializers);
@@ -242,6 +245,9 @@ pub fn export_proto(
     ];
     if im.classes > 0 {
         props.push((k::CLASSES, im.classes.to_string()));
+    }
+    if let Some(l) = im.low_res {
+        props.push((k::LOW_RES, l.factor.to_string()));
     }
     if let Some(n) = &meta.spec_name {
         props.push((k::SPEC_NAME, n.clone()));

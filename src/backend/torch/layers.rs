@@ -21,9 +21,24 @@ pub fn apply(
     let x = ins[0];
     match st.op {
         Op::Input => x.shallow_clone(),
+        Op::LowRes { factor, .. } => {
+            // The image's strided subsample, then the transposed conv (kernel 3f, stride f,
+            // padding f) back to full size.
+            let f = factor as i64;
+            let small = x.slice(2, 0, None, f).slice(3, 0, None, f);
+            small.conv_transpose2d(
+                &st.weight("weight"),
+                Some(st.param("bias")),
+                [f, f],
+                [f, f],
+                [0, 0],
+                1,
+                [1, 1],
+            )
+        }
         Op::Conv { kh, kw, .. } => masked_conv(st, x, kh, kw),
         Op::GatedConv { hidden, kh, kw, .. } => {
-            let pre = add_class(st, masked_conv(st, x, kh, kw), cond);
+            let pre = add_low_res(st, add_class(st, masked_conv(st, x, kh, kw), cond), ins);
             // The link from the vertical stack, out of place (autograd keeps `pre`).
             let pre = if st.has("link_weight") {
                 let v = ins[1].conv2d::<Tensor>(
@@ -70,25 +85,35 @@ pub fn apply(
                 .collect();
             projected.iter().fold(x.shallow_clone(), |acc, p| &acc + p)
         }
-        Op::RowLstm { hidden, .. } => row_lstm(st, x, cond, hidden as i64, height as i64),
-        Op::DiagBiLstm {
-            hidden,
+        Op::RowLstm { hidden, .. } => row_lstm(st, ins, cond, hidden as i64, height as i64),
+        Op::DiagBiLstm { hidden, shift, .. } => diag_bilstm(
+            st,
+            ins,
+            cond,
+            hidden as i64,
             shift,
-            full_context,
-        } => {
-            // The full-context variant's second input is the image.
-            let image = full_context.then(|| ins[1]);
-            diag_bilstm(
-                st,
-                x,
-                image,
-                cond,
-                hidden as i64,
-                shift,
-                height as i64,
-                width as i64,
+            height as i64,
+            width as i64,
+        ),
+    }
+}
+
+/// Adds a low-res conditional model's `low_res_weight` (an unmasked 1x1 conv) of the
+/// upsampled low-res map, the node's last input, to an input-to-state map or gate
+/// pre-activations; out of place. Nodes without one are returned as they are.
+pub fn add_low_res(st: &Step, pre: Tensor, ins: &[&Tensor]) -> Tensor {
+    match ins.last() {
+        Some(u) if st.has("low_res_weight") => {
+            pre + u.conv2d::<Tensor>(
+                &st.weight("low_res_weight"),
+                None,
+                [1, 1],
+                [0, 0],
+                [1, 1],
+                1,
             )
         }
+        _ => pre,
     }
 }
 
@@ -148,14 +173,15 @@ pub fn add_class(st: &Step, is: Tensor, cond: Option<&Tensor>) -> Tensor {
     }
 }
 
-/// The Row LSTM's input-to-state map with the class vectors, as the recurrence reads it.
-pub fn row_input_to_state(st: &Step, x: &Tensor, cond: Option<&Tensor>) -> Tensor {
-    add_class(st, input_to_state(st, x), cond)
+/// The Row LSTM's input-to-state map with the class vectors and the low-res map, as the
+/// recurrence reads it; `ins` are the node's inputs (slot 0 the layer input).
+pub fn row_input_to_state(st: &Step, ins: &[&Tensor], cond: Option<&Tensor>) -> Tensor {
+    add_low_res(st, add_class(st, input_to_state(st, ins[0]), cond), ins)
 }
 
-fn row_lstm(st: &Step, x: &Tensor, cond: Option<&Tensor>, h: i64, height: i64) -> Tensor {
-    let n = x.size()[0];
-    let is = row_input_to_state(st, x, cond);
+fn row_lstm(st: &Step, ins: &[&Tensor], cond: Option<&Tensor>, h: i64, height: i64) -> Tensor {
+    let n = ins[0].size()[0];
+    let is = row_input_to_state(st, ins, cond);
     let ss = st.param("ss_weight");
     let width = is.size()[3];
     let mut hs = st.param("h0").unsqueeze(0).expand([n, h, width], false);
@@ -192,18 +218,19 @@ pub fn unskew(t: &Tensor, height: i64, width: i64) -> Tensor {
 }
 
 /// The Diagonal BiLSTM's input-to-state map, `N x 8h x H x W` (left-to-right gates, then
-/// right-to-left, unmirrored). With `image` (`full_context`) the right-to-left half also
-/// gets the image's pixel through `ix_weight`: an unmasked 1x1 conv, no bias (`is_bias`
-/// is already there), out of place (`is` is in the autograd graph).
-/// A conditional model's class vectors are added to both halves (`add_class`).
-pub fn diag_input_to_state(
-    st: &Step,
-    x: &Tensor,
-    image: Option<&Tensor>,
-    cond: Option<&Tensor>,
-    h: i64,
-) -> Tensor {
-    let is = add_class(st, input_to_state(st, x), cond);
+/// right-to-left, unmirrored); `ins` are the node's inputs. A `full_context` node's slot
+/// 1 is the image: the right-to-left half also gets its pixel through `ix_weight`, an
+/// unmasked 1x1 conv, no bias (`is_bias` is already there), out of place (`is` is in the
+/// autograd graph). A conditional model's class vectors and low-res map are added to both
+/// halves (`add_class`, `add_low_res`).
+pub fn diag_input_to_state(st: &Step, ins: &[&Tensor], cond: Option<&Tensor>, h: i64) -> Tensor {
+    let is = add_low_res(st, add_class(st, input_to_state(st, ins[0]), cond), ins);
+    let image = match st.op {
+        Op::DiagBiLstm {
+            full_context: true, ..
+        } => Some(ins[1]),
+        _ => None,
+    };
     match image {
         Some(im) => {
             let ix = im.conv2d::<Tensor>(&st.weight("ix_weight"), None, [1, 1], [0, 0], [1, 1], 1);
@@ -216,19 +243,17 @@ pub fn diag_input_to_state(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
 fn diag_bilstm(
     st: &Step,
-    x: &Tensor,
-    image: Option<&Tensor>,
+    ins: &[&Tensor],
     cond: Option<&Tensor>,
     h: i64,
     shift: bool,
     height: i64,
     width: i64,
 ) -> Tensor {
-    let n = x.size()[0];
-    let is = diag_input_to_state(st, x, image, cond, h);
+    let n = ins[0].size()[0];
+    let is = diag_input_to_state(st, ins, cond, h);
     // Right-to-left = left-to-right on the mirrored map (the 1x1 conv commutes with it).
     let both = Tensor::cat(
         &[is.narrow(1, 0, 4 * h), is.narrow(1, 4 * h, 4 * h).flip([3])],

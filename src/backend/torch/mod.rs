@@ -200,6 +200,9 @@ pub struct TorchModel {
     /// Split training batches over replicas on the CPU (see `nll_grads`); on by
     /// default, `PIXC_DATA_PARALLEL=0` turns it off.
     pub(crate) data_parallel: bool,
+    /// A low-res conditional model's scored pixels, `1 x 1 x H x W` (0 at the low-res
+    /// image's, which are given): what the NLL sums over. None: every pixel is scored.
+    scored: Option<Tensor>,
 }
 
 impl TorchModel {
@@ -275,6 +278,14 @@ impl TorchModel {
             recurrent,
             param_base,
             data_parallel: std::env::var("PIXC_DATA_PARALLEL").map_or(true, |v| v != "0"),
+            scored: image.low_res.map(|_| {
+                let m: Vec<f32> = (0..image.height * image.width)
+                    .map(|p| f32::from(u8::from(image.scored(p / image.width, p % image.width))))
+                    .collect();
+                Tensor::from_slice(&m)
+                    .reshape([1, 1, image.height as i64, image.width as i64])
+                    .to_device(device)
+            }),
         };
         tm.apply_thread_policy();
         Ok(tm)
@@ -456,13 +467,12 @@ impl TorchModel {
                 Op::Input => x.shallow_clone(),
                 _ if fast && self.geom(st, n).is_some() => {
                     let g = self.geom(st, n).expect("checked");
-                    let x = outs[st.inputs[0]].as_ref().expect("topological");
-                    // A full-context Diagonal BiLSTM's slot 1, the image.
-                    let image = st
+                    let ins: Vec<&Tensor> = st
                         .inputs
-                        .get(1)
-                        .map(|&i| outs[i].as_ref().expect("topological"));
-                    self.fused_step(st, g, x, image, cond, false).1
+                        .iter()
+                        .map(|&i| outs[i].as_ref().expect("topological"))
+                        .collect();
+                    self.fused_step(st, g, &ins, cond, false).1
                 }
                 _ => {
                     let ins: Vec<&Tensor> = st
@@ -478,21 +488,25 @@ impl TorchModel {
         outs[self.output].take().expect("output computed")
     }
 
-    /// Per-image negative log-likelihood in nats, from logits and raw image values.
+    /// Per-image negative log-likelihood in nats, from logits and raw image values. A
+    /// low-res conditional model's low-res pixels are given, so they are not scored.
     pub fn nll_from_logits(&self, logits: &Tensor, images: &Tensor) -> Tensor {
         let n = logits.size()[0];
+        let only_scored = |t: Tensor| match &self.scored {
+            Some(m) => t * m,
+            None => t,
+        };
         match self.head {
             HeadKind::Bernoulli => {
                 let target = images.to_kind(Kind::Float);
-                logits
-                    .binary_cross_entropy_with_logits::<Tensor>(
-                        &target,
-                        None,
-                        None,
-                        tch::Reduction::None,
-                    )
-                    .reshape([n, -1])
-                    .sum_dim_intlist(1, false, Kind::Float)
+                only_scored(logits.binary_cross_entropy_with_logits::<Tensor>(
+                    &target,
+                    None,
+                    None,
+                    tch::Reduction::None,
+                ))
+                .reshape([n, -1])
+                .sum_dim_intlist(1, false, Kind::Float)
             }
             HeadKind::Softmax => {
                 let (c, l, h, w) = (
@@ -503,7 +517,8 @@ impl TorchModel {
                 );
                 let lp = logits.reshape([n, c, l, h, w]).log_softmax(2, Kind::Float);
                 let t = images.to_kind(Kind::Int64).unsqueeze(2);
-                -lp.gather(2, &t, false)
+                let picked = lp.gather(2, &t, false).squeeze_dim(2);
+                -only_scored(picked)
                     .reshape([n, -1])
                     .sum_dim_intlist(1, false, Kind::Float)
             }

@@ -85,16 +85,22 @@ pub(crate) struct FusedInputs {
 }
 
 impl FusedInputs {
-    /// `image`: the step's second input, the image, for a `full_context` Diagonal BiLSTM;
-    /// `cond`: a conditional model's one-hot labels.
-    fn new(st: &Step, x: &Tensor, image: Option<&Tensor>, cond: Option<&Tensor>) -> FusedInputs {
-        let conditioned = cond.is_some() && st.has("class_weight");
+    /// `ins`: the step's inputs in slot order (the layer input, a `full_context` Diagonal
+    /// BiLSTM's image, a low-res model's map); `cond`: a conditional model's one-hot labels.
+    fn new(st: &Step, ins: &[&Tensor], cond: Option<&Tensor>) -> FusedInputs {
+        let x = ins[0];
+        let conditioned = (cond.is_some() && st.has("class_weight")) || st.has("low_res_weight");
         let (input, conv) = match st.op {
             // The full-context variant's input-to-state map also reads the image, and a
-            // conditional one the labels: it stays libtorch ops (their autograd reaches
-            // every input and the class vectors) and the kernel reads S.
-            Op::DiagBiLstm { hidden, .. } if image.is_some() || conditioned => (
-                layers::diag_input_to_state(st, x, image, cond, hidden as i64),
+            // conditional one the labels or the low-res map: it stays libtorch ops (their
+            // autograd reaches every input and the conditioning weights) and the kernel
+            // reads S.
+            Op::DiagBiLstm {
+                hidden,
+                full_context,
+                ..
+            } if full_context || conditioned => (
+                layers::diag_input_to_state(st, ins, cond, hidden as i64),
                 None,
             ),
             Op::DiagBiLstm { .. } => {
@@ -105,7 +111,7 @@ impl FusedInputs {
             }
             // Only recurrences have a fused step (`geom`); the Row LSTM's conv stays in
             // libtorch.
-            _ => (layers::row_input_to_state(st, x, cond), None),
+            _ => (layers::row_input_to_state(st, ins, cond), None),
         };
         let data = |name: &str| st.param(name).detach().contiguous();
         FusedInputs {
@@ -160,12 +166,11 @@ impl TorchModel {
         &self,
         st: &Step,
         g: Geom,
-        x: &Tensor,
-        image: Option<&Tensor>,
+        ins: &[&Tensor],
         cond: Option<&Tensor>,
         save: bool,
     ) -> (FusedInputs, Tensor, Option<Saved>) {
-        let fi = FusedInputs::new(st, x, image, cond);
+        let fi = FusedInputs::new(st, ins, cond);
         let y = Tensor::zeros(
             [
                 g.batch as i64,
@@ -210,9 +215,8 @@ impl TorchModel {
             let seg = match (&st.op, self.geom(st, n)) {
                 (Op::Input, _) => Seg::Plain(x.shallow_clone()),
                 (_, Some(g)) => {
-                    let image = st.inputs.get(1).map(|&i| &leaves[i]);
-                    let (fi, y, saved) =
-                        self.fused_step(st, g, &leaves[st.inputs[0]], image, cond, true);
+                    let ins: Vec<&Tensor> = st.inputs.iter().map(|&i| &leaves[i]).collect();
+                    let (fi, y, saved) = self.fused_step(st, g, &ins, cond, true);
                     leaves.push(y.set_requires_grad(true));
                     segs.push(Seg::Fused {
                         fi,
