@@ -41,8 +41,31 @@ pub fn compile_with(
 ) -> Result<(Spec, Model), Vec<Diagnostic>> {
     let spec = front::parse(text, syntax)?;
     let graph = ir::lower::lower(&spec).map_err(diag::dedup)?;
-    let model = ir::validate::validate(graph, opts).map_err(diag::dedup)?;
-    Ok((spec, model))
+    let low_res = graph.image.low_res;
+    let model = ir::validate::validate(graph, opts);
+    // A multi-scale spec: its small model, compiled on its own (errors of both at once).
+    let small = match (&spec.small, low_res) {
+        (None, _) => None,
+        (Some(s), None) => Some(Err(vec![Diagnostic::new(
+            s.span,
+            "`small` is the model of the low-res subsample, but `input` has no `low_res`",
+        )
+        .label("a small model of nothing")
+        .help("add `low_res: 2` to `input` (the subsampling factor), or remove `small`")])),
+        (Some(_), Some(l)) => {
+            let small_spec = spec.small_spec(l.factor).expect("the spec has `small`");
+            Some(ir::lower::lower(&small_spec).and_then(|g| ir::validate::validate(g, opts)))
+        }
+    };
+    match (model, small) {
+        (Ok(m), None) => Ok((spec, m)),
+        (Ok(m), Some(Ok(s))) => Ok((spec, m.with_small(s))),
+        (Err(mut e), Some(Err(se))) => {
+            e.extend(se);
+            Err(diag::dedup(e))
+        }
+        (Err(e), _) | (Ok(_), Some(Err(e))) => Err(diag::dedup(e)),
+    }
 }
 
 /// A spec that failed to compile, with its diagnostics already rendered against the file.

@@ -63,7 +63,7 @@ fn compile_checked(name: &str, bytes: &[u8], tolerate_eof: bool) -> Result<(), S
     }
 }
 
-/// The shipped specs and valid examples, with their images shrunk to 5x7 or 6x8 (and the
+/// The shipped specs and valid examples, with their images shrunk to 5x7 or so (and the
 /// syntax each is in).
 fn corpus() -> &'static [(String, &'static str)] {
     static CORPUS: OnceLock<Vec<(String, &'static str)>> = OnceLock::new();
@@ -92,13 +92,16 @@ fn corpus() -> &'static [(String, &'static str)] {
 }
 
 /// Replaces the image height and width (YAML `height: N`, DSL `height=N`) with 5 and 7
-/// (6 and 8 for a low-res spec).
+/// (6 and 8 for a low-res spec, 12 and 16 for a multi-scale one).
 fn shrink(text: &str) -> String {
-    // A low-res spec (factor 2) needs even sides: 6 x 8.
-    let (hh, ww) = if text.contains("low_res") {
-        ('6', '8')
+    // A low-res spec (factor 2) needs even sides, 6 x 8; a multi-scale one room for its
+    // small model's 7x7 kernel at half size, 12 x 16.
+    let (hh, ww) = if text.contains("small") {
+        ("12", "16")
+    } else if text.contains("low_res") {
+        ("6", "8")
     } else {
-        ('5', '7')
+        ("5", "7")
     };
     let mut out = String::with_capacity(text.len());
     let mut rest = text;
@@ -115,7 +118,7 @@ fn shrink(text: &str) -> String {
         rest = &rest[i + key.len()..];
         let digits = rest.chars().take_while(|c| c.is_ascii_digit()).count();
         if digits > 0 {
-            out.push(if key.starts_with('h') { hh } else { ww });
+            out.push_str(if key.starts_with('h') { hh } else { ww });
             rest = &rest[digits..];
         }
     }

@@ -254,7 +254,12 @@ fn class_flag(classes: usize, class: Option<u16>, n: usize) -> Result<Option<Vec
     Ok(Some(vec![y; n]))
 }
 
-/// `pixc sample RUN_DIR`: draws `o.n` images from the run's best checkpoint.
+/// Mixed into the seed of a multi-scale model's second stage, so its uniforms are not
+/// those the first stage used.
+const SECOND_STAGE: u64 = 0x5eed_0f5c_a1e2_0002;
+
+/// `pixc sample RUN_DIR`: draws `o.n` images from the run's best checkpoint (a
+/// multi-scale run's small model first, then its conditional model).
 pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
     check_outputs(o)?;
     // The cached sampler runs on the CPU: do not put the weights on a GPU for nothing.
@@ -264,13 +269,34 @@ pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
     let mut o = o.clone();
     let labels = run_labels(tm.classes(), &mut o)?;
     let o = &o;
-    // A low-res model draws each image given a low-res image: the first n test images'.
-    let given = match model.graph().image.low_res {
-        Some(_) => {
-            let (imgs, _) = complete::test_images(&spec, &model, o.n, None)?;
-            samplers::low_res_keep(&model.graph().image, &imgs, o.n)
+    let im = model.graph().image;
+    let given = match (im.low_res, model.small()) {
+        // A multi-scale model: its small model draws the low-res images first (with the
+        // same sampler, from a seed of its own), then this one draws the rest given them.
+        (Some(_), Some(_)) => {
+            let (stm, _, _, _) = load_run(&run.join("small"), device).with_context(|| {
+                format!(
+                    "cannot load the multi-scale run's small model from {}",
+                    run.join("small").display()
+                )
+            })?;
+            let first = samplers::Draw {
+                n: o.n,
+                seed: o.seed,
+                temperature: o.temperature,
+                keep: None,
+                labels: labels.as_deref(),
+            };
+            let small = samplers::sample_with(&stm, &first, o.reference, |_, _| {})?;
+            samplers::low_res_keep(&im, &samplers::place_low_res(&im, &small, o.n), o.n)
         }
-        None => None,
+        // A low-res model alone draws each image given a low-res image: the first n test
+        // images'.
+        (Some(_), None) => {
+            let (imgs, _) = complete::test_images(&spec, &model, o.n, None)?;
+            samplers::low_res_keep(&im, &imgs, o.n)
+        }
+        (None, _) => None,
     };
     let total = tm.dims();
     let bar = progress_bar(total, o.progress, "sub-pixels");
@@ -278,7 +304,12 @@ pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
     let prog = |i: usize, _: usize| bar.set_position(i as u64 + 1);
     let draw = samplers::Draw {
         n: o.n,
-        seed: o.seed,
+        // A multi-scale model's second stage: uniforms of their own.
+        seed: if model.small().is_some() {
+            o.seed ^ SECOND_STAGE
+        } else {
+            o.seed
+        },
         temperature: o.temperature,
         keep: given.as_ref().map(|(v, m)| (&v[..], &m[..])),
         labels: labels.as_deref(),

@@ -15,8 +15,20 @@ pub fn train(spec_or_run: &Path, out: Option<PathBuf>, mut opts: TrainOptions) -
     });
     if !opts.json {
         let im = model.graph().image;
+        let small = model
+            .small()
+            .map(|s| {
+                let si = s.graph().image;
+                format!(
+                    "; multi-scale, with a {}x{} small model of {} parameters",
+                    si.height,
+                    si.width,
+                    s.shapes().total_params()
+                )
+            })
+            .unwrap_or_default();
         eprintln!(
-            "training {} ({} parameters, {}x{}x{}, {} levels) -> {}",
+            "training {} ({} parameters, {}x{}x{}, {} levels{small}) -> {}",
             model.graph().name,
             model.shapes().total_params(),
             im.channels,
@@ -39,6 +51,14 @@ pub fn train(spec_or_run: &Path, out: Option<PathBuf>, mut opts: TrainOptions) -
             rep.images_per_second,
             rep.stopped_by
         );
+        if let Some(s) = &rep.small {
+            if let Some(b) = s.best_valid {
+                println!(
+                    "small model (multi-scale, {}): best validation NLL {b:.4} {}",
+                    s.out, s.unit
+                );
+            }
+        }
         if let Some(b) = rep.best_valid {
             println!("best validation NLL: {b:.4} {}", rep.unit);
         }
@@ -115,6 +135,15 @@ pub fn eval(
         }
         if let Some(l) = &r.labels {
             println!("class-conditional: {l}");
+        }
+        for (p, what) in r.parts.iter().zip([
+            "small model (the low-res subsample)",
+            "conditional model (the rest, given it)",
+        ]) {
+            println!(
+                "  {what}: {:.4} ± {:.4} {} ({:.3} nats/image), checkpoint step {}",
+                p.nll, p.std_error, p.unit, p.nats_per_image, p.step
+            );
         }
     }
     Ok(0)

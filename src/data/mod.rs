@@ -308,3 +308,33 @@ pub fn find_datasets(opts: &LoadOptions) -> Vec<(String, Option<PathBuf>)> {
         ("cifar10".to_string(), cifar),
     ]
 }
+
+/// The strided subsample `x[::f, ::f]` of every image of every split, in place: the
+/// small model of a multi-scale spec is trained and scored on it (`train.subsample`).
+pub fn subsample(ds: &mut Dataset, f: usize) {
+    let (c, h, w) = (ds.channels, ds.height, ds.width);
+    let (hs, ws) = (h.div_ceil(f), w.div_ceil(f));
+    let shrink = |sp: &mut Split| {
+        let mut out = Vec::with_capacity(sp.n * c * hs * ws);
+        for i in 0..sp.n {
+            let img = &sp.images[i * c * h * w..(i + 1) * c * h * w];
+            for ch in 0..c {
+                for r in (0..h).step_by(f) {
+                    for col in (0..w).step_by(f) {
+                        out.push(img[(ch * h + r) * w + col]);
+                    }
+                }
+            }
+        }
+        sp.images = out;
+    };
+    shrink(&mut ds.train);
+    shrink(&mut ds.valid);
+    shrink(&mut ds.test);
+    if let Some(g) = ds.train_gray.as_mut() {
+        shrink(g);
+    }
+    ds.height = hs;
+    ds.width = ws;
+    ds.name = format!("{} (every {f}th row and column)", ds.name);
+}

@@ -295,6 +295,9 @@ pub struct Train {
     pub data: String,
     /// Validate (and checkpoint) every this many steps.
     pub valid_every: u64,
+    /// Train and score on the data set's strided subsample `x[::f, ::f]` (the small model
+    /// of a multi-scale spec); None = the images as they are.
+    pub subsample: Option<u64>,
     pub span: Span,
 }
 
@@ -311,6 +314,7 @@ impl Default for Train {
             seed: 0,
             data: "mnist-binarized".into(),
             valid_every: 500,
+            subsample: None,
             span: Span::default(),
         }
     }
@@ -322,5 +326,44 @@ pub struct Spec {
     pub params: Vec<Param>,
     pub input: Input,
     pub layers: Vec<Layer>,
+    /// A multi-scale spec's small model (`small:`): the unconditional model of the
+    /// low-res subsample (`input.low_res`), which `layers` is conditioned on.
+    pub small: Option<Sp<Vec<Layer>>>,
     pub train: Option<Train>,
+}
+
+impl Spec {
+    /// A multi-scale spec's small model as a spec of its own: the `small` layers over the
+    /// low-res subsample (`height / factor` x `width / factor`, the same channels, levels
+    /// and classes), trained on the data set's subsample (`train.subsample`), named
+    /// `<name>_small`. None without `small`.
+    pub fn small_spec(&self, factor: usize) -> Option<Spec> {
+        let small = self.small.as_ref()?;
+        let div = |e: &Sp<Expr>| {
+            Sp::new(
+                Expr::Bin(
+                    Box::new(e.node.clone()),
+                    BinOp::Div,
+                    Box::new(Expr::Int(factor as i64)),
+                ),
+                e.span,
+            )
+        };
+        let mut train = self.train.clone().unwrap_or_default();
+        train.subsample = Some(factor as u64);
+        Some(Spec {
+            name: Sp::new(format!("{}_small", self.name.node), self.name.span),
+            params: self.params.clone(),
+            input: Input {
+                height: div(&self.input.height),
+                width: div(&self.input.width),
+                low_res: None,
+                low_res_maps: None,
+                ..self.input.clone()
+            },
+            layers: small.node.clone(),
+            small: None,
+            train: Some(train),
+        })
+    }
 }

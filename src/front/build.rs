@@ -138,6 +138,11 @@ pub const TOP_KEYS: &[KeyDef] = &[
         "The layers in order, from a mask-A conv to a `head`.",
     ),
     key(
+        "small",
+        KeyKind::Layers,
+        "A multi-scale model: the layers of the unconditional model of the low-res subsample (needs `input.low_res`); `layers` is then its conditional model of the rest, and `pixc train` trains both.",
+    ),
+    key(
         "train",
         KeyKind::Train,
         "Training settings for `pixc train` (command-line flags override them).",
@@ -244,6 +249,11 @@ pub const TRAIN_KEYS: &[KeyDef] = &[
         KeyKind::Count(1),
         "500",
         "Validate (and checkpoint) every this many steps.",
+    ),
+    key(
+        "subsample",
+        KeyKind::Count(2),
+        "Train and score on the data set's strided subsample x[::f, ::f] (f = this, 2 or more): what the small model of a multi-scale spec is trained on.",
     ),
 ];
 
@@ -524,6 +534,10 @@ impl Ctx {
                 None
             }
         };
+        let small = match get("small") {
+            Some((_, n)) => Some(Sp::new(self.layers(n, 0)?, n.span)),
+            None => None,
+        };
         let train = match get("train") {
             Some((_, n)) => self.train(n),
             None => None,
@@ -533,6 +547,7 @@ impl Ctx {
             params,
             input: input?,
             layers: layers?,
+            small,
             train,
         })
     }
@@ -669,6 +684,7 @@ impl Ctx {
                 "valid_every" => {
                     t.valid_every = self.uint(v, "valid_every", 1).unwrap_or(t.valid_every)
                 }
+                "subsample" => t.subsample = self.uint(v, "subsample", 2),
                 "data" => {
                     if let Some(s) = self.string(v, "data") {
                         match super::flags::data_set(&s.node) {

@@ -37,6 +37,9 @@ pub enum Anchor {
     Input,
     /// The `layers:` / `layers {` line.
     Layers,
+    /// A multi-scale spec's `small:` / `small {` line; its layers' paths start with
+    /// `SMALL`.
+    Small,
     /// A layer: its index in `layers`, then in each enclosing body.
     Layer(Vec<usize>),
     /// The end of a body (`[]`: of `layers`), the DSL's closing `}`.
@@ -47,6 +50,10 @@ pub enum Anchor {
     /// After everything.
     End,
 }
+
+/// The first path index of a `small` block's layers and body end (a `layers` index never
+/// reaches it), so one `Anchor::Layer` space holds both lists.
+pub const SMALL: usize = usize::MAX;
 
 /// The comments attached to one anchor, in source order.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -251,6 +258,10 @@ impl Walk<'_> {
                 "layers" => {
                     self.at(k.span.start, Anchor::Layers);
                     self.body(v, Vec::new());
+                }
+                "small" => {
+                    self.at(k.span.start, Anchor::Small);
+                    self.body(v, vec![SMALL]);
                 }
                 "train" => {
                     self.at(k.span.start, Anchor::Train);

@@ -14,7 +14,7 @@ use nom::sequence::preceded;
 use nom::{IResult, Parser};
 
 /// Top-level statements and the tree key each one fills.
-const TOP_LEVEL: &[&str] = &["model", "param", "input", "layers", "train"];
+const TOP_LEVEL: &[&str] = &["model", "param", "input", "layers", "small", "train"];
 
 /// The key a layer's first bare argument stands for (`conv 7x7` means `kernel: 7x7`).
 pub fn positional_key(layer: &str) -> Option<&'static str> {
@@ -207,8 +207,13 @@ impl<'s> LineParser<'s> {
                     .help("remove it, or open a block with `layers {` or `repeat N {`"),
             ),
             Some(open) => {
+                let small = open.word == "small";
                 let node = close_block(open, at + 1);
-                attach(&mut self.stack, &mut self.root, node, &mut self.errors);
+                if small && self.stack.is_empty() {
+                    push_top(&mut self.root, "small", node.span, node, &mut self.errors);
+                } else {
+                    attach(&mut self.stack, &mut self.root, node, &mut self.errors);
+                }
             }
         }
     }
@@ -270,12 +275,15 @@ impl<'s> LineParser<'s> {
                     );
                 }
             }
-            "layers" => {
+            "layers" | "small" => {
                 if !l.items.is_empty() || !l.opens_block {
                     self.errors.push(
-                        Diagnostic::new(line_span, "`layers` opens a block")
+                        Diagnostic::new(line_span, format!("`{}` opens a block", l.word))
                             .label("here")
-                            .help("write `layers {`, then one layer per line, then `}`"),
+                            .help(format!(
+                                "write `{} {{`, then one layer per line, then `}}`",
+                                l.word
+                            )),
                     );
                     // A bare `layers` is a forgotten `{`: read on as if it were there,
                     // so the layers and the `}` after it are not reported as well.
@@ -284,7 +292,7 @@ impl<'s> LineParser<'s> {
                     }
                 }
                 self.stack.push(Open {
-                    word: "layers".into(),
+                    word: l.word.into(),
                     head: Node {
                         value: Value::Null,
                         span: word_span,
@@ -561,7 +569,7 @@ fn close_block(open: Open, end: usize) -> Node {
         value: Value::Seq(open.items),
         span,
     };
-    if open.word == "layers" {
+    if open.word == "layers" || open.word == "small" {
         return body;
     }
     // Put the body into the layer's argument map under `body`.

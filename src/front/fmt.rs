@@ -5,7 +5,7 @@
 //! normalised. Both printers emit every non-default value.
 
 use super::ast::*;
-use super::comments::{Anchor, Attached, Comment, Comments};
+use super::comments::{Anchor, Attached, Comment, Comments, SMALL};
 use super::Syntax;
 use crate::diag::Diagnostic;
 
@@ -82,6 +82,9 @@ fn train_pairs(t: &Train) -> Vec<(&'static str, String)> {
     v.push(("seed", t.seed.to_string()));
     v.push(("data", t.data.clone()));
     v.push(("valid_every", t.valid_every.to_string()));
+    if let Some(f) = t.subsample {
+        v.push(("subsample", f.to_string()));
+    }
     v
 }
 
@@ -259,6 +262,10 @@ pub fn to_yaml_with(spec: &Spec, comments: &mut Comments) -> String {
                 .collect::<String>()
         ),
     );
+    if let Some(small) = &spec.small {
+        o.line(Anchor::Small, "", "small:");
+        yaml_layers(&small.node, 1, &mut vec![SMALL], &mut o);
+    }
     o.line(Anchor::Layers, "", "layers:");
     yaml_layers(&spec.layers, 1, &mut Vec::new(), &mut o);
     if let Some(t) = &spec.train {
@@ -361,6 +368,11 @@ pub fn to_dsl_with(spec: &Spec, comments: &mut Comments) -> String {
                 .collect::<String>()
         ),
     );
+    if let Some(small) = &spec.small {
+        o.line(Anchor::Small, "", "small {");
+        dsl_layers(&small.node, 1, &mut vec![SMALL], &mut o);
+        dsl_close(0, &[SMALL], &mut o);
+    }
     o.line(Anchor::Layers, "", "layers {");
     dsl_layers(&spec.layers, 1, &mut Vec::new(), &mut o);
     dsl_close(0, &[], &mut o);

@@ -45,8 +45,13 @@ pub fn op_text(op: &Op) -> String {
     }
 }
 
-/// The IR as stable text: one node per line with inputs, shape, parameters and origin.
+/// The IR as stable text: one node per line with inputs, shape, parameters and origin (a
+/// multi-scale model's small model after it).
 pub fn ir_text(m: &Model) -> String {
+    with_small(m, ir_text_one)
+}
+
+fn ir_text_one(m: &Model) -> String {
     let g = m.graph();
     let im = g.image;
     let mut classes = match im.classes {
@@ -102,8 +107,27 @@ fn group_digits(n: usize) -> String {
     out
 }
 
-/// The human table `pixc check` prints, plus totals and the receptive-field summary.
+/// The human table `pixc check` prints, plus totals and the receptive-field summary; a
+/// multi-scale model's small model after it.
 pub fn check_table(m: &Model) -> String {
+    with_small(m, check_table_one)
+}
+
+/// `one(m)`, then for a multi-scale model a header and `one` of its small model.
+fn with_small(m: &Model, one: fn(&Model) -> String) -> String {
+    let mut s = one(m);
+    if let Some(small) = m.small() {
+        let im = small.graph().image;
+        s.push_str(&format!(
+            "\nsmall model (multi-scale: the {}x{} low-res subsample the model above is given, drawn first; trained into RUN/small):\n",
+            im.height, im.width
+        ));
+        s.push_str(&one(small));
+    }
+    s
+}
+
+fn check_table_one(m: &Model) -> String {
     let g = m.graph();
     let im = g.image;
     let rows: Vec<[String; 5]> = g
@@ -271,7 +295,7 @@ pub fn check_json(m: &Model) -> serde_json::Value {
             })
         })
         .collect();
-    json!({
+    let mut v = json!({
         "model": g.name,
         "image": {"channels": im.channels, "height": im.height, "width": im.width, "levels": im.levels, "classes": im.classes, "low_res": im.low_res.map(|l| json!({"factor": l.factor, "maps": l.maps}))},
         "layers": layers,
@@ -284,7 +308,11 @@ pub fn check_json(m: &Model) -> serde_json::Value {
             "seen": c.summary.seen,
             "allowed": c.summary.allowed,
         }
-    })
+    });
+    if let Some(small) = m.small() {
+        v["small"] = check_json(small);
+    }
+    v
 }
 
 /// Graphviz DOT of the IR.

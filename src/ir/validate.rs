@@ -18,6 +18,9 @@ pub struct Model {
     graph: Graph,
     shapes: Shapes,
     causality: Causality,
+    /// A multi-scale model's small model (the unconditional model of the low-res
+    /// subsample this one is conditioned on), validated on its own.
+    small: Option<Box<Model>>,
 }
 
 impl Model {
@@ -33,6 +36,15 @@ impl Model {
     /// The head node (validation guarantees there is exactly one, last).
     pub fn output(&self) -> NodeId {
         self.graph.output.expect("validated models have a head")
+    }
+    /// A multi-scale model's small model; None for a single-scale one.
+    pub fn small(&self) -> Option<&Model> {
+        self.small.as_deref()
+    }
+    /// This (low-res conditional) model with `small`, the model of its low-res subsample.
+    pub fn with_small(mut self, small: Model) -> Model {
+        self.small = Some(Box::new(small));
+        self
     }
     pub fn head_kind(&self) -> HeadKind {
         match self.graph.node(self.output()).op {
@@ -80,6 +92,7 @@ pub fn validate(graph: Graph, opts: Options) -> Result<Model, Vec<Diagnostic>> {
         graph,
         shapes,
         causality,
+        small: None,
     })
 }
 

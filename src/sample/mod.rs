@@ -106,6 +106,26 @@ pub fn low_res_keep(
     Some((vals, mask))
 }
 
+/// Full-size images (N x C x H x W, zeros elsewhere) holding `small` (N x C x H/f x W/f)
+/// at the low-res pixels: a multi-scale model's first stage, placed for the second.
+pub fn place_low_res(im: &crate::ir::ImageSpec, small: &[u8], n: usize) -> Vec<u8> {
+    let (c, h, w) = (im.channels, im.height, im.width);
+    let f = im.low_res.map_or(1, |l| l.factor);
+    let (hs, ws) = (h.div_ceil(f), w.div_ceil(f));
+    let mut out = vec![0u8; n * c * h * w];
+    for b in 0..n {
+        for ch in 0..c {
+            for r in 0..hs {
+                for col in 0..ws {
+                    out[((b * c + ch) * h + r * f) * w + col * f] =
+                        small[((b * c + ch) * hs + r) * ws + col];
+                }
+            }
+        }
+    }
+    out
+}
+
 /// A conditional model (`classes` > 0) draws each image of a class: it needs `n` labels,
 /// each below `classes`; an unconditional one takes none.
 pub fn check_labels(classes: usize, n: usize, labels: Option<&[u16]>) -> Result<()> {

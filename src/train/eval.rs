@@ -75,6 +75,11 @@ pub struct EvalReport {
     pub step: u64,
     pub checkpoint: String,
     pub data: String,
+    /// A multi-scale run: its parts, the small model's (the low-res subsample) and the
+    /// conditional model's (the rest given it); the figures above are their sum per image,
+    /// the NLL of the whole image.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub parts: Vec<EvalReport>,
 }
 
 /// Scores a run's best checkpoint on a split (all images unless `limit`).
@@ -102,6 +107,69 @@ pub fn eval_run_with(
     mnist_dir: Option<PathBuf>,
     progress: &mut dyn FnMut(usize, usize),
 ) -> Result<EvalReport> {
+    let (_, model) = checkpoint::load_spec(dir)?;
+    let Some(small) = model.small() else {
+        return Ok(score_run(dir, split, sel, device, mnist_dir, progress)?.0);
+    };
+    // A multi-scale run: the small model on the subsample, the conditional model on the
+    // rest given it; per image the two NLLs add up to the whole image's.
+    if sel.rebinarize.is_some() || sel.marginal {
+        bail!(crate::usage::usage(
+            "a multi-scale run is scored on the data set's own images: --binarization dynamic and --marginal are not supported for it yet"
+        ));
+    }
+    let small_dir = dir.join("small");
+    if !small_dir.join("state.json").exists() {
+        bail!(
+            "{} is a multi-scale run, but its small model's run {} is missing; train it with `pixc train SPEC --resume {}`",
+            dir.display(),
+            small_dir.display(),
+            dir.display()
+        );
+    }
+    let (small_rep, small_nll) =
+        score_run(&small_dir, split, sel, device, mnist_dir.clone(), progress)?;
+    let (large_rep, large_nll) = score_run(dir, split, sel, device, mnist_dir, progress)?;
+    let total: Vec<f64> = small_nll
+        .iter()
+        .zip(&large_nll)
+        .map(|(a, b)| a + b)
+        .collect();
+    let im = model.graph().image;
+    let (mean, se) = mean_and_error(&total);
+    let in_unit = |nats| torch::report_nll(nats, im.levels, im.dims());
+    debug_assert_eq!(
+        small.graph().image.scored_dims() + im.scored_dims(),
+        im.dims()
+    );
+    Ok(EvalReport {
+        nll: in_unit(mean),
+        nats_per_image: mean,
+        std_error: in_unit(se),
+        step: large_rep.step,
+        checkpoint: format!("{} + {}", small_rep.checkpoint, large_rep.checkpoint),
+        parts: vec![small_rep.clone(), large_rep.clone()],
+        ..large_rep
+    })
+}
+
+/// The mean of per-image NLLs and its standard error.
+fn mean_and_error(per_image: &[f64]) -> (f64, f64) {
+    let n = per_image.len();
+    let mean = per_image.iter().sum::<f64>() / n.max(1) as f64;
+    let var = per_image.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
+    (mean, (var / n.max(1) as f64).sqrt())
+}
+
+/// One model's score of a run folder, with the per-image NLLs in nats.
+fn score_run(
+    dir: &Path,
+    split: EvalSplit,
+    sel: &EvalSelection,
+    device: Device,
+    mnist_dir: Option<PathBuf>,
+    progress: &mut dyn FnMut(usize, usize),
+) -> Result<(EvalReport, Vec<f64>)> {
     if sel.stride == 0 {
         bail!("the stride must be at least 1");
     }
@@ -153,14 +221,13 @@ pub fn eval_run_with(
         (_, false) => Some("given labels".to_string()),
     };
     let n = per_image.len();
-    let mean = per_image.iter().sum::<f64>() / n as f64;
-    let var = per_image.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (n.max(2) - 1) as f64;
+    let (mean, se) = mean_and_error(&per_image);
     let in_unit = |nats| torch::report_nll(nats, im.levels, im.scored_dims());
-    Ok(EvalReport {
+    let report = EvalReport {
         nll: in_unit(mean),
         unit: torch::nll_unit(im.levels).into(),
         nats_per_image: mean,
-        std_error: in_unit((var / n as f64).sqrt()),
+        std_error: in_unit(se),
         images: n,
         stride: sel.stride,
         split: match split {
@@ -172,7 +239,9 @@ pub fn eval_run_with(
         step,
         checkpoint: path.display().to_string(),
         data: format!("{} ({})", ds.name, ds.protocol),
-    })
+        parts: Vec::new(),
+    };
+    Ok((report, per_image))
 }
 
 /// Per image, `-log (1/K) sum_y p(x | y)` in nats: a class-conditional model scored as a

@@ -336,7 +336,27 @@ pub fn fsck(target: &Path) -> Result<FsckReport> {
             out.push(entry(n, Status::Error, why));
         }
     }
+    // A multi-scale folder: its small model's part is a folder of its own, checked so.
+    let multiscale = model.as_ref().is_some_and(|m| m.small().is_some());
+    if multiscale {
+        if target.join("small").is_dir() {
+            let sub = fsck(&target.join("small"))?;
+            for mut r in sub.files {
+                r.file = format!("small/{}", r.file);
+                out.push(r);
+            }
+        } else {
+            out.push(entry(
+                "small/",
+                Status::Error,
+                "missing: the multi-scale model's small model lives there",
+            ));
+        }
+    }
     for rel in &files {
+        if multiscale && rel.starts_with("small") {
+            continue;
+        }
         let name = rel.to_string_lossy().into_owned();
         let base = rel
             .file_name()

@@ -74,6 +74,10 @@ pub struct TrainReport {
     pub stopped_by: String,
     pub out: String,
     pub device: String,
+    /// A multi-scale run: its small model's part (trained first, into `RUN/small`); the
+    /// fields above are the conditional model's.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub small: Option<Box<TrainReport>>,
 }
 
 pub(crate) fn load_data(
@@ -85,12 +89,16 @@ pub(crate) fn load_data(
     let name = data_override.unwrap_or(&train.data);
     let src = DataSource::parse(name)?;
     let im = model.graph().image;
+    let f = train.subsample.unwrap_or(1) as usize;
     let opts = LoadOptions {
         mnist_dir,
-        png_size: Some((im.channels, im.height, im.width)),
+        png_size: Some((im.channels, im.height * f, im.width * f)),
         ..Default::default()
     };
-    let ds = data::load(&src, &opts)?;
+    let mut ds = data::load(&src, &opts)?;
+    if f > 1 {
+        data::subsample(&mut ds, f);
+    }
     check_labels(&ds, model)?;
     if (ds.channels, ds.height, ds.width, ds.levels)
         != (im.channels, im.height, im.width, im.levels)
@@ -216,6 +224,78 @@ pub fn evaluate_images(
 
 /// Trains `model` (compiled from `spec`) as `opts` says.
 pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainReport> {
+    match model.small() {
+        Some(small) => train_multiscale(spec, model, small, opts),
+        None => train_one(spec, model, opts),
+    }
+}
+
+/// A multi-scale spec: its small model (on the data set's subsample) into `RUN/small`,
+/// then the conditional model into `RUN`, each a run of its own with the same options
+/// (`--steps`, `--minutes` apply to each) and each resumed where it stopped. The two have
+/// no parameter in common and their losses add, so training them one after the other
+/// optimises the same total as training them together.
+fn train_multiscale(
+    spec: &Spec,
+    model: &Model,
+    small: &Model,
+    opts: &TrainOptions,
+) -> Result<TrainReport> {
+    let factor = model
+        .graph()
+        .image
+        .low_res
+        .context("a multi-scale model has a low-res input")?
+        .factor;
+    let small_spec = spec
+        .small_spec(factor)
+        .context("a multi-scale spec has `small`")?;
+    let small_out = opts.out.join("small");
+    let started = |dir: &Path| dir.join("state.json").exists();
+    if opts.resume && !started(&small_out) && !started(&opts.out) {
+        bail!(usage(format!(
+            "{} holds no run to resume (no state.json, nor small/state.json); start it without --resume",
+            opts.out.display()
+        )));
+    }
+    if !opts.resume && (started(&small_out) || started(&opts.out)) {
+        bail!(usage(format!(
+            "{} already holds a run; use --resume to continue it or choose another --out",
+            opts.out.display()
+        )));
+    }
+    let small_opts = TrainOptions {
+        out: small_out.clone(),
+        resume: opts.resume && started(&small_out),
+        ..opts.clone()
+    };
+    if !opts.json {
+        eprintln!(
+            "multi-scale: the small model first, into {}",
+            small_out.display()
+        );
+    }
+    let first = train_one(&small_spec, small, &small_opts)?;
+    if signals::exit_code(&first.stopped_by).is_some() {
+        // Stopped by a signal: the conditional model waits for `--resume`.
+        return Ok(first);
+    }
+    if !opts.json {
+        eprintln!(
+            "multi-scale: the conditional model, into {}",
+            opts.out.display()
+        );
+    }
+    let large_opts = TrainOptions {
+        resume: opts.resume && started(&opts.out),
+        ..opts.clone()
+    };
+    let mut rep = train_one(spec, model, &large_opts)?;
+    rep.small = Some(Box::new(first));
+    Ok(rep)
+}
+
+fn train_one(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainReport> {
     let mut tcfg = spec.train.clone().unwrap_or_default();
     if let Some(b) = opts.batch {
         tcfg.batch = b;
@@ -461,6 +541,7 @@ pub fn train(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         stopped_by,
         out: out.display().to_string(),
         device: torch::device_name(device),
+        small: None,
     })
 }
 

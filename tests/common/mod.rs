@@ -16,15 +16,19 @@ pub fn shrink(text: &str) -> String {
             } else {
                 256
             };
-            // A class-conditional spec keeps its classes. A low-res spec loses its low-res
-            // input (no factor divides 7); tests/torch_causality.rs checks low-res models
-            // on their own.
+            // A class-conditional spec keeps its classes. A low-res spec keeps its input
+            // (factor 2) at 8 x 8: its small model, if any, is then 4 x 4.
             let classes = l
                 .split("classes: ")
                 .nth(1)
-                .map(|c| format!(", classes: {}", c.trim_end_matches('}')))
+                .map(|c| format!(", classes: {}", c.split([',', '}']).next().unwrap_or("")))
                 .unwrap_or_default();
-            format!("input: {{channels: {ch}, height: 7, width: 7, levels: {lv}{classes}}}")
+            let (side, low_res) = if l.contains("low_res") {
+                (8, ", low_res: 2")
+            } else {
+                (7, "")
+            };
+            format!("input: {{channels: {ch}, height: {side}, width: {side}, levels: {lv}{classes}{low_res}}}")
         } else if l.starts_with("h:") {
             "h: 12".into()
         } else if l.starts_with("out_maps:") {

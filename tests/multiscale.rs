@@ -1,0 +1,145 @@
+//! Multi-scale models end to end on real MNIST: one spec, one `train` (the small model into
+//! RUN/small, then the conditional one), `eval` whose parts add up to the whole image's
+//! NLL, a two-stage `sample` whose samplers agree and whose low-res pixels are the small
+//! model's own draw, and `--resume` of both parts.
+
+use pixc::app::sample::{sample_run, SampleOptions};
+use pixc::device::Device;
+use pixc::front::Syntax;
+use pixc::train::{self, EvalSplit, TrainOptions};
+use std::path::Path;
+
+const SPEC: &str = "model: ms_tiny
+params:
+  h: 3
+input: {channels: 1, height: 28, width: 28, levels: 2, low_res: 2, low_res_maps: 3}
+small:
+  - conv: {out: 2*h, kernel: 5, mask: A}
+  - diag_bilstm: {hidden: h}
+  - relu
+  - head: bernoulli
+layers:
+  - conv: {out: 2*h, kernel: 5, mask: A}
+  - row_lstm: {hidden: h}
+  - gated_pixelcnn: {hidden: h}
+  - relu
+  - head: bernoulli
+train: {optimizer: adam, lr: 0.01, batch: 4, seed: 3, valid_every: 2}
+";
+
+fn opts(out: &Path, steps: u64, resume: bool) -> TrainOptions {
+    TrainOptions {
+        out: out.to_path_buf(),
+        steps: Some(steps),
+        resume,
+        valid_images: 8,
+        threads: Some(1),
+        device: Some(Device::Cpu),
+        json: true,
+        ..Default::default()
+    }
+}
+
+fn step_of(dir: &Path) -> u64 {
+    let s: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("state.json")).unwrap()).unwrap();
+    s["step"].as_u64().unwrap()
+}
+
+#[test]
+fn one_spec_trains_scores_and_samples_both_scales() {
+    let (spec, model) = pixc::compile_str(SPEC, Syntax::Yaml).unwrap();
+    let small = model.small().expect("a multi-scale model");
+    assert_eq!(
+        (small.graph().image.height, small.graph().image.width),
+        (14, 14)
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+
+    // Train: the small model into RUN/small, then the conditional one; resume both.
+    let rep = train::train(&spec, &model, &opts(&run, 2, false)).unwrap();
+    assert!(rep.small.is_some());
+    assert_eq!((step_of(&run.join("small")), step_of(&run)), (2, 2));
+    let again = train::train(&spec, &model, &opts(&run, 2, false));
+    assert!(again.is_err(), "a second start on the same run is refused");
+    train::train(&spec, &model, &opts(&run, 4, true)).unwrap();
+    assert_eq!((step_of(&run.join("small")), step_of(&run)), (4, 4));
+
+    // fsck checks the small model's folder as a run of its own.
+    let f = pixc::train::fsck::fsck(&run).unwrap();
+    assert!(f.ok, "{f:?}");
+    assert!(f.files.iter().any(|r| r.file == "small/best.safetensors"));
+
+    // Eval: the parts add up, image by image, to the whole image's NLL.
+    let r = train::eval_run(&run, EvalSplit::Test, Some(20), Device::Cpu, None).unwrap();
+    assert_eq!(r.parts.len(), 2);
+    let sum = r.parts[0].nats_per_image + r.parts[1].nats_per_image;
+    assert!((r.nats_per_image - sum).abs() < 1e-6 * sum, "{r:?}");
+    assert_eq!(r.parts[0].images, 20);
+    assert_eq!(r.parts[1].images, 20);
+    // The small model alone scores the subsample: a run of its own.
+    let s = train::eval_run(
+        &run.join("small"),
+        EvalSplit::Test,
+        Some(20),
+        Device::Cpu,
+        None,
+    )
+    .unwrap();
+    assert_eq!(s.nats_per_image, r.parts[0].nats_per_image);
+
+    // Sample: the cached and reference samplers agree, and the low-res pixels are the
+    // small model's own draw for the seed.
+    let draw = |reference: bool, out: &str| {
+        let o = SampleOptions {
+            n: 3,
+            seed: 9,
+            reference,
+            device: Device::Cpu,
+            out: dir.path().join(out),
+            ..Default::default()
+        };
+        sample_run(&run, &o).unwrap().images
+    };
+    let fast = draw(false, "fast.png");
+    assert_eq!(fast, draw(true, "reference.png"));
+    let small_draw = sample_run(
+        &run.join("small"),
+        &SampleOptions {
+            n: 3,
+            seed: 9,
+            device: Device::Cpu,
+            out: dir.path().join("small.png"),
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .images;
+    for b in 0..3 {
+        for r in 0..14 {
+            for c in 0..14 {
+                assert_eq!(
+                    fast[b * 784 + r * 2 * 28 + c * 2],
+                    small_draw[b * 196 + r * 14 + c],
+                    "image {b}, low-res pixel ({r}, {c})"
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn a_small_model_needs_a_low_res_input() {
+    let text = SPEC.replace(", low_res: 2, low_res_maps: 3", "");
+    let e = pixc::compile_str(&text, Syntax::Yaml).unwrap_err();
+    assert!(
+        e.iter()
+            .any(|d| d.message.contains("`input` has no `low_res`")),
+        "{e:?}"
+    );
+    // An error inside the small model is reported at its own line.
+    let text = SPEC.replacen("kernel: 5, mask: A", "kernel: 4, mask: A", 1);
+    let e = pixc::compile_bytes("ms.yaml", text.as_bytes(), Default::default()).unwrap_err();
+    assert!(e.rendered.contains("ms.yaml:6:"), "{}", e.rendered);
+}
