@@ -74,10 +74,16 @@ def main():
     dest = os.path.join(ROOT, "models", name)
     os.makedirs(dest, exist_ok=True)
     if os.path.realpath(a.run) != os.path.realpath(dest):
-        for f in RUN_FILES:
-            src = os.path.join(a.run, f)
-            if os.path.exists(src):
-                shutil.copy2(src, os.path.join(dest, f))
+        # A multi-scale run keeps its small model's run in small/.
+        for sub in ["", "small"]:
+            if sub and not os.path.isdir(os.path.join(a.run, sub)):
+                continue
+            os.makedirs(os.path.join(dest, sub), exist_ok=True)
+            for f in RUN_FILES:
+                src = os.path.join(a.run, sub, f)
+                if os.path.exists(src):
+                    shutil.copy2(src, os.path.join(dest, sub, f))
+    multiscale = os.path.isdir(os.path.join(dest, "small"))
     rel = os.path.relpath(dest, ROOT)
     os.chdir(ROOT)
 
@@ -95,7 +101,9 @@ def main():
         test = pixc("eval", rel, "--split", "test")
         piece = pixc("eval", rel, "--split", "test", "--stride", str(SLICE_STRIDE))
         binary = test["unit"] == "nats/image"
-        dynamic = pixc("eval", rel, "--split", "test", "--binarization", "dynamic", "--seed", "0") if binary else None
+        # (A multi-scale run is scored on the data set's own images only.)
+        dynamic = (pixc("eval", rel, "--split", "test", "--binarization", "dynamic", "--seed", "0")
+                   if binary and not multiscale else None)
         with open(evals, "w") as f:
             json.dump({"valid": valid, "test": test, "slice": piece, "dynamic": dynamic}, f, indent=2)
             f.write("\n")
@@ -122,6 +130,8 @@ def main():
                   "std_error": piece["std_error"]},
         "test_nll_dynamic_binarization": dynamic["nll"] if dynamic else None,
         "best_step": test["step"],
+        "parts": [{"nll": p["nll"], "std_error": p["std_error"], "step": p["step"]}
+                  for p in test.get("parts", [])],
         "steps": steps,
         "batch": batch,
         "epochs": round(epochs, 2),
@@ -147,6 +157,9 @@ def main():
         f"| test NLL (all {test['images']:,} test images) | **{fmt(test['nll'])} {unit}** ± {fmt(test['std_error'])} (standard error) |",
         f"| validation NLL (all {valid['images']:,}) | {fmt(valid['nll'])} {unit} |",
     ]
+    parts = ["the small model (the low-res subsample)", "the conditional model (the rest, given it)"]
+    for p, what in zip(test.get("parts", []), parts):
+        lines.append(f"| test NLL, {what} | {fmt(p['nll'])} ± {fmt(p['std_error'])} {unit} (best step {p['step']:,}) |")
     if dynamic:
         lines.append(f"| test NLL, dynamically binarized test images (seed 0) | {fmt(dynamic['nll'])} {unit} (not comparable with the paper: see below) |")
     lines += [

@@ -122,10 +122,13 @@ fn layer_types_match_the_builder() {
 #[test]
 fn statement_names_match_the_dsl() {
     let names = terminals("statement_name");
-    assert_eq!(names, ["model", "param", "input", "layers", "train"]);
+    assert_eq!(
+        names,
+        ["model", "param", "input", "layers", "small", "train"]
+    );
     for s in &names {
-        let line = if s == "layers" {
-            "layers {\n}\n".to_string()
+        let line = if s == "layers" || s == "small" {
+            format!("{s} {{\n}}\n")
         } else {
             format!("{s} x=1\n")
         };

@@ -69,6 +69,7 @@ pub fn bench_one(
 ) -> Result<Value> {
     let (spec, model, _) = crate::compile_file(spec_path)?;
     torch::set_threads(threads);
+    crate::runtime::set_threads(threads);
     let dev = torch::resolve_device(device)?;
     let w = Weights::init(&model, 0);
     let tm = TorchModel::new(&model, &w, dev)?;
@@ -329,6 +330,7 @@ pub fn bench_inference(
         bail!("--batches needs sizes of at least 1, e.g. --batches 16,256");
     }
     torch::set_threads(threads);
+    crate::runtime::set_threads(threads);
     let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let jobs: Vec<(PathBuf, bool)> = if specs.is_empty() {
         let mut all: Vec<PathBuf> = std::fs::read_dir(root.join("specs"))?

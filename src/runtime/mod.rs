@@ -135,15 +135,14 @@ impl OnnxModel {
     }
 
     /// Loads serialized ONNX bytes (`name` is used in errors only).
+    /// ONNX Runtime's intra-op pool gets `set_threads`'s count (default: every core).
     pub fn from_bytes(
         bytes: &[u8],
         device: Device,
         name: &str,
     ) -> Result<(OnnxModel, Provider), RuntimeError> {
         let (env, dylib) = env::environment()?;
-        let threads = std::thread::available_parallelism()
-            .map(|n| n.get())
-            .unwrap_or(1);
+        let threads = threads();
         let builder = || -> Result<ort::session::builder::SessionBuilder, RuntimeError> {
             Session::builder(&env)
                 .map_err(ort_err)?
@@ -473,6 +472,25 @@ fn read_info(session: &Session) -> Result<ModelInfo, String> {
         classes,
         low_res,
     })
+}
+
+/// Threads ONNX Runtime sessions use; 0 = every core (the default).
+static THREADS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+/// Sets the intra-op threads of sessions loaded after this (`None`: every core), so a
+/// command's `--threads` holds for ONNX Runtime as for libtorch.
+pub fn set_threads(n: Option<usize>) {
+    THREADS.store(n.unwrap_or(0), std::sync::atomic::Ordering::Relaxed);
+}
+
+/// The intra-op threads a session loaded now gets.
+pub fn threads() -> usize {
+    match THREADS.load(std::sync::atomic::Ordering::Relaxed) {
+        0 => std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1),
+        n => n,
+    }
 }
 
 /// ONNX Runtime's version and the execution providers its library offers, for `pixc doctor`.
