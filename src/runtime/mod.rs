@@ -121,6 +121,10 @@ pub struct Outputs {
 /// A loaded pixc ONNX model.
 pub struct OnnxModel {
     session: Session,
+    /// On the CPU with several threads: more sessions of the same model, one intra-op
+    /// thread each (as `session` then has), and a batch is split over all of them, run at
+    /// once (see `from_bytes`). Empty otherwise.
+    replicas: Vec<Session>,
     info: ModelInfo,
     provider: Provider,
     cuda_error: Option<String>,
@@ -143,21 +147,23 @@ impl OnnxModel {
     ) -> Result<(OnnxModel, Provider), RuntimeError> {
         let (env, dylib) = env::environment()?;
         let threads = threads();
-        let builder = || -> Result<ort::session::builder::SessionBuilder, RuntimeError> {
-            Session::builder(&env)
-                .map_err(ort_err)?
-                .with_optimization_level(GraphOptimizationLevel::Level3)
-                .map_err(ort_err)?
-                .with_intra_threads(threads)
-                .map_err(ort_err)?
-                // Spinning workers win a little on an idle machine but lose badly when the
-                // cores are shared (measured about 2x slower for the unrolled recurrences,
-                // which are thousands of small nodes), so workers sleep between nodes.
-                .with_config_entry("session.intra_op.allow_spinning", "0")
-                .map_err(ort_err)?
-                .with_log_level(LogLevel::Warning)
-                .map_err(ort_err)
-        };
+        let builder_with =
+            |threads: usize| -> Result<ort::session::builder::SessionBuilder, RuntimeError> {
+                Session::builder(&env)
+                    .map_err(ort_err)?
+                    .with_optimization_level(GraphOptimizationLevel::Level3)
+                    .map_err(ort_err)?
+                    .with_intra_threads(threads)
+                    .map_err(ort_err)?
+                    // Spinning workers win a little on an idle machine but lose badly when the
+                    // cores are shared (measured about 2x slower for the unrolled recurrences,
+                    // which are thousands of small nodes), so workers sleep between nodes.
+                    .with_config_entry("session.intra_op.allow_spinning", "0")
+                    .map_err(ort_err)?
+                    .with_log_level(LogLevel::Warning)
+                    .map_err(ort_err)
+            };
+        let builder = || builder_with(threads);
         let try_cuda = match device {
             Device::Cpu => false,
             Device::Cuda => true,
@@ -190,18 +196,34 @@ impl OnnxModel {
                 Err(e) => cuda_error = Some(e),
             }
         }
-        let session = builder()?
-            .commit_from_memory(bytes)
-            .map_err(|e| match &cuda_error {
-                Some(c) => RuntimeError::Ort(format!("{e} (CUDA was tried first: {c})")),
-                None => ort_err(e),
-            })?;
-        OnnxModel::wrap(
+        // On the CPU, one single-threaded session per thread, each running a slice of the
+        // batch: the unrolled recurrences are thousands of small nodes, and one session's
+        // intra-op threads meet at every node, which costs more than the node at small
+        // batches (as libtorch's replicas in training). `PIXC_ORT_DATA_PARALLEL=0` keeps
+        // one session with every thread.
+        let replicate =
+            threads > 1 && std::env::var("PIXC_ORT_DATA_PARALLEL").map_or(true, |v| v != "0");
+        let per_session = if replicate { 1 } else { threads };
+        let sessions = (0..if replicate { threads } else { 1 })
+            .map(|_| {
+                builder_with(per_session)?
+                    .commit_from_memory(bytes)
+                    .map_err(|e| match &cuda_error {
+                        Some(c) => RuntimeError::Ort(format!("{e} (CUDA was tried first: {c})")),
+                        None => ort_err(e),
+                    })
+            })
+            .collect::<Result<Vec<Session>, RuntimeError>>()?;
+        let mut sessions = sessions.into_iter();
+        let session = sessions.next().expect("at least one session");
+        let (mut m, p) = OnnxModel::wrap(
             session,
             Provider::Cpu,
             name,
             cuda_error.map(|e| e.to_string()),
-        )
+        )?;
+        m.replicas = sessions.collect();
+        Ok((m, p))
     }
 
     fn wrap(
@@ -215,6 +237,7 @@ impl OnnxModel {
         Ok((
             OnnxModel {
                 session,
+                replicas: Vec::new(),
                 info,
                 provider,
                 cuda_error,
@@ -293,28 +316,9 @@ impl OnnxModel {
         n: usize,
         labels: Option<&[u16]>,
     ) -> Result<Outputs, RuntimeError> {
-        let shape = self.check_input(images, n)?;
-        let y = self.label_input(labels, n)?;
-        let input = TensorRef::from_array_view((shape, images)).map_err(ort_err)?;
-        let out = match &y {
-            None => self.session.run(ort::inputs!["image" => input]),
-            Some(y) => {
-                let label = TensorRef::from_array_view(([n], y.as_slice())).map_err(ort_err)?;
-                self.session
-                    .run(ort::inputs!["image" => input, "label" => label])
-            }
-        }
-        .map_err(ort_err)?;
-        let logits = out["logits"]
-            .try_extract_tensor::<f32>()
-            .map_err(ort_err)?
-            .1
-            .to_vec();
-        let nll = out["nll"]
-            .try_extract_tensor::<f32>()
-            .map_err(ort_err)?
-            .1
-            .to_vec();
+        let mut out = self.run_split(images, n, labels, &["logits", "nll"])?;
+        let nll = out.pop().expect("two outputs");
+        let logits = out.pop().expect("two outputs");
         Ok(Outputs { logits, nll })
     }
 
@@ -385,30 +389,101 @@ impl OnnxModel {
         labels: Option<&[u16]>,
         output: &str,
     ) -> Result<Vec<f32>, RuntimeError> {
-        let shape = self.check_input(images, n)?;
+        Ok(self
+            .run_split(images, n, labels, &[output])?
+            .pop()
+            .expect("one output"))
+    }
+
+    /// The named outputs of `n` images, the batch split in order over the session and its
+    /// replicas, run at once; each output's slices are joined back in batch order (every
+    /// output is batch-major).
+    fn run_split(
+        &mut self,
+        images: &[f32],
+        n: usize,
+        labels: Option<&[u16]>,
+        outputs: &[&str],
+    ) -> Result<Vec<Vec<f32>>, RuntimeError> {
+        self.check_input(images, n)?;
         let y = self.label_input(labels, n)?;
-        let input = TensorRef::from_array_view((shape, images)).map_err(ort_err)?;
-        let opts = RunOptions::new()
-            .map_err(ort_err)?
-            .with_outputs(OutputSelector::no_default().with(output));
-        let out = match &y {
-            None => self
-                .session
-                .run_with_options(ort::inputs!["image" => input], &opts),
-            Some(y) => {
-                let label = TensorRef::from_array_view(([n], y.as_slice())).map_err(ort_err)?;
-                self.session
-                    .run_with_options(ort::inputs!["image" => input, "label" => label], &opts)
+        let d = self.info.dims();
+        let mut sessions: Vec<&mut Session> = std::iter::once(&mut self.session)
+            .chain(self.replicas.iter_mut())
+            .collect();
+        let k = sessions.len().min(n).max(1);
+        sessions.truncate(k);
+        let chunk = n.div_ceil(k);
+        let info = &self.info;
+        let parts: Vec<Result<Vec<Vec<f32>>, RuntimeError>> = std::thread::scope(|scope| {
+            let handles: Vec<_> = sessions
+                .into_iter()
+                .enumerate()
+                .map(|(i, session)| {
+                    let (a, b) = ((i * chunk).min(n), ((i + 1) * chunk).min(n));
+                    let y = y.as_ref().map(|y| &y[a..b]);
+                    let x = &images[a * d..b * d];
+                    scope.spawn(move || run_session(session, info, x, b - a, y, outputs))
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join().unwrap_or_else(|_| {
+                        Err(RuntimeError::Ort(
+                            "an ONNX Runtime worker thread panicked".into(),
+                        ))
+                    })
+                })
+                .collect()
+        });
+        let mut joined: Vec<Vec<f32>> = vec![Vec::new(); outputs.len()];
+        for p in parts {
+            for (all, v) in joined.iter_mut().zip(p?) {
+                all.extend(v);
             }
         }
-        .map_err(ort_err)?;
-        let v = out[output]
-            .try_extract_tensor::<f32>()
-            .map_err(ort_err)?
-            .1
-            .to_vec();
-        Ok(v)
+        Ok(joined)
     }
+}
+
+/// One session's run of `n` images (`n` may be 0: nothing to run) for the named outputs.
+fn run_session(
+    session: &mut Session,
+    info: &ModelInfo,
+    images: &[f32],
+    n: usize,
+    labels: Option<&[i64]>,
+    outputs: &[&str],
+) -> Result<Vec<Vec<f32>>, RuntimeError> {
+    if n == 0 {
+        return Ok(vec![Vec::new(); outputs.len()]);
+    }
+    let shape = [n, info.channels, info.height, info.width];
+    let input = TensorRef::from_array_view((shape, images)).map_err(ort_err)?;
+    let mut sel = OutputSelector::no_default();
+    for o in outputs {
+        sel = sel.with(*o);
+    }
+    let opts = RunOptions::new().map_err(ort_err)?.with_outputs(sel);
+    let out = match labels {
+        None => session.run_with_options(ort::inputs!["image" => input], &opts),
+        Some(y) => {
+            let label = TensorRef::from_array_view(([n], y)).map_err(ort_err)?;
+            session.run_with_options(ort::inputs!["image" => input, "label" => label], &opts)
+        }
+    }
+    .map_err(ort_err)?;
+    outputs
+        .iter()
+        .map(|o| {
+            Ok(out[*o]
+                .try_extract_tensor::<f32>()
+                .map_err(ort_err)?
+                .1
+                .to_vec())
+        })
+        .collect()
 }
 
 /// Widens 8-bit images to the float32 the model takes (values unchanged: no scaling).
