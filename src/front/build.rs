@@ -1195,7 +1195,14 @@ impl Ctx {
         match super::flags::count(what, s, min) {
             Ok(x) => Some(x),
             Err(message) => {
-                self.err(Diagnostic::new(node.span, message).label("not a valid count"));
+                self.err(
+                    Diagnostic::new(node.span, message)
+                        .label("not a valid count")
+                        .help(format!(
+                            "write a whole number of at least {min}, e.g. `{what}: {}`",
+                            min.max(1)
+                        )),
+                );
                 None
             }
         }
