@@ -23,6 +23,7 @@ PAPER = {
 OTHER = {
     "diag_bilstm_7_mnist_classes": "Diagonal BiLSTM, class-conditional (NLL given the digit)",
     "gated_pixelcnn_mnist": "Gated PixelCNN (10 layers, h = 16)",
+    "diag_bilstm_7_mnist_multiscale": "Multi-scale Diagonal BiLSTM (14x14, then 28x28 given it)",
 }
 
 
@@ -56,7 +57,7 @@ def main():
             f"| {name} (`models/{c['model']}`) | {f'{paper:.2f}' if paper else '-'} | **{c['test_nll']:.2f}** ± {c['test_std_error']:.2f} "
             f"| {dyn:.2f} | {c['epochs']:.1f} | {human(c['wall_seconds'])} | {reach} | `{c['commit']}` |"
             if dyn is not None else
-            f"| {name} (`models/{c['model']}`) | {f'{paper:.2f}' if paper else '-'} | **{c['test_nll']:.2f}** | - | {c['epochs']:.1f} | {human(c['wall_seconds'])} | {reach} | `{c['commit']}` |"
+            f"| {name} (`models/{c['model']}`) | {f'{paper:.2f}' if paper else '-'} | **{c['test_nll']:.2f}** ± {c['test_std_error']:.2f} | - | {c['epochs']:.1f} | {human(c['wall_seconds'])} | {reach} | `{c['commit']}` |"
         )
     other = [c for c in cards if c["unit"] != "nats/image"]
     if other:
