@@ -117,6 +117,16 @@ impl ImageSpec {
     pub fn scored(&self, r: usize, c: usize) -> bool {
         !self.low_res.is_some_and(|l| l.holds(r, c))
     }
+    /// A low-res model's NLL mask, `H x W` row-major: 1 where a pixel is scored, 0 at the
+    /// given low-res pixels; None when every pixel is scored. Both back ends' NLL read it.
+    pub fn scored_mask(&self) -> Option<Vec<f32>> {
+        self.low_res?;
+        Some(
+            (0..self.height * self.width)
+                .map(|p| f32::from(u8::from(self.scored(p / self.width, p % self.width))))
+                .collect(),
+        )
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]

@@ -284,10 +284,7 @@ fn sum_chain(b: &mut Builder, p: &str, terms: &[String], out: &str) {
 /// A low-res conditional model's scored pixels as a constant of `rank` dims ending in
 /// `H, W` (1 where a pixel is scored, 0 at the given low-res image's); None otherwise.
 fn scored_mask(b: &mut Builder, im: &crate::ir::ImageSpec, rank: usize) -> Option<String> {
-    im.low_res?;
-    let m: Vec<f32> = (0..im.height * im.width)
-        .map(|p| f32::from(u8::from(im.scored(p / im.width, p % im.width))))
-        .collect();
+    let m = im.scored_mask()?;
     let mut dims = vec![1; rank - 2];
     dims.extend([im.height, im.width]);
     Some(b.init_f32("nll.scored", &dims, &m))

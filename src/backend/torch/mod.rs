@@ -278,10 +278,7 @@ impl TorchModel {
             recurrent,
             param_base,
             data_parallel: std::env::var("PIXC_DATA_PARALLEL").map_or(true, |v| v != "0"),
-            scored: image.low_res.map(|_| {
-                let m: Vec<f32> = (0..image.height * image.width)
-                    .map(|p| f32::from(u8::from(image.scored(p / image.width, p % image.width))))
-                    .collect();
+            scored: image.scored_mask().map(|m| {
                 Tensor::from_slice(&m)
                     .reshape([1, 1, image.height as i64, image.width as i64])
                     .to_device(device)
