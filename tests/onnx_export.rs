@@ -327,6 +327,95 @@ fn runs_in_ort_with_a_dynamic_batch_and_no_warnings() {
     assert!(log.is_empty(), "ONNX Runtime warnings:\n{}", log.join("\n"));
 }
 
+/// A low-res model's file takes the given pixels as the input `low_res`
+/// (`[batch, C, H/f, W/f]`, described in `metadata_props`): they replace `image`'s there,
+/// so what `image` holds at those pixels does not matter, and `low_res` does.
+#[test]
+fn low_res_models_take_the_low_res_input() {
+    let mut rng = ChaCha8Rng::seed_from_u64(17);
+    for (name, text) in small_specs()
+        .into_iter()
+        .filter(|(n, _)| n.starts_with("low_res"))
+    {
+        let model = compile(&text);
+        let im = model.graph().image;
+        let f = im.low_res.expect("a low-res model").factor;
+        let w = weights(&model, 4);
+        let proto = export_proto(&model, &w, &ExportMeta::new(text.clone())).unwrap();
+        let g = proto.graph.as_ref().unwrap();
+        let names: Vec<&str> = g.input.iter().map(|i| i.name.as_str()).collect();
+        assert_eq!(names, ["image", "low_res"], "{name}");
+        let dims: Vec<String> = match &g.input[1].type_.as_ref().unwrap().value {
+            Some(onnx_protobuf::type_proto::Value::TensorType(t)) => t
+                .shape
+                .dim
+                .iter()
+                .map(|d| match &d.value {
+                    Some(onnx_protobuf::tensor_shape_proto::dimension::Value::DimValue(v)) => {
+                        v.to_string()
+                    }
+                    Some(onnx_protobuf::tensor_shape_proto::dimension::Value::DimParam(p)) => {
+                        p.clone()
+                    }
+                    _ => "?".into(),
+                })
+                .collect(),
+            _ => panic!("{name}: `low_res` is not a tensor"),
+        };
+        let want = [
+            "batch".to_string(),
+            im.channels.to_string(),
+            (im.height / f).to_string(),
+            (im.width / f).to_string(),
+        ];
+        assert_eq!(dims, want, "{name}");
+        let meta = |k: &str| {
+            proto
+                .metadata_props
+                .iter()
+                .find(|e| e.key == k)
+                .map(|e| e.value.clone())
+        };
+        assert_eq!(meta(meta_keys::LOW_RES), Some(f.to_string()), "{name}");
+
+        let mut m = load_cpu(&export_bytes(&model, &w, &text), name);
+        let (c, h, wd) = (im.channels, im.height, im.width);
+        let n = 3;
+        let x = random_images(&mut rng, n, im.dims(), im.levels);
+        let small = |x: &[f32]| -> Vec<f32> {
+            (0..n * c)
+                .flat_map(|p| {
+                    (0..h).step_by(f).flat_map(move |r| {
+                        (0..wd).step_by(f).map(move |col| (p * h + r) * wd + col)
+                    })
+                })
+                .map(|i| x[i])
+                .collect()
+        };
+        let own = m.run(&x, n, None).unwrap();
+        // `image` with other values at the given pixels, `low_res` holding the right ones:
+        // the same outputs, bit for bit.
+        let mut scrambled = x.clone();
+        let mut other = x.clone();
+        for (i, v) in scrambled.iter_mut().enumerate() {
+            if (i / wd) % h % f == 0 && i % wd % f == 0 {
+                *v = ((*v as usize + 1) % im.levels) as f32;
+                other[i] = *v;
+            }
+        }
+        let given = m.run_given(&scrambled, n, None, Some(&small(&x))).unwrap();
+        assert_eq!(
+            given.logits, own.logits,
+            "{name}: `image` at the given pixels was read"
+        );
+        assert_eq!(given.nll, own.nll, "{name}");
+        // Other low-res pixels change the outputs: the input is read.
+        let moved = m.run_given(&x, n, None, Some(&small(&other))).unwrap();
+        assert_ne!(moved.logits, own.logits, "{name}: `low_res` was not read");
+        assert!(m.run_given(&x, n, None, Some(&small(&x)[1..])).is_err());
+    }
+}
+
 /// Index of sub-pixel `s` (raster order, colours within a pixel) in a C x H x W image.
 fn chw_index(s: usize, c: usize, h: usize, w: usize) -> usize {
     let (pix, ch) = (s / c, s % c);

@@ -39,6 +39,10 @@ pub struct SampleOptions {
     /// A class-conditional model: draw every image of this class. Without it such a
     /// model's grid has one row per class (`cols` images each, default n / classes).
     pub class: Option<u16>,
+    /// A low-res model: the low-res images to draw the rest of (`.npy`, uint8,
+    /// `[N, C, H/f, W/f]` or one image `[C, H/f, W/f]` / `[H/f, W/f]` for all `n`).
+    /// Without it a run takes its small model's draws or the test set's.
+    pub low_res: Option<PathBuf>,
 }
 
 impl Default for SampleOptions {
@@ -46,6 +50,7 @@ impl Default for SampleOptions {
         SampleOptions {
             n: 16,
             class: None,
+            low_res: None,
             seed: 0,
             temperature: 1.0,
             out: PathBuf::from("samples.png"),
@@ -270,7 +275,24 @@ pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
     let labels = run_labels(tm.classes(), &mut o)?;
     let o = &o;
     let im = model.graph().image;
+    let file = match (im.low_res, &o.low_res) {
+        (_, None) => None,
+        (None, Some(_)) => bail!(crate::usage::usage(
+            "the model has no low-res input: drop --low-res".to_string()
+        )),
+        (Some(l), Some(p)) => Some(read_low_res(
+            p,
+            o.n,
+            (im.channels, im.height / l.factor, im.width / l.factor),
+            im.levels,
+        )?),
+    };
     let given = match (im.low_res, model.small()) {
+        // Low-res images from a file: every model with a low-res input takes them.
+        (Some(_), _) if file.is_some() => {
+            let small = file.as_deref().expect("checked");
+            samplers::low_res_keep(&im, &samplers::place_low_res(&im, small, o.n), o.n)
+        }
         // A multi-scale model: its small model draws the low-res images first (with the
         // same sampler, from a seed of its own), then this one draws the rest given them.
         (Some(_), Some(_)) => {
@@ -304,8 +326,9 @@ pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
     let prog = |i: usize, _: usize| bar.set_position(i as u64 + 1);
     let draw = samplers::Draw {
         n: o.n,
-        // A multi-scale model's second stage: uniforms of their own.
-        seed: if model.small().is_some() {
+        // A multi-scale model's second stage after its first: uniforms of their own. Given
+        // low-res images from a file, the seed is used as it is (as `sample --onnx` does).
+        seed: if model.small().is_some() && file.is_none() {
             o.seed ^ SECOND_STAGE
         } else {
             o.seed
@@ -333,6 +356,47 @@ pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
     })
 }
 
+/// `--low-res FILE`: `n` low-res images of `c x h x w` (the model's `C x H/f x W/f`) from a
+/// uint8 `.npy` file holding `[N >= n, c, h, w]` (the first `n` are used), or one image
+/// (`[c, h, w]`, or `[h, w]` when c = 1) for all `n`; every value below `levels`.
+fn read_low_res(
+    path: &Path,
+    n: usize,
+    (c, h, w): (usize, usize, usize),
+    levels: usize,
+) -> Result<Vec<u8>> {
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let (shape, values) =
+        raw::read_npy_u8(&bytes).with_context(|| format!("cannot read {}", path.display()))?;
+    let one = c * h * w;
+    let want = format!("[N, {c}, {h}, {w}] (or one image [{c}, {h}, {w}])");
+    let out = match shape.as_slice() {
+        [m, cc, hh, ww] if (*cc, *hh, *ww) == (c, h, w) => {
+            if *m < n {
+                bail!(
+                    "{} holds {m} low-res images, fewer than the {n} asked for: ask for -n {m} or fewer",
+                    path.display()
+                );
+            }
+            values[..n * one].to_vec()
+        }
+        [cc, hh, ww] if (*cc, *hh, *ww) == (c, h, w) => values.repeat(n),
+        [hh, ww] if c == 1 && (*hh, *ww) == (h, w) => values.repeat(n),
+        other => bail!(
+            "{} holds an array of shape {other:?}; the model's low-res images are {want}",
+            path.display()
+        ),
+    };
+    if let Some(&v) = out.iter().find(|&&v| v as usize >= levels) {
+        bail!(
+            "{} holds the value {v}, but the model has {levels} levels (0..{}): give raw values, as `pixc sample --npy` writes them",
+            path.display(),
+            levels - 1
+        );
+    }
+    Ok(out)
+}
+
 /// `pixc sample --onnx FILE`: the reference method through ONNX Runtime.
 pub fn sample_onnx_file(path: &Path, o: &SampleOptions) -> Result<SampleReport> {
     check_outputs(o)?;
@@ -345,12 +409,25 @@ pub fn sample_onnx_file(path: &Path, o: &SampleOptions) -> Result<SampleReport> 
     let o = &o;
     let bar = progress_bar(info.dims(), o.progress, "sub-pixels");
     let t0 = Instant::now();
+    let low_res = match (info.low_res, &o.low_res) {
+        (_, None) => None,
+        (0, Some(_)) => bail!(crate::usage::usage(
+            "the model has no low-res input: drop --low-res".to_string()
+        )),
+        (f, Some(p)) => Some(read_low_res(
+            p,
+            o.n,
+            (info.channels, info.height / f, info.width / f),
+            info.levels,
+        )?),
+    };
     let images = samplers::onnx::sample_onnx(
         &mut model,
         o.n,
         o.seed,
         o.temperature,
         labels.as_deref(),
+        low_res.as_deref(),
         |i, _| bar.set_position(i as u64 + 1),
     )?;
     let seconds = t0.elapsed().as_secs_f64();

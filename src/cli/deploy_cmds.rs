@@ -30,7 +30,22 @@ pub fn export(target: &Path, out: Option<&Path>, seed: u64, json_out: bool) -> R
                 im.classes - 1
             );
         }
+        if let Some(l) = im.low_res {
+            println!(
+                "         low_res float32 [batch, {}, {}, {}] the given pixels x[:, :, ::{f}, ::{f}], raw values",
+                im.channels,
+                im.height / l.factor,
+                im.width / l.factor,
+                f = l.factor
+            );
+        }
         println!("outputs: logits, nll [batch] (nats per image)");
+        if src.model.small().is_some() && target.is_dir() {
+            println!(
+                "note: this is the multi-scale model's conditional part; export {} for its small model",
+                target.join("small").display()
+            );
+        }
     }
     Ok(0)
 }

@@ -15,6 +15,8 @@ Examples:
   pixc sample runs/mnist -n 64 --seed 3 --temperature 0.9 --npy samples.npy --pgm samples/
   pixc sample runs/mnist --reference -n 4        full forward pass per sub-pixel (slow)
   pixc sample --onnx mnist.onnx -n 4             through ONNX Runtime
+  pixc sample --onnx big.onnx --low-res small.npy -n 4
+                                                 a low-res model, given low-res images
 
 Images are drawn sub-pixel by sub-pixel in raster order (R, G, B within a pixel). The default
 sampler caches every layer's state and computes only what each new pixel changes (CPU); it
@@ -59,6 +61,11 @@ pub struct SampleArgs {
     /// A class-conditional model: draw images of this class (without it: one grid row per class)
     #[arg(long, value_name = "K")]
     pub class: Option<u16>,
+    /// A low-res model: draw the rest of these low-res images (uint8 .npy, [N, C, H/f, W/f]
+    /// as `--npy` writes, or one image for all); default for a run: its small model's draws,
+    /// or the test set's
+    #[arg(long, value_name = "FILE")]
+    pub low_res: Option<PathBuf>,
     /// Print a JSON summary on stdout
     #[arg(long)]
     pub json: bool,
@@ -149,6 +156,7 @@ pub fn sample(args: SampleArgs) -> Result<i32> {
         scale: args.scale,
         progress: !args.json && std::io::stderr().is_terminal(),
         class: args.class,
+        low_res: args.low_res,
     };
     let rep = match (&args.onnx, &args.run) {
         (Some(f), _) => run::sample_onnx_file(f, &opts)?,

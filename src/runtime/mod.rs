@@ -11,7 +11,7 @@ mod env;
 
 pub use env::{dylib_path, nvidia_driver_present, take_log, DEFAULT_DYLIB};
 
-use crate::backend::onnx::meta_keys;
+use crate::backend::onnx::{meta_keys, LABEL_INPUT, LOW_RES_INPUT};
 use ort::ep::{ExecutionProvider, CPU, CUDA};
 use ort::logging::LogLevel;
 use ort::session::builder::GraphOptimizationLevel;
@@ -82,8 +82,9 @@ pub struct ModelInfo {
     pub spec_text: Option<String>,
     /// A class-conditional model's class count (it then takes the input `label`); 0 if not.
     pub classes: usize,
-    /// A low-res conditional model's subsampling factor (`pixc.low_res`); 0 if none. The
-    /// graph reads the low-res pixels from `image` itself and leaves them out of `nll`.
+    /// A low-res conditional model's subsampling factor (`pixc.low_res`); 0 if none. Its
+    /// graph takes the given pixels as the input `low_res`, which this runtime fills from
+    /// the same pixels of the images it is given, and leaves them out of `nll`.
     pub low_res: usize,
 }
 
@@ -316,7 +317,36 @@ impl OnnxModel {
         n: usize,
         labels: Option<&[u16]>,
     ) -> Result<Outputs, RuntimeError> {
-        let mut out = self.run_split(images, n, labels, &["logits", "nll"])?;
+        self.run_given(images, n, labels, None)
+    }
+
+    /// `run` with a low-res model's `low_res` input given apart (`n x C x H/f x W/f` raw
+    /// values; `None`: the images' own pixels at rows and columns divisible by f). The
+    /// graph reads the given pixels from it, whatever `images` holds there.
+    pub fn run_given(
+        &mut self,
+        images: &[f32],
+        n: usize,
+        labels: Option<&[u16]>,
+        low_res: Option<&[f32]>,
+    ) -> Result<Outputs, RuntimeError> {
+        if let Some(l) = low_res {
+            let f = self.info.low_res;
+            if f == 0 {
+                return Err(RuntimeError::Input(
+                    "a low-res input given, but the model has none".into(),
+                ));
+            }
+            let i = &self.info;
+            let want = n * i.channels * (i.height / f) * (i.width / f);
+            if l.len() != want {
+                return Err(RuntimeError::Input(format!(
+                    "{} low-res values given for {n} images, expected {want}",
+                    l.len()
+                )));
+            }
+        }
+        let mut out = self.run_split(images, n, labels, low_res, &["logits", "nll"])?;
         let nll = out.pop().expect("two outputs");
         let logits = out.pop().expect("two outputs");
         Ok(Outputs { logits, nll })
@@ -390,7 +420,7 @@ impl OnnxModel {
         output: &str,
     ) -> Result<Vec<f32>, RuntimeError> {
         Ok(self
-            .run_split(images, n, labels, &[output])?
+            .run_split(images, n, labels, None, &[output])?
             .pop()
             .expect("one output"))
     }
@@ -403,11 +433,16 @@ impl OnnxModel {
         images: &[f32],
         n: usize,
         labels: Option<&[u16]>,
+        low_res: Option<&[f32]>,
         outputs: &[&str],
     ) -> Result<Vec<Vec<f32>>, RuntimeError> {
         self.check_input(images, n)?;
         let y = self.label_input(labels, n)?;
         let d = self.info.dims();
+        let ld = match self.info.low_res {
+            0 => 0,
+            f => self.info.channels * (self.info.height / f) * (self.info.width / f),
+        };
         let mut sessions: Vec<&mut Session> = std::iter::once(&mut self.session)
             .chain(self.replicas.iter_mut())
             .collect();
@@ -423,7 +458,8 @@ impl OnnxModel {
                     let (a, b) = ((i * chunk).min(n), ((i + 1) * chunk).min(n));
                     let y = y.as_ref().map(|y| &y[a..b]);
                     let x = &images[a * d..b * d];
-                    scope.spawn(move || run_session(session, info, x, b - a, y, outputs))
+                    let l = low_res.map(|l| &l[a * ld..b * ld]);
+                    scope.spawn(move || run_session(session, info, x, b - a, y, l, outputs))
                 })
                 .collect();
             handles
@@ -454,6 +490,7 @@ fn run_session(
     images: &[f32],
     n: usize,
     labels: Option<&[i64]>,
+    low_res: Option<&[f32]>,
     outputs: &[&str],
 ) -> Result<Vec<Vec<f32>>, RuntimeError> {
     if n == 0 {
@@ -466,14 +503,31 @@ fn run_session(
         sel = sel.with(*o);
     }
     let opts = RunOptions::new().map_err(ort_err)?.with_outputs(sel);
-    let out = match labels {
-        None => session.run_with_options(ort::inputs!["image" => input], &opts),
-        Some(y) => {
-            let label = TensorRef::from_array_view(([n], y)).map_err(ort_err)?;
-            session.run_with_options(ort::inputs!["image" => input, "label" => label], &opts)
-        }
+    let mut inputs: Vec<(
+        std::borrow::Cow<'_, str>,
+        ort::session::SessionInputValue<'_>,
+    )> = vec![("image".into(), input.into())];
+    if let Some(y) = labels {
+        let label = TensorRef::from_array_view(([n], y)).map_err(ort_err)?;
+        inputs.push((LABEL_INPUT.into(), label.into()));
     }
-    .map_err(ort_err)?;
+    // By default the given pixels are the images' own: the graph places them back where
+    // they are.
+    let own;
+    if info.low_res > 0 {
+        let f = info.low_res;
+        let (hs, ws) = (info.height / f, info.width / f);
+        let small = match low_res {
+            Some(l) => l,
+            None => {
+                own = subsample(images, n * info.channels, info.height, info.width, f);
+                &own[..]
+            }
+        };
+        let t = TensorRef::from_array_view(([n, info.channels, hs, ws], small)).map_err(ort_err)?;
+        inputs.push((LOW_RES_INPUT.into(), t.into()));
+    }
+    let out = session.run_with_options(inputs, &opts).map_err(ort_err)?;
     outputs
         .iter()
         .map(|o| {
@@ -484,6 +538,17 @@ fn run_session(
                 .to_vec())
         })
         .collect()
+}
+
+/// The pixels at rows and columns divisible by `f` of `planes` planes of `h x w` values.
+fn subsample(x: &[f32], planes: usize, h: usize, w: usize, f: usize) -> Vec<f32> {
+    let mut out = Vec::with_capacity(planes * (h / f) * (w / f));
+    for p in 0..planes {
+        for r in (0..h).step_by(f) {
+            out.extend(x[(p * h + r) * w..(p * h + r + 1) * w].iter().step_by(f));
+        }
+    }
+    out
 }
 
 /// Widens 8-bit images to the float32 the model takes (values unchanged: no scaling).
@@ -522,11 +587,13 @@ fn read_info(session: &Session) -> Result<ModelInfo, String> {
         None => 0,
     };
     let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-    let want: &[&str] = if classes > 0 {
-        &["image", "label"]
-    } else {
-        &["image"]
-    };
+    let mut want = vec!["image"];
+    if classes > 0 {
+        want.push(LABEL_INPUT);
+    }
+    if low_res > 0 {
+        want.push(LOW_RES_INPUT);
+    }
     if names != want {
         return Err(format!("expected the inputs {want:?}, found {names:?}"));
     }

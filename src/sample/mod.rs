@@ -109,8 +109,12 @@ pub fn low_res_keep(
 /// Full-size images (N x C x H x W, zeros elsewhere) holding `small` (N x C x H/f x W/f)
 /// at the low-res pixels: a multi-scale model's first stage, placed for the second.
 pub fn place_low_res(im: &crate::ir::ImageSpec, small: &[u8], n: usize) -> Vec<u8> {
-    let (c, h, w) = (im.channels, im.height, im.width);
     let f = im.low_res.map_or(1, |l| l.factor);
+    place_low_res_at(f, im.channels, im.height, im.width, small, n)
+}
+
+/// `place_low_res` for factor `f` and `n` images of `c x h x w`.
+pub fn place_low_res_at(f: usize, c: usize, h: usize, w: usize, small: &[u8], n: usize) -> Vec<u8> {
     let (hs, ws) = (h.div_ceil(f), w.div_ceil(f));
     let mut out = vec![0u8; n * c * h * w];
     for b in 0..n {

@@ -15,6 +15,19 @@ pub fn npy_u8(data: &[u8], shape: &[usize]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Reads a `.npy` file of uint8 values (as `npy_u8` writes): `(shape, values in C order)`.
+pub fn read_npy_u8(bytes: &[u8]) -> Result<(Vec<usize>, Vec<u8>)> {
+    use ndarray_npy::ReadNpyExt;
+    let a = ndarray::ArrayD::<u8>::read_npy(bytes).map_err(|e| {
+        anyhow::anyhow!(
+            "not a .npy file of uint8 values ({e}); `pixc sample --npy FILE` writes one"
+        )
+    })?;
+    let shape = a.shape().to_vec();
+    let values = a.as_standard_layout().iter().copied().collect();
+    Ok((shape, values))
+}
+
 /// One image (C x H x W, C = 1 or 3) as binary PGM (P5) or PPM (P6) with maxval
 /// `levels - 1`.
 pub fn netpbm(image: &[u8], c: usize, h: usize, w: usize, levels: usize) -> Result<Vec<u8>> {

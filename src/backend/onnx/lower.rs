@@ -290,6 +290,40 @@ fn scored_mask(b: &mut Builder, im: &crate::ir::ImageSpec, rank: usize) -> Optio
     Some(b.init_f32("nll.scored", &dims, &m))
 }
 
+/// The raw image a low-res model reads (value `n0.given`, part of the input node n0): `image` with its pixels at
+/// rows and columns divisible by `f` replaced by the `low_res` input's. Data movement and
+/// a multiplication by 0 or 1, so it is exact: `image * free + placed`, where `placed` is
+/// `low_res` spread to full size with zeros between (Unsqueeze, Pad, Reshape).
+pub fn place_low_res(b: &mut Builder, im: &crate::ir::ImageSpec, f: usize) -> String {
+    b.doc = "the low-res pixels of `image` replaced by the `low_res` input".to_string();
+    let (c, h, w, f) = (
+        im.channels as i64,
+        im.height as i64,
+        im.width as i64,
+        f as i64,
+    );
+    let axes = b.i64s(&[3, 5]);
+    let split = b.op(
+        "Unsqueeze",
+        "n0.low_res.blocks",
+        &[super::LOW_RES_INPUT, &axes],
+        vec![],
+    );
+    // [N, C, H/f, 1, W/f, 1] -> [N, C, H/f, f, W/f, f], the given pixel first in each block.
+    let padded = b.pad(
+        "n0.low_res.spread",
+        &split,
+        &[0, 0, 0, 0, 0, 0, 0, 0, 0, f - 1, 0, f - 1],
+    );
+    let placed = b.reshape("n0.low_res.placed", &padded, &[0, c, h, w]);
+    let free = im.scored_mask().expect("a low-res model");
+    let free = b.init_f32("n0.free", &[1, 1, im.height, im.width], &free);
+    let kept = b.binary("Mul", "n0.free_pixels", "image", &free);
+    let out = b.binary("Add", "n0.given", &kept, &placed);
+    b.doc.clear();
+    out
+}
+
 /// The per-image NLL in nats from `logits` and the raw `image`, as value `nll` (`[N]`);
 /// a low-res model's given pixels are not scored.
 pub fn nll(b: &mut Builder, model: &Model, image: &str, scaled: &str) {

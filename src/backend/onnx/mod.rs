@@ -6,6 +6,8 @@
 //! | | name | type | meaning |
 //! | --- | --- | --- | --- |
 //! | input | `image` | float32 `[batch, C, H, W]` | raw values `0..levels-1`; the graph divides by `levels - 1` itself |
+//! | input (class-conditional models) | `label` | int64 `[batch]` | the class of each image, `0..classes-1` |
+//! | input (low-res models) | `low_res` | float32 `[batch, C, H/f, W/f]` | the given pixels `x[:, :, ::f, ::f]`, raw; they replace `image`'s there |
 //! | output | `logits` | float32 `[batch, C, H, W]` (Bernoulli) or `[batch, C*levels, H, W]` (softmax, channel `c*levels + v`) | the head's logits |
 //! | output | `nll` | float32 `[batch]` | negative log-likelihood of each image in nats, from `image` |
 //!
@@ -18,7 +20,7 @@
 //!
 //! | IR op | ONNX ops |
 //! | --- | --- |
-//! | Input | Div (by `levels - 1`) |
+//! | Input | Div (by `levels - 1`); a low-res model first: Unsqueeze, Pad, Reshape (`low_res` placed at full size), Mul, Add (merged into `image`) |
 //! | Conv, Head | Conv (explicit pads, masked weights) |
 //! | Relu / Add | Relu / chained Add |
 //! | SkipSum | Conv 1x1 per skip source, chained Add |
@@ -40,6 +42,10 @@ use onnx_protobuf::{GraphProto, Message, ModelProto, OperatorSetIdProto, StringS
 
 /// ONNX IR version written (onnx-protobuf's onnx.proto is IR 10).
 pub const IR_VERSION: i64 = 10;
+/// The name of a low-res model's second input (`meta_keys::LOW_RES`).
+pub const LOW_RES_INPUT: &str = "low_res";
+/// The name of a class-conditional model's extra input (`meta_keys::CLASSES`).
+pub use lstm::LABEL_INPUT;
 /// Default-domain opset written. Split/Pad/Slice/Unsqueeze/ReduceSum take sizes as inputs.
 pub const OPSET: i64 = 21;
 /// Protobuf messages cannot exceed 2 GiB; larger models would need external data files.
@@ -63,8 +69,9 @@ pub mod meta_keys {
     pub const WEIGHTS_SOURCE: &str = "pixc.weights_source";
     /// A class-conditional model: its class count; the graph then has the input `label`.
     pub const CLASSES: &str = "pixc.classes";
-    /// A low-res conditional model's subsampling factor f: the pixels of `image` at rows
-    /// and columns divisible by f are given (read by the graph, not scored in `nll`).
+    /// A low-res conditional model's subsampling factor f: the graph then has the input
+    /// `low_res` (`[batch, C, H/f, W/f]`), the given pixels at rows and columns divisible
+    /// by f (they replace `image`'s there; read by the graph, not scored in `nll`).
     pub const LOW_RES: &str = "pixc.low_res";
 }
 
@@ -141,10 +148,17 @@ pub fn export_proto(
     b.doc = "input: image / (levels - 1)".into();
     let denom = b.f32_scalar((im.levels - 1) as f32);
     let scaled = lower::value_of(model, g.input);
-    b.op_to("Div", "n0.scale", &["image", &denom], &scaled, vec![]);
+    // A low-res model's given pixels come from its `low_res` input, placed into the image
+    // before anything reads it, so the two inputs can never disagree.
+    let given = match im.low_res {
+        Some(l) => lower::place_low_res(&mut b, &im, l.factor),
+        None => "image".to_string(),
+    };
+    b.doc = "input: image / (levels - 1)".into();
+    b.op_to("Div", "n0.scale", &[&given, &denom], &scaled, vec![]);
     b.doc.clear();
     lower::lower_nodes(&mut b, model, weights);
-    lower::nll(&mut b, model, "image", &scaled);
+    lower::nll(&mut b, model, &given, &scaled);
     if let Some(d) = &b.duplicate {
         return Err(ExportError::Internal(format!("duplicate ONNX name `{d}`")));
     }
@@ -197,6 +211,22 @@ pub fn export_proto(
             &format!(
                 "class label of each image, 0..{} (a class-conditional model)",
                 im.classes - 1
+            ),
+        ));
+    }
+    if let Some(l) = im.low_res {
+        graph.input.push(value_info(
+            LOW_RES_INPUT,
+            FLOAT,
+            &[
+                batch.clone(),
+                c.clone(),
+                Dim::Fixed(im.height / l.factor),
+                Dim::Fixed(im.width / l.factor),
+            ],
+            &format!(
+                "the given low-res image x[:, :, ::{f}, ::{f}], raw values as in `image`; it replaces `image`'s pixels at rows and columns divisible by {f}, which are read but not scored",
+                f = l.factor
             ),
         ));
     }
