@@ -64,8 +64,50 @@ fn one_spec_trains_scores_and_samples_both_scales() {
     assert_eq!((step_of(&run.join("small")), step_of(&run)), (2, 2));
     let again = train::train(&spec, &model, &opts(&run, 2, false));
     assert!(again.is_err(), "a second start on the same run is refused");
-    train::train(&spec, &model, &opts(&run, 4, true)).unwrap();
+    // With sample grids at each validation: the conditional model draws the rest of the
+    // first validation images' low-res pixels.
+    let with_grids = TrainOptions {
+        samples: true,
+        ..opts(&run, 4, true)
+    };
+    train::train(&spec, &model, &with_grids).unwrap();
     assert_eq!((step_of(&run.join("small")), step_of(&run)), (4, 4));
+    for part in [run.join("small"), run.clone()] {
+        assert!(
+            part.join("samples/step_0000004.png").is_file(),
+            "{}",
+            part.display()
+        );
+    }
+
+    // `pixc runs`: the whole image's best validation NLL, the parts' together; `pixc plot`
+    // draws both parts' curves.
+    let rows = pixc::app::runs::list_runs(dir.path()).unwrap();
+    let best = |p: &Path| {
+        std::fs::read_to_string(p.join("metrics.jsonl"))
+            .unwrap()
+            .lines()
+            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+            .last()
+            .unwrap()["best_valid_nll"]
+            .as_f64()
+            .unwrap()
+    };
+    let whole = best(&run.join("small")) + best(&run);
+    assert_eq!(rows.len(), 1);
+    assert!(
+        (rows[0].best_valid.unwrap() - whole).abs() < 1e-9,
+        "{:?}",
+        rows[0]
+    );
+    let plot = pixc::app::sample::plot_run(&run, &dir.path().join("curves.png")).unwrap();
+    let one = pixc::app::sample::plot_run(&run.join("small"), &dir.path().join("c1.png")).unwrap();
+    assert!(
+        plot.points > one.points,
+        "{} vs {}",
+        plot.points,
+        one.points
+    );
 
     // fsck checks the small model's folder as a run of its own.
     let f = pixc::train::fsck::fsck(&run).unwrap();

@@ -12,7 +12,8 @@ pub struct RunRow {
     pub run: String,
     pub model: Option<String>,
     pub step: Option<u64>,
-    /// Best validation NLL in `unit` (as the run's metrics.jsonl last recorded it).
+    /// Best validation NLL in `unit` (as the run's metrics.jsonl last recorded it; a
+    /// multi-scale run: of the whole image, its two parts' best together).
     #[serde(rename = "best_valid_nll")]
     pub best_valid: Option<f64>,
     /// Test NLL in `unit`, when `pixc eval --split test` scored the whole split.
@@ -79,17 +80,43 @@ fn row(run: &Path) -> RunRow {
             None => "ended".into(),
         },
     };
+    let mut best_valid = last.as_ref().and_then(|v| v["best_valid_nll"].as_f64());
+    let mut wall_seconds = state.as_ref().map(|s| s.wall_seconds);
+    // A multi-scale run: the whole image's figures, both parts together (as `pixc eval`
+    // reports it), once both have a validation; the wall time of both.
+    if let Some((_, m)) = &spec {
+        if let Some(small) = m.small() {
+            let part = row(&run.join("small"));
+            let (d_small, d_rest) = (small.graph().image.dims(), m.graph().image.scored_dims());
+            best_valid = match (
+                part.best_valid,
+                best_valid,
+                last.as_ref().and_then(|v| v["unit"].as_str()),
+            ) {
+                // Nats per image add; bits per sub-pixel average over the sub-pixels.
+                (Some(a), Some(b), Some("nats/image")) => Some(a + b),
+                (Some(a), Some(b), Some(_)) => {
+                    Some((a * d_small as f64 + b * d_rest as f64) / (d_small + d_rest) as f64)
+                }
+                _ => None,
+            };
+            wall_seconds = match (part.wall_seconds, wall_seconds) {
+                (Some(a), Some(b)) => Some(a + b),
+                (a, b) => a.or(b),
+            };
+        }
+    }
     RunRow {
         run: run.display().to_string(),
         model: spec.as_ref().map(|(_, m)| m.graph().name.clone()),
         step: state.as_ref().map(|s| s.step),
-        best_valid: last.as_ref().and_then(|v| v["best_valid_nll"].as_f64()),
+        best_valid,
         test: test.as_ref().map(|t| t.nll),
         unit: last
             .as_ref()
             .and_then(|v| v["unit"].as_str().map(String::from))
             .or_else(|| test.as_ref().map(|t| t.unit.clone())),
-        wall_seconds: state.as_ref().map(|s| s.wall_seconds),
+        wall_seconds,
         status,
     }
 }

@@ -663,13 +663,43 @@ pub fn plot_runs(runs: &[PathBuf], out: &Path) -> Result<PlotReport> {
 pub fn plot_run(run: &Path, out: &Path) -> Result<PlotReport> {
     check_writable(out)?;
     let curves = plot::read_metrics(run)?;
-    let name = checkpoint::load_spec(run)
-        .map(|(_, m)| m.graph().name.clone())
-        .unwrap_or_else(|_| {
-            run.file_name()
-                .map(|s| s.to_string_lossy().into_owned())
-                .unwrap_or_default()
-        });
+    let model = checkpoint::load_spec(run).ok().map(|(_, m)| m);
+    // A multi-scale run: both parts' curves, overlaid (each its own NLL, which add up).
+    if let Some(small) = model.as_ref().and_then(|m| m.small()) {
+        if run.join("small").join("metrics.jsonl").is_file() {
+            let mut parts = plot::read_metrics(&run.join("small"))?;
+            let si = small.graph().image;
+            let mut skipped = std::mem::take(&mut parts.skipped);
+            let name = model
+                .as_ref()
+                .map(|m| m.graph().name.clone())
+                .unwrap_or_default();
+            let all = vec![
+                (
+                    format!("small: the {}x{} subsample", si.height, si.width),
+                    parts,
+                ),
+                ("the rest, given it".to_string(), curves),
+            ];
+            skipped.extend(all[1].1.skipped.iter().cloned());
+            let title = format!(
+                "{name}: both parts' NLL ({}, they add up); thick: validation, thin: training",
+                all[0].1.unit
+            );
+            let png = plot::overlay::plot_overlay(&all, &title, 1200, 500)?;
+            write_atomic(out, &png).with_context(|| format!("cannot write {}", out.display()))?;
+            return Ok(PlotReport {
+                points: all.iter().map(|(_, c)| c.points.len()).sum(),
+                out: out.display().to_string(),
+                skipped,
+            });
+        }
+    }
+    let name = model.map(|m| m.graph().name.clone()).unwrap_or_else(|| {
+        run.file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
     let title = format!("{name}: negative log-likelihood ({})", curves.unit);
     let png = plot::plot(&curves, &title, 1200, 500)?;
     write_atomic(out, &png).with_context(|| format!("cannot write {}", out.display()))?;

@@ -340,10 +340,23 @@ pub fn bench_sampling(tm: &TorchModel, n: usize, seed: u64) -> Result<(f64, f64)
 
 /// Writes a small sample grid into a run folder (`samples/step_NNNNNNN.png`), with the
 /// cached sampler. The trainer calls this at each validation when asked to.
-pub fn grid_for_run(tm: &TorchModel, dir: &Path, step: u64) -> Result<()> {
+pub fn grid_for_run(tm: &TorchModel, dir: &Path, step: u64, valid: &[u8]) -> Result<()> {
     let n = 8;
     let y = cycle_labels(tm.classes(), n);
-    let imgs = sample_fast(tm, n, step, 1.0, None, y.as_deref(), |_, _| {})?;
+    // A low-res model draws the rest of the first validation images' low-res pixels.
+    let im = tm.model().graph().image;
+    let given = match im.low_res {
+        Some(_) => {
+            let have = valid.len() / im.dims().max(1);
+            if have < n {
+                bail!("the validation split has {have} images; the grid needs {n}");
+            }
+            low_res_keep(&im, &valid[..n * im.dims()], n)
+        }
+        None => None,
+    };
+    let keep = given.as_ref().map(|(v, m)| (&v[..], &m[..]));
+    let imgs = sample_fast(tm, n, step, 1.0, keep, y.as_deref(), |_, _| {})?;
     let d = dir.join("samples");
     std::fs::create_dir_all(&d).with_context(|| format!("cannot create {}", d.display()))?;
     let grid = png_grid::grid(&imgs, n, tm.channels, tm.height, tm.width, tm.levels, 4, 2)?;

@@ -624,7 +624,7 @@ fn validate_and_save(
         ))
     })?;
     if opts.samples {
-        if let Err(e) = crate::sample::grid_for_run(tm, out, state.step) {
+        if let Err(e) = crate::sample::grid_for_run(tm, out, state.step, &valid.images) {
             bar.println(format!("warning: could not write the sample grid: {e:#}"));
         }
     }
