@@ -87,8 +87,8 @@ fn one_spec_trains_scores_and_samples_both_scales() {
         std::fs::read_to_string(p.join("metrics.jsonl"))
             .unwrap()
             .lines()
-            .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-            .last()
+            .rev()
+            .find_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
             .unwrap()["best_valid_nll"]
             .as_f64()
             .unwrap()
