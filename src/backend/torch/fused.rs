@@ -174,6 +174,9 @@ pub struct Params<'a> {
     /// When set, the kernel's input is the layer input x (N x cin x H x W) and it
     /// computes S itself with this 1x1 convolution; otherwise its input is S.
     pub conv: Option<InConv<'a>>,
+    /// With `conv`: a term added to S (N x dirs*4h x H x W), such as a conditional
+    /// model's class vectors; `backward` then returns its gradient, dS.
+    pub extra: Option<&'a [f32]>,
 }
 
 /// A 1x1 input-to-state convolution done inside the kernel (the Diagonal BiLSTM's): one
@@ -280,6 +283,18 @@ fn chunks_mut<'a>(
     out
 }
 
+/// `p.extra` is S-sized and comes only with the input conv.
+fn check_extra(g: Geom, p: &Params) {
+    if let Some(e) = p.extra {
+        assert!(p.conv.is_some(), "an extra term needs the input conv");
+        assert_eq!(
+            e.len(),
+            g.batch * g.dirs() * 4 * g.hidden * g.plane(),
+            "the extra term has the wrong size"
+        );
+    }
+}
+
 /// Floats per image of the kernel's input: S, or x when the input conv runs inside.
 fn input_per_image(g: Geom, p: &Params) -> usize {
     match p.conv {
@@ -309,6 +324,7 @@ pub fn forward(
         assert_eq!(cv.w.len(), g.dirs() * 4 * g.hidden * cv.cin);
         assert_eq!(cv.b.len(), g.dirs() * 4 * g.hidden);
     }
+    check_extra(g, &p);
     let parts = split(g.batch, threads);
     let y_img = g.hidden * g.plane();
     let ys = chunks_mut(y, &parts, y_img);
@@ -509,9 +525,12 @@ fn forward_part(
     let mut cb = take(dirs * steps * n);
     let mut tcb = take(dirs * steps * n);
     let mut hb = take(dirs * steps * n);
-    let s_own = p
+    let mut s_own = p
         .conv
         .map(|cv| input_conv(cv, input, imgs, dirs * 4 * hid, plane));
+    if let (Some(s), Some(e)) = (s_own.as_mut(), p.extra) {
+        add_into(s, &e[first * s_img..(first + imgs) * s_img]);
+    }
     let s = s_own.as_deref().unwrap_or(input);
     to_steps(
         g,
@@ -714,20 +733,44 @@ fn tanh(x: f32) -> f32 {
 /// the input conv ran inside; `input` is what `forward` was given) into `d_input` and
 /// returns the parameters'. Runs on the forward pass's threads, and consumes what it
 /// saved.
-pub fn backward(saved: Saved, dy: &[f32], p: Params, input: &[f32], d_input: &mut [f32]) -> Grads {
+pub fn backward(
+    saved: Saved,
+    dy: &[f32],
+    p: Params,
+    input: &[f32],
+    d_input: &mut [f32],
+    d_extra: Option<&mut [f32]>,
+) -> Grads {
     let g = saved.geom;
     assert_eq!(dy.len(), g.y_len(), "dY has the wrong size");
     let per = input_per_image(g, &p);
     assert_eq!(input.len(), g.batch * per);
     assert_eq!(d_input.len(), g.batch * per);
+    check_extra(g, &p);
+    let s_img = g.dirs() * 4 * g.hidden * g.plane();
+    assert_eq!(
+        p.extra.is_some(),
+        d_extra.is_some(),
+        "dS is returned with an extra term"
+    );
     let y_img = g.hidden * g.plane();
     let bounds: Vec<(usize, usize)> = saved.parts.iter().map(|p| (p.first, p.count)).collect();
     let d_parts = chunks_mut(d_input, &bounds, per);
-    let work: Vec<_> = saved.parts.into_iter().zip(d_parts).collect();
-    let partials: Vec<Grads> = crate::util::on_threads(work, |(part, dpart)| {
+    let e_parts: Vec<Option<&mut [f32]>> = match d_extra {
+        Some(de) => {
+            assert_eq!(de.len(), g.batch * s_img, "dS has the wrong size");
+            chunks_mut(de, &bounds, s_img)
+                .into_iter()
+                .map(Some)
+                .collect()
+        }
+        None => bounds.iter().map(|_| None).collect(),
+    };
+    let work: Vec<_> = saved.parts.into_iter().zip(d_parts).zip(e_parts).collect();
+    let partials: Vec<Grads> = crate::util::on_threads(work, |((part, dpart), epart)| {
         let dyc = &dy[part.first * y_img..(part.first + part.count) * y_img];
         let ic = &input[part.first * per..(part.first + part.count) * per];
-        backward_part(g, part, dyc, p, ic, dpart)
+        backward_part(g, part, dyc, p, ic, dpart, epart)
     });
     // Sum the per-thread partials in a fixed order, so results are reproducible.
     let mut it = partials.into_iter();
@@ -769,6 +812,7 @@ fn backward_part(
     p: Params,
     input: &[f32],
     d_input: &mut [f32],
+    d_extra: Option<&mut [f32]>,
 ) -> Grads {
     let imgs = part.count;
     let (hid, len, taps, steps, dirs) = (g.hidden, g.cells(), g.taps(), g.steps(), g.dirs());
@@ -909,6 +953,10 @@ fn backward_part(
             |i, gi, d| i * s_img + (d * 4 * hid + gi) * plane,
             true,
         );
+    }
+    if let (Some(de), Some(ds)) = (d_extra, ds_own.as_ref()) {
+        // S = conv + extra: the extra term's gradient is dS itself.
+        de.copy_from_slice(ds);
     }
     let (mut dw, mut db) = (Vec::new(), Vec::new());
     if let (Some(cv), Some(ds)) = (p.conv, ds_own) {

@@ -218,29 +218,52 @@ pub fn unskew(t: &Tensor, height: i64, width: i64) -> Tensor {
 }
 
 /// The Diagonal BiLSTM's input-to-state map, `N x 8h x H x W` (left-to-right gates, then
-/// right-to-left, unmirrored); `ins` are the node's inputs. A `full_context` node's slot
-/// 1 is the image: the right-to-left half also gets its pixel through `ix_weight`, an
-/// unmasked 1x1 conv, no bias (`is_bias` is already there), out of place (`is` is in the
-/// autograd graph). A conditional model's class vectors and low-res map are added to both
-/// halves (`add_class`, `add_low_res`).
+/// right-to-left, unmirrored): the 1x1 conv of the layer input plus `diag_extra`; `ins`
+/// are the node's inputs.
 pub fn diag_input_to_state(st: &Step, ins: &[&Tensor], cond: Option<&Tensor>, h: i64) -> Tensor {
-    let is = add_low_res(st, add_class(st, input_to_state(st, ins[0]), cond), ins);
-    let image = match st.op {
-        Op::DiagBiLstm {
-            full_context: true, ..
-        } => Some(ins[1]),
-        _ => None,
-    };
-    match image {
-        Some(im) => {
-            let ix = im.conv2d::<Tensor>(&st.weight("ix_weight"), None, [1, 1], [0, 0], [1, 1], 1);
-            Tensor::cat(
-                &[is.narrow(1, 0, 4 * h), is.narrow(1, 4 * h, 4 * h) + ix],
-                1,
-            )
-        }
+    let is = input_to_state(st, ins[0]);
+    match diag_extra(st, ins, cond, h) {
+        Some(e) => is + e,
         None => is,
     }
+}
+
+/// What a Diagonal BiLSTM's input-to-state map gets besides the 1x1 conv of its layer
+/// input, `N x 8h x H x W` (None when nothing): a conditional model's class vectors and
+/// low-res map, in both halves, and a `full_context` node's image (slot 1) through
+/// `ix_weight` (an unmasked 1x1 conv, no bias: `is_bias` is already there), in the
+/// right-to-left half only. Apart from the conv so that the fused kernel can run the conv
+/// itself and add this (`tape::FusedInputs`).
+pub fn diag_extra(st: &Step, ins: &[&Tensor], cond: Option<&Tensor>, h: i64) -> Option<Tensor> {
+    let x = ins[0];
+    let (n, height, width) = (x.size()[0], x.size()[2], x.size()[3]);
+    let mut terms: Vec<Tensor> = Vec::new();
+    if let Some(y) = cond.filter(|_| st.has("class_weight")) {
+        let v = y.matmul(&st.param("class_weight").tr());
+        terms.push(v.unsqueeze(-1).unsqueeze(-1));
+    }
+    if let Some(u) = ins.last().filter(|_| st.has("low_res_weight")) {
+        terms.push(u.conv2d::<Tensor>(
+            &st.weight("low_res_weight"),
+            None,
+            [1, 1],
+            [0, 0],
+            [1, 1],
+            1,
+        ));
+    }
+    if let Op::DiagBiLstm {
+        full_context: true, ..
+    } = st.op
+    {
+        let ix = ins[1].conv2d::<Tensor>(&st.weight("ix_weight"), None, [1, 1], [0, 0], [1, 1], 1);
+        // Into the right-to-left half: zeros for the first 4h channels.
+        terms.push(ix.constant_pad_nd([0, 0, 0, 0, 4 * h, 0]));
+    }
+    let mut it = terms.into_iter();
+    let first = it.next()?;
+    let sum = it.fold(first, |a, t| a + t);
+    Some(sum.expand([n, 8 * h, height, width], false))
 }
 
 fn diag_bilstm(

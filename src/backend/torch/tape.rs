@@ -69,8 +69,9 @@ unsafe fn as_mut_slice(t: &Tensor) -> &mut [f32] {
 }
 
 /// What a fused recurrence step reads. The Diagonal BiLSTM's 1x1 input conv runs inside
-/// the kernel, so it reads the layer input x; the Row LSTM's 1 x k conv stays a libtorch
-/// op and the kernel reads its output S.
+/// the kernel, so it reads the layer input x, and adds what its map gets besides
+/// (`layers::diag_extra`: conditioning, the full-context image term); the Row LSTM's
+/// 1 x k conv stays a libtorch op and the kernel reads its output S.
 pub(crate) struct FusedInputs {
     /// x (a leaf of the tape) or S (with its autograd graph).
     input: Tensor,
@@ -79,6 +80,9 @@ pub(crate) struct FusedInputs {
     /// The masked input-conv weight (with graph) and the detached data of it and of the
     /// bias, when the conv runs in the kernel.
     conv: Option<(Tensor, Tensor, Tensor)>,
+    /// The term added to the kernel's conv output (with its autograd graph) and its
+    /// contiguous data.
+    extra: Option<(Tensor, Tensor)>,
     ss: Tensor,
     h0: Tensor,
     c0: Tensor,
@@ -89,35 +93,27 @@ impl FusedInputs {
     /// BiLSTM's image, a low-res model's map); `cond`: a conditional model's one-hot labels.
     fn new(st: &Step, ins: &[&Tensor], cond: Option<&Tensor>) -> FusedInputs {
         let x = ins[0];
-        let conditioned = (cond.is_some() && st.has("class_weight")) || st.has("low_res_weight");
-        let (input, conv) = match st.op {
-            // The full-context variant's input-to-state map also reads the image, and a
-            // conditional one the labels or the low-res map: it stays libtorch ops (their
-            // autograd reaches every input and the conditioning weights) and the kernel
-            // reads S.
-            Op::DiagBiLstm {
-                hidden,
-                full_context,
-                ..
-            } if full_context || conditioned => (
-                layers::diag_input_to_state(st, ins, cond, hidden as i64),
-                None,
-            ),
-            Op::DiagBiLstm { .. } => {
+        let (input, conv, extra) = match st.op {
+            Op::DiagBiLstm { hidden, .. } => {
                 let wm = st.weight("is_weight");
                 let w = wm.detach().contiguous();
                 let b = st.param("is_bias").detach().contiguous();
-                (x.shallow_clone(), Some((wm, w, b)))
+                let extra = layers::diag_extra(st, ins, cond, hidden as i64).map(|e| {
+                    let data = e.detach().contiguous();
+                    (e, data)
+                });
+                (x.shallow_clone(), Some((wm, w, b)), extra)
             }
             // Only recurrences have a fused step (`geom`); the Row LSTM's conv stays in
             // libtorch.
-            _ => (layers::row_input_to_state(st, ins, cond), None),
+            _ => (layers::row_input_to_state(st, ins, cond), None, None),
         };
         let data = |name: &str| st.param(name).detach().contiguous();
         FusedInputs {
             data: input.detach().contiguous(),
             input,
             conv,
+            extra,
             ss: data("ss_weight"),
             h0: data("h0"),
             c0: data("c0"),
@@ -138,6 +134,7 @@ impl FusedInputs {
                 b: as_slice(b),
                 cin: (w.numel() / b.numel()),
             }),
+            extra: self.extra.as_ref().map(|(_, d)| as_slice(d)),
         }
     }
 }
@@ -313,8 +310,9 @@ impl TorchModel {
                         Seg::Fused { fi, saved } => {
                             let dy = g.contiguous();
                             let d_input = fi.data.empty_like();
-                            // SAFETY: contiguous f32 CPU tensors; `d_input` is fresh and
-                            // written only here.
+                            let d_extra = fi.extra.as_ref().map(|(_, d)| d.empty_like());
+                            // SAFETY: contiguous f32 CPU tensors; `d_input` and `d_extra`
+                            // are fresh and written only here.
                             let gr = unsafe {
                                 fused::backward(
                                     saved,
@@ -322,8 +320,17 @@ impl TorchModel {
                                     fi.params(),
                                     as_slice(&fi.data),
                                     as_mut_slice(&d_input),
+                                    d_extra.as_ref().map(|t| as_mut_slice(t)),
                                 )
                             };
+                            // The extra term's inputs and weights (labels, low-res map,
+                            // image; class, low-res and image weights) through libtorch.
+                            if let (Some((e, _)), Some(de)) = (&fi.extra, &d_extra) {
+                                if e.requires_grad() {
+                                    let sur = (e * de).sum(Kind::Float);
+                                    self.through(st, first, &sur, &leaves, &mut lg, &mut pg);
+                                }
+                            }
                             // The parameter `name`'s gradient slot and its value shaped
                             // like the parameter.
                             let slot = |name: &str| first + st.index(name);
