@@ -730,9 +730,9 @@ fn tanh(x: f32) -> f32 {
 }
 
 /// Backward pass, given dY (N x h x H x W): writes the input's gradient (dS, or dx when
-/// the input conv ran inside; `input` is what `forward` was given) into `d_input` and
-/// returns the parameters'. Runs on the forward pass's threads, and consumes what it
-/// saved.
+/// the input conv ran inside; `input` is what `forward` was given) into `d_input`, dS
+/// into `d_extra` when `p.extra` was added (it must be given exactly then), and returns
+/// the parameters'. Runs on the forward pass's threads, and consumes what it saved.
 pub fn backward(
     saved: Saved,
     dy: &[f32],
