@@ -275,22 +275,11 @@ pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
     let labels = run_labels(tm.classes(), &mut o)?;
     let o = &o;
     let im = model.graph().image;
-    let file = match (im.low_res, &o.low_res) {
-        (_, None) => None,
-        (None, Some(_)) => bail!(crate::usage::usage(
-            "the model has no low-res input: drop --low-res".to_string()
-        )),
-        (Some(l), Some(p)) => Some(read_low_res(
-            p,
-            o.n,
-            (im.channels, im.height / l.factor, im.width / l.factor),
-            im.levels,
-        )?),
-    };
+    let factor = im.low_res.map_or(0, |l| l.factor);
+    let file = low_res_flag(o, factor, (im.channels, im.height, im.width), im.levels)?;
     let given = match (im.low_res, model.small()) {
         // Low-res images from a file: every model with a low-res input takes them.
-        (Some(_), _) if file.is_some() => {
-            let small = file.as_deref().expect("checked");
+        (Some(_), _) if let Some(small) = file.as_deref() => {
             samplers::low_res_keep(&im, &samplers::place_low_res(&im, small, o.n), o.n)
         }
         // A multi-scale model: its small model draws the low-res images first (with the
@@ -356,6 +345,23 @@ pub fn sample_run(run: &Path, o: &SampleOptions) -> Result<SampleReport> {
     })
 }
 
+/// `--low-res FILE` for a model with subsampling factor `factor` (0: no low-res input, so
+/// the flag is refused) over `c x h x w` images: the low-res images (`read_low_res`).
+fn low_res_flag(
+    o: &SampleOptions,
+    factor: usize,
+    (c, h, w): (usize, usize, usize),
+    levels: usize,
+) -> Result<Option<Vec<u8>>> {
+    match (factor, &o.low_res) {
+        (_, None) => Ok(None),
+        (0, Some(_)) => bail!(crate::usage::usage(
+            "the model has no low-res input: drop --low-res".to_string()
+        )),
+        (f, Some(p)) => Ok(Some(read_low_res(p, o.n, (c, h / f, w / f), levels)?)),
+    }
+}
+
 /// `--low-res FILE`: `n` low-res images of `c x h x w` (the model's `C x H/f x W/f`) from a
 /// uint8 `.npy` file holding `[N >= n, c, h, w]` (the first `n` are used), or one image
 /// (`[c, h, w]`, or `[h, w]` when c = 1) for all `n`; every value below `levels`.
@@ -409,18 +415,12 @@ pub fn sample_onnx_file(path: &Path, o: &SampleOptions) -> Result<SampleReport> 
     let o = &o;
     let bar = progress_bar(info.dims(), o.progress, "sub-pixels");
     let t0 = Instant::now();
-    let low_res = match (info.low_res, &o.low_res) {
-        (_, None) => None,
-        (0, Some(_)) => bail!(crate::usage::usage(
-            "the model has no low-res input: drop --low-res".to_string()
-        )),
-        (f, Some(p)) => Some(read_low_res(
-            p,
-            o.n,
-            (info.channels, info.height / f, info.width / f),
-            info.levels,
-        )?),
-    };
+    let low_res = low_res_flag(
+        o,
+        info.low_res,
+        (info.channels, info.height, info.width),
+        info.levels,
+    )?;
     let images = samplers::onnx::sample_onnx(
         &mut model,
         o.n,
@@ -664,16 +664,19 @@ pub fn plot_run(run: &Path, out: &Path) -> Result<PlotReport> {
     check_writable(out)?;
     let curves = plot::read_metrics(run)?;
     let model = checkpoint::load_spec(run).ok().map(|(_, m)| m);
+    let name = match &model {
+        Some(m) => m.graph().name.clone(),
+        None => run
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_default(),
+    };
     // A multi-scale run: both parts' curves, overlaid (each its own NLL, which add up).
     if let Some(small) = model.as_ref().and_then(|m| m.small()) {
         if run.join("small").join("metrics.jsonl").is_file() {
             let mut parts = plot::read_metrics(&run.join("small"))?;
             let si = small.graph().image;
             let mut skipped = std::mem::take(&mut parts.skipped);
-            let name = model
-                .as_ref()
-                .map(|m| m.graph().name.clone())
-                .unwrap_or_default();
             let all = vec![
                 (
                     format!("small: the {}x{} subsample", si.height, si.width),
@@ -695,11 +698,6 @@ pub fn plot_run(run: &Path, out: &Path) -> Result<PlotReport> {
             });
         }
     }
-    let name = model.map(|m| m.graph().name.clone()).unwrap_or_else(|| {
-        run.file_name()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    });
     let title = format!("{name}: negative log-likelihood ({})", curves.unit);
     let png = plot::plot(&curves, &title, 1200, 500)?;
     write_atomic(out, &png).with_context(|| format!("cannot write {}", out.display()))?;

@@ -100,6 +100,13 @@ impl ModelInfo {
             f => self.dims() - self.channels * self.height.div_ceil(f) * self.width.div_ceil(f),
         }
     }
+    /// Values per image of the `low_res` input (`C x H/f x W/f`); 0 without one.
+    pub fn low_res_dims(&self) -> usize {
+        match self.low_res {
+            0 => 0,
+            f => self.channels * (self.height / f) * (self.width / f),
+        }
+    }
     /// Logit channels per image: C (Bernoulli) or C * levels (softmax).
     pub fn logit_channels(&self) -> usize {
         if self.head == "softmax" {
@@ -337,8 +344,7 @@ impl OnnxModel {
                     "a low-res input given, but the model has none".into(),
                 ));
             }
-            let i = &self.info;
-            let want = n * i.channels * (i.height / f) * (i.width / f);
+            let want = n * self.info.low_res_dims();
             if l.len() != want {
                 return Err(RuntimeError::Input(format!(
                     "{} low-res values given for {n} images, expected {want}",
@@ -439,10 +445,7 @@ impl OnnxModel {
         self.check_input(images, n)?;
         let y = self.label_input(labels, n)?;
         let d = self.info.dims();
-        let ld = match self.info.low_res {
-            0 => 0,
-            f => self.info.channels * (self.info.height / f) * (self.info.width / f),
-        };
+        let ld = self.info.low_res_dims();
         let mut sessions: Vec<&mut Session> = std::iter::once(&mut self.session)
             .chain(self.replicas.iter_mut())
             .collect();

@@ -33,7 +33,7 @@ pub fn sample_onnx(
             w / f
         ),
         (f, Some(small)) => {
-            let size = n * c * (h / f) * (w / f);
+            let size = n * info.low_res_dims();
             if small.len() != size {
                 bail!("{} low-res values given for {n} images, expected {size}", small.len());
             }

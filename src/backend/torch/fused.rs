@@ -83,6 +83,10 @@ impl Geom {
     pub fn y_len(&self) -> usize {
         self.batch * self.hidden * self.plane()
     }
+    /// Floats of S, the input-to-state map, per image (dirs*4h x H x W).
+    pub fn s_per_image(&self) -> usize {
+        self.dirs() * 4 * self.hidden * self.plane()
+    }
     /// Floats of the state-to-state weight (dirs*4h x h x taps).
     pub fn w_len(&self) -> usize {
         self.dirs() * 4 * self.hidden * self.hidden * self.taps()
@@ -289,7 +293,7 @@ fn check_extra(g: Geom, p: &Params) {
         assert!(p.conv.is_some(), "an extra term needs the input conv");
         assert_eq!(
             e.len(),
-            g.batch * g.dirs() * 4 * g.hidden * g.plane(),
+            g.batch * g.s_per_image(),
             "the extra term has the wrong size"
         );
     }
@@ -299,7 +303,7 @@ fn check_extra(g: Geom, p: &Params) {
 fn input_per_image(g: Geom, p: &Params) -> usize {
     match p.conv {
         Some(cv) => cv.cin * g.plane(),
-        None => g.dirs() * 4 * g.hidden * g.plane(),
+        None => g.s_per_image(),
     }
 }
 
@@ -747,7 +751,7 @@ pub fn backward(
     assert_eq!(input.len(), g.batch * per);
     assert_eq!(d_input.len(), g.batch * per);
     check_extra(g, &p);
-    let s_img = g.dirs() * 4 * g.hidden * g.plane();
+    let s_img = g.s_per_image();
     assert_eq!(
         p.extra.is_some(),
         d_extra.is_some(),

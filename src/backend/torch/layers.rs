@@ -102,19 +102,24 @@ pub fn apply(
 /// upsampled low-res map, the node's last input, to an input-to-state map or gate
 /// pre-activations; out of place. Nodes without one are returned as they are.
 pub fn add_low_res(st: &Step, pre: Tensor, ins: &[&Tensor]) -> Tensor {
-    match ins.last() {
-        Some(u) if st.has("low_res_weight") => {
-            pre + u.conv2d::<Tensor>(
-                &st.weight("low_res_weight"),
-                None,
-                [1, 1],
-                [0, 0],
-                [1, 1],
-                1,
-            )
-        }
-        _ => pre,
+    match low_res_term(st, ins) {
+        Some(t) => pre + t,
+        None => pre,
     }
+}
+
+/// A low-res model's 1x1 conv of its map (the last input) into this node's gates,
+/// `N x gates x H x W`; None for a node without `low_res_weight`.
+fn low_res_term(st: &Step, ins: &[&Tensor]) -> Option<Tensor> {
+    let u = ins.last().filter(|_| st.has("low_res_weight"))?;
+    Some(u.conv2d::<Tensor>(
+        &st.weight("low_res_weight"),
+        None,
+        [1, 1],
+        [0, 0],
+        [1, 1],
+        1,
+    ))
 }
 
 /// A masked conv with its bias (`weight`, `bias`), over only the kernel rows that may be
@@ -164,13 +169,18 @@ pub fn input_to_state(st: &Step, x: &Tensor) -> Tensor {
 /// an input-to-state map or gate pre-activations `N x gates x H x W`, at every position;
 /// out of place.
 pub fn add_class(st: &Step, is: Tensor, cond: Option<&Tensor>) -> Tensor {
-    match cond {
-        Some(y) if st.has("class_weight") => {
-            let v = y.matmul(&st.param("class_weight").tr());
-            is + v.unsqueeze(-1).unsqueeze(-1)
-        }
-        _ => is,
+    match class_term(st, cond) {
+        Some(t) => is + t,
+        None => is,
     }
+}
+
+/// A conditional model's class vectors (`class_weight` times the one-hot labels) as
+/// `N x gates x 1 x 1`; None without labels or `class_weight`.
+fn class_term(st: &Step, cond: Option<&Tensor>) -> Option<Tensor> {
+    let y = cond.filter(|_| st.has("class_weight"))?;
+    let v = y.matmul(&st.param("class_weight").tr());
+    Some(v.unsqueeze(-1).unsqueeze(-1))
 }
 
 /// The Row LSTM's input-to-state map with the class vectors and the low-res map, as the
@@ -238,20 +248,8 @@ pub fn diag_extra(st: &Step, ins: &[&Tensor], cond: Option<&Tensor>, h: i64) -> 
     let x = ins[0];
     let (n, height, width) = (x.size()[0], x.size()[2], x.size()[3]);
     let mut terms: Vec<Tensor> = Vec::new();
-    if let Some(y) = cond.filter(|_| st.has("class_weight")) {
-        let v = y.matmul(&st.param("class_weight").tr());
-        terms.push(v.unsqueeze(-1).unsqueeze(-1));
-    }
-    if let Some(u) = ins.last().filter(|_| st.has("low_res_weight")) {
-        terms.push(u.conv2d::<Tensor>(
-            &st.weight("low_res_weight"),
-            None,
-            [1, 1],
-            [0, 0],
-            [1, 1],
-            1,
-        ));
-    }
+    terms.extend(class_term(st, cond));
+    terms.extend(low_res_term(st, ins));
     if let Op::DiagBiLstm {
         full_context: true, ..
     } = st.op
