@@ -112,6 +112,8 @@ fn diag_bilstm_matches_libtorch() {
     compare(&spec(1, 7, 9, body), 5, 2);
     compare(&spec(1, 9, 6, body), 3, 3);
     compare(&spec(1, 8, 8, body), 1, 2);
+    // 9 and 10 images per thread: the state copies' 8-float chunks and their remainder.
+    compare(&spec(1, 6, 5, body), 19, 2);
 }
 
 #[test]

@@ -432,9 +432,13 @@ fn broadcast_state(dst: &mut [f32], src: &[f32], d: usize, hid: usize, q: usize,
 
 /// Copies image planes into step-major order: the H x W plane of image i, channel ch
 /// (of `chans`), direction d starts at `src[at(i, ch, d)]`; `out[d][t][ch][s*imgs + i]`
-/// gets its value at the step's run offset, zero off the run. Loops run channel by
-/// channel so the planes being read (all images of one channel, a few tens of KB) stay
-/// in cache while each step's row is written contiguously.
+/// gets its value at the step's run offset, zero off the run.
+///
+/// In two passes per (direction, channel), because the skew makes a one-pass gather read
+/// one float from each of `imgs` planes per state, missing L1 at every one (about 8
+/// cycles a float, a fifth of a training step): the planes are first transposed to
+/// pixel-major `[pixel][image]` (`planes_to_pixels`, cache-blocked), then each state of
+/// each step is one contiguous copy of `imgs` floats.
 fn to_steps(
     g: Geom,
     imgs: usize,
@@ -444,14 +448,16 @@ fn to_steps(
     src: &[f32],
     at: impl Fn(usize, usize, usize) -> usize,
 ) {
-    let (len, steps) = (g.cells(), g.steps());
+    let (len, steps, plane) = (g.cells(), g.steps(), g.plane());
     let m = imgs * len;
     let mut offs = vec![0; imgs];
+    let mut px = take(plane * imgs);
     for d in 0..g.dirs() {
         for ch in 0..chans {
             offs.iter_mut()
                 .enumerate()
                 .for_each(|(i, o)| *o = at(i, ch, d));
+            planes_to_pixels(&mut px, src, &offs, plane);
             for t in 0..steps {
                 let r = run(d, t);
                 let row = &mut out[((d * steps + t) * chans + ch) * m..][..m];
@@ -460,18 +466,23 @@ fn to_steps(
                 }
                 for s in r.lo..r.hi {
                     let o = r.at(s);
-                    for (v, &p) in row[s * imgs..(s + 1) * imgs].iter_mut().zip(&offs) {
-                        *v = src[p + o];
-                    }
+                    copy_short(
+                        &mut row[s * imgs..(s + 1) * imgs],
+                        &px[o * imgs..(o + 1) * imgs],
+                    );
                 }
             }
         }
     }
+    give(px);
 }
 
 /// The inverse direction of `to_steps`: adds (or, with `assign`, stores) each step's
 /// row `src[d][t][ch][s*imgs + i]` into the plane at `out[at(i, ch, d)]`, at the run's
-/// offsets. Same channel-by-channel order, for the same reason.
+/// offsets. The same two passes in reverse: contiguous copies into a pixel-major plane,
+/// then its transpose into the image planes. With `assign` the runs of each direction
+/// must cover the whole plane (they do for `Geom::src_run`: each position is read by
+/// exactly one step), since every position is stored.
 fn from_steps(
     g: Geom,
     chans: usize,
@@ -481,30 +492,90 @@ fn from_steps(
     at: impl Fn(usize, usize, usize) -> usize,
     assign: bool,
 ) {
-    let (len, steps) = (g.cells(), g.steps());
+    let (len, steps, plane) = (g.cells(), g.steps(), g.plane());
     let m = src.len() / (g.dirs() * steps * chans);
     let imgs = m / len;
     let mut offs = vec![0; imgs];
+    let mut px = take(plane * imgs);
     for d in 0..g.dirs() {
         for ch in 0..chans {
             offs.iter_mut()
                 .enumerate()
                 .for_each(|(i, o)| *o = at(i, ch, d));
+            if !assign {
+                // Positions no step of this direction writes (the shifted map's first
+                // row) must add nothing.
+                px.fill(0.0);
+            }
+            let mut covered = 0;
             for t in 0..steps {
                 let r = run(d, t);
                 let row = &src[((d * steps + t) * chans + ch) * m..][..m];
                 for s in r.lo..r.hi {
                     let o = r.at(s);
-                    let vals = &row[s * imgs..(s + 1) * imgs];
-                    if assign {
-                        for (&v, &p) in vals.iter().zip(&offs) {
-                            out[p + o] = v;
-                        }
-                    } else {
-                        for (&v, &p) in vals.iter().zip(&offs) {
-                            out[p + o] += v;
-                        }
-                    }
+                    copy_short(
+                        &mut px[o * imgs..(o + 1) * imgs],
+                        &row[s * imgs..(s + 1) * imgs],
+                    );
+                }
+                covered += r.hi - r.lo;
+            }
+            debug_assert!(!assign || covered == plane, "assign needs full coverage");
+            pixels_to_planes(out, &px, &offs, plane, assign);
+        }
+    }
+    give(px);
+}
+
+/// `dst.copy_from_slice(src)` for the few floats of one state (`imgs`, often 8 or 16),
+/// inline: `copy_from_slice` calls `memmove`, whose call and size dispatch cost more than
+/// the copy at this size.
+#[inline(always)]
+fn copy_short(dst: &mut [f32], src: &[f32]) {
+    assert_eq!(dst.len(), src.len());
+    let mut d = dst.chunks_exact_mut(8);
+    let mut s = src.chunks_exact(8);
+    for (a, b) in (&mut d).zip(&mut s) {
+        let b: [f32; 8] = b.try_into().expect("8 floats");
+        a.copy_from_slice(&b);
+    }
+    for (a, &b) in d.into_remainder().iter_mut().zip(s.remainder()) {
+        *a = b;
+    }
+}
+
+/// Pixels per block of the plane transposes: a block's `imgs` rows of `px` (64 floats
+/// each at 16 images) and its slice of every plane stay in L1 while it is done.
+const TILE: usize = 16;
+
+/// `px[p * imgs + i] = src[offs[i] + p]` for p < plane, i < imgs = offs.len().
+fn planes_to_pixels(px: &mut [f32], src: &[f32], offs: &[usize], plane: usize) {
+    let imgs = offs.len();
+    for p0 in (0..plane).step_by(TILE) {
+        let p1 = (p0 + TILE).min(plane);
+        for (i, &o) in offs.iter().enumerate() {
+            let from = &src[o + p0..o + p1];
+            for (k, &v) in from.iter().enumerate() {
+                px[(p0 + k) * imgs + i] = v;
+            }
+        }
+    }
+}
+
+/// `out[offs[i] + p] (+)= px[p * imgs + i]`: the transpose of `planes_to_pixels`.
+fn pixels_to_planes(out: &mut [f32], px: &[f32], offs: &[usize], plane: usize, assign: bool) {
+    let imgs = offs.len();
+    for p0 in (0..plane).step_by(TILE) {
+        let p1 = (p0 + TILE).min(plane);
+        for (i, &o) in offs.iter().enumerate() {
+            let to = &mut out[o + p0..o + p1];
+            if assign {
+                for (k, v) in to.iter_mut().enumerate() {
+                    *v = px[(p0 + k) * imgs + i];
+                }
+            } else {
+                for (k, v) in to.iter_mut().enumerate() {
+                    *v += px[(p0 + k) * imgs + i];
                 }
             }
         }
