@@ -142,9 +142,40 @@ pub fn write_files_atomic(files: &[(&Path, &[u8])]) -> Result<(), WriteError> {
     Ok(())
 }
 
+/// `secs` after the Unix epoch as `YYYY-MM-DD HH:MM:SS UTC` (the proleptic Gregorian
+/// calendar, from the day count by the civil-from-days algorithm).
+pub fn utc_timestamp(secs: u64) -> String {
+    let (days, rem) = ((secs / 86_400) as i64, secs % 86_400);
+    // Days since 0000-03-01, in 400-year eras of 146,097 days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1_460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
+        rem / 3_600,
+        rem / 60 % 60,
+        rem % 60
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn utc_timestamps() {
+        assert_eq!(utc_timestamp(0), "1970-01-01 00:00:00 UTC");
+        // A leap day, and the turn of a year.
+        assert_eq!(utc_timestamp(951_782_400), "2000-02-29 00:00:00 UTC");
+        assert_eq!(utc_timestamp(1_798_761_599), "2026-12-31 23:59:59 UTC");
+        assert_eq!(utc_timestamp(1_798_761_600), "2027-01-01 00:00:00 UTC");
+    }
 
     #[test]
     fn a_failed_write_replaces_nothing_and_leaves_no_temp_file() {

@@ -128,3 +128,57 @@ fn runs_are_listed_plotted_together_and_completions_print() {
         assert!(s.contains("pixc") && s.contains("resume"), "{shell}");
     }
 }
+
+/// One `pixc train` at a time writes a run folder: a second one is refused with who holds
+/// it, `pixc runs` says `running` meanwhile, and the lock goes with the process.
+#[test]
+fn a_run_being_trained_is_locked_and_listed_as_running() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    let tiny = Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/tiny.yaml");
+    let mut first = Command::new(env!("CARGO_BIN_EXE_pixc"))
+        .args(["train", tiny.to_str().unwrap(), "--steps", "1000000"])
+        .args(["--valid-images", "8", "--threads", "1", "--device", "cpu"])
+        .args(["--out", "long", "--json", "--valid-every", "5"])
+        .current_dir(d)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let running = || {
+        let table = ok(&pixc_in(d, &["runs", "."]));
+        table.lines().any(|l| l.ends_with(" running"))
+    };
+    // Running, and past its first checkpoint (so that a resume gets as far as the lock).
+    let t0 = std::time::Instant::now();
+    while !(running() && d.join("long/state.json").is_file()) {
+        assert!(
+            first.try_wait().unwrap().is_none(),
+            "the first training ended early"
+        );
+        assert!(
+            t0.elapsed().as_secs() < 300,
+            "the run never showed as running with a checkpoint"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    // A second training of the same folder, here a resume, is refused.
+    let o = pixc_in(d, &["train", "--resume", "long", "--steps", "3"]);
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    let holder = format!("another process (pixc train, pid {}, since ", first.id());
+    assert!(
+        err.contains("long is being trained by") && err.contains(&holder),
+        "{err}"
+    );
+    // SIGTERM: the first one saves and exits, and its lock goes with it.
+    // SAFETY: a plain kill(2) of the child this test started.
+    assert_eq!(
+        unsafe { libc::kill(first.id() as libc::pid_t, libc::SIGTERM) },
+        0
+    );
+    first.wait().unwrap();
+    assert!(!running());
+    let table = ok(&pixc_in(d, &["runs", "."]));
+    assert!(table.contains(" stopped"), "{table}");
+}

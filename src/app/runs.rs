@@ -21,8 +21,9 @@ pub struct RunRow {
     pub test: Option<f64>,
     pub unit: Option<String>,
     pub wall_seconds: Option<f64>,
-    /// `done` (the spec's steps reached), `stopped` (fewer), `ended` (no step limit in the
-    /// spec: time or epochs), `no checkpoint`, or `unreadable`.
+    /// `running` (a `pixc train` holds the folder's lock now), `done` (the spec's steps
+    /// reached), `stopped` (fewer), `ended` (no step limit in the spec: time or epochs),
+    /// `no checkpoint`, or `unreadable`.
     pub status: String,
 }
 
@@ -72,6 +73,7 @@ fn row(run: &Path) -> RunRow {
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
     let status = match (&spec, &state) {
+        _ if crate::train::run_dir::is_locked(run) => "running".to_string(),
         (None, _) => "unreadable".to_string(),
         (Some(_), None) => "no checkpoint".to_string(),
         (Some((s, _)), Some(st)) => match s.train.as_ref().and_then(|t| t.steps) {

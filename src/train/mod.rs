@@ -369,6 +369,8 @@ fn train_one(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
     };
     std::fs::create_dir_all(out)
         .with_context(|| format!("cannot create the run folder {}", out.display()))?;
+    // Held until this function returns: no second `pixc train` writes this folder.
+    let _lock = run_dir::RunLock::acquire(out)?;
 
     // Fresh start or resume.
     let (mut tm, mut state, mut opt) = if opts.resume {

@@ -1,9 +1,80 @@
 //! Where a training run lives: the default run folder `runs/<model>` (made unique for a
-//! new run), and `pixc train --resume RUN`, where the run folder stands in for the spec.
+//! new run), `pixc train --resume RUN`, where the run folder stands in for the spec, and
+//! the lock that lets one `pixc train` at a time write a run folder.
 
 use crate::usage::usage;
-use anyhow::Result;
+use anyhow::{bail, Context, Result};
+use std::fs::{File, OpenOptions, TryLockError};
+use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// The lock file of a run folder. The lock is the OS's advisory file lock on it
+/// (`File::try_lock`), not the file's existence, so it is released when the training
+/// ends however it ends (a crash or `kill -9` included) and a stale file blocks nothing.
+/// Its text says who holds it, for the error message of the next one.
+pub const LOCK_FILE: &str = "train.lock";
+
+/// Held by the `pixc train` writing a run folder, for as long as it lives.
+#[derive(Debug)]
+pub struct RunLock {
+    _file: File,
+}
+
+impl RunLock {
+    /// Takes the lock of `run` (an existing folder), or says which process holds it.
+    /// Two trainings writing one folder would interleave their checkpoints and metrics.
+    pub fn acquire(run: &Path) -> Result<RunLock> {
+        let path = run.join(LOCK_FILE);
+        let mut file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .with_context(|| format!("cannot open the lock file {}", path.display()))?;
+        match file.try_lock() {
+            Ok(()) => {}
+            Err(TryLockError::WouldBlock) => {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                let holder = holder.trim();
+                let who = if holder.is_empty() {
+                    "another process".to_string()
+                } else {
+                    format!("another process ({holder})")
+                };
+                bail!(
+                    "{} is being trained by {who}; two trainings must not write one run folder. Wait for it to end, stop it (Ctrl-C or `kill PID`: it saves and exits), or give another --out",
+                    run.display()
+                );
+            }
+            Err(TryLockError::Error(e)) => {
+                return Err(e).with_context(|| format!("cannot lock {}", path.display()))
+            }
+        }
+        // Who holds it, for the message above; a failure here loses nothing.
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0);
+        let _ = file.set_len(0).and_then(|()| {
+            write!(
+                file,
+                "pixc train, pid {}, since {}",
+                std::process::id(),
+                crate::util::utc_timestamp(since)
+            )
+        });
+        Ok(RunLock { _file: file })
+    }
+}
+
+/// Whether a `pixc train` holds the lock of `run` now.
+pub fn is_locked(run: &Path) -> bool {
+    match File::open(run.join(LOCK_FILE)) {
+        Ok(f) => matches!(f.try_lock(), Err(TryLockError::WouldBlock)),
+        Err(_) => false,
+    }
+}
 
 /// Folder the default run folders go in.
 pub const RUNS: &str = "runs";
@@ -65,6 +136,27 @@ mod tests {
         assert_eq!(default_out(runs, "m", true), runs.join("m"));
         std::fs::create_dir_all(runs.join("m-2")).unwrap();
         assert_eq!(default_out(runs, "m", false), runs.join("m-3"));
+    }
+
+    #[test]
+    fn one_lock_holder_at_a_time_and_released_on_drop() {
+        let tmp = tempfile::tempdir().unwrap();
+        let run = tmp.path();
+        assert!(!is_locked(run));
+        let lock = RunLock::acquire(run).unwrap();
+        assert!(is_locked(run));
+        // A second holder (here, a second open file of this process) is refused, and told
+        // who holds it.
+        let e = RunLock::acquire(run).unwrap_err().to_string();
+        assert!(
+            e.contains("being trained by another process (pixc train, pid"),
+            "{e}"
+        );
+        drop(lock);
+        assert!(!is_locked(run));
+        // The file stays; it does not block a new holder.
+        assert!(run.join(LOCK_FILE).is_file());
+        RunLock::acquire(run).unwrap();
     }
 
     #[test]
