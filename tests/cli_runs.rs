@@ -171,6 +171,12 @@ fn a_run_being_trained_is_locked_and_listed_as_running() {
         err.contains("long is being trained by") && err.contains(&holder),
         "{err}"
     );
+    // `pixc fsck` says a training is writing the folder.
+    let fsck = String::from_utf8_lossy(&pixc_in(d, &["fsck", "long"]).stdout).into_owned();
+    assert!(
+        fsck.contains("train.lock") && fsck.contains("held by pixc train, pid"),
+        "{fsck}"
+    );
     // SIGTERM: the first one saves and exits, and its lock goes with it.
     // SAFETY: a plain kill(2) of the child this test started.
     assert_eq!(
@@ -181,4 +187,6 @@ fn a_run_being_trained_is_locked_and_listed_as_running() {
     assert!(!running());
     let table = ok(&pixc_in(d, &["runs", "."]));
     assert!(table.contains(" stopped"), "{table}");
+    let fsck = ok(&pixc_in(d, &["fsck", "long"]));
+    assert!(fsck.contains("not held: no training is writing"), "{fsck}");
 }

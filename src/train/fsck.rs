@@ -376,6 +376,18 @@ pub fn fsck(target: &Path) -> Result<FsckReport> {
             check_safetensors(&path, &name, model.as_ref(), state.as_ref())
         } else if name == "metrics.jsonl" {
             check_metrics(&path, &name)
+        } else if base == super::run_dir::LOCK_FILE {
+            let folder = path.parent().unwrap_or(target);
+            let detail = if super::run_dir::is_locked(folder) {
+                let holder = std::fs::read_to_string(&path).unwrap_or_default();
+                format!(
+                    "held by {}: a training is writing this folder now, so its files may change while they are checked",
+                    holder.trim()
+                )
+            } else {
+                "not held: no training is writing this folder".to_string()
+            };
+            entry(&name, Status::Unchecked, &detail)
         } else {
             entry(
                 &name,
