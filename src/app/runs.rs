@@ -72,7 +72,7 @@ fn row(run: &Path) -> RunRow {
     let test: Option<EvalRecord> = std::fs::read_to_string(eval_record_path(run, "test"))
         .ok()
         .and_then(|t| serde_json::from_str(&t).ok());
-    let status = match (&spec, &state) {
+    let mut status = match (&spec, &state) {
         _ if crate::train::run_dir::is_locked(run) => "running".to_string(),
         (None, _) => "unreadable".to_string(),
         (Some(_), None) => "no checkpoint".to_string(),
@@ -106,6 +106,10 @@ fn row(run: &Path) -> RunRow {
                 (Some(a), Some(b)) => Some(a + b),
                 (a, b) => a.or(b),
             };
+            // Its first part trains in small/, under that folder's lock.
+            if part.status == "running" {
+                status = part.status;
+            }
         }
     }
     RunRow {
@@ -128,4 +132,35 @@ fn row(run: &Path) -> RunRow {
 struct EvalRecord {
     nll: f64,
     unit: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::run_dir::RunLock;
+
+    #[test]
+    fn a_run_is_running_while_its_lock_is_held_or_its_small_parts_is() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (one, multi) = (tmp.path().join("one"), tmp.path().join("multi"));
+        std::fs::create_dir_all(&one).unwrap();
+        std::fs::create_dir_all(multi.join("small")).unwrap();
+        std::fs::copy("examples/tiny.yaml", one.join("spec.yaml")).unwrap();
+        std::fs::copy(
+            "specs/diag_bilstm_7_mnist_multiscale.yaml",
+            multi.join("spec.yaml"),
+        )
+        .unwrap();
+        let status = || -> Vec<String> {
+            let rows = list_runs(tmp.path()).unwrap();
+            rows.into_iter().map(|r| r.status).collect()
+        };
+        assert_eq!(status(), ["no checkpoint", "no checkpoint"]);
+        let a = RunLock::acquire(&one).unwrap();
+        let b = RunLock::acquire(&multi.join("small")).unwrap();
+        // Sorted by name: multi, one.
+        assert_eq!(status(), ["running", "running"]);
+        drop((a, b));
+        assert_eq!(status(), ["no checkpoint", "no checkpoint"]);
+    }
 }
