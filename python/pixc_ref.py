@@ -11,9 +11,17 @@ competent PyTorch user would write the paper's models in eager mode: masked conv
 one grouped conv1d recurrence for both directions of the Diagonal BiLSTM. No torch.compile,
 no TorchScript.
 
+Conditional models too (docs/semantics.md): a class-conditional model (`classes: K`) takes
+each image's label (`labels`, ints in 0..K-1) and adds `class_weight[:, y]` to every LSTM's
+input-to-state map and every gated conv's pre-activation; a low-res model (`low_res: f`,
+the conditional part of a multi-scale spec, the JSON's top level) upsamples the image's
+subsample `x[::f, ::f]` (its `low_res` node) and adds a 1x1 conv of it there as well, and
+does not score the subsample's pixels. A multi-scale spec's small model is the JSON's
+`small`, an ordinary unconditional model (`--small` in the commands).
+
 Usage (see `--help` of each command):
-  python python/pixc_ref.py logits    --ir IR.json --weights W.safetensors --images IMG.npy --out OUT.npy
-  python python/pixc_ref.py nll       --ir IR.json --weights W.safetensors --images IMG.npy --out OUT.npy
+  python python/pixc_ref.py logits    --ir IR.json --weights W.safetensors --images IMG.npy --out OUT.npy [--labels Y.npy]
+  python python/pixc_ref.py nll       --ir IR.json --weights W.safetensors --images IMG.npy --out OUT.npy [--labels Y.npy]
   python python/pixc_ref.py bench     --ir IR.json --batch 16 --steps 5 --threads 2 [--weights W] [--json]
   python python/pixc_ref.py causality --ir IR.json --out deps.npy
 `--ir` takes the JSON of `pixc check SPEC --json`, or a spec (.yaml / .pixc), which is
@@ -144,8 +152,19 @@ def head_out_channels(kind: str, image: dict) -> int:
 def params_of(kind: str, attrs: dict, inputs: list, image: dict) -> list:
     """`[(name, shape)]` in pixc's order (the order its seeded init draws in)."""
     cin = inputs[0] if inputs else 0
+    classes, low_res = image.get("classes", 0), image.get("low_res")
+
+    def conditioning(gates):
+        # A conditional model's class vectors and 1x1 conv of the low-res map into the gates.
+        return ([("class_weight", [gates, classes])] if classes else []) + (
+            [("low_res_weight", [gates, low_res["maps"], 1, 1])] if low_res else []
+        )
+
     if kind in ("input", "relu", "add"):
         return []
+    if kind == "low_res":
+        k = 3 * attrs["factor"]
+        return [("weight", [cin, attrs["maps"], k, k]), ("bias", [attrs["maps"]])]
     if kind == "conv":
         return [("weight", [attrs["out"], cin, attrs["kh"], attrs["kw"]]), ("bias", [attrs["out"]])]
     if kind == "row_lstm":
@@ -156,7 +175,7 @@ def params_of(kind: str, attrs: dict, inputs: list, image: dict) -> list:
             ("ss_weight", [4 * h, h, 3]),
             ("h0", [h, image["width"]]),
             ("c0", [h, image["width"]]),
-        ]
+        ] + conditioning(4 * h)
     if kind == "diag_bilstm":
         h = attrs["hidden"]
         return [
@@ -165,13 +184,13 @@ def params_of(kind: str, attrs: dict, inputs: list, image: dict) -> list:
             ("ss_weight", [8 * h, h, 2]),
             ("h0", [2 * h, image["height"]]),
             ("c0", [2 * h, image["height"]]),
-        ] + ([("ix_weight", [4 * h, image["channels"], 1, 1])] if attrs.get("full_context") else [])
+        ] + conditioning(8 * h) + ([("ix_weight", [4 * h, image["channels"], 1, 1])] if attrs.get("full_context") else [])
     if kind == "gated_conv":
         h = attrs["hidden"]
         v = [("weight", [2 * h, cin, attrs["kh"], attrs["kw"]]), ("bias", [2 * h])]
         if attrs["link"]:
             v.append(("link_weight", [2 * h, inputs[1], 1, 1]))
-        return v
+        return v + conditioning(2 * h)
     if kind == "skip_sum":
         v = []
         for i, c in enumerate(inputs):
@@ -209,7 +228,53 @@ class MaskedConv(nn.Module):
         return F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
 
 
-class RowLSTM(nn.Module):
+class LowResMap(nn.Module):
+    """low_res: the image's strided subsample `x[:, :, ::f, ::f]`, upsampled by a transposed
+    conv (kernel 3f, stride f, padding f) to `maps` channels at full size, so output pixel
+    (r, c) reads the 3 x 3 low-res pixels around its own f x f block."""
+
+    def __init__(self, cin, maps, factor):
+        super().__init__()
+        self.factor = factor
+        self.weight = _empty(cin, maps, 3 * factor, 3 * factor)
+        self.bias = _empty(maps)
+
+    def forward(self, x):
+        f = self.factor
+        return F.conv_transpose2d(x[:, :, ::f, ::f], self.weight, self.bias, stride=f, padding=f)
+
+
+class _Conditioned(nn.Module):
+    """Base of the layers a conditional model conditions (Row LSTM, Diagonal BiLSTM, gated
+    conv): a class-conditional model's `class_weight` (gates x classes) and a low-res
+    model's `low_res_weight` (gates x maps x 1 x 1, unmasked), both added to the gate
+    pre-activations at every position."""
+
+    def _conditioning(self, gates, image):
+        """Creates the conditioning parameters the image spec calls for (None otherwise)."""
+        classes, low_res = image.get("classes", 0), image.get("low_res")
+        self.class_weight = _empty(gates, classes) if classes else None
+        self.low_res_weight = _empty(gates, low_res["maps"], 1, 1) if low_res else None
+
+    def split_low_res(self, ins):
+        """A node's inputs -> (its own inputs, the upsampled low-res map or None): a low-res
+        model's layers take the map as their last input."""
+        if self.low_res_weight is None:
+            return ins, None
+        return ins[:-1], ins[-1]
+
+    def condition(self, pre, cond, u):
+        """`pre` (N x gates x H x W) plus the class vectors of the one-hot labels `cond`
+        (N x classes; None adds none, as pixc without labels) and the 1x1 conv of the
+        low-res map `u`."""
+        if self.class_weight is not None and cond is not None:
+            pre = pre + (cond @ self.class_weight.t())[:, :, None, None]
+        if u is not None:
+            pre = pre + F.conv2d(u, self.low_res_weight)
+        return pre
+
+
+class RowLSTM(_Conditioned):
     def __init__(self, cin, hidden, k, image, groups):
         super().__init__()
         h, W = hidden, image["width"]
@@ -219,13 +284,16 @@ class RowLSTM(nn.Module):
         self.ss_weight = _empty(4 * h, h, 3)
         self.h0 = _empty(h, W)
         self.c0 = _empty(h, W)
+        self._conditioning(4 * h, image)
         self.register_buffer("mask", torch.from_numpy(conv_mask(4 * h, cin, 1, k, "B", groups, 4)), persistent=False)
 
-    def forward(self, x):
+    def forward(self, *ins, cond=None):
+        (x,), u = self.split_low_res(ins)
         n, _, H, W = x.shape
         h = self.hidden
         # Input-to-state for the whole image at once, then one row per step.
         s = F.conv2d(x, self.is_weight * self.mask, self.is_bias, padding=(0, self.k // 2))
+        s = self.condition(s, cond, u)
         rows = s.permute(2, 0, 1, 3).unbind(0)  # H x [N, 4h, W]
         hp = self.h0.unsqueeze(0).expand(n, h, W)
         cp = self.c0.unsqueeze(0).expand(n, h, W)
@@ -256,7 +324,7 @@ def unskew(x, W):
     return x.reshape(n, c, H, K + 1)[:, :, :, :W]
 
 
-class DiagBiLSTM(nn.Module):
+class DiagBiLSTM(_Conditioned):
     def __init__(self, cin, hidden, shift, image, groups, full_context=False):
         super().__init__()
         h, H = hidden, image["height"]
@@ -268,14 +336,20 @@ class DiagBiLSTM(nn.Module):
         self.c0 = _empty(2 * h, H)
         # full_context: the image (second input) into the right-to-left gates, unmasked.
         self.ix_weight = _empty(4 * h, image["channels"], 1, 1) if full_context else None
+        self._conditioning(8 * h, image)
         self.register_buffer("mask", torch.from_numpy(conv_mask(8 * h, cin, 1, 1, "B", groups, 8)), persistent=False)
 
-    def forward(self, x, image=None):
+    def forward(self, *ins, cond=None):
+        ins, u = self.split_low_res(ins)
+        x = ins[0]
         n, _, H, W = x.shape
         h = self.hidden
         s = F.conv2d(x, self.is_weight * self.mask, self.is_bias)  # N x 8h x H x W
+        # Class vectors and low-res map in both directions, before the mirror and skew.
+        s = self.condition(s, cond, u)
         if self.ix_weight is not None:
-            s = torch.cat([s[:, : 4 * h], s[:, 4 * h :] + F.conv2d(image, self.ix_weight)], dim=1)
+            # full_context: the image is the second input.
+            s = torch.cat([s[:, : 4 * h], s[:, 4 * h :] + F.conv2d(ins[1], self.ix_weight)], dim=1)
         # Right-to-left direction: mirror its columns; both directions then run together.
         s = torch.cat([s[:, : 4 * h], s[:, 4 * h :].flip(-1)], dim=1)
         sk = skew(s)  # N x 8h x H x K
@@ -301,25 +375,29 @@ class DiagBiLSTM(nn.Module):
         return left + right
 
 
-class GatedConv(nn.Module):
-    """gated_conv: `a, b = conv2d(x, weight * mask, bias) [+ conv1x1(v, link_weight)]`
-    split in two halves (the mask groups each half's channels separately), out
-    `tanh(a) * sigmoid(b)`."""
+class GatedConv(_Conditioned):
+    """gated_conv: `a, b = conv2d(x, weight * mask, bias) [+ conditioning]
+    [+ conv1x1(v, link_weight)]` split in two halves (the mask groups each half's channels
+    separately), out `tanh(a) * sigmoid(b)`."""
 
-    def __init__(self, in_ch, hidden, kh, kw, mask, link, groups):
+    def __init__(self, in_ch, hidden, kh, kw, mask, link, image, groups):
         super().__init__()
         self.hidden = hidden
         self.weight = _empty(2 * hidden, in_ch[0], kh, kw)
         self.bias = _empty(2 * hidden)
         self.link_weight = _empty(2 * hidden, in_ch[1], 1, 1) if link else None
+        self._conditioning(2 * hidden, image)
         m = conv_mask(2 * hidden, in_ch[0], kh, kw, mask, groups, 2)
         self.register_buffer("mask", torch.from_numpy(m), persistent=False)
         self.padding = (kh // 2, kw // 2)
 
-    def forward(self, x, v=None):
-        pre = F.conv2d(x, self.weight * self.mask, self.bias, padding=self.padding)
+    def forward(self, *ins, cond=None):
+        ins, u = self.split_low_res(ins)
+        pre = F.conv2d(ins[0], self.weight * self.mask, self.bias, padding=self.padding)
+        pre = self.condition(pre, cond, u)
         if self.link_weight is not None:
-            pre = pre + F.conv2d(v, self.link_weight)
+            # The vertical stack is the second input.
+            pre = pre + F.conv2d(ins[1], self.link_weight)
         a, b = pre.split(self.hidden, dim=1)
         return torch.tanh(a) * torch.sigmoid(b)
 
@@ -369,7 +447,8 @@ class _Add(nn.Module):
 
 
 class PixcRef(nn.Module):
-    """Any pixc model, from the JSON of `pixc check SPEC --json`."""
+    """Any pixc model, from the JSON of `pixc check SPEC --json` (a multi-scale spec's: its
+    conditional part; `PixcRef(ir["small"])` is its small model)."""
 
     def __init__(self, ir_json: dict):
         super().__init__()
@@ -378,6 +457,7 @@ class PixcRef(nn.Module):
         self.image = dict(im)
         self.channels, self.height, self.width, self.levels = im["channels"], im["height"], im["width"], im["levels"]
         self.groups = 3 if self.channels == 3 else 1
+        self.classes, self.low_res = im.get("classes", 0), im.get("low_res")
         self.name = ir_json.get("model", "model")
         self.nodes = nn.ModuleDict()
         self.order = []  # (node, kind, inputs)
@@ -395,6 +475,8 @@ class PixcRef(nn.Module):
             G = self.groups
             if kind == "input":
                 mod, c = None, self.channels
+            elif kind == "low_res":
+                mod, c = LowResMap(in_ch[0], attrs["maps"], attrs["factor"]), attrs["maps"]
             elif kind == "conv":
                 mod = MaskedConv(in_ch[0], attrs["out"], attrs["kh"], attrs["kw"], attrs["mask"], G)
                 c = attrs["out"]
@@ -406,7 +488,7 @@ class PixcRef(nn.Module):
                 c = attrs["hidden"]
             elif kind == "gated_conv":
                 h = attrs["hidden"]
-                mod = GatedConv(in_ch, h, attrs["kh"], attrs["kw"], attrs["mask"], attrs["link"], G)
+                mod = GatedConv(in_ch, h, attrs["kh"], attrs["kw"], attrs["mask"], attrs["link"], im, G)
                 c = h
             elif kind == "relu":
                 mod, c = _Relu(), in_ch[0]
@@ -431,6 +513,14 @@ class PixcRef(nn.Module):
             self.param_order += [(f"{node}.{p}", s) for p, s in want]
         if self.head is None:
             raise ValueError("the model has no head")
+        # A low-res model's NLL mask, 1 x 1 x H x W: 0 at the given low-res pixels (rows and
+        # columns divisible by f), which are not scored.
+        scored = None
+        if self.low_res:
+            f = self.low_res["factor"]
+            given = (torch.arange(self.height) % f == 0)[:, None] & (torch.arange(self.width) % f == 0)[None, :]
+            scored = (~given).float()[None, None]
+        self.register_buffer("scored", scored, persistent=False)
         # Free each intermediate after its last use.
         last = {}
         for idx, (node, _, ins) in enumerate(self.order):
@@ -476,7 +566,7 @@ class PixcRef(nn.Module):
 
     def init_weights(self, seed: int = 0) -> None:
         """pixc's initialisation scheme (not its random stream): weights and biases uniform in
-        +-1/sqrt(fan_in), LSTM initial states zero, forget-gate biases +1."""
+        +-1/sqrt(fan_in), LSTM initial states and class vectors zero, forget-gate biases +1."""
         gen = torch.Generator().manual_seed(seed)
         params = self._params()
         fan_in = 1
@@ -489,11 +579,14 @@ class PixcRef(nn.Module):
                     mod = self.nodes[node]
                     hidden = getattr(mod, "hidden", 0) if isinstance(mod, (RowLSTM, DiagBiLSTM)) else 0
                 n = int(np.prod(shape))
-                if pname in ("h0", "c0"):
+                # Zero class vectors: an untrained conditional model is the unconditional one.
+                if pname in ("h0", "c0", "class_weight"):
                     v = torch.zeros(n)
                 else:
                     if len(shape) >= 2:
-                        fan_in = max(int(np.prod(shape[1:])), 1)
+                        # The low-res node's transposed conv weight is [cin, out, kh, kw], and
+                        # each output pixel sums 3 x 3 of its taps per input channel.
+                        fan_in = 9 * shape[0] if isinstance(mod, LowResMap) else max(int(np.prod(shape[1:])), 1)
                     b = 1.0 / math.sqrt(fan_in)
                     v = (torch.rand(n, generator=gen, dtype=torch.float64) * 2 - 1) * b
                     if pname == "is_bias" and hidden > 0:
@@ -511,31 +604,58 @@ class PixcRef(nn.Module):
             images = images.unsqueeze(1)
         return images.to(device=p.device, dtype=p.dtype) / (self.levels - 1)
 
-    def forward_scaled(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits from the already-scaled input `x` (N x C x H x W, values in [0, 1])."""
+    def one_hot(self, labels, x: torch.Tensor) -> torch.Tensor | None:
+        """A class-conditional model's labels (N ints in 0..classes-1) as the one-hot rows
+        (N x classes, `x`'s dtype and device) the layers read; None without labels."""
+        if labels is None:
+            return None
+        if not self.classes:
+            raise ValueError(f"{self.name} is not class-conditional: it takes no labels")
+        y = labels if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels))
+        n = x.shape[0]
+        if y.shape != (n,) or y.is_floating_point() or (n and (y.min() < 0 or y.max() >= self.classes)):
+            raise ValueError(
+                f"labels of shape {list(y.shape)} and dtype {y.dtype}: the model needs {n} ints in 0..{self.classes - 1}"
+            )
+        return F.one_hot(y.to(x.device).long(), self.classes).to(x.dtype)
+
+    def forward_scaled(self, x: torch.Tensor, labels=None, low_res_image=None) -> torch.Tensor:
+        """Logits from the already-scaled input `x` (N x C x H x W, values in [0, 1]) and a
+        class-conditional model's `labels` (without them no class vector is added, as in
+        pixc). `low_res_image`: what a low-res model's `low_res` node subsamples instead of
+        `x` (`causality` passes `x` detached, the low-res pixels being context)."""
+        cond = self.one_hot(labels, x)
         vals = {}
         for idx, (node, kind, ins) in enumerate(self.order):
             if kind == "input":
                 y = x
+            elif kind == "low_res" and low_res_image is not None:
+                y = self.nodes[node](low_res_image)
             else:
-                y = self.nodes[node](*[vals[i] for i in ins])
+                mod = self.nodes[node]
+                args = [vals[i] for i in ins]
+                y = mod(*args, cond=cond) if isinstance(mod, _Conditioned) else mod(*args)
             vals[node] = y
             for dead in self._free_after.get(idx, ()):
                 if dead != self.head:
                     vals.pop(dead, None)
         return vals[self.head]
 
-    def forward(self, images) -> torch.Tensor:
+    def forward(self, images, labels=None) -> torch.Tensor:
         """Logits: N x C x H x W (Bernoulli) or N x (C*levels) x H x W (softmax, channel
-        `c*levels + v` for colour c, level v)."""
-        return self.forward_scaled(self.scale(images))
+        `c*levels + v` for colour c, level v); `labels`: a class-conditional model's (N ints)."""
+        return self.forward_scaled(self.scale(images), labels)
 
     def nll_from_logits(self, logits: torch.Tensor, images) -> torch.Tensor:
-        """Per-image negative log-likelihood in nats (tensor of N)."""
+        """Per-image negative log-likelihood in nats (tensor of N), over the scored
+        sub-pixels (a low-res model's given pixels are not)."""
         n = logits.shape[0]
         if self.head_kind == "bernoulli":
             target = self.scale(images).to(logits.dtype)
-            return F.binary_cross_entropy_with_logits(logits, target, reduction="none").reshape(n, -1).sum(1)
+            loss = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+            if self.scored is not None:
+                loss = loss * self.scored
+            return loss.reshape(n, -1).sum(1)
         if not isinstance(images, torch.Tensor):
             images = torch.as_tensor(np.asarray(images))
         if images.dim() == 3 and self.channels == 1:
@@ -545,17 +665,28 @@ class PixcRef(nn.Module):
         images = images.to(logits.device)
         target = (images.round() if images.is_floating_point() else images).long().reshape(n * C, H, W)
         lg = logits.reshape(n * C, L, H, W)
-        return F.cross_entropy(lg, target, reduction="none").reshape(n, -1).sum(1)
+        loss = F.cross_entropy(lg, target, reduction="none")
+        if self.scored is not None:
+            loss = loss * self.scored[0]
+        return loss.reshape(n, -1).sum(1)
 
-    def nll(self, images) -> torch.Tensor:
-        return self.nll_from_logits(self.forward(images), images)
+    def nll(self, images, labels=None) -> torch.Tensor:
+        """Per-image NLL in nats given a class-conditional model's `labels`."""
+        return self.nll_from_logits(self.forward(images, labels), images)
 
     def dims(self) -> int:
         return self.channels * self.height * self.width
 
+    def scored_dims(self) -> int:
+        """Sub-pixels the NLL sums over: all, less a low-res model's given ones."""
+        if not self.low_res:
+            return self.dims()
+        f = self.low_res["factor"]
+        return self.dims() - self.channels * (-(-self.height // f)) * (-(-self.width // f))
+
     def bits_per_dim(self, nats) -> torch.Tensor | float:
-        """nats per image -> bits per dimension (sub-pixel): nats / (C*H*W*ln 2)."""
-        return nats / (self.dims() * math.log(2.0))
+        """nats per image -> bits per scored dimension (sub-pixel): nats / (scored_dims * ln 2)."""
+        return nats / (self.scored_dims() * math.log(2.0))
 
 
 # ---------------------------------------------------------------------------------------
@@ -576,19 +707,29 @@ def allowed_mask(C: int, H: int, W: int) -> np.ndarray:
 
 
 def causality(
-    model: PixcRef, n_images: int = 4, seed: int = 0, chunk: int = 0, dtype=torch.float64, progress: bool = False
+    model: PixcRef,
+    n_images: int = 4,
+    seed: int = 0,
+    chunk: int = 0,
+    dtype=torch.float64,
+    progress: bool = False,
+    through_low_res: bool = False,
 ) -> np.ndarray:
     """`[H, W, C_out, H, W, C_in]` booleans: the gradient of the logits of colour c at pixel
     (h, w) w.r.t. input sub-pixel (h', w', c') is nonzero for some of `n_images` random
-    images. Eval mode, float64. A softmax colour's `levels` logits are combined with fixed
-    random coefficients (so no exact cancellation). Many output positions are handled per
-    backward pass by replicating the images along the batch."""
+    images (with random labels, for a class-conditional model). Eval mode, float64. A
+    softmax colour's `levels` logits are combined with fixed random coefficients (so no
+    exact cancellation). Many output positions are handled per backward pass by replicating
+    the images along the batch. A low-res model's low-res pixels are context, which every
+    output may read: as in pixc's static pass, dependencies through the low-res map are left
+    out unless `through_low_res`."""
     model = model.to(dtype).eval()
     C, H, W, L = model.channels, model.height, model.width, model.levels
     gen = torch.Generator().manual_seed(seed)
     imgs = torch.randint(0, L, (n_images, C, H, W), generator=gen).to(dtype)
     x0 = imgs / (L - 1)
     coef = torch.rand(L, generator=gen, dtype=dtype) + 0.5
+    labels = torch.randint(0, model.classes, (n_images,), generator=gen) if model.classes else None
     positions = [(h, w, c) for h in range(H) for w in range(W) for c in range(C)]
     if chunk <= 0:
         # Keep each pass around 64 images.
@@ -598,7 +739,8 @@ def causality(
         pos = positions[s : s + chunk]
         q = len(pos)
         x = x0.repeat(q, 1, 1, 1).clone().requires_grad_(True)  # (q * n) x C x H x W, position-major
-        logits = model.forward_scaled(x)
+        y = None if labels is None else labels.repeat(q)
+        logits = model.forward_scaled(x, y, low_res_image=x if through_low_res else x.detach())
         if model.head_kind == "softmax":
             score = (logits.reshape(q * n_images, C, L, H, W) * coef.view(1, 1, L, 1, 1)).sum(2)
         else:
@@ -649,7 +791,14 @@ def load_ir(path) -> dict:
 
 
 def build_model(args) -> PixcRef:
-    model = PixcRef(load_ir(args.ir))
+    """The model of `--ir` (`--small`: a multi-scale spec's small model), with `--weights`
+    or pixc's initialisation scheme."""
+    j = load_ir(args.ir)
+    if args.small:
+        if "small" not in j:
+            raise SystemExit(f"{args.ir}: not a multi-scale model (no `small` part)")
+        j = j["small"]
+    model = PixcRef(j)
     if getattr(args, "weights", None):
         model.load_pixc_weights(load_safetensors(args.weights))
     else:
@@ -668,16 +817,37 @@ def _load_images(path, model: PixcRef) -> np.ndarray:
     return a
 
 
+def _load_labels(path, model: PixcRef, n: int) -> np.ndarray | None:
+    """A class-conditional model's labels from `path` (.npy, one int per image); None for
+    an unconditional model. Exits with a message when they are missing or do not fit."""
+    if not model.classes:
+        if path:
+            raise SystemExit(f"{path}: {model.name} is not class-conditional; leave out --labels")
+        return None
+    if not path:
+        raise SystemExit(
+            f"{model.name} is class-conditional ({model.classes} classes): give each image's label "
+            f"with --labels FILE.npy ({n} ints in 0..{model.classes - 1})"
+        )
+    y = np.load(path)
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or (n and (y.min() < 0 or y.max() >= model.classes)):
+        raise SystemExit(
+            f"{path}: labels of shape {list(y.shape)} and dtype {y.dtype}, the model needs {n} ints in 0..{model.classes - 1}"
+        )
+    return y
+
+
 def cmd_eval(args, what: str) -> int:
     torch.set_num_threads(args.threads)
     torch.manual_seed(args.seed)
     model = build_model(args).eval()
     imgs = _load_images(args.images, model)
+    labels = _load_labels(args.labels, model, imgs.shape[0])
     outs = []
     with torch.no_grad():
         for s in range(0, imgs.shape[0], args.batch):
             b = imgs[s : s + args.batch]
-            logits = model(b)
+            logits = model(b, None if labels is None else labels[s : s + args.batch])
             outs.append((logits if what == "logits" else model.nll_from_logits(logits, b)).numpy())
     out = np.concatenate(outs, 0).astype(np.float32)
     np.save(args.out, out)
@@ -703,26 +873,30 @@ def cmd_bench(args) -> int:
     gen = torch.Generator().manual_seed(args.seed)
     shape = (args.batch, model.channels, model.height, model.width)
     batches = [torch.randint(0, model.levels, shape, generator=gen, dtype=torch.uint8) for _ in range(args.steps + 1)]
+    # A class-conditional model is timed with labels, its class vectors included.
+    labels = [
+        torch.randint(0, model.classes, (args.batch,), generator=gen) if model.classes else None for _ in batches
+    ]
 
     def sync():
         if dev.type == "cuda":
             torch.cuda.synchronize()
 
-    def step(b):
+    def step(b, y):
         b = b.to(dev)
         opt.zero_grad(set_to_none=True)
-        loss = model.nll(b).mean()
+        loss = model.nll(b, y).mean()
         loss.backward()
         opt.step()
         return loss
 
-    loss = step(batches[0])  # warm-up
+    loss = step(batches[0], labels[0])  # warm-up
     sync()
     times = []
     t0 = time.perf_counter()
-    for b in batches[1:]:
+    for b, y in zip(batches[1:], labels[1:]):
         t = time.perf_counter()
-        loss = step(b)
+        loss = step(b, y)
         sync()
         times.append(time.perf_counter() - t)
     total = time.perf_counter() - t0
@@ -782,6 +956,7 @@ def main(argv=None) -> int:
     def common(p, weights_required=False):
         p.add_argument("--ir", required=True, help="JSON of `pixc check SPEC --json`, or a spec file")
         p.add_argument("--weights", required=weights_required, help="safetensors with pixc names (n{node}.{param})")
+        p.add_argument("--small", action="store_true", help="a multi-scale spec's small model, not its conditional part")
         p.add_argument("--threads", type=int, default=max(1, torch.get_num_threads()))
         p.add_argument("--seed", type=int, default=0)
 
@@ -789,6 +964,7 @@ def main(argv=None) -> int:
         p = sub.add_parser(what, help=f"write {'logits' if what == 'logits' else 'per-image NLL (nats)'} as .npy")
         common(p)
         p.add_argument("--images", required=True, help=".npy, N x C x H x W (or N x H x W), level values")
+        p.add_argument("--labels", help=".npy, N ints: each image's class (required for class-conditional models)")
         p.add_argument("--out", required=True)
         p.add_argument("--batch", type=int, default=64)
     p = sub.add_parser("bench", help="time training steps (forward + NLL + backward + Adam)")

@@ -97,6 +97,58 @@ layers:
     "diag10_full": _binary(
         "diag10_full", RESIDUAL.format(layer="diag_bilstm: {hidden: h, full_context: true}"), h=8, size=10, count=1
     ),
+    # Class-conditional: every layer kind that takes class vectors (the gated ones with and
+    # without a link).
+    "classes_small": """model: classes_small
+params:
+  h: 4
+input: {channels: 1, height: 8, width: 8, levels: 2, classes: 3}
+layers:
+  - conv: {out: 2*h, kernel: 7, mask: A}
+  - residual:
+      skip: true
+      body:
+        - diag_bilstm: {hidden: h}
+        - conv: {out: 2*h, kernel: 1, mask: B}
+  - residual:
+      skip: true
+      body:
+        - row_lstm: {hidden: h, kernel: 3}
+        - conv: {out: 2*h, kernel: 1, mask: B}
+  - gated_pixelcnn: {hidden: 2*h, kernel: 3, skip: true}
+  - skip_sum
+  - relu
+  - head: bernoulli
+""",
+    # Multi-scale: an unconditional small model of the 4x4 subsample, and the conditional
+    # part (softmax over 4 levels, so its scored NLL takes the softmax path) with every
+    # layer kind that reads the low-res map, the full-context Diagonal BiLSTM included.
+    "low_res_small": """model: low_res_small
+params:
+  h: 4
+input: {channels: 1, height: 8, width: 8, levels: 4, low_res: 2, low_res_maps: 3}
+small:
+  - conv: {out: 2*h, kernel: 3, mask: A}
+  - row_lstm: {hidden: h, kernel: 3}
+  - relu
+  - head: softmax
+layers:
+  - conv: {out: 2*h, kernel: 7, mask: A}
+  - residual:
+      skip: true
+      body:
+        - diag_bilstm: {hidden: h, full_context: true}
+        - conv: {out: 2*h, kernel: 1, mask: B}
+  - residual:
+      skip: true
+      body:
+        - row_lstm: {hidden: h, kernel: 3}
+        - conv: {out: 2*h, kernel: 1, mask: B}
+  - gated_pixelcnn: {hidden: 2*h, kernel: 3, skip: true}
+  - skip_sum
+  - relu
+  - head: softmax
+""",
 }
 
 _IR_CACHE: dict = {}
@@ -263,19 +315,19 @@ def weights_by_pixc_name_round_trip():
 
 @test
 def parameter_counts_equal_the_irs():
+    def check(j, what):
+        got = P.PixcRef(j).num_parameters()
+        assert got == j["parameters"], f"{what}: {got} != {j['parameters']}"
+        # A multi-scale spec: the JSON's top level is the conditional part, `small` the
+        # small model.
+        if "small" in j:
+            check(j["small"], f"{what} (small)")
+
     for name in SPECS:
-        j = ir(name)
-        assert P.PixcRef(j).num_parameters() == j["parameters"], name
+        check(ir(name), name)
     root = HERE.parent
     for spec in sorted((root / "specs").glob("*.yaml")):
-        j = P.compile_spec(spec)
-        if j["image"].get("classes", 0) > 0 or j["image"].get("low_res"):
-            # The eager reference has no class or low-res conditioning; tests/conditional.rs,
-            # tests/torch_causality.rs and tests/multiscale.rs check them in every pixc
-            # back end.
-            continue
-        got = P.PixcRef(j).num_parameters()
-        assert got == j["parameters"], f"{spec.name}: {got} != {j['parameters']}"
+        check(P.compile_spec(spec), spec.name)
 
 
 @test
@@ -289,6 +341,15 @@ def init_follows_pixcs_scheme():
     bound = 1 / math.sqrt(2 * h)  # fan_in of is_weight [8h, 2h, 1, 1]
     assert np.all(np.abs(b[~f]) <= bound) and np.all(np.abs(b[f] - 1) <= bound)
     assert np.all(np.abs(w["n1.weight"]) <= 1 / 7)
+    # Class vectors start at zero; the low-res node's fan-in is 3 x 3 taps per input
+    # channel, a low-res weight's the map count.
+    w = model("classes_small").pixc_weights()
+    cw = [k for k in w if k.endswith(".class_weight")]
+    assert len(cw) == 4 and all(np.all(w[k] == 0) for k in cw)
+    w = model("low_res_small").pixc_weights()
+    assert np.all(np.abs(w["n1.weight"]) <= 1 / 3) and np.abs(w["n1.weight"]).max() > 1 / math.sqrt(1 * 3 * 6 * 6)
+    lw = [k for k in w if k.endswith(".low_res_weight")]
+    assert len(lw) == 4 and all(np.all(np.abs(w[k]) <= 1 / math.sqrt(3)) for k in lw)
 
 
 @test
@@ -356,10 +417,83 @@ def nll_and_bits_per_dim():
     assert torch.equal(m(xb.float()), m(xb.to(torch.uint8)))
 
 
+@test
+def class_vectors_are_a_per_label_bias():
+    # docs/semantics.md: column y of class_weight is added to the input-to-state map (gated:
+    # the pre-activation) at every position, after the conv and its bias. So image i with
+    # label y_i gives the logits of the same model with that column folded into the biases
+    # and no labels.
+    m = randomize(model("classes_small"), 5).double()
+    x = torch.randint(0, 2, (3, 1, 8, 8))
+    y = torch.tensor([2, 0, 1])
+    with torch.no_grad():
+        got = m(x, y)
+        for i, k in enumerate(y.tolist()):
+            folded = copy.deepcopy(m)
+            for mod in folded.nodes.values():
+                if isinstance(mod, P._Conditioned):
+                    bias = mod.is_bias if hasattr(mod, "is_bias") else mod.bias
+                    bias += mod.class_weight[:, k]
+            want = folded(x[i : i + 1])
+            err = (got[i : i + 1] - want).abs().max().item()
+            assert err < 1e-12, f"image {i}, label {k}: max error {err}"
+        assert (got - m(x)).abs().max() > 1e-3, "the labels change nothing"
+    for bad in (torch.tensor([0, 1]), torch.tensor([0, 1, 3]), torch.tensor([0.0, 1.0, 2.0])):
+        try:
+            m(x, bad)
+            raise AssertionError(f"labels {bad} accepted")
+        except ValueError:
+            pass
+    try:
+        model("diag_small")(x, y)
+        raise AssertionError("an unconditional model took labels")
+    except ValueError:
+        pass
+
+
+@test
+def low_res_map_and_scored_nll():
+    m = randomize(model("low_res_small"), 6).double()
+    f, L = 2, 4
+    assert m.low_res == {"factor": f, "maps": 3} and m.scored_dims() == 64 - 16
+    x = torch.randint(0, L, (2, 1, 8, 8))
+    xs = m.scale(x)
+    # The low-res node, literally: output pixel (r, c) reads the 3 x 3 low-res pixels
+    # around its own f x f block, low-res pixel (i, j) through tap (r - f(i-1), c - f(j-1))
+    # of the transposed conv's weight [C, maps, 3f, 3f].
+    lr = m.nodes["n1"]
+    assert isinstance(lr, P.LowResMap)
+    s = xs[:, :, ::f, ::f]
+    want = torch.zeros(2, 3, 8, 8, dtype=torch.float64)
+    for r in range(8):
+        for c in range(8):
+            want[:, :, r, c] = lr.bias
+            for i in range(r // f - 1, r // f + 2):
+                for j in range(c // f - 1, c // f + 2):
+                    if 0 <= i < 8 // f and 0 <= j < 8 // f:
+                        tap = lr.weight[:, :, r - f * (i - 1), c - f * (j - 1)]  # C x maps
+                        want[:, :, r, c] += s[:, :, i, j] @ tap
+    with torch.no_grad():
+        err = (lr(xs) - want).abs().max().item()
+        assert err < 1e-12, f"low-res map: max error {err}"
+        # The NLL leaves out the given pixels (rows and columns divisible by f).
+        lg = m(x)
+        ce = F.cross_entropy(lg.reshape(2, L, 8, 8), x[:, 0], reduction="none")
+        keep = torch.tensor([[not (r % f == 0 and c % f == 0) for c in range(8)] for r in range(8)])
+        assert torch.allclose(m.nll(x), ce[:, keep].sum(1), rtol=1e-12)
+        assert abs(float(m.bits_per_dim(48 * math.log(2))) - 1) < 1e-12
+
+
 def _check_causal(name, n_images=4):
     j = ir(name)
     m = P.PixcRef(j)
     m.init_weights(0)
+    # A class-conditional model: class vectors made nonzero (their init is zero), so the
+    # labels causality() draws really reach every layer.
+    with torch.no_grad():
+        for k, p in m.nodes.named_parameters():
+            if k.endswith(".class_weight"):
+                p.uniform_(-1, 1)
     deps = P.causality(m, n_images=n_images, seed=0)
     C, H, W = m.channels, m.height, m.width
     allowed = P.allowed_mask(C, H, W)
@@ -402,6 +536,29 @@ def causal_pixelcnn():
 def causal_rgb_softmax():
     _, s, a = _check_causal("rgb_small")
     print(f"    rgb_small: seen {s}/{a} (= pixc's receptive_field)")
+
+
+@test
+def causal_class_conditional():
+    _, s, a = _check_causal("classes_small")
+    print(f"    classes_small (random labels): seen {s}/{a} (= pixc's receptive_field)")
+
+
+@test
+def causal_low_res():
+    # The low-res pixels are context: left out through the map (as pixc's static pass
+    # does), the rest is causal and equals pixc's count.
+    _, s, a = _check_causal("low_res_small")
+    print(f"    low_res_small: seen {s}/{a} (= pixc's receptive_field)")
+    # Through the map, outputs see later pixels, but only low-res ones: the first sees its
+    # 3 x 3 low-res neighbourhood, (0, 0) to (2, 2), so the conditioning is wired in.
+    m = model("low_res_small")
+    deps = P.causality(m, n_images=2, seed=0, through_low_res=True)
+    future = deps & ~P.allowed_mask(1, 8, 8)
+    at = np.argwhere(future.any((0, 1, 2, 5)))
+    assert len(at) and all(r % 2 == 0 and c % 2 == 0 for r, c in at), at.tolist()
+    assert np.argwhere(deps[0, 0, 0, :, :, 0]).tolist() == [[0, 0], [0, 2], [2, 0], [2, 2]]
+    print(f"    low_res_small through the map: {int(future.sum())} dependencies on later low-res pixels")
 
 
 @test
@@ -480,6 +637,57 @@ def cli_logits_nll_causality_bench():
     assert b["images_per_s"] > 0 and b["peak_rss_mb"] > 0 and b["parameters"] == j["parameters"]
 
 
+@test
+def cli_conditional_models():
+    py, script = sys.executable, str(HERE / "pixc_ref.py")
+    run = lambda *a: subprocess.run([py, script, *map(str, a)], capture_output=True, text=True)
+    rng = np.random.default_rng(2)
+    imgs = rng.integers(0, 2, (3, 1, 8, 8)).astype(np.uint8)
+    ip, yp = TMP / "cond_imgs.npy", TMP / "cond_labels.npy"
+    np.save(ip, imgs)
+    np.save(yp, np.array([1, 2, 0]))
+    # Class-conditional: labels from --labels, required.
+    irp, wp = TMP / "classes.json", TMP / "classes.safetensors"
+    irp.write_text(json.dumps(ir("classes_small")))
+    m = randomize(model("classes_small"), 7)
+    P.save_safetensors(wp, m.pixc_weights())
+    common = ("--ir", irp, "--weights", wp, "--images", ip, "--threads", 1)
+    r = run("logits", *common, "--labels", yp, "--out", TMP / "cond_lg.npy", "--batch", 2)
+    assert r.returncode == 0, r.stderr
+    r = run("nll", *common, "--labels", yp, "--out", TMP / "cond_nll.npy")
+    assert r.returncode == 0, r.stderr
+    with torch.no_grad():
+        assert np.allclose(np.load(TMP / "cond_lg.npy"), m(imgs, [1, 2, 0]).numpy(), atol=1e-5)
+        assert np.allclose(np.load(TMP / "cond_nll.npy"), m.nll(imgs, [1, 2, 0]).numpy(), rtol=1e-5)
+    r = run("nll", *common, "--out", TMP / "cond_nll.npy")
+    assert r.returncode != 0 and "class-conditional" in r.stderr and "--labels" in r.stderr, r.stderr
+    np.save(TMP / "bad_labels.npy", np.array([1, 3, 0]))
+    r = run("nll", *common, "--labels", TMP / "bad_labels.npy", "--out", TMP / "cond_nll.npy")
+    assert r.returncode != 0 and "0..2" in r.stderr, r.stderr
+    r = run("bench", "--ir", irp, "--batch", 2, "--steps", 1, "--threads", 1, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["parameters"] == ir("classes_small")["parameters"]
+    # Low-res: the conditional part from the IR's top level, the given pixels not scored;
+    # --small picks the small model.
+    j = ir("low_res_small")
+    irp, wp = TMP / "low_res.json", TMP / "low_res.safetensors"
+    irp.write_text(json.dumps(j))
+    m = randomize(model("low_res_small"), 8)
+    P.save_safetensors(wp, m.pixc_weights())
+    imgs = rng.integers(0, 4, (3, 1, 8, 8)).astype(np.uint8)
+    np.save(ip, imgs)
+    r = run("nll", "--ir", irp, "--weights", wp, "--images", ip, "--out", TMP / "lr_nll.npy", "--threads", 1)
+    assert r.returncode == 0, r.stderr
+    nll = np.load(TMP / "lr_nll.npy")
+    with torch.no_grad():
+        assert np.allclose(nll, m.nll(imgs).numpy(), rtol=1e-5)
+    bpd = json.loads(r.stdout)["bits_per_dim"]
+    assert abs(bpd - nll.mean() / (48 * math.log(2))) < 1e-5
+    r = run("bench", "--ir", irp, "--small", "--batch", 2, "--steps", 1, "--threads", 1, "--json")
+    assert r.returncode == 0, r.stderr
+    assert json.loads(r.stdout)["parameters"] == j["small"]["parameters"]
+
+
 class Skip(Exception):
     pass
 
@@ -487,14 +695,17 @@ class Skip(Exception):
 @test
 def same_logits_as_pixcs_onnx_export():
     """pixc's own seeded weights, exported as ONNX and run by ONNX Runtime, give the same
-    logits and NLL here (the initializers carry the pixc names)."""
+    logits and NLL here (the initializers carry the pixc names). Conditional models take
+    their `label` / `low_res` inputs; a seeded init's class vectors are zero, so random
+    ones replace them in the file and here."""
     try:
         import onnx
         import onnxruntime as ort
         from onnx import numpy_helper
     except ImportError as e:
         raise Skip(f"onnx / onnxruntime not importable: {e}")
-    for name in ("rgb_small", "diag_small", "row_small", "pixelcnn_small"):
+    for name in ("rgb_small", "diag_small", "row_small", "pixelcnn_small", "classes_small", "low_res_small"):
+        rng = np.random.default_rng(1)
         ir(name)  # writes the spec file
         out = TMP / f"{name}.onnx"
         r = subprocess.run([P._pixc_binary(), "export", "--onnx", str(TMP / f"{name}.yaml"), "-o", str(out), "--seed", "3"],
@@ -503,8 +714,12 @@ def same_logits_as_pixcs_onnx_export():
             if "unrecognized subcommand" in r.stderr:
                 raise Skip("this pixc has no `export`")
             raise AssertionError(f"pixc export failed: {r.stderr}")
-        g = onnx.load(str(out)).graph
-        w = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+        proto = onnx.load(str(out))
+        for init in proto.graph.initializer:
+            if init.name.endswith(".class_weight"):
+                v = rng.uniform(-1, 1, numpy_helper.to_array(init).shape).astype(np.float32)
+                init.CopyFrom(numpy_helper.from_array(v, init.name))
+        w = {i.name: numpy_helper.to_array(i) for i in proto.graph.initializer}
         m = model(name)
         want = m.pixc_weights()
         loaded = {}
@@ -523,12 +738,19 @@ def same_logits_as_pixcs_onnx_export():
             if k.endswith((".h0", ".c0")) and k not in loaded:
                 loaded[k] = np.zeros_like(v)
         m.load_pixc_weights(loaded)
-        imgs = np.random.default_rng(1).integers(0, m.levels, (3, m.channels, 8, 8)).astype(np.float32)
-        sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
-        lg, nll = sess.run(["logits", "nll"], {"image": imgs})
+        imgs = rng.integers(0, m.levels, (3, m.channels, 8, 8)).astype(np.float32)
+        feed = {"image": imgs}
+        labels = None
+        if m.classes:
+            labels = feed["label"] = rng.integers(0, m.classes, 3)
+        if m.low_res:
+            f = m.low_res["factor"]
+            feed["low_res"] = imgs[:, :, ::f, ::f]
+        sess = ort.InferenceSession(proto.SerializeToString(), providers=["CPUExecutionProvider"])
+        lg, nll = sess.run(["logits", "nll"], feed)
         with torch.no_grad():
-            mine = m(imgs).numpy()
-            mnll = m.nll(imgs).numpy()
+            mine = m(imgs, labels).numpy()
+            mnll = m.nll(imgs, labels).numpy()
         assert np.abs(lg - mine).max() < 1e-5, (name, float(np.abs(lg - mine).max()))
         assert np.allclose(nll, mnll, rtol=1e-5), (name, nll, mnll)
         print(f"    {name}: max |logit difference| vs ONNX Runtime {float(np.abs(lg - mine).max()):.1e}")

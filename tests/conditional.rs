@@ -345,3 +345,45 @@ fn a_conditional_run_trains_on_mnist_labels_and_scores_both_ways() {
     );
     assert!(e.is_err());
 }
+
+/// `pixc bench` times a class-conditional model beside the PyTorch reference, which gets
+/// the same batch, weights and labels: the two losses agree.
+#[test]
+fn bench_runs_the_reference_on_a_class_conditional_model() {
+    let python = common::root().join(".venv/bin/python");
+    if !python.exists() {
+        eprintln!(
+            "note: {} is missing (scripts/setup.sh makes it); skipping",
+            python.display()
+        );
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("cond.yaml");
+    std::fs::write(&path, spec(3, false)).unwrap();
+    let o = std::process::Command::new(env!("CARGO_BIN_EXE_pixc"))
+        .arg("bench")
+        .arg(&path)
+        .args([
+            "--seconds",
+            "0.2",
+            "--threads",
+            "1",
+            "--batch",
+            "4",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    let row = &v["rows"][0];
+    assert!(row["pytorch"]["images_per_s"].is_number(), "{row}");
+    let diff = row["loss_diff_nats_per_dim"]
+        .as_f64()
+        .expect("the loss check ran");
+    assert!(
+        diff < 1e-6,
+        "pixc and the reference differ by {diff}: {row}"
+    );
+}

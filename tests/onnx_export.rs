@@ -692,13 +692,9 @@ fn matches_the_pytorch_reference() {
     // single Python process (importing torch once instead of once per model).
     let mut cases = Vec::new();
     let mut calls = Vec::new();
-    // The PyTorch reference implements the unconditional models only (no class label,
-    // no low-res input), as it always has; conditioned models are checked against
-    // libtorch by every other test here.
-    for (name, text) in small_specs()
-        .into_iter()
-        .filter(|(n, _)| !n.starts_with("low_res"))
-    {
+    // Low-res models included: both sides take the low-res input from the image.
+    // (python/test_pixc_ref.py compares class-conditional models, labels given.)
+    for (name, text) in small_specs() {
         let model = compile(&text);
         let im = model.graph().image;
         let w = weights(&model, 6);

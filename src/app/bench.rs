@@ -57,6 +57,10 @@ fn batch_images(
         .collect()
 }
 
+/// The labels of a class-conditional model's timed batch, in `bench-one --dump`'s folder
+/// (int64, one per image), for the reference's NLL.
+const LABELS_NPY: &str = "labels.npy";
+
 /// Measures one spec in this process (`pixc bench-one`, run by `bench` as a child so its
 /// peak RSS is its own).
 pub fn bench_one(
@@ -76,10 +80,11 @@ pub fn bench_one(
     let imgs = batch_images(&model, &spec, batch);
     let x = tm.images_to_tensor(&imgs, batch);
     // A conditional model is timed with labels, its class vectors included.
-    let labels =
-        crate::sample::cycle_labels(tm.classes(), batch).map(|l| TorchModel::labels_tensor(&l));
+    let label_values = crate::sample::cycle_labels(tm.classes(), batch);
+    let labels = label_values.as_deref().map(TorchModel::labels_tensor);
     // The loss on the fixed batch with the initial weights, for the identical-math check.
-    let loss0 = tch::no_grad(|| f64::try_from(tm.nll(&x).mean(Kind::Double)))?;
+    let loss0 =
+        tch::no_grad(|| f64::try_from(tm.nll_labeled(&x, labels.as_ref()).mean(Kind::Double)))?;
     if let Some(d) = dump {
         std::fs::create_dir_all(d)?;
         std::fs::write(d.join("weights.safetensors"), w.to_safetensors(None))?;
@@ -99,6 +104,10 @@ pub fn bench_one(
             d.join("ir.json"),
             serde_json::to_vec(&crate::ir::dump::check_json(&model))?,
         )?;
+        if let Some(l) = &label_values {
+            let v: Vec<i64> = l.iter().map(|&y| i64::from(y)).collect();
+            std::fs::write(d.join(LABELS_NPY), crate::sample::raw::npy_i64(&v)?)?;
+        }
     }
     let params = tm.parameters();
     let mut opt = Optimizer::new(crate::front::ast::Optimizer::Adam, 1e-3, &params);
@@ -400,6 +409,9 @@ pub fn bench(
                 .arg(tmp.join("images.npy"))
                 .arg("--out")
                 .arg(&out);
+            if tmp.join(LABELS_NPY).is_file() {
+                nc.arg("--labels").arg(tmp.join(LABELS_NPY));
+            }
             if let Ok(o) = nc.output() {
                 if o.status.success() {
                     if let Some(v) = read_npy_f32_mean(&out) {

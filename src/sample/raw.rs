@@ -15,6 +15,16 @@ pub fn npy_u8(data: &[u8], shape: &[usize]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// A one-dimensional `.npy` file of int64 values (labels, as NumPy reads them).
+pub fn npy_i64(values: &[i64]) -> Result<Vec<u8>> {
+    use ndarray_npy::WriteNpyExt;
+    let mut out = Vec::with_capacity(128 + 8 * values.len());
+    ndarray::Array1::from(values.to_vec())
+        .write_npy(&mut out)
+        .context("cannot encode .npy")?;
+    Ok(out)
+}
+
 /// Reads a `.npy` file of uint8 values (as `npy_u8` writes): `(shape, values in C order)`.
 pub fn read_npy_u8(bytes: &[u8]) -> Result<(Vec<usize>, Vec<u8>)> {
     use ndarray_npy::ReadNpyExt;
