@@ -544,8 +544,9 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
     }
 }
 
-/// Pixels per block of the plane transposes: a block's `imgs` rows of `px` (64 floats
-/// each at 16 images) and its slice of every plane stay in L1 while it is done.
+/// Pixels per block of the plane transposes: a block's `TILE` rows of `px` (`imgs` floats
+/// each, one 64-byte line at 16 images) and its `TILE` floats of every plane stay in L1
+/// while it is done.
 const TILE: usize = 16;
 
 /// `px[p * imgs + i] = src[offs[i] + p]` for p < plane, i < imgs = offs.len().
