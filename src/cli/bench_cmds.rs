@@ -92,6 +92,9 @@ fn print_row(r: &Value) {
     if let Some(e) = r["pytorch_error"].as_str() {
         print!("  | PyTorch reference failed: {e}");
     }
+    if let Some(e) = r["pytorch_loss_error"].as_str() {
+        print!("  | the reference's loss check failed: {e}");
+    }
     println!();
 }
 
