@@ -75,6 +75,17 @@ impl Geom {
             Layout::Diag { .. } => (t + 1).saturating_sub(self.width),
         }
     }
+    /// Whether `to_steps` / `from_steps` go through a pixel-major plane. The Diagonal
+    /// BiLSTM's skewed runs read one float per row of each plane, which a direct gather
+    /// pays an L1 miss for; the Row LSTM's runs are contiguous row segments, which the
+    /// direct gather reads well, and the extra pass was measured to cost it 6-7% of a
+    /// step at one thread (the Diagonal BiLSTM gained 2-7%).
+    fn two_pass_layout(&self) -> bool {
+        match self.layout {
+            Layout::Row => false,
+            Layout::Diag { .. } => true,
+        }
+    }
     /// Floats of the input-to-state map S (N x dirs*4h x H x W).
     pub fn s_len(&self) -> usize {
         self.batch * self.dirs() * 4 * self.hidden * self.plane()
@@ -434,11 +445,12 @@ fn broadcast_state(dst: &mut [f32], src: &[f32], d: usize, hid: usize, q: usize,
 /// (of `chans`), direction d starts at `src[at(i, ch, d)]`; `out[d][t][ch][s*imgs + i]`
 /// gets its value at the step's run offset, zero off the run.
 ///
-/// In two passes per (direction, channel), because the skew makes a one-pass gather read
-/// one float from each of `imgs` planes per state, missing L1 at every one (about 8
-/// cycles a float, a fifth of a training step): the planes are first transposed to
-/// pixel-major `[pixel][image]` (`planes_to_pixels`, cache-blocked), then each state of
-/// each step is one contiguous copy of `imgs` floats.
+/// For the Diagonal BiLSTM in two passes per (direction, channel) (`two_pass_layout`),
+/// because the skew makes a one-pass gather read one float from each of `imgs` planes
+/// per state, missing L1 at every one (about 8 cycles a float, a fifth of a training
+/// step): the planes are first transposed to pixel-major `[pixel][image]`
+/// (`planes_to_pixels`, cache-blocked), then each state of each step is one contiguous
+/// copy of `imgs` floats. The Row LSTM's runs are row segments: a direct gather.
 fn to_steps(
     g: Geom,
     imgs: usize,
@@ -451,13 +463,16 @@ fn to_steps(
     let (len, steps, plane) = (g.cells(), g.steps(), g.plane());
     let m = imgs * len;
     let mut offs = vec![0; imgs];
-    let mut px = take(plane * imgs);
+    let mut px = take(if g.two_pass_layout() { plane * imgs } else { 0 });
     for d in 0..g.dirs() {
         for ch in 0..chans {
             offs.iter_mut()
                 .enumerate()
                 .for_each(|(i, o)| *o = at(i, ch, d));
-            planes_to_pixels(&mut px, src, &offs, plane);
+            let two_pass = g.two_pass_layout();
+            if two_pass {
+                planes_to_pixels(&mut px, src, &offs, plane);
+            }
             for t in 0..steps {
                 let r = run(d, t);
                 let row = &mut out[((d * steps + t) * chans + ch) * m..][..m];
@@ -466,10 +481,14 @@ fn to_steps(
                 }
                 for s in r.lo..r.hi {
                     let o = r.at(s);
-                    copy_short(
-                        &mut row[s * imgs..(s + 1) * imgs],
-                        &px[o * imgs..(o + 1) * imgs],
-                    );
+                    let dst = &mut row[s * imgs..(s + 1) * imgs];
+                    if two_pass {
+                        copy_short(dst, &px[o * imgs..(o + 1) * imgs]);
+                    } else {
+                        for (v, &p) in dst.iter_mut().zip(&offs) {
+                            *v = src[p + o];
+                        }
+                    }
                 }
             }
         }
@@ -479,8 +498,8 @@ fn to_steps(
 
 /// The inverse direction of `to_steps`: adds (or, with `assign`, stores) each step's
 /// row `src[d][t][ch][s*imgs + i]` into the plane at `out[at(i, ch, d)]`, at the run's
-/// offsets. The same two passes in reverse: contiguous copies into a pixel-major plane,
-/// then its transpose into the image planes. With `assign` the runs of each direction
+/// offsets. For the Diagonal BiLSTM the same two passes in reverse: contiguous copies
+/// into a pixel-major plane, then its transpose into the image planes. With `assign` the runs of each direction
 /// must cover the whole plane (they do for `Geom::src_run`: each position is read by
 /// exactly one step), since every position is stored.
 fn from_steps(
@@ -496,13 +515,14 @@ fn from_steps(
     let m = src.len() / (g.dirs() * steps * chans);
     let imgs = m / len;
     let mut offs = vec![0; imgs];
-    let mut px = take(plane * imgs);
+    let mut px = take(if g.two_pass_layout() { plane * imgs } else { 0 });
     for d in 0..g.dirs() {
         for ch in 0..chans {
             offs.iter_mut()
                 .enumerate()
                 .for_each(|(i, o)| *o = at(i, ch, d));
-            if !assign {
+            let two_pass = g.two_pass_layout();
+            if two_pass && !assign {
                 // Positions no step of this direction writes (the shifted map's first
                 // row) must add nothing.
                 px.fill(0.0);
@@ -513,15 +533,25 @@ fn from_steps(
                 let row = &src[((d * steps + t) * chans + ch) * m..][..m];
                 for s in r.lo..r.hi {
                     let o = r.at(s);
-                    copy_short(
-                        &mut px[o * imgs..(o + 1) * imgs],
-                        &row[s * imgs..(s + 1) * imgs],
-                    );
+                    let vals = &row[s * imgs..(s + 1) * imgs];
+                    if two_pass {
+                        copy_short(&mut px[o * imgs..(o + 1) * imgs], vals);
+                    } else if assign {
+                        for (&v, &p) in vals.iter().zip(&offs) {
+                            out[p + o] = v;
+                        }
+                    } else {
+                        for (&v, &p) in vals.iter().zip(&offs) {
+                            out[p + o] += v;
+                        }
+                    }
                 }
                 covered += r.hi - r.lo;
             }
             debug_assert!(!assign || covered == plane, "assign needs full coverage");
-            pixels_to_planes(out, &px, &offs, plane, assign);
+            if two_pass {
+                pixels_to_planes(out, &px, &offs, plane, assign);
+            }
         }
     }
     give(px);
