@@ -463,13 +463,13 @@ fn to_steps(
     let (len, steps, plane) = (g.cells(), g.steps(), g.plane());
     let m = imgs * len;
     let mut offs = vec![0; imgs];
-    let mut px = take(if g.two_pass_layout() { plane * imgs } else { 0 });
+    let two_pass = g.two_pass_layout();
+    let mut px = take(if two_pass { plane * imgs } else { 0 });
     for d in 0..g.dirs() {
         for ch in 0..chans {
             offs.iter_mut()
                 .enumerate()
                 .for_each(|(i, o)| *o = at(i, ch, d));
-            let two_pass = g.two_pass_layout();
             if two_pass {
                 planes_to_pixels(&mut px, src, &offs, plane);
             }
@@ -515,13 +515,13 @@ fn from_steps(
     let m = src.len() / (g.dirs() * steps * chans);
     let imgs = m / len;
     let mut offs = vec![0; imgs];
-    let mut px = take(if g.two_pass_layout() { plane * imgs } else { 0 });
+    let two_pass = g.two_pass_layout();
+    let mut px = take(if two_pass { plane * imgs } else { 0 });
     for d in 0..g.dirs() {
         for ch in 0..chans {
             offs.iter_mut()
                 .enumerate()
                 .for_each(|(i, o)| *o = at(i, ch, d));
-            let two_pass = g.two_pass_layout();
             if two_pass && !assign {
                 // Positions no step of this direction writes (the shifted map's first
                 // row) must add nothing.
