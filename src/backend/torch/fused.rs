@@ -66,13 +66,28 @@ impl Geom {
     /// below it lie past the image's right edge (skewed column t - s >= W): no later
     /// in-image state depends on them (state s reads s-1 and s of the previous step, and
     /// this bound rises by at most one per step), so they are skipped, a quarter of
-    /// the work at 28 x 28. The padding on the other side (t - s < 0) is computed: the
-    /// first pixel of each row reads it.
+    /// the work at 28 x 28. The padding on the other side (t - s < 0) is read by the
+    /// first pixel of each row; see `image_end`.
     #[inline]
     fn active(&self, t: usize) -> usize {
         match self.layout {
             Layout::Row => 0,
             Layout::Diag { .. } => (t + 1).saturating_sub(self.width),
+        }
+    }
+    /// One past the last state at step `t` that holds a pixel of the image. The Diagonal
+    /// BiLSTM's states from here to L lie left of the image (skewed column t - s < 0):
+    /// they read only each other, never an input, so they are the same for every image,
+    /// a function of the weights and the initial state. A worker computes them once
+    /// (`q = 1`, the `pad` buffers) and copies them into every image's columns, instead
+    /// of once per image: a third of the states computed at 28 x 28. Going back, their
+    /// gradient is linear in what the image's states send into them, so that is summed
+    /// over the images first and taken back through them once.
+    #[inline]
+    fn image_end(&self, t: usize) -> usize {
+        match self.layout {
+            Layout::Row => self.width,
+            Layout::Diag { .. } => (t + 1).min(self.height),
         }
     }
     /// Whether `to_steps` / `from_steps` go through a pixel-major plane. The Diagonal
@@ -232,7 +247,9 @@ fn take(n: usize) -> Vec<f32> {
 
 fn give(v: Vec<f32>) {
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
-    if pool.len() < 64 {
+    // A training step keeps 8 buffers per worker and recurrent layer until its backward
+    // pass (7 layers x 2 workers for the shipped MNIST models), and a few more in flight.
+    if pool.len() < 160 {
         pool.push(v);
     }
 }
@@ -258,6 +275,35 @@ struct Part {
     c: Vec<f32>,
     tc: Vec<f32>,
     h: Vec<f32>,
+    /// The same for the states left of the image (`Geom::image_end`), one image's worth
+    /// (q = 1): [dir][step][channel][state].
+    pad: Steps,
+}
+
+/// Step-major activations, cell, tanh(cell) and hidden state of one recurrence.
+struct Steps {
+    act: Vec<f32>,
+    c: Vec<f32>,
+    tc: Vec<f32>,
+    h: Vec<f32>,
+}
+
+impl Steps {
+    /// Buffers for `n` cells per step (stale values: every step writes what it computes).
+    fn take(dirs: usize, steps: usize, n: usize) -> Steps {
+        Steps {
+            act: take(dirs * steps * 4 * n),
+            c: take(dirs * steps * n),
+            tc: take(dirs * steps * n),
+            h: take(dirs * steps * n),
+        }
+    }
+    fn recycle(self) {
+        give(self.act);
+        give(self.c);
+        give(self.tc);
+        give(self.h);
+    }
 }
 
 /// Gradients of one recurrence's parameters (the input's go to the caller's buffer).
@@ -367,6 +413,7 @@ impl Part {
         give(self.c);
         give(self.tc);
         give(self.h);
+        self.pad.recycle();
     }
 }
 
@@ -404,11 +451,21 @@ fn input_conv(cv: InConv, x: &[f32], imgs: usize, rows: usize, plane: usize) -> 
 }
 
 /// Builds the GEMM operand X (h*taps x M, row c*taps+tap) from the previous state, in
-/// the columns of states `lo..L`: X[c*T+tap][s*q + i] = h[c][(s+tap-1)*q + i] for q
+/// the columns of states `lo..hi`: X[c*T+tap][s*q + i] = h[c][(s+tap-1)*q + i] for q
 /// images, zero outside the state.
-fn build_x(x: &mut [f32], h: &[f32], hid: usize, taps: usize, q: usize, len: usize, lo: usize) {
+#[allow(clippy::too_many_arguments)]
+fn build_x(
+    x: &mut [f32],
+    h: &[f32],
+    hid: usize,
+    taps: usize,
+    q: usize,
+    len: usize,
+    lo: usize,
+    hi: usize,
+) {
     let m = q * len;
-    let a = lo * q;
+    let (a, e) = (lo * q, hi * q);
     for c in 0..hid {
         let hc = &h[c * m..(c + 1) * m];
         for tap in 0..taps {
@@ -416,14 +473,151 @@ fn build_x(x: &mut [f32], h: &[f32], hid: usize, taps: usize, q: usize, len: usi
             // Offset tap-1: -1 reads the previous state, +1 the next: a shift by q columns.
             match tap as isize - 1 {
                 -1 => {
-                    let from = a.max(q);
+                    let from = a.max(q).min(e);
                     row[a..from].fill(0.0);
-                    row[from..].copy_from_slice(&hc[from - q..m - q]);
+                    row[from..e].copy_from_slice(&hc[from - q..e - q]);
                 }
-                0 => row[a..].copy_from_slice(&hc[a..]),
+                0 => row[a..e].copy_from_slice(&hc[a..e]),
                 _ => {
-                    row[a..m - q].copy_from_slice(&hc[a + q..]);
-                    row[m - q..].fill(0.0);
+                    let to = e.min(m - q).max(a);
+                    row[a..to].copy_from_slice(&hc[a + q..to + q]);
+                    row[to..e].fill(0.0);
+                }
+            }
+        }
+    }
+}
+
+/// One step of the recurrence over states `lo..hi` of q images: the gates get W X(h_prev)
+/// (added to the input already there, or in place of it with `add` false), then the
+/// cell update writes c, tanh(c) and h. `gates` is 4h x M, the others h x M.
+#[allow(clippy::too_many_arguments)]
+fn step_forward(
+    w: &[f32],
+    x: &mut [f32],
+    h_prev: &[f32],
+    c_prev: &[f32],
+    out: (&mut [f32], &mut [f32], &mut [f32], &mut [f32]),
+    (hid, taps, q, len): (usize, usize, usize, usize),
+    (lo, hi): (usize, usize),
+    add: bool,
+) {
+    if lo >= hi {
+        return;
+    }
+    let (gates, c, tc, h) = out;
+    let m = q * len;
+    let n = hid * m;
+    let (a, e) = (lo * q, hi * q);
+    build_x(x, h_prev, hid, taps, q, len, lo, hi);
+    // gates[:, a..e] (+)= W_d (4h x h*taps) . X[:, a..e] (h*taps x (e - a))
+    // SAFETY: the slices hold the m x k, k x n, m x n matrices described by the
+    // dimensions and strides, from column a of row-major arrays with M columns.
+    unsafe {
+        sgemm(
+            4 * hid,
+            hid * taps,
+            e - a,
+            1.0,
+            w.as_ptr(),
+            (hid * taps) as isize,
+            1,
+            x.as_ptr().add(a),
+            m as isize,
+            1,
+            if add { 1.0 } else { 0.0 },
+            gates.as_mut_ptr().add(a),
+            m as isize,
+            1,
+        );
+    }
+    cell_forward(
+        &mut gates[..4 * n],
+        &c_prev[..n],
+        &mut c[..n],
+        &mut tc[..n],
+        &mut h[..n],
+        m,
+        a,
+        e,
+    );
+}
+
+/// One step back over states `lo..hi` of q images: `dgates` (the step's activations)
+/// become the gate pre-activation gradients, `dw` accumulates W's gradient, `dc` becomes
+/// the gradient reaching the previous cell (in these columns) and `dh` the one reaching
+/// the previous h (all of it rewritten). `x` and `dx` are scratch (h*taps x M).
+#[allow(clippy::too_many_arguments)]
+fn step_backward(
+    (w, dw): (&[f32], &mut [f32]),
+    (x, dx): (&mut [f32], &mut [f32]),
+    dgates: &mut [f32],
+    (tc, c_prev, h_prev): (&[f32], &[f32], &[f32]),
+    dh: &mut [f32],
+    dc: &mut [f32],
+    (hid, taps, q, len): (usize, usize, usize, usize),
+    (lo, hi): (usize, usize),
+) {
+    if lo >= hi {
+        dh.fill(0.0);
+        return;
+    }
+    let m = q * len;
+    let (a, e) = (lo * q, hi * q);
+    cell_backward(dgates, tc, c_prev, dh, dc, m, a, e);
+    build_x(x, h_prev, hid, taps, q, len, lo, hi);
+    // SAFETY: as in step_forward; the transposes are expressed by the strides.
+    unsafe {
+        // dW += dG[:, a..e] (4h x (e - a)) . X[:, a..e]^T ((e - a) x h*taps)
+        sgemm(
+            4 * hid,
+            e - a,
+            hid * taps,
+            1.0,
+            dgates.as_ptr().add(a),
+            m as isize,
+            1,
+            x.as_ptr().add(a),
+            1,
+            m as isize,
+            1.0,
+            dw.as_mut_ptr(),
+            (hid * taps) as isize,
+            1,
+        );
+        // dX[:, a..e] (h*taps x (e - a)) = W^T . dG[:, a..e]
+        sgemm(
+            hid * taps,
+            4 * hid,
+            e - a,
+            1.0,
+            w.as_ptr(),
+            1,
+            (hid * taps) as isize,
+            dgates.as_ptr().add(a),
+            m as isize,
+            1,
+            0.0,
+            dx.as_mut_ptr().add(a),
+            m as isize,
+            1,
+        );
+    }
+    // dh for the previous step: undo build_x's shifts (by q columns).
+    dh.fill(0.0);
+    for c in 0..hid {
+        let dst = &mut dh[c * m..(c + 1) * m];
+        for tap in 0..taps {
+            let row = &dx[(c * taps + tap) * m..(c * taps + tap + 1) * m];
+            match tap as isize - 1 {
+                -1 => {
+                    let from = a.max(q).min(e);
+                    add_into(&mut dst[from - q..e - q], &row[from..e]);
+                }
+                0 => add_into(&mut dst[a..e], &row[a..e]),
+                _ => {
+                    let to = e.min(m - q).max(a);
+                    add_into(&mut dst[a + q..to + q], &row[a..to]);
                 }
             }
         }
@@ -654,10 +848,50 @@ fn forward_part(
     let mut h_init = take(n);
     let mut c_init = take(n);
     let wsz = 4 * hid * hid * taps;
+    let shape = (hid, taps, imgs, len);
+    // The states left of the image, once for all of this worker's images (q = 1).
+    let n1 = hid * len;
+    let mut pad = Steps::take(dirs, steps, n1);
+    let mut x1 = take(hid * taps * len);
     for d in 0..dirs {
+        let w = &p.ss[d * wsz..(d + 1) * wsz];
+        let (h0, c0) = (&p.h0[d * n1..(d + 1) * n1], &p.c0[d * n1..(d + 1) * n1]);
+        for t in 0..steps {
+            let k = d * steps + t;
+            let (c_past, c_now) = pad.c.split_at_mut(k * n1);
+            let (h_past, h_now) = pad.h.split_at_mut(k * n1);
+            let (h_prev, c_prev) = if t == 0 {
+                (h0, c0)
+            } else {
+                (&h_past[(k - 1) * n1..], &c_past[(k - 1) * n1..])
+            };
+            step_forward(
+                w,
+                &mut x1,
+                h_prev,
+                c_prev,
+                (
+                    &mut pad.act[k * 4 * n1..(k + 1) * 4 * n1],
+                    c_now,
+                    &mut pad.tc[k * n1..(k + 1) * n1],
+                    h_now,
+                ),
+                (hid, taps, 1, len),
+                (g.image_end(t), len),
+                false,
+            );
+            // The next step's image states read one of these, the first (through both
+            // its h and its cell): every image's columns of it get its values.
+            for s in g.image_end(t)..(g.image_end(t) + 1).min(len) {
+                for c in 0..hid {
+                    let cols = k * n + c * m + s * imgs..k * n + c * m + (s + 1) * imgs;
+                    hb[cols.clone()].fill(pad.h[k * n1 + c * len + s]);
+                    cb[cols].fill(pad.c[k * n1 + c * len + s]);
+                }
+            }
+        }
         broadcast_state(&mut h_init, p.h0, d, hid, imgs, len);
         broadcast_state(&mut c_init, p.c0, d, hid, imgs, len);
-        let w = &p.ss[d * wsz..(d + 1) * wsz];
         for t in 0..steps {
             let k = d * steps + t;
             // Split the step-major buffers at this step: [..k] is the past.
@@ -668,39 +902,20 @@ fn forward_part(
             } else {
                 (&h_past[(k - 1) * n..], &c_past[(k - 1) * n..])
             };
-            let lo = g.active(t);
-            let a = lo * imgs;
-            build_x(&mut x, h_prev, hid, taps, imgs, len, lo);
-            let gates = &mut act[k * 4 * n..(k + 1) * 4 * n];
-            // gates[:, a..] += W_d (4h x h*taps) . X[:, a..] (h*taps x (M - a))
-            // SAFETY: the slices hold the m x k, k x n, m x n matrices described by the
-            // dimensions and strides, from column a of row-major arrays with M columns.
-            unsafe {
-                sgemm(
-                    4 * hid,
-                    hid * taps,
-                    m - a,
-                    1.0,
-                    w.as_ptr(),
-                    (hid * taps) as isize,
-                    1,
-                    x.as_ptr().add(a),
-                    m as isize,
-                    1,
-                    1.0,
-                    gates.as_mut_ptr().add(a),
-                    m as isize,
-                    1,
-                );
-            }
-            cell_forward(
-                gates,
-                &c_prev[..n],
-                &mut c_now[..n],
-                &mut tcb[k * n..(k + 1) * n],
-                &mut h_now[..n],
-                m,
-                a,
+            step_forward(
+                w,
+                &mut x,
+                h_prev,
+                c_prev,
+                (
+                    &mut act[k * 4 * n..(k + 1) * 4 * n],
+                    c_now,
+                    &mut tcb[k * n..(k + 1) * n],
+                    h_now,
+                ),
+                shape,
+                (g.active(t), g.image_end(t)),
+                true,
             );
         }
     }
@@ -714,9 +929,9 @@ fn forward_part(
         |i, c, _| i * y_img + c * plane,
         false,
     );
-    give(x);
-    give(h_init);
-    give(c_init);
+    for b in [x, x1, h_init, c_init] {
+        give(b);
+    }
     Part {
         first,
         count: imgs,
@@ -724,6 +939,7 @@ fn forward_part(
         c: cb,
         tc: tcb,
         h: hb,
+        pad,
     }
 }
 
@@ -753,10 +969,10 @@ macro_rules! avx2_dispatch {
 }
 
 avx2_dispatch! {
-    /// Gate math of one step over n = h*M cells, columns `a..m` of each of the h rows.
+    /// Gate math of one step over n = h*M cells, columns `a..e` of each of the h rows.
     /// `gates` holds pre-activations [o; f; i; g] (each n long) and becomes the
     /// activations; writes the new cell, tanh(cell) and h.
-    fn cell_forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], tc: &mut [f32], h: &mut [f32], m: usize, a: usize) => cell_forward_body
+    fn cell_forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], tc: &mut [f32], h: &mut [f32], m: usize, a: usize, e: usize) => cell_forward_body
 }
 
 #[inline(always)]
@@ -768,13 +984,14 @@ fn cell_forward_body(
     h: &mut [f32],
     m: usize,
     a: usize,
+    e: usize,
 ) {
     let n = c.len();
     let (o, rest) = gates.split_at_mut(n);
     let (f, rest) = rest.split_at_mut(n);
     let (i, gg) = rest.split_at_mut(n);
     for r in 0..n / m {
-        let span = r * m + a..(r + 1) * m;
+        let span = r * m + a..r * m + e;
         let o = &mut o[span.clone()];
         let w = o.len();
         let (f, i) = (&mut f[span.clone()][..w], &mut i[span.clone()][..w]);
@@ -948,6 +1165,14 @@ fn backward_part(
     let mut dc = take(n);
     let mut h_init = take(n);
     let mut c_init = take(n);
+    let shape = (hid, taps, imgs, len);
+    // The states left of the image (q = 1, see `Geom::image_end`): what the image's
+    // states send into them at each step, summed over the images, then their own pass.
+    let n1 = hid * len;
+    let (mut x1, mut dx1) = (take(hid * taps * len), take(hid * taps * len));
+    let (mut pdh, mut pdc) = (take(n1), take(n1));
+    let mut into_pad_h = take(steps * n1);
+    let mut into_pad_c = take(steps * n1);
     for d in 0..dirs {
         broadcast_state(&mut h_init, p.h0, d, hid, imgs, len);
         broadcast_state(&mut c_init, p.c0, d, hid, imgs, len);
@@ -955,6 +1180,8 @@ fn backward_part(
         let dw = &mut dss[d * wsz..(d + 1) * wsz];
         dh.fill(0.0);
         dc.fill(0.0);
+        into_pad_h.fill(0.0);
+        into_pad_c.fill(0.0);
         for t in (0..steps).rev() {
             let k = d * steps + t;
             let (h_prev, c_prev) = if t == 0 {
@@ -963,67 +1190,31 @@ fn backward_part(
                 (&part.h[(k - 1) * n..k * n], &part.c[(k - 1) * n..k * n])
             };
             add_into(&mut dh, &dyk[k * n..(k + 1) * n]);
-            // Only the states from `active(t)` on were computed; the others have no
-            // gradient (dh and dc stay zero there: the computed range only grows going
-            // back).
-            let lo = g.active(t);
-            let a = lo * imgs;
-            // The activations become their pre-activation gradients, in place.
-            let dgates = &mut part.act[k * 4 * n..(k + 1) * 4 * n];
-            let tc = &part.tc[k * n..(k + 1) * n];
-            cell_backward(dgates, tc, c_prev, &dh, &mut dc, m, a);
-            build_x(&mut x, h_prev, hid, taps, imgs, len, lo);
-            // SAFETY: as in forward_part; the transposes are expressed by the strides.
-            unsafe {
-                // dW += dG[:, a..] (4h x (M - a)) . X[:, a..]^T ((M - a) x h*taps)
-                sgemm(
-                    4 * hid,
-                    m - a,
-                    hid * taps,
-                    1.0,
-                    dgates.as_ptr().add(a),
-                    m as isize,
-                    1,
-                    x.as_ptr().add(a),
-                    1,
-                    m as isize,
-                    1.0,
-                    dw.as_mut_ptr(),
-                    (hid * taps) as isize,
-                    1,
-                );
-                // dX[:, a..] (h*taps x (M - a)) = W^T . dG[:, a..]
-                sgemm(
-                    hid * taps,
-                    4 * hid,
-                    m - a,
-                    1.0,
-                    w.as_ptr(),
-                    1,
-                    (hid * taps) as isize,
-                    dgates.as_ptr().add(a),
-                    m as isize,
-                    1,
-                    0.0,
-                    dx.as_mut_ptr().add(a),
-                    m as isize,
-                    1,
-                );
-            }
-            // dh for the previous step: undo build_x's shifts (by q = imgs columns).
-            dh.fill(0.0);
-            let q = imgs;
-            for c in 0..hid {
-                let dst = &mut dh[c * m..(c + 1) * m];
-                for tap in 0..taps {
-                    let row = &dx[(c * taps + tap) * m..(c * taps + tap + 1) * m];
-                    match tap as isize - 1 {
-                        -1 => {
-                            let from = a.max(q);
-                            add_into(&mut dst[from - q..m - q], &row[from..]);
-                        }
-                        0 => add_into(&mut dst[a..], &row[a..]),
-                        _ => add_into(&mut dst[a + q..], &row[a..m - q]),
+            // Only the states `active(t)..image_end(t)` are computed here; the others
+            // have no gradient in these columns (dh and dc stay zero there: the range
+            // only grows going back, and what reaches the states left of the image is
+            // moved out below).
+            step_backward(
+                (w, &mut *dw),
+                (&mut x, &mut dx),
+                &mut part.act[k * 4 * n..(k + 1) * 4 * n],
+                (&part.tc[k * n..(k + 1) * n], c_prev, h_prev),
+                &mut dh,
+                &mut dc,
+                shape,
+                (g.active(t), g.image_end(t)),
+            );
+            if t > 0 {
+                // Only the first state left of the image at t - 1 was read by this step.
+                let first = g.image_end(t - 1);
+                for s in first..(first + 1).min(len) {
+                    for c in 0..hid {
+                        let cols = c * m + s * imgs..c * m + (s + 1) * imgs;
+                        let at = (t - 1) * n1 + c * len + s;
+                        into_pad_h[at] += sum(&dh[cols.clone()]);
+                        into_pad_c[at] += sum(&dc[cols.clone()]);
+                        dh[cols.clone()].fill(0.0);
+                        dc[cols].fill(0.0);
                     }
                 }
             }
@@ -1037,8 +1228,39 @@ fn backward_part(
                 dc0[k + s] += dc[cols].iter().sum::<f32>();
             }
         }
+        // The states left of the image, back once with the summed gradient.
+        let (h0, c0) = (&p.h0[d * n1..(d + 1) * n1], &p.c0[d * n1..(d + 1) * n1]);
+        pdh.fill(0.0);
+        pdc.fill(0.0);
+        for t in (0..steps).rev() {
+            let k = d * steps + t;
+            let (h_prev, c_prev) = if t == 0 {
+                (h0, c0)
+            } else {
+                (
+                    &part.pad.h[(k - 1) * n1..k * n1],
+                    &part.pad.c[(k - 1) * n1..k * n1],
+                )
+            };
+            add_into(&mut pdh, &into_pad_h[t * n1..(t + 1) * n1]);
+            add_into(&mut pdc, &into_pad_c[t * n1..(t + 1) * n1]);
+            step_backward(
+                (w, &mut *dw),
+                (&mut x1, &mut dx1),
+                &mut part.pad.act[k * 4 * n1..(k + 1) * 4 * n1],
+                (&part.pad.tc[k * n1..(k + 1) * n1], c_prev, h_prev),
+                &mut pdh,
+                &mut pdc,
+                (hid, taps, 1, len),
+                (g.image_end(t), len),
+            );
+        }
+        add_into(&mut dh0[d * n1..(d + 1) * n1], &pdh);
+        add_into(&mut dc0[d * n1..(d + 1) * n1], &pdc);
     }
-    for b in [dyk, x, dx, dh, dc, h_init, c_init] {
+    for b in [
+        dyk, x, dx, dh, dc, h_init, c_init, x1, dx1, pdh, pdc, into_pad_h, into_pad_c,
+    ] {
         give(b);
     }
     // dS: each step's gate gradients put back where the step read them (each position
@@ -1129,8 +1351,8 @@ avx2_dispatch! {
     /// Backward of the gate math, in place: `act` holds this step's activations
     /// [o; f; i; g] and becomes their pre-activation gradients. `dh` is the gradient
     /// reaching h; `dc` the one reaching c from the next step, and on exit the one
-    /// reaching the previous c.
-    fn cell_backward(act: &mut [f32], tc: &[f32], c_prev: &[f32], dh: &[f32], dc: &mut [f32], m: usize, a: usize) => cell_backward_body
+    /// reaching the previous c (columns `a..e` of each row).
+    fn cell_backward(act: &mut [f32], tc: &[f32], c_prev: &[f32], dh: &[f32], dc: &mut [f32], m: usize, a: usize, e: usize) => cell_backward_body
 }
 
 #[inline(always)]
@@ -1142,13 +1364,14 @@ fn cell_backward_body(
     dc: &mut [f32],
     m: usize,
     a: usize,
+    e: usize,
 ) {
     let n = dc.len();
     let (o, rest) = act.split_at_mut(n);
     let (f, rest) = rest.split_at_mut(n);
     let (i, g) = rest.split_at_mut(n);
     for r in 0..n / m {
-        let span = r * m + a..(r + 1) * m;
+        let span = r * m + a..r * m + e;
         let o = &mut o[span.clone()];
         let w = o.len();
         let (f, i, g) = (
