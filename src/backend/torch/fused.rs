@@ -537,9 +537,7 @@ fn step_forward(
         &mut c[..n],
         &mut tc[..n],
         &mut h[..n],
-        m,
-        a,
-        e,
+        (m, a, e),
     );
 }
 
@@ -564,7 +562,7 @@ fn step_backward(
     }
     let m = q * len;
     let (a, e) = (lo * q, hi * q);
-    cell_backward(dgates, tc, c_prev, dh, dc, m, a, e);
+    cell_backward(dgates, tc, c_prev, dh, dc, (m, a, e));
     build_x(x, h_prev, hid, taps, q, len, lo, hi);
     // SAFETY: as in step_forward; the transposes are expressed by the strides.
     unsafe {
@@ -969,10 +967,11 @@ macro_rules! avx2_dispatch {
 }
 
 avx2_dispatch! {
-    /// Gate math of one step over n = h*M cells, columns `a..e` of each of the h rows.
+    /// Gate math of one step over n = h*M cells, columns `a..e` of each of the h rows
+    /// (`cols` = (M, a, e)).
     /// `gates` holds pre-activations [o; f; i; g] (each n long) and becomes the
     /// activations; writes the new cell, tanh(cell) and h.
-    fn cell_forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], tc: &mut [f32], h: &mut [f32], m: usize, a: usize, e: usize) => cell_forward_body
+    fn cell_forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], tc: &mut [f32], h: &mut [f32], cols: (usize, usize, usize)) => cell_forward_body
 }
 
 #[inline(always)]
@@ -982,9 +981,7 @@ fn cell_forward_body(
     c: &mut [f32],
     tc: &mut [f32],
     h: &mut [f32],
-    m: usize,
-    a: usize,
-    e: usize,
+    (m, a, e): (usize, usize, usize),
 ) {
     let n = c.len();
     let (o, rest) = gates.split_at_mut(n);
@@ -1352,7 +1349,7 @@ avx2_dispatch! {
     /// [o; f; i; g] and becomes their pre-activation gradients. `dh` is the gradient
     /// reaching h; `dc` the one reaching c from the next step, and on exit the one
     /// reaching the previous c (columns `a..e` of each row).
-    fn cell_backward(act: &mut [f32], tc: &[f32], c_prev: &[f32], dh: &[f32], dc: &mut [f32], m: usize, a: usize, e: usize) => cell_backward_body
+    fn cell_backward(act: &mut [f32], tc: &[f32], c_prev: &[f32], dh: &[f32], dc: &mut [f32], cols: (usize, usize, usize)) => cell_backward_body
 }
 
 #[inline(always)]
@@ -1362,9 +1359,7 @@ fn cell_backward_body(
     c_prev: &[f32],
     dh: &[f32],
     dc: &mut [f32],
-    m: usize,
-    a: usize,
-    e: usize,
+    (m, a, e): (usize, usize, usize),
 ) {
     let n = dc.len();
     let (o, rest) = act.split_at_mut(n);
