@@ -488,6 +488,50 @@ fn build_x(
     }
 }
 
+/// Direction `d`'s `steps` steps, each over the states `states(t)` of q images, into the
+/// step-major buffers `st`: the gates start from what `st.act` holds (`add`, the input)
+/// or from zero; `after(k, t, st)` runs after each step (k = d * steps + t). The tuple
+/// holds X's scratch buffer, W_d and the initial h and c (h x M each).
+fn forward_steps(
+    st: &mut Steps,
+    (x, w, h_init, c_init): (&mut [f32], &[f32], &[f32], &[f32]),
+    (d, steps): (usize, usize),
+    shape: (usize, usize, usize, usize),
+    states: impl Fn(usize) -> (usize, usize),
+    add: bool,
+    mut after: impl FnMut(usize, usize, &Steps),
+) {
+    let (hid, _, q, len) = shape;
+    let n = hid * q * len;
+    for t in 0..steps {
+        let k = d * steps + t;
+        // Split the step-major buffers at this step: [..k] is the past.
+        let (c_past, c_now) = st.c.split_at_mut(k * n);
+        let (h_past, h_now) = st.h.split_at_mut(k * n);
+        let (h_prev, c_prev) = if t == 0 {
+            (h_init, c_init)
+        } else {
+            (&h_past[(k - 1) * n..], &c_past[(k - 1) * n..])
+        };
+        step_forward(
+            w,
+            x,
+            h_prev,
+            c_prev,
+            (
+                &mut st.act[k * 4 * n..(k + 1) * 4 * n],
+                c_now,
+                &mut st.tc[k * n..(k + 1) * n],
+                h_now,
+            ),
+            shape,
+            states(t),
+            add,
+        );
+        after(k, t, st);
+    }
+}
+
 /// One step of the recurrence over states `lo..hi` of q images: the gates get W X(h_prev)
 /// (added to the input already there, or in place of it with `add` false), then the
 /// cell update writes c, tanh(c) and h. `gates` is 4h x M, the others h x M.
@@ -819,10 +863,7 @@ fn forward_part(
     let plane = g.plane();
     let s_img = dirs * 4 * hid * plane;
     let y_img = hid * plane;
-    let mut act = take(dirs * steps * 4 * n);
-    let mut cb = take(dirs * steps * n);
-    let mut tcb = take(dirs * steps * n);
-    let mut hb = take(dirs * steps * n);
+    let mut main = Steps::take(dirs, steps, n);
     let mut s_own = p
         .conv
         .map(|cv| input_conv(cv, input, imgs, dirs * 4 * hid, plane));
@@ -834,7 +875,7 @@ fn forward_part(
         g,
         imgs,
         4 * hid,
-        &mut act,
+        &mut main.act,
         |d, t| g.src_run(d, t),
         s,
         |i, gi, d| i * s_img + (d * 4 * hid + gi) * plane,
@@ -854,74 +895,46 @@ fn forward_part(
     for d in 0..dirs {
         let w = &p.ss[d * wsz..(d + 1) * wsz];
         let (h0, c0) = (&p.h0[d * n1..(d + 1) * n1], &p.c0[d * n1..(d + 1) * n1]);
-        for t in 0..steps {
-            let k = d * steps + t;
-            let (c_past, c_now) = pad.c.split_at_mut(k * n1);
-            let (h_past, h_now) = pad.h.split_at_mut(k * n1);
-            let (h_prev, c_prev) = if t == 0 {
-                (h0, c0)
-            } else {
-                (&h_past[(k - 1) * n1..], &c_past[(k - 1) * n1..])
-            };
-            step_forward(
-                w,
-                &mut x1,
-                h_prev,
-                c_prev,
-                (
-                    &mut pad.act[k * 4 * n1..(k + 1) * 4 * n1],
-                    c_now,
-                    &mut pad.tc[k * n1..(k + 1) * n1],
-                    h_now,
-                ),
-                (hid, taps, 1, len),
-                (g.image_end(t), len),
-                false,
-            );
+        let pad_shape = (hid, taps, 1, len);
+        let to_image = |k: usize, t: usize, pad: &Steps| {
             // The next step's image states read one of these, the first (through both
             // its h and its cell): every image's columns of it get its values.
             for s in g.image_end(t)..(g.image_end(t) + 1).min(len) {
                 for c in 0..hid {
                     let cols = k * n + c * m + s * imgs..k * n + c * m + (s + 1) * imgs;
-                    hb[cols.clone()].fill(pad.h[k * n1 + c * len + s]);
-                    cb[cols].fill(pad.c[k * n1 + c * len + s]);
+                    main.h[cols.clone()].fill(pad.h[k * n1 + c * len + s]);
+                    main.c[cols].fill(pad.c[k * n1 + c * len + s]);
                 }
             }
-        }
+        };
+        let pad_states = |t| (g.image_end(t), len);
+        forward_steps(
+            &mut pad,
+            (&mut x1, w, h0, c0),
+            (d, steps),
+            pad_shape,
+            pad_states,
+            false,
+            to_image,
+        );
         broadcast_state(&mut h_init, p.h0, d, hid, imgs, len);
         broadcast_state(&mut c_init, p.c0, d, hid, imgs, len);
-        for t in 0..steps {
-            let k = d * steps + t;
-            // Split the step-major buffers at this step: [..k] is the past.
-            let (c_past, c_now) = cb.split_at_mut(k * n);
-            let (h_past, h_now) = hb.split_at_mut(k * n);
-            let (h_prev, c_prev) = if t == 0 {
-                (&h_init[..], &c_init[..])
-            } else {
-                (&h_past[(k - 1) * n..], &c_past[(k - 1) * n..])
-            };
-            step_forward(
-                w,
-                &mut x,
-                h_prev,
-                c_prev,
-                (
-                    &mut act[k * 4 * n..(k + 1) * 4 * n],
-                    c_now,
-                    &mut tcb[k * n..(k + 1) * n],
-                    h_now,
-                ),
-                shape,
-                (g.active(t), g.image_end(t)),
-                true,
-            );
-        }
+        let image_states = |t| (g.active(t), g.image_end(t));
+        forward_steps(
+            &mut main,
+            (&mut x, w, &h_init, &c_init),
+            (d, steps),
+            shape,
+            image_states,
+            true,
+            |_, _, _| {},
+        );
     }
     // Y: each step's h added at the positions it covers.
     from_steps(
         g,
         hid,
-        &hb,
+        &main.h,
         |d, t| g.dst_run(d, t),
         y,
         |i, c, _| i * y_img + c * plane,
@@ -933,10 +946,10 @@ fn forward_part(
     Part {
         first,
         count: imgs,
-        act,
-        c: cb,
-        tc: tcb,
-        h: hb,
+        act: main.act,
+        c: main.c,
+        tc: main.tc,
+        h: main.h,
         pad,
     }
 }
