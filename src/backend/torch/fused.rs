@@ -79,8 +79,8 @@ impl Geom {
     /// BiLSTM's states from here to L lie left of the image (skewed column t - s < 0):
     /// they read only each other, never an input, so they are the same for every image,
     /// a function of the weights and the initial state. A worker computes them once
-    /// (`q = 1`, the `pad` buffers) and copies them into every image's columns, instead
-    /// of once per image: a third of the states computed at 28 x 28. Going back, their
+    /// (`q = 1`, the `pad` buffers), instead of once per image, and copies into every
+    /// image's columns the one state its next step reads: a third of the states computed at 28 x 28. Going back, their
     /// gradient is linear in what the image's states send into them, so that is summed
     /// over the images first and taken back through them once.
     #[inline]
@@ -268,21 +268,19 @@ pub struct Saved {
 struct Part {
     first: usize,
     count: usize,
-    /// Gate pre-activations, then activations o, f, i, g (4h per step); in backward,
-    /// their gradients.
-    act: Vec<f32>,
-    /// Cell c, tanh(c) and hidden h (h per step each).
-    c: Vec<f32>,
-    tc: Vec<f32>,
-    h: Vec<f32>,
-    /// The same for the states left of the image (`Geom::image_end`), one image's worth
+    /// The image's states.
+    main: Steps,
+    /// The states left of the image (`Geom::image_end`), one image's worth
     /// (q = 1): [dir][step][channel][state].
     pad: Steps,
 }
 
-/// Step-major activations, cell, tanh(cell) and hidden state of one recurrence.
+/// Step-major buffers of one recurrence.
 struct Steps {
+    /// Gate pre-activations, then activations o, f, i, g (4h per step); in backward,
+    /// their gradients.
     act: Vec<f32>,
+    /// Cell c, tanh(c) and hidden h (h per step each).
     c: Vec<f32>,
     tc: Vec<f32>,
     h: Vec<f32>,
@@ -409,10 +407,7 @@ pub fn forward(
 
 impl Part {
     fn recycle(self) {
-        give(self.act);
-        give(self.c);
-        give(self.tc);
-        give(self.h);
+        self.main.recycle();
         self.pad.recycle();
     }
 }
@@ -899,7 +894,8 @@ fn forward_part(
         let to_image = |k: usize, t: usize, pad: &Steps| {
             // The next step's image states read one of these, the first (through both
             // its h and its cell): every image's columns of it get its values.
-            for s in g.image_end(t)..(g.image_end(t) + 1).min(len) {
+            let s = g.image_end(t);
+            if s < len {
                 for c in 0..hid {
                     let cols = k * n + c * m + s * imgs..k * n + c * m + (s + 1) * imgs;
                     main.h[cols.clone()].fill(pad.h[k * n1 + c * len + s]);
@@ -946,10 +942,7 @@ fn forward_part(
     Part {
         first,
         count: imgs,
-        act: main.act,
-        c: main.c,
-        tc: main.tc,
-        h: main.h,
+        main,
         pad,
     }
 }
@@ -1197,7 +1190,10 @@ fn backward_part(
             let (h_prev, c_prev) = if t == 0 {
                 (&h_init[..], &c_init[..])
             } else {
-                (&part.h[(k - 1) * n..k * n], &part.c[(k - 1) * n..k * n])
+                (
+                    &part.main.h[(k - 1) * n..k * n],
+                    &part.main.c[(k - 1) * n..k * n],
+                )
             };
             add_into(&mut dh, &dyk[k * n..(k + 1) * n]);
             // Only the states `active(t)..image_end(t)` are computed here; the others
@@ -1207,8 +1203,8 @@ fn backward_part(
             step_backward(
                 (w, &mut *dw),
                 (&mut x, &mut dx),
-                &mut part.act[k * 4 * n..(k + 1) * 4 * n],
-                (&part.tc[k * n..(k + 1) * n], c_prev, h_prev),
+                &mut part.main.act[k * 4 * n..(k + 1) * 4 * n],
+                (&part.main.tc[k * n..(k + 1) * n], c_prev, h_prev),
                 &mut dh,
                 &mut dc,
                 shape,
@@ -1216,8 +1212,8 @@ fn backward_part(
             );
             if t > 0 {
                 // Only the first state left of the image at t - 1 was read by this step.
-                let first = g.image_end(t - 1);
-                for s in first..(first + 1).min(len) {
+                let s = g.image_end(t - 1);
+                if s < len {
                     for c in 0..hid {
                         let cols = c * m + s * imgs..c * m + (s + 1) * imgs;
                         let at = (t - 1) * n1 + c * len + s;
@@ -1285,7 +1281,7 @@ fn backward_part(
         from_steps(
             g,
             4 * hid,
-            &part.act,
+            &part.main.act,
             |d, t| g.src_run(d, t),
             ds,
             |i, gi, d| i * s_img + (d * 4 * hid + gi) * plane,
