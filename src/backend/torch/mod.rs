@@ -5,6 +5,7 @@
 //! `TorchModel` (not a VarStore: pixc names contain dots and the optimizer is pixc's own,
 //! so its state can be checkpointed and resumed bit for bit).
 
+pub mod conv_kernels;
 pub mod fused;
 pub mod layers;
 pub mod tape;
@@ -190,8 +191,9 @@ pub struct TorchModel {
     pub levels: usize,
     pub head: HeadKind,
     output: usize,
-    /// Run the recurrences with the fused CPU kernels (`fused.rs`) instead of per-step
-    /// libtorch ops. On by default on the CPU; `PIXC_FUSED=0` turns it off.
+    /// Train with the CPU kernels (`fused.rs` for the recurrences, `conv_kernels.rs` for
+    /// the convolutional ops) instead of libtorch ops, and run the recurrences with them
+    /// outside training. On by default on the CPU; `PIXC_FUSED=0` turns it off.
     pub(crate) fused: bool,
     /// Has a Row LSTM or Diagonal BiLSTM.
     pub(crate) recurrent: bool,
@@ -389,12 +391,13 @@ impl TorchModel {
             .to_device(self.device)
     }
 
-    /// Whether the recurrences use the fused CPU kernels (see `set_fused`).
+    /// Whether the fused CPU kernels are on (see `set_fused`).
     pub fn fused(&self) -> bool {
         self.fused
     }
 
-    /// Turns the fused CPU recurrence kernels on or off (they exist only on the CPU);
+    /// Turns the fused CPU kernels (recurrences, and convs in training) on or off (they
+    /// exist only on the CPU);
     /// off means every step is plain libtorch ops, the reference the kernels are tested
     /// against.
     pub fn set_fused(&mut self, on: bool) {

@@ -11,9 +11,10 @@
 //! twice. Gradients are returned rather than accumulated into `.grad()`, so replicas can
 //! share the parameters.
 
+use super::conv_kernels::{self as ck, Packed, Plane};
 use super::fused::{self, Geom, InConv, Layout, Params, Saved};
 use super::{layers, Step, TorchModel};
-use crate::ir::Op;
+use crate::ir::{mask::Crop, Op};
 use tch::{Kind, Tensor};
 
 enum Seg {
@@ -21,6 +22,58 @@ enum Seg {
     Plain(Tensor),
     /// Fused recurrence: what it read and its saved state.
     Fused { fi: FusedInputs, saved: Saved },
+    /// A convolutional op run by `conv_kernels`.
+    Kernel(KernelSaved),
+}
+
+/// How `conv_kernels` runs an op in training.
+enum KernelOp {
+    /// Sum of conv terms (`(input slot, weight name, bias name)`), plus slot 0 itself
+    /// when `residual`.
+    Convs {
+        terms: Vec<(usize, String, String)>,
+        residual: bool,
+    },
+    Relu,
+    Add,
+}
+
+/// The op's kernel, or None for an op libtorch runs.
+fn kernel_op(st: &Step) -> Option<KernelOp> {
+    let conv = |name: &str| KernelOp::Convs {
+        terms: vec![(0, format!("{name}weight"), format!("{name}bias"))],
+        residual: false,
+    };
+    match st.op {
+        Op::Conv { .. } | Op::Head { .. } => Some(conv("")),
+        Op::SkipSum => Some(KernelOp::Convs {
+            terms: (1..st.inputs.len())
+                .map(|i| (i, format!("proj{i}_weight"), format!("proj{i}_bias")))
+                .collect(),
+            residual: true,
+        }),
+        Op::Relu => Some(KernelOp::Relu),
+        Op::Add => Some(KernelOp::Add),
+        // Recurrences have their own kernels (`geom`); the rest stay libtorch ops, the
+        // same math, just not fused.
+        Op::Input
+        | Op::LowRes { .. }
+        | Op::RowLstm { .. }
+        | Op::DiagBiLstm { .. }
+        | Op::GatedConv { .. } => None,
+    }
+}
+
+/// What a `conv_kernels` op's backward pass reads.
+struct KernelSaved {
+    op: KernelOp,
+    /// The contiguous data of each input slot.
+    ins: Vec<Tensor>,
+    /// Each conv term's packed weight, in `terms` order.
+    packs: Vec<Packed>,
+    /// A ReLU's output.
+    out: Option<Tensor>,
+    plane: Plane,
 }
 
 /// One training forward pass, ready for `TorchModel::backward`.
@@ -195,12 +248,75 @@ impl TorchModel {
         super::threads()
     }
 
+    /// Runs a convolutional op with `conv_kernels`: its output and what backward reads.
+    fn kernel_step(&self, st: &Step, op: KernelOp, ins: &[&Tensor]) -> (Tensor, KernelSaved) {
+        let data: Vec<Tensor> = ins.iter().map(|t| t.detach().contiguous()).collect();
+        let size = data[0].size();
+        let plane = Plane {
+            height: self.height,
+            width: self.width,
+        };
+        let n = size[0];
+        let opts = (Kind::Float, tch::Device::Cpu);
+        let mut packs = Vec::new();
+        let mut out_saved = None;
+        // SAFETY: contiguous f32 CPU tensors; `out` is fresh and written only here.
+        let out = unsafe {
+            match &op {
+                KernelOp::Relu => {
+                    let out = Tensor::empty(size.as_slice(), opts);
+                    ck::relu_forward(as_slice(&data[0]), as_mut_slice(&out));
+                    out_saved = Some(out.shallow_clone());
+                    out
+                }
+                KernelOp::Add => {
+                    let out = data[0].copy();
+                    let o = as_mut_slice(&out);
+                    for d in &data[1..] {
+                        o.iter_mut().zip(as_slice(d)).for_each(|(a, b)| *a += b);
+                    }
+                    out
+                }
+                KernelOp::Convs { terms, residual } => {
+                    let cout = st.param(&terms[0].2).size()[0];
+                    let out = if *residual {
+                        data[0].copy()
+                    } else {
+                        Tensor::empty([n, cout, size[2], size[3]], opts)
+                    };
+                    for (j, (slot, w, b)) in terms.iter().enumerate() {
+                        let pk = pack(st, w);
+                        ck::conv_forward_par(
+                            self.threads(),
+                            &pk,
+                            as_slice(&st.param(b).detach().contiguous()),
+                            as_slice(&data[*slot]),
+                            plane,
+                            as_mut_slice(&out),
+                            *residual || j > 0,
+                        );
+                        packs.push(pk);
+                    }
+                    out
+                }
+            }
+        };
+        let saved = KernelSaved {
+            op,
+            ins: data,
+            packs,
+            out: out_saved,
+            plane,
+        };
+        (out, saved)
+    }
+
     /// Forward pass for training: call `grads` or `backward` with the loss computed from
     /// `tape.logits()`. `x` is the scaled input (see `forward_scaled`); it may require grad.
     /// `cond`: a conditional model's one-hot labels (`one_hot`).
     pub fn forward_tape(&self, x: &Tensor, cond: Option<&Tensor>) -> Tape {
         // Without a fused step, cutting the graph would only add work.
-        if !(self.fused && self.recurrent) {
+        if !self.fused {
             return Tape {
                 mode: Mode::Whole(self.forward_scaled(x, cond)),
             };
@@ -223,6 +339,12 @@ impl TorchModel {
                 }
                 _ => {
                     let ins: Vec<&Tensor> = st.inputs.iter().map(|&i| &leaves[i]).collect();
+                    if let Some(op) = kernel_op(st) {
+                        let (y, saved) = self.kernel_step(st, op, &ins);
+                        leaves.push(y.set_requires_grad(true));
+                        segs.push(Seg::Kernel(saved));
+                        continue;
+                    }
                     Seg::Plain(layers::apply(st, &ins, cond, self.height, self.width))
                 }
             };
@@ -307,6 +429,14 @@ impl TorchModel {
                             let sur = (&out * &g).sum(Kind::Float);
                             self.through(st, first, &sur, &leaves, &mut lg, &mut pg);
                         }
+                        Seg::Kernel(ks) => {
+                            // The image's gradient is wanted only when `x` is given.
+                            let wanted = |slot: usize| {
+                                let j = st.inputs[slot];
+                                x.is_some() || !matches!(self.steps[j].op, Op::Input)
+                            };
+                            self.kernel_backward(st, first, ks, &g, wanted, &mut lg, &mut pg);
+                        }
                         Seg::Fused { fi, saved } => {
                             let dy = g.contiguous();
                             let d_input = fi.data.empty_like();
@@ -370,6 +500,72 @@ impl TorchModel {
             .map(|(g, p)| g.unwrap_or_else(|| p.zeros_like()))
             .collect();
         (grads, gx)
+    }
+
+    /// The backward pass of a `conv_kernels` op: adds into its inputs' and parameters'
+    /// gradient slots. `wanted(slot)`: whether that input's gradient is needed.
+    #[allow(clippy::too_many_arguments)]
+    fn kernel_backward(
+        &self,
+        st: &Step,
+        first: usize,
+        ks: KernelSaved,
+        g: &Tensor,
+        wanted: impl Fn(usize) -> bool,
+        lg: &mut [Option<Tensor>],
+        pg: &mut [Option<Tensor>],
+    ) {
+        let dy = g.contiguous();
+        match &ks.op {
+            KernelOp::Relu => {
+                let dx = dy.empty_like();
+                let out = ks.out.as_ref().expect("a ReLU keeps its output");
+                // SAFETY: contiguous f32 CPU tensors; `dx` is fresh and written only here.
+                unsafe { ck::relu_backward(as_slice(out), as_slice(&dy), as_mut_slice(&dx)) };
+                add_to(&mut lg[st.inputs[0]], dx);
+            }
+            KernelOp::Add => {
+                for &j in &st.inputs {
+                    add_to(&mut lg[j], dy.shallow_clone());
+                }
+            }
+            KernelOp::Convs { terms, residual } => {
+                if *residual {
+                    add_to(&mut lg[st.inputs[0]], dy.shallow_clone());
+                }
+                for ((slot, w, b), pk) in terms.iter().zip(&ks.packs) {
+                    let x = &ks.ins[*slot];
+                    let dx = wanted(*slot).then(|| x.empty_like());
+                    let mut dw = vec![0.0; pk.grad_len()];
+                    let mut db = vec![0.0; st.param(b).numel()];
+                    // SAFETY: contiguous f32 CPU tensors; `dx` is fresh and written only
+                    // here.
+                    unsafe {
+                        ck::conv_backward_par(
+                            self.threads(),
+                            pk,
+                            as_slice(x),
+                            ks.plane,
+                            as_slice(&dy),
+                            dx.as_ref().map(|t| as_mut_slice(t)),
+                            &mut dw,
+                            &mut db,
+                        );
+                    }
+                    // SAFETY: masks are contiguous f32 CPU tensors, only read.
+                    let mask = st.mask(w).map(|m| unsafe { as_slice(m) });
+                    let full = Tensor::from_slice(&pk.unpack_grad(&dw, mask));
+                    add_to(
+                        &mut pg[first + st.index(w)],
+                        full.reshape(st.param(w).size()),
+                    );
+                    add_to(&mut pg[first + st.index(b)], Tensor::from_slice(&db));
+                    if let Some(dx) = dx {
+                        add_to(&mut lg[st.inputs[*slot]], dx);
+                    }
+                }
+            }
+        }
     }
 
     /// Differentiates `sur` (a scalar built from step `st`'s inputs and parameters) with
@@ -461,6 +657,24 @@ impl TorchModel {
             grad += g;
         }
         (loss, grad)
+    }
+}
+
+/// A conv term's weight `name`, masked and packed for `conv_kernels`.
+fn pack(st: &Step, name: &str) -> Packed {
+    let w = st.weight(name).detach().contiguous();
+    let dims = w.size();
+    let shape = [0, 1, 2, 3].map(|i| dims[i] as usize);
+    let crop = Crop::of(shape[2], shape[3]);
+    // SAFETY: contiguous f32 CPU tensors, only read.
+    unsafe {
+        Packed::new(
+            as_slice(&w),
+            st.mask(name).map(|m| as_slice(m)),
+            shape,
+            crop.pad_top,
+            crop.pad_side,
+        )
     }
 }
 

@@ -1,0 +1,506 @@
+//! Training CPU kernels for the convolutional ops (masked conv, head, skip sum, ReLU,
+//! add): forward and backward written out in plain Rust f32 over `matrixmultiply` GEMMs,
+//! on NCHW data, one thread per slice of the batch.
+//!
+//! Why: a PixelCNN's convs are small (16 to 32 channels at 28 x 28), and in libtorch each
+//! one paid oneDNN's layout reorders in and out, a separate ReLU pass and autograd
+//! bookkeeping around a short kernel: about half its training step. Here a conv is one
+//! GEMM per image over only the taps its mask leaves nonzero (`Packed`), a 1x1 conv reads
+//! its input in place, and backward recomputes the im2col columns instead of keeping them.
+//!
+//! The math is exactly `layers::apply`'s (docs/semantics.md); `tests/fused_kernels.rs`
+//! checks outputs and every gradient against it. Pure Rust: no tch here; `tape.rs` joins
+//! these kernels to libtorch's autograd.
+
+use matrixmultiply::sgemm;
+
+/// One kernel tap: its offset from the output pixel and its place in the full kernel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Tap {
+    dy: isize,
+    dx: isize,
+    /// `ky * kw + kx`.
+    at: usize,
+}
+
+/// A masked conv's weight as the kernels use it: only the taps its mask leaves nonzero
+/// for some channel pair, packed `[out][in * taps]` (row `c * taps + t` of the im2col
+/// columns is input channel `c` at tap `t`).
+pub struct Packed {
+    cout: usize,
+    cin: usize,
+    /// The full kernel's size, to scatter gradients back.
+    kh: usize,
+    kw: usize,
+    taps: Vec<Tap>,
+    w: Vec<f32>,
+}
+
+impl Packed {
+    /// `w`: the masked weight, row-major `[cout][cin][kh][kw]`; `mask`: its mask, the same
+    /// shape (None: unmasked). `pad_top` and `pad_side` place the kernel over the input
+    /// (`ir::mask::Crop`): tap (ky, kx) reads pixel (y + ky - pad_top, x + kx - pad_side).
+    pub fn new(
+        w: &[f32],
+        mask: Option<&[f32]>,
+        [cout, cin, kh, kw]: [usize; 4],
+        pad_top: usize,
+        pad_side: usize,
+    ) -> Packed {
+        let kk = kh * kw;
+        assert_eq!(w.len(), cout * cin * kk, "weight shape");
+        // A tap is kept when the mask lets any channel pair through it.
+        let live = |at: usize| match mask {
+            Some(m) => (0..cout * cin).any(|oc| m[oc * kk + at] != 0.0),
+            None => true,
+        };
+        let taps: Vec<Tap> = (0..kk)
+            .filter(|&at| live(at))
+            .map(|at| Tap {
+                dy: (at / kw) as isize - pad_top as isize,
+                dx: (at % kw) as isize - pad_side as isize,
+                at,
+            })
+            .collect();
+        let t = taps.len();
+        let mut packed = vec![0.0; cout * cin * t];
+        for o in 0..cout {
+            for c in 0..cin {
+                for (j, tap) in taps.iter().enumerate() {
+                    packed[(o * cin + c) * t + j] = w[(o * cin + c) * kk + tap.at];
+                }
+            }
+        }
+        Packed {
+            cout,
+            cin,
+            kh,
+            kw,
+            taps,
+            w: packed,
+        }
+    }
+
+    /// Floats in the packed weight, and so in its gradient.
+    pub fn grad_len(&self) -> usize {
+        self.w.len()
+    }
+
+    /// Rows of the im2col columns (the GEMM's inner dimension).
+    fn k(&self) -> usize {
+        self.cin * self.taps.len()
+    }
+
+    /// A 1x1 conv (or any kernel whose only live tap is the centre): the columns are the
+    /// input itself.
+    fn pointwise(&self) -> bool {
+        matches!(self.taps.as_slice(), [Tap { dy: 0, dx: 0, .. }])
+    }
+
+    /// A packed weight gradient scattered into the full `[cout][cin][kh][kw]` shape and
+    /// masked: the gradient of the stored (unmasked) parameter.
+    pub fn unpack_grad(&self, dp: &[f32], mask: Option<&[f32]>) -> Vec<f32> {
+        let kk = self.kh * self.kw;
+        let t = self.taps.len();
+        let mut full = vec![0.0; self.cout * self.cin * kk];
+        for oc in 0..self.cout * self.cin {
+            for (j, tap) in self.taps.iter().enumerate() {
+                full[oc * kk + tap.at] = dp[oc * t + j];
+            }
+        }
+        if let Some(m) = mask {
+            full.iter_mut().zip(m).for_each(|(g, m)| *g *= m);
+        }
+        full
+    }
+}
+
+/// The size of one image plane.
+#[derive(Clone, Copy, Debug)]
+pub struct Plane {
+    pub height: usize,
+    pub width: usize,
+}
+
+impl Plane {
+    fn len(self) -> usize {
+        self.height * self.width
+    }
+}
+
+/// `row[x] = src[x + dx]`, zero where `x + dx` falls outside the row.
+fn shift_copy(row: &mut [f32], src: &[f32], dx: isize) {
+    let w = row.len();
+    let d = dx.unsigned_abs().min(w);
+    if dx >= 0 {
+        row[..w - d].copy_from_slice(&src[d..]);
+        row[w - d..].fill(0.0);
+    } else {
+        row[..d].fill(0.0);
+        row[d..].copy_from_slice(&src[..w - d]);
+    }
+}
+
+/// `dst[x + dx] += row[x]` where `x + dx` falls inside the row: `shift_copy`'s adjoint.
+fn shift_add(dst: &mut [f32], row: &[f32], dx: isize) {
+    let w = row.len();
+    let d = dx.unsigned_abs().min(w);
+    let (to, from) = if dx >= 0 {
+        (&mut dst[d..], &row[..w - d])
+    } else {
+        (&mut dst[..w - d], &row[d..])
+    };
+    to.iter_mut().zip(from).for_each(|(a, b)| *a += b);
+}
+
+/// The im2col columns of one image `x` (`cin` planes): `cols[c * T + t][y * W + x] =
+/// x[c][y + dy_t][x + dx_t]`, zero outside the image.
+fn im2col(pk: &Packed, x: &[f32], pl: Plane, cols: &mut [f32]) {
+    let (p, w) = (pl.len(), pl.width);
+    let t = pk.taps.len();
+    for c in 0..pk.cin {
+        let xc = &x[c * p..(c + 1) * p];
+        for (j, tap) in pk.taps.iter().enumerate() {
+            let dst = &mut cols[(c * t + j) * p..(c * t + j + 1) * p];
+            for (y, row) in dst.chunks_exact_mut(w).enumerate() {
+                let sy = y as isize + tap.dy;
+                if sy < 0 || sy >= pl.height as isize {
+                    row.fill(0.0);
+                } else {
+                    let s = sy as usize * w;
+                    shift_copy(row, &xc[s..s + w], tap.dx);
+                }
+            }
+        }
+    }
+}
+
+/// Adds the columns' gradient into one image's input gradient: `im2col`'s adjoint.
+fn col2im_add(pk: &Packed, dcols: &[f32], pl: Plane, dx: &mut [f32]) {
+    let (p, w) = (pl.len(), pl.width);
+    let t = pk.taps.len();
+    for c in 0..pk.cin {
+        let dxc = &mut dx[c * p..(c + 1) * p];
+        for (j, tap) in pk.taps.iter().enumerate() {
+            let src = &dcols[(c * t + j) * p..(c * t + j + 1) * p];
+            for (y, row) in src.chunks_exact(w).enumerate() {
+                let sy = y as isize + tap.dy;
+                if sy >= 0 && sy < pl.height as isize {
+                    let s = sy as usize * w;
+                    shift_add(&mut dxc[s..s + w], row, tap.dx);
+                }
+            }
+        }
+    }
+}
+
+/// `c (m x n) = a (m x k, strides rsa, csa) * b (k x n, strides rsb, csb) + beta * c`,
+/// all row-major with unit column stride for `c`.
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    m: usize,
+    k: usize,
+    n: usize,
+    a: &[f32],
+    (rsa, csa): (usize, usize),
+    b: &[f32],
+    (rsb, csb): (usize, usize),
+    beta: f32,
+    c: &mut [f32],
+) {
+    assert!(c.len() >= m * n);
+    if m == 0 || n == 0 {
+        return;
+    }
+    if k == 0 {
+        // A kernel its mask removes entirely (mask A, 1x1, one channel): nothing to add.
+        if beta == 0.0 {
+            c[..m * n].fill(0.0);
+        }
+        return;
+    }
+    assert!(a.len() > (m - 1) * rsa + (k - 1) * csa);
+    assert!(b.len() > (k - 1) * rsb + (n - 1) * csb);
+    // SAFETY: the asserts keep every index the strides reach inside the slices.
+    unsafe {
+        sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.as_ptr(),
+            rsa as isize,
+            csa as isize,
+            b.as_ptr(),
+            rsb as isize,
+            csb as isize,
+            beta,
+            c.as_mut_ptr(),
+            n as isize,
+            1,
+        );
+    }
+}
+
+/// `conv_forward` with the images split over `threads` threads.
+pub fn conv_forward_par(
+    threads: usize,
+    pk: &Packed,
+    bias: &[f32],
+    x: &[f32],
+    pl: Plane,
+    out: &mut [f32],
+    add: bool,
+) {
+    let (per_in, per_out) = (pk.cin * pl.len(), pk.cout * pl.len());
+    let parts = super::fused::split(out.len() / per_out, threads);
+    let mut rest = out;
+    let mut jobs = Vec::with_capacity(parts.len());
+    for &(first, count) in &parts {
+        let (o, r) = rest.split_at_mut(count * per_out);
+        rest = r;
+        jobs.push((&x[first * per_in..(first + count) * per_in], o));
+    }
+    crate::util::on_threads(jobs, |(x, o)| conv_forward(pk, bias, x, pl, o, add));
+}
+
+/// `conv_backward` with the images split over `threads` threads; the weight and bias
+/// gradients are summed over the threads in a fixed order.
+#[allow(clippy::too_many_arguments)]
+pub fn conv_backward_par(
+    threads: usize,
+    pk: &Packed,
+    x: &[f32],
+    pl: Plane,
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: &mut [f32],
+) {
+    let (per_in, per_out) = (pk.cin * pl.len(), pk.cout * pl.len());
+    let parts = super::fused::split(dy.len() / per_out, threads);
+    let mut rest = dx;
+    let mut jobs = Vec::with_capacity(parts.len());
+    for &(first, count) in &parts {
+        let d = rest.take().map(|r| {
+            let (d, r) = r.split_at_mut(count * per_in);
+            rest = Some(r);
+            d
+        });
+        let span = |per: usize| first * per..(first + count) * per;
+        jobs.push((&x[span(per_in)], &dy[span(per_out)], d));
+    }
+    let (nw, nb) = (dw.len(), db.len());
+    let partials = crate::util::on_threads(jobs, |(x, dy, d)| {
+        let mut w = vec![0.0; nw];
+        let mut b = vec![0.0; nb];
+        conv_backward(pk, x, pl, dy, d, &mut w, &mut b);
+        (w, b)
+    });
+    for (w, b) in partials {
+        dw.iter_mut().zip(&w).for_each(|(a, v)| *a += v);
+        db.iter_mut().zip(&b).for_each(|(a, v)| *a += v);
+    }
+}
+
+/// One conv term of an op: `conv(x, w) + b` over `imgs` images, added into `out` when
+/// `add`, written over it otherwise.
+pub fn conv_forward(pk: &Packed, bias: &[f32], x: &[f32], pl: Plane, out: &mut [f32], add: bool) {
+    let p = pl.len();
+    let (k, co) = (pk.k(), pk.cout);
+    let imgs = out.len() / (co * p);
+    let mut cols = if pk.pointwise() {
+        Vec::new()
+    } else {
+        vec![0.0; k * p]
+    };
+    for i in 0..imgs {
+        let xi = &x[i * pk.cin * p..(i + 1) * pk.cin * p];
+        let oi = &mut out[i * co * p..(i + 1) * co * p];
+        let b: &[f32] = if pk.pointwise() {
+            xi
+        } else {
+            im2col(pk, xi, pl, &mut cols);
+            &cols
+        };
+        gemm(
+            co,
+            k,
+            p,
+            &pk.w,
+            (k, 1),
+            b,
+            (p, 1),
+            if add { 1.0 } else { 0.0 },
+            oi,
+        );
+        for (row, &bo) in oi.chunks_exact_mut(p).zip(bias) {
+            row.iter_mut().for_each(|v| *v += bo);
+        }
+    }
+}
+
+/// The backward pass of `conv_forward` for its `imgs` images: adds the packed weight's
+/// gradient into `dw` (`cout x k`) and the bias's into `db`, and, when given, writes the
+/// input's into `dx`.
+pub fn conv_backward(
+    pk: &Packed,
+    x: &[f32],
+    pl: Plane,
+    dy: &[f32],
+    dx: Option<&mut [f32]>,
+    dw: &mut [f32],
+    db: &mut [f32],
+) {
+    let p = pl.len();
+    let (k, co) = (pk.k(), pk.cout);
+    let imgs = dy.len() / (co * p);
+    let mut cols = if pk.pointwise() {
+        Vec::new()
+    } else {
+        vec![0.0; k * p]
+    };
+    let mut dcols = cols.clone();
+    let mut dx = dx;
+    for i in 0..imgs {
+        let xi = &x[i * pk.cin * p..(i + 1) * pk.cin * p];
+        let dyi = &dy[i * co * p..(i + 1) * co * p];
+        let b: &[f32] = if pk.pointwise() {
+            xi
+        } else {
+            im2col(pk, xi, pl, &mut cols);
+            &cols
+        };
+        // dW += dY (co x p) * cols^T (p x k).
+        gemm(co, p, k, dyi, (p, 1), b, (1, p), 1.0, dw);
+        for (row, g) in dyi.chunks_exact(p).zip(db.iter_mut()) {
+            *g += sum(row);
+        }
+        if let Some(dx) = dx.as_deref_mut() {
+            let dxi = &mut dx[i * pk.cin * p..(i + 1) * pk.cin * p];
+            // dcols = W^T (k x co) * dY (co x p).
+            if pk.pointwise() {
+                gemm(k, co, p, &pk.w, (1, k), dyi, (p, 1), 0.0, dxi);
+            } else {
+                gemm(k, co, p, &pk.w, (1, k), dyi, (p, 1), 0.0, &mut dcols);
+                dxi.fill(0.0);
+                col2im_add(pk, &dcols, pl, dxi);
+            }
+        }
+    }
+}
+
+/// The sum of `v` in eight lanes: a plain running sum is one long chain of dependent
+/// adds, which cost as much as the conv's GEMM for a bias over 784 pixels.
+fn sum(v: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let mut chunks = v.chunks_exact(8);
+    for c in &mut chunks {
+        acc.iter_mut().zip(c).for_each(|(a, b)| *a += b);
+    }
+    acc.iter().sum::<f32>() + chunks.remainder().iter().sum::<f32>()
+}
+
+/// `out = max(x, 0)`.
+pub fn relu_forward(x: &[f32], out: &mut [f32]) {
+    out.iter_mut().zip(x).for_each(|(o, &v)| *o = v.max(0.0));
+}
+
+/// `dx = dy` where the ReLU's output is positive, else 0 (libtorch's rule at 0).
+pub fn relu_backward(out: &[f32], dy: &[f32], dx: &mut [f32]) {
+    dx.iter_mut()
+        .zip(out.iter().zip(dy))
+        .for_each(|(d, (&o, &g))| *d = if o > 0.0 { g } else { 0.0 });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The conv by its definition: every tap of the full kernel, zero padding.
+    fn naive(
+        w: &[f32],
+        [co, ci, kh, kw]: [usize; 4],
+        x: &[f32],
+        pl: Plane,
+        top: usize,
+        side: usize,
+    ) -> Vec<f32> {
+        let (h, wd) = (pl.height as isize, pl.width as isize);
+        let mut out = vec![0.0; co * pl.len()];
+        for o in 0..co {
+            for y in 0..h {
+                for xx in 0..wd {
+                    let mut s = 0.0;
+                    for c in 0..ci {
+                        for ky in 0..kh {
+                            for kx in 0..kw {
+                                let sy = y + ky as isize - top as isize;
+                                let sx = xx + kx as isize - side as isize;
+                                if sy >= 0 && sy < h && sx >= 0 && sx < wd {
+                                    s += w[((o * ci + c) * kh + ky) * kw + kx]
+                                        * x[(c as isize * h + sy) as usize * pl.width
+                                            + sx as usize];
+                                }
+                            }
+                        }
+                    }
+                    out[o * pl.len() + (y * wd + xx) as usize] = s;
+                }
+            }
+        }
+        out
+    }
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0
+            })
+            .collect()
+    }
+
+    #[test]
+    fn forward_matches_the_definition_and_backward_is_its_adjoint() {
+        let pl = Plane {
+            height: 5,
+            width: 4,
+        };
+        let shape = [3, 2, 3, 5];
+        let n = 3 * 2 * 15;
+        // A mask that kills the bottom row and one more tap.
+        let mask: Vec<f32> = (0..n)
+            .map(|i| {
+                let at = i % 15;
+                if at >= 10 || at == 7 {
+                    0.0
+                } else {
+                    1.0
+                }
+            })
+            .collect();
+        let w: Vec<f32> = values(n, 1).iter().zip(&mask).map(|(a, m)| a * m).collect();
+        let pk = Packed::new(&w, Some(&mask), shape, 1, 2);
+        assert_eq!(pk.taps.len(), 9);
+        let x = values(2 * pl.len(), 7);
+        let mut out = vec![0.0; 3 * pl.len()];
+        conv_forward(&pk, &[0.0; 3], &x, pl, &mut out, false);
+        let want = naive(&w, shape, &x, pl, 1, 2);
+        for (a, b) in out.iter().zip(&want) {
+            assert!((a - b).abs() < 1e-5, "{a} vs {b}");
+        }
+        // <dy, conv(x)> = <conv^T(dy), x> and = <dW, w>: backward is the adjoint.
+        let dy = values(out.len(), 3);
+        let mut dx = vec![0.0; x.len()];
+        let mut dw = vec![0.0; pk.w.len()];
+        let mut db = vec![0.0; 3];
+        conv_backward(&pk, &x, pl, &dy, Some(&mut dx), &mut dw, &mut db);
+        let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f32>();
+        let lhs = dot(&dy, &out);
+        assert!((lhs - dot(&dx, &x)).abs() < 1e-3);
+        assert!((lhs - dot(&dw, &pk.w)).abs() < 1e-3);
+        let full = pk.unpack_grad(&dw, Some(&mask));
+        assert!((lhs - dot(&full, &w)).abs() < 1e-3);
+        assert!(full.iter().zip(&mask).all(|(g, m)| *m != 0.0 || *g == 0.0));
+    }
+}
