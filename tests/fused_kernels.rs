@@ -66,31 +66,13 @@ fn grads(tm: &TorchModel, imgs: &Tensor) -> (f64, Vec<Tensor>) {
     (lv, g)
 }
 
-/// The weights with the learned initial states (`h0`, `c0`) set to nonzero values, as
-/// training makes them. At their zero initialisation the Diagonal BiLSTM's states left of
-/// the image stay exactly zero, and the kernel's separate pass over them would be
-/// checked against nothing.
-fn trained_like(mut w: Weights) -> Weights {
-    let mut k = 0u32;
-    for (name, t) in w.tensors.iter_mut() {
-        if name.ends_with(".h0") || name.ends_with(".c0") {
-            for v in t.data.iter_mut() {
-                k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
-                *v = ((k >> 16) % 2001) as f32 / 2000.0 - 0.5;
-            }
-        }
-    }
-    w
-}
-
 fn compare(text: &str, batch: usize, threads: usize) {
     torch::set_threads(Some(threads));
     let model = compile(text);
-    let w = Weights::init(&model, 7);
-    let recurrent = w.tensors.keys().any(|k| k.ends_with(".h0"));
-    let w = trained_like(w);
+    let mut w = Weights::init(&model, 7);
+    let set = common::set_initial_states(&mut w, 7);
     assert_eq!(
-        recurrent,
+        set > 0,
         text.contains("lstm:"),
         "the model's initial states were not set"
     );

@@ -1,6 +1,8 @@
 //! ONNX export checked end to end: the onnx checker, ONNX Runtime (CPU), causality through
 //! ORT, the in-graph NLL, the shipped specs, and (when present) the PyTorch reference.
 
+mod common;
+
 use pixc::backend::onnx::{export, export_proto, meta_keys, ExportMeta, IR_VERSION, OPSET};
 use pixc::front::Syntax;
 use pixc::ir::validate::{Model, Options};
@@ -153,14 +155,7 @@ fn leaky_spec() -> String {
 /// `Weights::init`, with the learned initial states made nonzero so their path is tested too.
 fn weights(model: &Model, seed: u64) -> Weights {
     let mut w = Weights::init(model, seed);
-    let mut rng = ChaCha8Rng::seed_from_u64(seed + 100);
-    for (k, t) in w.tensors.iter_mut() {
-        if k.ends_with(".h0") || k.ends_with(".c0") {
-            t.data
-                .iter_mut()
-                .for_each(|v| *v = rng.random_range(-0.5..0.5));
-        }
-    }
+    common::set_initial_states(&mut w, seed as u32);
     w
 }
 

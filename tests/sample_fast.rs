@@ -5,6 +5,8 @@
 //! Seeds: a draw could in principle flip when a uniform lies within float rounding of a
 //! CDF boundary; none of the seeds below does (all were used as first chosen).
 
+mod common;
+
 use pixc::backend::cached::CachedModel;
 use pixc::backend::torch::{tch, TorchModel};
 use pixc::front::Syntax;
@@ -223,13 +225,7 @@ fn trained_like_weights_with_nonzero_initial_state() {
         let text = spec(name, body, 1, 7, 7, 2);
         let (_, m) = pixc::compile_str(&text, Syntax::Yaml).unwrap();
         let mut w = Weights::init(&m, 9);
-        for (k, t) in w.tensors.iter_mut() {
-            if k.ends_with(".h0") || k.ends_with(".c0") {
-                for (i, x) in t.data.iter_mut().enumerate() {
-                    *x = ((i * 37 % 11) as f32 - 5.0) * 0.3;
-                }
-            }
-        }
+        common::set_initial_states(&mut w, 9);
         let tm = TorchModel::new(&m, &w, Device::Cpu).unwrap();
         check(&tm, 4, 2, 1.0, &format!("{name} with nonzero h0/c0"));
     }

@@ -100,3 +100,23 @@ pub static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
 pub fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
+
+/// The weights with the LSTMs' learned initial states (`h0`, `c0`) set to nonzero values
+/// in [-0.5, 0.5), as training makes them; how many were set. At their zero
+/// initialisation the Diagonal BiLSTM's states left of the image and the Row LSTM's first
+/// row see only zeros, and a bug there would be checked against nothing.
+#[allow(dead_code)]
+pub fn set_initial_states(w: &mut pixc::weights::Weights, seed: u32) -> usize {
+    let mut k = seed.wrapping_mul(2_654_435_761).wrapping_add(1);
+    let mut set = 0;
+    for (name, t) in w.tensors.iter_mut() {
+        if name.ends_with(".h0") || name.ends_with(".c0") {
+            for v in t.data.iter_mut() {
+                k = k.wrapping_mul(1_103_515_245).wrapping_add(12_345);
+                *v = ((k >> 16) % 2000) as f32 / 2000.0 - 0.5;
+            }
+            set += 1;
+        }
+    }
+    set
+}
