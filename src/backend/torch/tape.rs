@@ -1,5 +1,6 @@
-//! Training forward/backward that mixes libtorch autograd with the fused CPU recurrence
-//! kernels (`fused.rs`), which autograd cannot see, and the data-parallel training step.
+//! Training forward/backward that mixes libtorch autograd with the CPU kernels (the
+//! recurrences' in `fused.rs`, the convolutional ops' in `conv_kernels.rs`), which
+//! autograd cannot see, and the data-parallel training step.
 //!
 //! tch cannot register custom autograd functions, so the graph is cut at every step's
 //! output: each step reads detached leaves of its inputs, and `grads` walks the steps in
@@ -69,11 +70,16 @@ struct KernelSaved {
     op: KernelOp,
     /// The contiguous data of each input slot.
     ins: Vec<Tensor>,
-    /// Each conv term's packed weight, in `terms` order.
-    packs: Vec<Packed>,
+    /// What the op's kind keeps besides.
+    kept: Kept,
+}
+
+enum Kept {
     /// A ReLU's output.
-    out: Option<Tensor>,
-    plane: Plane,
+    Out(Tensor),
+    /// Each conv term's packed weight, in `terms` order.
+    Packs(Vec<Packed>),
+    Nothing,
 }
 
 /// One training forward pass, ready for `TorchModel::backward`.
@@ -252,22 +258,15 @@ impl TorchModel {
     fn kernel_step(&self, st: &Step, op: KernelOp, ins: &[&Tensor]) -> (Tensor, KernelSaved) {
         let data: Vec<Tensor> = ins.iter().map(|t| t.detach().contiguous()).collect();
         let size = data[0].size();
-        let plane = Plane {
-            height: self.height,
-            width: self.width,
-        };
-        let n = size[0];
         let opts = (Kind::Float, tch::Device::Cpu);
-        let mut packs = Vec::new();
-        let mut out_saved = None;
         // SAFETY: contiguous f32 CPU tensors; `out` is fresh and written only here.
-        let out = unsafe {
+        let (out, kept) = unsafe {
             match &op {
                 KernelOp::Relu => {
                     let out = Tensor::empty(size.as_slice(), opts);
                     ck::relu_forward(as_slice(&data[0]), as_mut_slice(&out));
-                    out_saved = Some(out.shallow_clone());
-                    out
+                    let kept = Kept::Out(out.shallow_clone());
+                    (out, kept)
                 }
                 KernelOp::Add => {
                     let out = data[0].copy();
@@ -275,15 +274,16 @@ impl TorchModel {
                     for d in &data[1..] {
                         o.iter_mut().zip(as_slice(d)).for_each(|(a, b)| *a += b);
                     }
-                    out
+                    (out, Kept::Nothing)
                 }
                 KernelOp::Convs { terms, residual } => {
                     let cout = st.param(&terms[0].2).size()[0];
                     let out = if *residual {
                         data[0].copy()
                     } else {
-                        Tensor::empty([n, cout, size[2], size[3]], opts)
+                        Tensor::empty([size[0], cout, size[2], size[3]], opts)
                     };
+                    let mut packs = Vec::with_capacity(terms.len());
                     for (j, (slot, w, b)) in terms.iter().enumerate() {
                         let pk = pack(st, w);
                         ck::conv_forward_par(
@@ -291,31 +291,38 @@ impl TorchModel {
                             &pk,
                             as_slice(&st.param(b).detach().contiguous()),
                             as_slice(&data[*slot]),
-                            plane,
+                            self.plane(),
                             as_mut_slice(&out),
                             *residual || j > 0,
                         );
                         packs.push(pk);
                     }
-                    out
+                    (out, Kept::Packs(packs))
                 }
             }
         };
         let saved = KernelSaved {
             op,
             ins: data,
-            packs,
-            out: out_saved,
-            plane,
+            kept,
         };
         (out, saved)
+    }
+
+    /// The size of one image plane, for `conv_kernels`.
+    fn plane(&self) -> Plane {
+        Plane {
+            height: self.height,
+            width: self.width,
+        }
     }
 
     /// Forward pass for training: call `grads` or `backward` with the loss computed from
     /// `tape.logits()`. `x` is the scaled input (see `forward_scaled`); it may require grad.
     /// `cond`: a conditional model's one-hot labels (`one_hot`).
     pub fn forward_tape(&self, x: &Tensor, cond: Option<&Tensor>) -> Tape {
-        // Without a fused step, cutting the graph would only add work.
+        // Without the CPU kernels (CUDA, `PIXC_FUSED=0`), cutting the graph would only add
+        // work.
         if !self.fused {
             return Tape {
                 mode: Mode::Whole(self.forward_scaled(x, cond)),
@@ -516,24 +523,23 @@ impl TorchModel {
         pg: &mut [Option<Tensor>],
     ) {
         let dy = g.contiguous();
-        match &ks.op {
-            KernelOp::Relu => {
+        match (&ks.op, &ks.kept) {
+            (KernelOp::Relu, Kept::Out(out)) => {
                 let dx = dy.empty_like();
-                let out = ks.out.as_ref().expect("a ReLU keeps its output");
                 // SAFETY: contiguous f32 CPU tensors; `dx` is fresh and written only here.
                 unsafe { ck::relu_backward(as_slice(out), as_slice(&dy), as_mut_slice(&dx)) };
                 add_to(&mut lg[st.inputs[0]], dx);
             }
-            KernelOp::Add => {
+            (KernelOp::Add, _) => {
                 for &j in &st.inputs {
                     add_to(&mut lg[j], dy.shallow_clone());
                 }
             }
-            KernelOp::Convs { terms, residual } => {
+            (KernelOp::Convs { terms, residual }, Kept::Packs(packs)) => {
                 if *residual {
                     add_to(&mut lg[st.inputs[0]], dy.shallow_clone());
                 }
-                for ((slot, w, b), pk) in terms.iter().zip(&ks.packs) {
+                for ((slot, w, b), pk) in terms.iter().zip(packs) {
                     let x = &ks.ins[*slot];
                     let dx = wanted(*slot).then(|| x.empty_like());
                     let mut dw = vec![0.0; pk.grad_len()];
@@ -545,7 +551,7 @@ impl TorchModel {
                             self.threads(),
                             pk,
                             as_slice(x),
-                            ks.plane,
+                            self.plane(),
                             as_slice(&dy),
                             dx.as_ref().map(|t| as_mut_slice(t)),
                             &mut dw,
@@ -564,6 +570,10 @@ impl TorchModel {
                         add_to(&mut lg[st.inputs[*slot]], dx);
                     }
                 }
+            }
+            // `kernel_step` keeps an output for a ReLU and packs for convs.
+            (KernelOp::Relu | KernelOp::Convs { .. }, _) => {
+                unreachable!("kernel_step kept what this op needs")
             }
         }
     }
