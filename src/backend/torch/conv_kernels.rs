@@ -1,5 +1,5 @@
 //! Training CPU kernels for the convolutional ops (masked conv, head, skip sum, ReLU,
-//! add): forward and backward written out in plain Rust f32 over `matrixmultiply` GEMMs,
+//! add): forward and backward written out in plain Rust f32 over `gemm.rs`'s GEMMs,
 //! on NCHW data, one thread per slice of the batch.
 //!
 //! Why: a PixelCNN's convs are small (16 to 32 channels at 28 x 28), and in libtorch each
@@ -12,7 +12,7 @@
 //! checks outputs and every gradient against it. Pure Rust: no tch here; `tape.rs` joins
 //! these kernels to libtorch's autograd.
 
-use matrixmultiply::sgemm;
+use super::gemm::{gemm, View};
 
 /// One kernel tap: its offset from the output pixel and its place in the full kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -194,54 +194,6 @@ fn col2im_add(pk: &Packed, dcols: &[f32], pl: Plane, dx: &mut [f32]) {
     }
 }
 
-/// `c (m x n) = a (m x k, strides rsa, csa) * b (k x n, strides rsb, csb) + beta * c`,
-/// all row-major with unit column stride for `c`.
-#[allow(clippy::too_many_arguments)]
-fn gemm(
-    m: usize,
-    k: usize,
-    n: usize,
-    a: &[f32],
-    (rsa, csa): (usize, usize),
-    b: &[f32],
-    (rsb, csb): (usize, usize),
-    beta: f32,
-    c: &mut [f32],
-) {
-    assert!(c.len() >= m * n);
-    if m == 0 || n == 0 {
-        return;
-    }
-    if k == 0 {
-        // A kernel its mask removes entirely (mask A, 1x1, one channel): nothing to add.
-        if beta == 0.0 {
-            c[..m * n].fill(0.0);
-        }
-        return;
-    }
-    assert!(a.len() > (m - 1) * rsa + (k - 1) * csa);
-    assert!(b.len() > (k - 1) * rsb + (n - 1) * csb);
-    // SAFETY: the asserts keep every index the strides reach inside the slices.
-    unsafe {
-        sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.as_ptr(),
-            rsa as isize,
-            csa as isize,
-            b.as_ptr(),
-            rsb as isize,
-            csb as isize,
-            beta,
-            c.as_mut_ptr(),
-            n as isize,
-            1,
-        );
-    }
-}
-
 /// `conv_forward` with the images split over `threads` threads.
 pub fn conv_forward_par(
     threads: usize,
@@ -323,16 +275,16 @@ pub fn conv_forward(pk: &Packed, bias: &[f32], x: &[f32], pl: Plane, out: &mut [
             im2col(pk, xi, pl, &mut cols);
             &cols
         };
+        let beta = if add { 1.0 } else { 0.0 };
         gemm(
             co,
             k,
             p,
-            &pk.w,
-            (k, 1),
-            b,
-            (p, 1),
-            if add { 1.0 } else { 0.0 },
+            View::rows(&pk.w, k),
+            View::rows(b, p),
+            beta,
             oi,
+            p,
         );
         for (row, &bo) in oi.chunks_exact_mut(p).zip(bias) {
             row.iter_mut().for_each(|v| *v += bo);
@@ -372,17 +324,27 @@ pub fn conv_backward(
             &cols
         };
         // dW += dY (co x p) * cols^T (p x k).
-        gemm(co, p, k, dyi, (p, 1), b, (1, p), 1.0, dw);
+        gemm(
+            co,
+            p,
+            k,
+            View::rows(dyi, p),
+            View::transposed(b, p),
+            1.0,
+            dw,
+            k,
+        );
         for (row, g) in dyi.chunks_exact(p).zip(db.iter_mut()) {
             *g += sum(row);
         }
         if let Some(dx) = dx.as_deref_mut() {
             let dxi = &mut dx[i * pk.cin * p..(i + 1) * pk.cin * p];
             // dcols = W^T (k x co) * dY (co x p).
+            let wt = View::transposed(&pk.w, k);
             if pk.pointwise() {
-                gemm(k, co, p, &pk.w, (1, k), dyi, (p, 1), 0.0, dxi);
+                gemm(k, co, p, wt, View::rows(dyi, p), 0.0, dxi, p);
             } else {
-                gemm(k, co, p, &pk.w, (1, k), dyi, (p, 1), 0.0, &mut dcols);
+                gemm(k, co, p, wt, View::rows(dyi, p), 0.0, &mut dcols, p);
                 dxi.fill(0.0);
                 col2im_add(pk, &dcols, pl, dxi);
             }

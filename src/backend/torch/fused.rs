@@ -4,14 +4,14 @@
 //! Why: in libtorch a recurrence step is about ten tiny ops (three times that in
 //! backward), each paying microseconds of dispatch and autograd bookkeeping, so the
 //! Diagonal BiLSTM ran at a few percent of the CPU's arithmetic peak. Here a step is one
-//! small GEMM (`matrixmultiply`) plus one vectorised pass of gate math, the skew, mirror,
+//! small GEMM (`gemm.rs`) plus one vectorised pass of gate math, the skew, mirror,
 //! unskew and shift-down are index arithmetic (no copies), and images never synchronise.
 //!
 //! The math is exactly `layers::row_lstm` / `layers::diag_bilstm` (docs/semantics.md);
 //! `tests/fused_kernels.rs` checks outputs and every gradient against them. Pure Rust: no
 //! tch here; `tape.rs` connects these kernels to libtorch's autograd.
 
-use matrixmultiply::sgemm;
+use super::gemm::{gemm, View};
 
 /// Which recurrence, and so which index maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -418,25 +418,9 @@ fn input_conv(cv: InConv, x: &[f32], imgs: usize, rows: usize, plane: usize) -> 
     for i in 0..imgs {
         let si = &mut s[i * rows * plane..(i + 1) * rows * plane];
         let xi = &x[i * cv.cin * plane..(i + 1) * cv.cin * plane];
-        // SAFETY: W is rows x cin, x_i cin x plane, S_i rows x plane, all row-major.
-        unsafe {
-            sgemm(
-                rows,
-                cv.cin,
-                plane,
-                1.0,
-                cv.w.as_ptr(),
-                cv.cin as isize,
-                1,
-                xi.as_ptr(),
-                plane as isize,
-                1,
-                0.0,
-                si.as_mut_ptr(),
-                plane as isize,
-                1,
-            );
-        }
+        // W is rows x cin, x_i cin x plane, S_i rows x plane, all row-major.
+        let (w, x) = (View::rows(cv.w, cv.cin), View::rows(xi, plane));
+        gemm(rows, cv.cin, plane, w, x, 0.0, si, plane);
         for (r, row) in si.chunks_exact_mut(plane).enumerate() {
             let b = cv.b[r];
             row.iter_mut().for_each(|v| *v += b);
@@ -549,27 +533,11 @@ fn step_forward(
     let n = hid * m;
     let (a, e) = (lo * q, hi * q);
     build_x(x, h_prev, hid, taps, q, len, lo, hi);
-    // gates[:, a..e] (+)= W_d (4h x h*taps) . X[:, a..e] (h*taps x (e - a))
-    // SAFETY: the slices hold the m x k, k x n, m x n matrices described by the
-    // dimensions and strides, from column a of row-major arrays with M columns.
-    unsafe {
-        sgemm(
-            4 * hid,
-            hid * taps,
-            e - a,
-            1.0,
-            w.as_ptr(),
-            (hid * taps) as isize,
-            1,
-            x.as_ptr().add(a),
-            m as isize,
-            1,
-            if add { 1.0 } else { 0.0 },
-            gates.as_mut_ptr().add(a),
-            m as isize,
-            1,
-        );
-    }
+    // gates[:, a..e] (+)= W_d (4h x h*taps) . X[:, a..e] (h*taps x (e - a)), from
+    // column a of row-major arrays with M columns.
+    let beta = if add { 1.0 } else { 0.0 };
+    let (wv, xv) = (View::rows(w, hid * taps), View::rows(&x[a..], m));
+    gemm(4 * hid, hid * taps, e - a, wv, xv, beta, &mut gates[a..], m);
     cell_forward(
         &mut gates[..4 * n],
         &c_prev[..n],
@@ -603,43 +571,21 @@ fn step_backward(
     let (a, e) = (lo * q, hi * q);
     cell_backward(dgates, tc, c_prev, dh, dc, (m, a, e));
     build_x(x, h_prev, hid, taps, q, len, lo, hi);
-    // SAFETY: as in step_forward; the transposes are expressed by the strides.
-    unsafe {
-        // dW += dG[:, a..e] (4h x (e - a)) . X[:, a..e]^T ((e - a) x h*taps)
-        sgemm(
-            4 * hid,
-            e - a,
-            hid * taps,
-            1.0,
-            dgates.as_ptr().add(a),
-            m as isize,
-            1,
-            x.as_ptr().add(a),
-            1,
-            m as isize,
-            1.0,
-            dw.as_mut_ptr(),
-            (hid * taps) as isize,
-            1,
-        );
-        // dX[:, a..e] (h*taps x (e - a)) = W^T . dG[:, a..e]
-        sgemm(
-            hid * taps,
-            4 * hid,
-            e - a,
-            1.0,
-            w.as_ptr(),
-            1,
-            (hid * taps) as isize,
-            dgates.as_ptr().add(a),
-            m as isize,
-            1,
-            0.0,
-            dx.as_mut_ptr().add(a),
-            m as isize,
-            1,
-        );
-    }
+    let k = hid * taps;
+    // dW += dG[:, a..e] (4h x (e - a)) . X[:, a..e]^T ((e - a) x h*taps)
+    let (g, xt) = (View::rows(&dgates[a..], m), View::transposed(&x[a..], m));
+    gemm(4 * hid, e - a, k, g, xt, 1.0, dw, k);
+    // dX[:, a..e] (h*taps x (e - a)) = W^T . dG[:, a..e]
+    gemm(
+        k,
+        4 * hid,
+        e - a,
+        View::transposed(w, k),
+        g,
+        0.0,
+        &mut dx[a..],
+        m,
+    );
     // dh for the previous step: undo build_x's shifts (by q columns).
     dh.fill(0.0);
     for c in 0..hid {
@@ -1300,43 +1246,22 @@ fn backward_part(
             let dsi = &ds[i * rows * plane..(i + 1) * rows * plane];
             let xi = &input[i * cv.cin * plane..(i + 1) * cv.cin * plane];
             let dxi = &mut d_input[i * cv.cin * plane..(i + 1) * cv.cin * plane];
-            // SAFETY: dS_i is rows x plane, x_i and dx_i cin x plane, W and dW rows x cin.
-            unsafe {
-                // dW += dS_i . x_i^T
-                sgemm(
-                    rows,
-                    plane,
-                    cv.cin,
-                    1.0,
-                    dsi.as_ptr(),
-                    plane as isize,
-                    1,
-                    xi.as_ptr(),
-                    1,
-                    plane as isize,
-                    1.0,
-                    dw.as_mut_ptr(),
-                    cv.cin as isize,
-                    1,
-                );
-                // dx_i = W^T . dS_i
-                sgemm(
-                    cv.cin,
-                    rows,
-                    plane,
-                    1.0,
-                    cv.w.as_ptr(),
-                    1,
-                    cv.cin as isize,
-                    dsi.as_ptr(),
-                    plane as isize,
-                    1,
-                    0.0,
-                    dxi.as_mut_ptr(),
-                    plane as isize,
-                    1,
-                );
-            }
+            // dS_i is rows x plane, x_i and dx_i cin x plane, W and dW rows x cin.
+            let ds_i = View::rows(dsi, plane);
+            // dW += dS_i . x_i^T
+            gemm(
+                rows,
+                plane,
+                cv.cin,
+                ds_i,
+                View::transposed(xi, plane),
+                1.0,
+                &mut dw,
+                cv.cin,
+            );
+            // dx_i = W^T . dS_i
+            let wt = View::transposed(cv.w, cv.cin);
+            gemm(cv.cin, rows, plane, wt, ds_i, 0.0, dxi, plane);
             for (r, row) in dsi.chunks_exact(plane).enumerate() {
                 db[r] += sum(row);
             }

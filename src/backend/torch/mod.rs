@@ -7,6 +7,7 @@
 
 pub mod conv_kernels;
 pub mod fused;
+pub mod gemm;
 pub mod layers;
 pub mod tape;
 

@@ -1,0 +1,494 @@
+//! The f32 GEMM under the CPU training kernels: AVX2 + FMA micro-kernels that read both
+//! operands where they lie, with `matrixmultiply` as the fallback for other CPUs and
+//! other layouts.
+//!
+//! Why not `matrixmultiply` alone: it packs both operands into its own panels on every
+//! call. The kernels' GEMMs are thin (16 to 64 rows, 32 to 288 deep, a few hundred to a
+//! few thousand columns), so that copy cost a third as much again as the arithmetic (13%
+//! of a PixelCNN step against 40% in its kernel). The two shapes the kernels use read
+//! well in place:
+//! - **NN**, `B` row-major (unit column stride): a 6 x 16 tile of `C` is twelve vector
+//!   accumulators, each `k` one row of 16 floats of `B` and six broadcasts of `A`
+//!   (any strides: the forward conv, the recurrence's step, and `W^T dY`).
+//! - **NT**, both operands contiguous along `k` (`A` rows, `B` columns): a 4 x 3 tile is
+//!   twelve accumulators of 8 lanes along `k`, summed across at the end (the weight
+//!   gradients `dY X^T`).
+//!
+//! Sums run in a different order than `matrixmultiply`'s, so results differ from it by
+//! rounding only; `tests/fused_kernels.rs` holds every kernel to plain libtorch.
+
+/// A matrix operand: element (i, j) is `data[i * rs + j * cs]`.
+#[derive(Clone, Copy, Debug)]
+pub struct View<'a> {
+    pub data: &'a [f32],
+    pub rs: usize,
+    pub cs: usize,
+}
+
+impl<'a> View<'a> {
+    /// Row-major with `ld` floats per row.
+    pub fn rows(data: &'a [f32], ld: usize) -> View<'a> {
+        View {
+            data,
+            rs: ld,
+            cs: 1,
+        }
+    }
+
+    /// The transpose of a row-major matrix with `ld` floats per row.
+    pub fn transposed(data: &'a [f32], ld: usize) -> View<'a> {
+        View {
+            data,
+            rs: 1,
+            cs: ld,
+        }
+    }
+
+    /// Panics unless every element of an `r x c` matrix lies inside `data`.
+    fn check(&self, r: usize, c: usize, what: &str) {
+        assert!(
+            self.data.len() > (r - 1) * self.rs + (c - 1) * self.cs,
+            "gemm: {what} ({r} x {c}, strides {} {}) outside its slice of {}",
+            self.rs,
+            self.cs,
+            self.data.len()
+        );
+    }
+}
+
+/// `C (m x n, ldc floats per row) = A (m x k) * B (k x n) + beta * C`; with `beta` 0,
+/// `C` is written without being read.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm(m: usize, k: usize, n: usize, a: View, b: View, beta: f32, c: &mut [f32], ldc: usize) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        c.len() >= (m - 1) * ldc + n && ldc >= n,
+        "gemm: C outside its slice"
+    );
+    if k == 0 {
+        // An op its mask removes entirely (mask A, 1x1, one channel): nothing to add.
+        for row in c.chunks_mut(ldc).take(m) {
+            scale(&mut row[..n], beta);
+        }
+        return;
+    }
+    a.check(m, k, "A");
+    b.check(k, n, "B");
+    #[cfg(target_arch = "x86_64")]
+    if avx2_fma() {
+        if b.cs == 1 {
+            // SAFETY: the features were detected; the checks above keep every index
+            // inside the slices.
+            unsafe { avx::nn(m, k, n, a, b, beta, c, ldc) };
+            return;
+        }
+        if a.cs == 1 && b.rs == 1 {
+            // SAFETY: as above.
+            unsafe { avx::nt(m, k, n, a, b, beta, c, ldc) };
+            return;
+        }
+    }
+    // SAFETY: the checks above keep every index the strides reach inside the slices.
+    unsafe {
+        matrixmultiply::sgemm(
+            m,
+            k,
+            n,
+            1.0,
+            a.data.as_ptr(),
+            a.rs as isize,
+            a.cs as isize,
+            b.data.as_ptr(),
+            b.rs as isize,
+            b.cs as isize,
+            beta,
+            c.as_mut_ptr(),
+            ldc as isize,
+            1,
+        );
+    }
+}
+
+/// `v *= beta`, with `beta` 0 writing zeros over whatever `v` held (NaN included).
+fn scale(v: &mut [f32], beta: f32) {
+    if beta == 0.0 {
+        v.fill(0.0);
+    } else if beta != 1.0 {
+        v.iter_mut().for_each(|x| *x *= beta);
+    }
+}
+
+/// Whether this CPU runs the AVX2 + FMA micro-kernels.
+#[cfg(target_arch = "x86_64")]
+fn avx2_fma() -> bool {
+    // The macro caches the CPUID answer: one relaxed load per call.
+    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
+}
+
+#[cfg(target_arch = "x86_64")]
+mod avx {
+    use super::View;
+    use std::arch::x86_64::*;
+
+    /// `c = acc + beta * c` for `L` floats at `c`, `beta` 0 not reading `c`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn store(c: *mut f32, acc: __m256, beta: f32) {
+        unsafe {
+            let v = if beta == 0.0 {
+                acc
+            } else {
+                _mm256_fmadd_ps(_mm256_set1_ps(beta), _mm256_loadu_ps(c), acc)
+            };
+            _mm256_storeu_ps(c, v);
+        }
+    }
+
+    /// One `c` element from its sum.
+    #[inline]
+    fn put(c: &mut f32, s: f32, beta: f32) {
+        *c = if beta == 0.0 { s } else { s + beta * *c };
+    }
+
+    /// An `MR x 8*NV` tile of `C = A B` with `B` row-major: per `k`, `NV` vectors of
+    /// `B`'s row and `MR` broadcasts of `A`'s column.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn nn_tile<const MR: usize, const NV: usize>(
+        k: usize,
+        (a, rsa, csa): (*const f32, usize, usize),
+        (b, rsb): (*const f32, usize),
+        beta: f32,
+        (c, ldc): (*mut f32, usize),
+    ) {
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); NV]; MR];
+            for p in 0..k {
+                let bp = b.add(p * rsb);
+                let mut bv = [_mm256_setzero_ps(); NV];
+                for (v, x) in bv.iter_mut().enumerate() {
+                    *x = _mm256_loadu_ps(bp.add(8 * v));
+                }
+                let ap = a.add(p * csa);
+                for (r, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_set1_ps(*ap.add(r * rsa));
+                    for (x, bx) in row.iter_mut().zip(&bv) {
+                        *x = _mm256_fmadd_ps(av, *bx, *x);
+                    }
+                }
+            }
+            for (r, row) in acc.iter().enumerate() {
+                for (v, x) in row.iter().enumerate() {
+                    store(c.add(r * ldc + 8 * v), *x, beta);
+                }
+            }
+        }
+    }
+
+    /// The rows `0..m` of one column block `8*NV` wide, six rows at a time.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn nn_block<const NV: usize>(
+        m: usize,
+        k: usize,
+        (a, rsa, csa): (*const f32, usize, usize),
+        (b, rsb): (*const f32, usize),
+        beta: f32,
+        (c, ldc): (*mut f32, usize),
+    ) {
+        unsafe {
+            let mut i = 0;
+            while i + 6 <= m {
+                let at = (a.add(i * rsa), rsa, csa);
+                nn_tile::<6, NV>(k, at, (b, rsb), beta, (c.add(i * ldc), ldc));
+                i += 6;
+            }
+            let at = (a.add(i * rsa), rsa, csa);
+            let ct = (c.add(i * ldc), ldc);
+            match m - i {
+                0 => {}
+                1 => nn_tile::<1, NV>(k, at, (b, rsb), beta, ct),
+                2 => nn_tile::<2, NV>(k, at, (b, rsb), beta, ct),
+                3 => nn_tile::<3, NV>(k, at, (b, rsb), beta, ct),
+                4 => nn_tile::<4, NV>(k, at, (b, rsb), beta, ct),
+                _ => nn_tile::<5, NV>(k, at, (b, rsb), beta, ct),
+            }
+        }
+    }
+
+    /// `gemm` with `B` row-major. Column blocks outermost, so one block's `k x 16`
+    /// panel of `B` stays in L1 while every row of `A` passes over it.
+    ///
+    /// # Safety
+    /// AVX2 and FMA present; `gemm`'s checks passed.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn nn(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: View,
+        b: View,
+        beta: f32,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        debug_assert_eq!(b.cs, 1);
+        let (ap, bp, cp) = (a.data.as_ptr(), b.data.as_ptr(), c.as_mut_ptr());
+        let at = (ap, a.rs, a.cs);
+        let mut j = 0;
+        unsafe {
+            while j + 16 <= n {
+                nn_block::<2>(m, k, at, (bp.add(j), b.rs), beta, (cp.add(j), ldc));
+                j += 16;
+            }
+            if j + 8 <= n {
+                nn_block::<1>(m, k, at, (bp.add(j), b.rs), beta, (cp.add(j), ldc));
+                j += 8;
+            }
+        }
+        // The last columns (fewer than 8): B's and C's copied into panels 8 wide, so the
+        // same vector tiles run on them (a recurrence's step has any number of columns).
+        let r = n - j;
+        if r > 0 {
+            let mut bt = vec![0.0f32; k * 8];
+            for (p, row) in bt.chunks_exact_mut(8).enumerate() {
+                row[..r].copy_from_slice(&b.data[p * b.rs + j..p * b.rs + n]);
+            }
+            let mut ct = vec![0.0f32; m * 8];
+            if beta != 0.0 {
+                for (i, row) in ct.chunks_exact_mut(8).enumerate() {
+                    row[..r].copy_from_slice(&c[i * ldc + j..i * ldc + n]);
+                }
+            }
+            unsafe { nn_block::<1>(m, k, at, (bt.as_ptr(), 8), beta, (ct.as_mut_ptr(), 8)) };
+            for (i, row) in ct.chunks_exact(8).enumerate() {
+                c[i * ldc + j..i * ldc + n].copy_from_slice(&row[..r]);
+            }
+        }
+    }
+
+    /// The sum of a vector's eight lanes.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
+    }
+
+    /// An `MR x NR` tile of `C = A B` with `A`'s rows and `B`'s columns contiguous: `MR *
+    /// NR` accumulators along `k`, eight lanes at a time, then the tail of `k`.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn nt_tile<const MR: usize, const NR: usize>(
+        k: usize,
+        (a, rsa): (*const f32, usize),
+        (b, csb): (*const f32, usize),
+        beta: f32,
+        (c, ldc): (*mut f32, usize),
+    ) {
+        unsafe {
+            let mut acc = [[_mm256_setzero_ps(); NR]; MR];
+            let k8 = k / 8 * 8;
+            let mut p = 0;
+            while p < k8 {
+                let mut bv = [_mm256_setzero_ps(); NR];
+                for (j, x) in bv.iter_mut().enumerate() {
+                    *x = _mm256_loadu_ps(b.add(j * csb + p));
+                }
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_loadu_ps(a.add(i * rsa + p));
+                    for (x, bx) in row.iter_mut().zip(&bv) {
+                        *x = _mm256_fmadd_ps(av, *bx, *x);
+                    }
+                }
+                p += 8;
+            }
+            if k8 < k {
+                // The last (fewer than 8) of k, through a lane mask.
+                let lanes = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+                let mask = _mm256_cmpgt_epi32(_mm256_set1_epi32((k - k8) as i32), lanes);
+                let mut bv = [_mm256_setzero_ps(); NR];
+                for (j, x) in bv.iter_mut().enumerate() {
+                    *x = _mm256_maskload_ps(b.add(j * csb + k8), mask);
+                }
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let av = _mm256_maskload_ps(a.add(i * rsa + k8), mask);
+                    for (x, bx) in row.iter_mut().zip(&bv) {
+                        *x = _mm256_fmadd_ps(av, *bx, *x);
+                    }
+                }
+            }
+            for (i, row) in acc.iter().enumerate() {
+                for (j, x) in row.iter().enumerate() {
+                    put(&mut *c.add(i * ldc + j), hsum(*x), beta);
+                }
+            }
+        }
+    }
+
+    /// The rows `0..m` of `NR` columns, four rows at a time.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn nt_block<const NR: usize>(
+        m: usize,
+        k: usize,
+        (a, rsa): (*const f32, usize),
+        (b, csb): (*const f32, usize),
+        beta: f32,
+        (c, ldc): (*mut f32, usize),
+    ) {
+        unsafe {
+            let mut i = 0;
+            while i + 4 <= m {
+                nt_tile::<4, NR>(
+                    k,
+                    (a.add(i * rsa), rsa),
+                    (b, csb),
+                    beta,
+                    (c.add(i * ldc), ldc),
+                );
+                i += 4;
+            }
+            let at = (a.add(i * rsa), rsa);
+            let ct = (c.add(i * ldc), ldc);
+            match m - i {
+                0 => {}
+                1 => nt_tile::<1, NR>(k, at, (b, csb), beta, ct),
+                2 => nt_tile::<2, NR>(k, at, (b, csb), beta, ct),
+                _ => nt_tile::<3, NR>(k, at, (b, csb), beta, ct),
+            }
+        }
+    }
+
+    /// `gemm` with `A`'s rows and `B`'s columns contiguous (`dY X^T`). Three columns of
+    /// `C` outermost, so their three rows of `B^T` stay in L1 while `A` passes over them.
+    ///
+    /// # Safety
+    /// AVX2 and FMA present; `gemm`'s checks passed.
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn nt(
+        m: usize,
+        k: usize,
+        n: usize,
+        a: View,
+        b: View,
+        beta: f32,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        debug_assert!(a.cs == 1 && b.rs == 1);
+        let (ap, bp, cp) = (a.data.as_ptr(), b.data.as_ptr(), c.as_mut_ptr());
+        let mut j = 0;
+        unsafe {
+            while j + 3 <= n {
+                nt_block::<3>(
+                    m,
+                    k,
+                    (ap, a.rs),
+                    (bp.add(j * b.cs), b.cs),
+                    beta,
+                    (cp.add(j), ldc),
+                );
+                j += 3;
+            }
+            let bt = (bp.add(j * b.cs), b.cs);
+            match n - j {
+                0 => {}
+                1 => nt_block::<1>(m, k, (ap, a.rs), bt, beta, (cp.add(j), ldc)),
+                _ => nt_block::<2>(m, k, (ap, a.rs), bt, beta, (cp.add(j), ldc)),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn values(n: usize, seed: u32) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2_654_435_761).wrapping_add(12345);
+        (0..n)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s % 2001) as f32 / 1000.0 - 1.0
+            })
+            .collect()
+    }
+
+    /// Every shape class (tails of rows, columns and depth; both kernels and the
+    /// fallback; beta 0 over NaN, 1 and other) against the definition in f64.
+    #[test]
+    fn every_layout_matches_the_definition() {
+        let mut seed = 1;
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (6, 5, 16),
+            (7, 9, 23),
+            (13, 17, 40),
+            (32, 160, 784),
+            (64, 32, 97),
+            (5, 0, 9),
+            (3, 31, 8),
+            (11, 8, 5),
+        ] {
+            // (A row-major, B row-major), (A transposed, B row-major): NN;
+            // (A row-major, B transposed): NT; (A transposed, B transposed): fallback.
+            for (ta, tb) in [(false, false), (true, false), (false, true), (true, true)] {
+                for beta in [0.0f32, 1.0, 0.5] {
+                    seed += 1;
+                    let ad = values(m * k.max(1), seed);
+                    let bd = values(k.max(1) * n, seed + 100);
+                    let a = if ta {
+                        View::transposed(&ad, m)
+                    } else {
+                        View::rows(&ad, k)
+                    };
+                    let b = if tb {
+                        View::transposed(&bd, k)
+                    } else {
+                        View::rows(&bd, n)
+                    };
+                    let ldc = n + 3;
+                    let c0 = values(m * ldc, seed + 200);
+                    let mut c = c0.clone();
+                    if beta == 0.0 {
+                        c.iter_mut().for_each(|x| *x = f32::NAN);
+                    }
+                    gemm(m, k, n, a, b, beta, &mut c, ldc);
+                    for i in 0..m {
+                        for j in 0..ldc {
+                            let got = c[i * ldc + j];
+                            if j >= n {
+                                let kept = if beta == 0.0 {
+                                    f32::NAN
+                                } else {
+                                    c0[i * ldc + j]
+                                };
+                                assert!(got.to_bits() == kept.to_bits(), "padding written");
+                                continue;
+                            }
+                            let mut want = (0..k)
+                                .map(|p| {
+                                    a.data[i * a.rs + p * a.cs] as f64
+                                        * b.data[p * b.rs + j * b.cs] as f64
+                                })
+                                .sum::<f64>();
+                            want += beta as f64 * c0[i * ldc + j] as f64;
+                            assert!(
+                                (got as f64 - want).abs() < 1e-4 * (1.0 + k as f64),
+                                "{m}x{k}x{n} ta {ta} tb {tb} beta {beta} at ({i}, {j}): {got} vs {want}"
+                            );
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
