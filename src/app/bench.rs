@@ -163,7 +163,8 @@ pub fn bench_one(
 /// when set (per core), else the higher of `measure_fma_peak` and the figure derived from
 /// /proc/cpuinfo as cores x nominal clock x FLOPs per cycle,
 /// with 32 FLOPs per cycle for AVX2 + FMA (two 256-bit FMA units: 2 x 8 lanes x 2), which
-/// is also what AMD's double-pumped AVX-512 gives; 16 with AVX alone, 8 otherwise. CPUs
+/// is also what AMD's double-pumped AVX-512 gives; 16 with AVX alone, and on AMD's Zen 1,
+/// whose FMA units are 128 bits wide; 8 otherwise. CPUs
 /// with two full 512-bit FMA units reach twice the AVX2 figure: set the variable there.
 pub fn cpu_peak_gflops(threads: usize) -> Option<(f64, String)> {
     if let Some(per_core) = std::env::var("PIXC_PEAK_GFLOPS")
@@ -176,27 +177,9 @@ pub fn cpu_peak_gflops(threads: usize) -> Option<(f64, String)> {
         ));
     }
     let info = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    let field = |name: &str| {
-        info.lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split(':').nth(1))
-            .map(|v| v.trim().to_string())
-    };
-    let mhz: f64 = match field("cpu MHz").and_then(|v| v.parse().ok()) {
-        Some(m) => m,
-        None => {
-            let m = measure_fma_peak(threads)?;
-            return Some((m, format!("{threads} threads x an FMA loop, measured")));
-        }
-    };
-    let flags = field("flags").unwrap_or_default();
-    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
-    let (per_cycle, isa) = if has("avx2") && has("fma") {
-        (32.0, "AVX2+FMA")
-    } else if has("avx") {
-        (16.0, "AVX")
-    } else {
-        (8.0, "SSE")
+    let Some((mhz, per_cycle, isa)) = cpu_clock_and_width(&info) else {
+        let m = measure_fma_peak(threads)?;
+        return Some((m, format!("{threads} threads x an FMA loop, measured")));
     };
     let ghz = mhz / 1000.0;
     let derived = threads as f64 * ghz * per_cycle;
@@ -213,6 +196,36 @@ pub fn cpu_peak_gflops(threads: usize) -> Option<(f64, String)> {
         )),
         _ => Some((derived, basis)),
     }
+}
+
+/// From /proc/cpuinfo's text: the first core's nominal clock in MHz, its fp32 FLOPs per
+/// cycle, and the instruction set that figure is for. None without a clock.
+fn cpu_clock_and_width(info: &str) -> Option<(f64, f64, &'static str)> {
+    let field = |name: &str| {
+        info.lines()
+            .filter_map(|l| l.split_once(':'))
+            .find(|(k, _)| k.trim() == name)
+            .map(|(_, v)| v.trim())
+    };
+    let mhz: f64 = field("cpu MHz")?.parse().ok()?;
+    let flags = field("flags").unwrap_or_default();
+    let has = |f: &str| flags.split_whitespace().any(|x| x == f);
+    let number = |name: &str| field(name).and_then(|v| v.parse::<u32>().ok());
+    // AMD's Zen 1 and Zen+ (family 17h, models below 30h) run each 256-bit FMA as two
+    // halves on 128-bit units: half the FLOPs per cycle of every later AVX2 core.
+    let zen1 = field("vendor_id") == Some("AuthenticAMD")
+        && number("cpu family") == Some(0x17)
+        && number("model").is_some_and(|m| m < 0x30);
+    let (per_cycle, isa) = if has("avx2") && has("fma") && zen1 {
+        (16.0, "AVX2+FMA on 128-bit units, Zen 1")
+    } else if has("avx2") && has("fma") {
+        (32.0, "AVX2+FMA")
+    } else if has("avx") {
+        (16.0, "AVX")
+    } else {
+        (8.0, "SSE")
+    };
+    Some((mhz, per_cycle, isa))
 }
 
 /// The fp32 FLOP rate of `threads` threads each running a loop of independent fused
@@ -506,4 +519,46 @@ fn read_npy_f32_mean(path: &Path) -> Option<f64> {
             .collect(),
     };
     (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cpu_clock_and_width;
+
+    fn info(vendor: &str, family: u32, model: u32, flags: &str) -> String {
+        format!(
+            "processor\t: 0\nvendor_id\t: {vendor}\ncpu family\t: {family}\nmodel\t\t: {model}\n\
+             model name\t: Some CPU\ncpu MHz\t\t: 2000.000\nflags\t\t: fpu sse2 {flags}\n"
+        )
+    }
+
+    /// FLOPs per cycle by core: Zen 1 / Zen+ have 128-bit FMA units, Zen 2 on and
+    /// Intel's AVX2 cores 256-bit ones; no clock, no figure.
+    #[test]
+    fn flops_per_cycle_follow_the_core() {
+        let w = |v, f, m, fl| cpu_clock_and_width(&info(v, f, m, fl)).map(|x| (x.0, x.1));
+        assert_eq!(
+            w("AuthenticAMD", 23, 1, "avx avx2 fma"),
+            Some((2000.0, 16.0))
+        );
+        assert_eq!(
+            w("AuthenticAMD", 23, 8, "avx avx2 fma"),
+            Some((2000.0, 16.0))
+        );
+        assert_eq!(
+            w("AuthenticAMD", 23, 49, "avx avx2 fma"),
+            Some((2000.0, 32.0))
+        );
+        assert_eq!(
+            w("AuthenticAMD", 25, 17, "avx avx2 fma avx512f"),
+            Some((2000.0, 32.0))
+        );
+        assert_eq!(
+            w("GenuineIntel", 6, 1, "avx avx2 fma"),
+            Some((2000.0, 32.0))
+        );
+        assert_eq!(w("GenuineIntel", 6, 42, "avx"), Some((2000.0, 16.0)));
+        assert_eq!(w("GenuineIntel", 6, 26, ""), Some((2000.0, 8.0)));
+        assert_eq!(cpu_clock_and_width("flags\t: avx2 fma\n"), None);
+    }
 }
