@@ -536,29 +536,22 @@ mod tests {
     /// Intel's AVX2 cores 256-bit ones; no clock, no figure.
     #[test]
     fn flops_per_cycle_follow_the_core() {
-        let w = |v, f, m, fl| cpu_clock_and_width(&info(v, f, m, fl)).map(|x| (x.0, x.1));
-        assert_eq!(
-            w("AuthenticAMD", 23, 1, "avx avx2 fma"),
-            Some((2000.0, 16.0))
-        );
-        assert_eq!(
-            w("AuthenticAMD", 23, 8, "avx avx2 fma"),
-            Some((2000.0, 16.0))
-        );
-        assert_eq!(
-            w("AuthenticAMD", 23, 49, "avx avx2 fma"),
-            Some((2000.0, 32.0))
-        );
-        assert_eq!(
-            w("AuthenticAMD", 25, 17, "avx avx2 fma avx512f"),
-            Some((2000.0, 32.0))
-        );
-        assert_eq!(
-            w("GenuineIntel", 6, 1, "avx avx2 fma"),
-            Some((2000.0, 32.0))
-        );
-        assert_eq!(w("GenuineIntel", 6, 42, "avx"), Some((2000.0, 16.0)));
-        assert_eq!(w("GenuineIntel", 6, 26, ""), Some((2000.0, 8.0)));
+        for (vendor, family, model, flags, per_cycle) in [
+            ("AuthenticAMD", 23, 1, "avx avx2 fma", 16.0),
+            ("AuthenticAMD", 23, 8, "avx avx2 fma", 16.0),
+            ("AuthenticAMD", 23, 49, "avx avx2 fma", 32.0),
+            ("AuthenticAMD", 25, 17, "avx avx2 fma avx512f", 32.0),
+            ("GenuineIntel", 6, 1, "avx avx2 fma", 32.0),
+            ("GenuineIntel", 6, 42, "avx", 16.0),
+            ("GenuineIntel", 6, 26, "", 8.0),
+        ] {
+            let got = cpu_clock_and_width(&info(vendor, family, model, flags));
+            assert_eq!(
+                got.map(|x| (x.0, x.1)),
+                Some((2000.0, per_cycle)),
+                "{vendor} family {family} model {model}"
+            );
+        }
         assert_eq!(cpu_clock_and_width("flags\t: avx2 fma\n"), None);
     }
 }

@@ -266,6 +266,7 @@ pub fn conv_forward(pk: &Packed, bias: &[f32], x: &[f32], pl: Plane, out: &mut [
     } else {
         vec![0.0; k * p]
     };
+    let beta = if add { 1.0 } else { 0.0 };
     for i in 0..imgs {
         let xi = &x[i * pk.cin * p..(i + 1) * pk.cin * p];
         let oi = &mut out[i * co * p..(i + 1) * co * p];
@@ -275,7 +276,6 @@ pub fn conv_forward(pk: &Packed, bias: &[f32], x: &[f32], pl: Plane, out: &mut [
             im2col(pk, xi, pl, &mut cols);
             &cols
         };
-        let beta = if add { 1.0 } else { 0.0 };
         gemm(
             co,
             k,
