@@ -186,7 +186,23 @@ fn class_term(st: &Step, cond: Option<&Tensor>) -> Option<Tensor> {
 /// The Row LSTM's input-to-state map with the class vectors and the low-res map, as the
 /// recurrence reads it; `ins` are the node's inputs (slot 0 the layer input).
 pub fn row_input_to_state(st: &Step, ins: &[&Tensor], cond: Option<&Tensor>) -> Tensor {
-    add_low_res(st, add_class(st, input_to_state(st, ins[0]), cond), ins)
+    let is = input_to_state(st, ins[0]);
+    match row_extra(st, ins, cond) {
+        Some(e) => is + e,
+        None => is,
+    }
+}
+
+/// What a Row LSTM's input-to-state map gets besides the 1 x k conv of its layer input
+/// (None when nothing): a conditional model's class vectors and low-res map. Apart from
+/// the conv so that the CPU training path can run the conv in `conv_kernels` and add
+/// this (`tape::FusedInputs`).
+pub fn row_extra(st: &Step, ins: &[&Tensor], cond: Option<&Tensor>) -> Option<Tensor> {
+    let mut terms = class_term(st, cond)
+        .into_iter()
+        .chain(low_res_term(st, ins));
+    let first = terms.next()?;
+    Some(terms.fold(first, |a, t| a + t))
 }
 
 fn row_lstm(st: &Step, ins: &[&Tensor], cond: Option<&Tensor>, h: i64, height: i64) -> Tensor {

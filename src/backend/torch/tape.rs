@@ -128,54 +128,102 @@ unsafe fn as_mut_slice(t: &Tensor) -> &mut [f32] {
 }
 
 /// What a fused recurrence step reads. The Diagonal BiLSTM's 1x1 input conv runs inside
-/// the kernel, so it reads the layer input x, and adds what its map gets besides
-/// (`layers::diag_extra`: conditioning, the full-context image term); the Row LSTM's
-/// 1 x k conv stays a libtorch op and the kernel reads its output S.
+/// the recurrence kernel, so that kernel reads the layer input x and adds what its map
+/// gets besides (`layers::diag_extra`: conditioning, the full-context image term). The
+/// Row LSTM's 1 x k conv runs in `conv_kernels` just before, into S, which the kernel
+/// reads.
 pub(crate) struct FusedInputs {
-    /// x (a leaf of the tape) or S (with its autograd graph).
-    input: Tensor,
-    /// Contiguous data of `input`.
+    /// Contiguous data the recurrence kernel reads: x or S.
     data: Tensor,
-    /// The masked input-conv weight (with graph) and the detached data of it and of the
-    /// bias, when the conv runs in the kernel.
-    conv: Option<(Tensor, Tensor, Tensor)>,
-    /// The term added to the kernel's conv output (with its autograd graph) and its
-    /// contiguous data.
-    extra: Option<(Tensor, Tensor)>,
+    conv: InputConv,
     ss: Tensor,
     h0: Tensor,
     c0: Tensor,
 }
 
+/// Where a recurrence's input-to-state conv runs, and what its backward pass reads.
+enum InputConv {
+    /// Inside the recurrence kernel (Diagonal BiLSTM).
+    InKernel {
+        /// Detached data of the masked weight and of the bias.
+        w: Tensor,
+        b: Tensor,
+        /// The term added to the conv's output (with its autograd graph) and its
+        /// contiguous data.
+        extra: Option<(Tensor, Tensor)>,
+    },
+    /// In `conv_kernels`, before the recurrence kernel (Row LSTM).
+    Before {
+        pk: Packed,
+        /// The layer input's contiguous data.
+        x: Tensor,
+        /// The term added to the conv's output, with its autograd graph (`layers::row_extra`).
+        extra: Option<Tensor>,
+    },
+}
+
 impl FusedInputs {
     /// `ins`: the step's inputs in slot order (the layer input, a `full_context` Diagonal
     /// BiLSTM's image, a low-res model's map); `cond`: a conditional model's one-hot labels.
-    fn new(st: &Step, ins: &[&Tensor], cond: Option<&Tensor>) -> FusedInputs {
-        let x = ins[0];
-        let (input, conv, extra) = match st.op {
+    fn new(
+        st: &Step,
+        ins: &[&Tensor],
+        cond: Option<&Tensor>,
+        plane: Plane,
+        threads: usize,
+    ) -> FusedInputs {
+        let x = ins[0].detach().contiguous();
+        let (data, conv) = match st.op {
             Op::DiagBiLstm { hidden, .. } => {
-                let wm = st.weight("is_weight");
-                let w = wm.detach().contiguous();
+                let w = st.weight("is_weight").detach().contiguous();
                 let b = st.param("is_bias").detach().contiguous();
                 let extra = layers::diag_extra(st, ins, cond, hidden as i64).map(|e| {
                     let data = e.detach().contiguous();
                     (e, data)
                 });
-                (x.shallow_clone(), Some((wm, w, b)), extra)
+                (x, InputConv::InKernel { w, b, extra })
             }
-            // Only recurrences have a fused step (`geom`); the Row LSTM's conv stays in
-            // libtorch.
-            _ => (layers::row_input_to_state(st, ins, cond), None, None),
+            // Only recurrences have a fused step (`geom`): the rest is the Row LSTM.
+            _ => {
+                let pk = pack(st, "is_weight");
+                let bias = st.param("is_bias").detach().contiguous();
+                let extra = layers::row_extra(st, ins, cond);
+                let n = x.size()[0];
+                let s = Tensor::empty(
+                    [
+                        n,
+                        bias.numel() as i64,
+                        plane.height as i64,
+                        plane.width as i64,
+                    ],
+                    (Kind::Float, tch::Device::Cpu),
+                );
+                // SAFETY: contiguous f32 CPU tensors; `s` is fresh and written only here.
+                unsafe {
+                    ck::conv_forward_par(
+                        threads,
+                        &pk,
+                        as_slice(&bias),
+                        as_slice(&x),
+                        plane,
+                        as_mut_slice(&s),
+                        false,
+                    );
+                }
+                let s = match &extra {
+                    Some(e) => (s + e.detach()).contiguous(),
+                    None => s,
+                };
+                (s, InputConv::Before { pk, x, extra })
+            }
         };
-        let data = |name: &str| st.param(name).detach().contiguous();
+        let param = |name: &str| st.param(name).detach().contiguous();
         FusedInputs {
-            data: input.detach().contiguous(),
-            input,
+            data,
             conv,
-            extra,
-            ss: data("ss_weight"),
-            h0: data("h0"),
-            c0: data("c0"),
+            ss: param("ss_weight"),
+            h0: param("h0"),
+            c0: param("c0"),
         }
     }
 
@@ -184,16 +232,32 @@ impl FusedInputs {
     /// # Safety
     /// The tensors are contiguous f32 on the CPU (fused runs only there) and only read.
     unsafe fn params(&self) -> Params<'_> {
+        let (conv, extra) = match &self.conv {
+            InputConv::InKernel { w, b, extra, .. } => (
+                Some(InConv {
+                    w: as_slice(w),
+                    b: as_slice(b),
+                    cin: (w.numel() / b.numel()),
+                }),
+                extra.as_ref().map(|(_, d)| as_slice(d)),
+            ),
+            InputConv::Before { .. } => (None, None),
+        };
         Params {
             ss: as_slice(&self.ss),
             h0: as_slice(&self.h0),
             c0: as_slice(&self.c0),
-            conv: self.conv.as_ref().map(|(_, w, b)| InConv {
-                w: as_slice(w),
-                b: as_slice(b),
-                cin: (w.numel() / b.numel()),
-            }),
-            extra: self.extra.as_ref().map(|(_, d)| as_slice(d)),
+            conv,
+            extra,
+        }
+    }
+
+    /// The data of the term the recurrence kernel adds to its own conv, whose gradient
+    /// its backward pass returns.
+    fn kernel_extra(&self) -> Option<&Tensor> {
+        match &self.conv {
+            InputConv::InKernel { extra, .. } => extra.as_ref().map(|(_, d)| d),
+            InputConv::Before { .. } => None,
         }
     }
 }
@@ -226,7 +290,7 @@ impl TorchModel {
         cond: Option<&Tensor>,
         save: bool,
     ) -> (FusedInputs, Tensor, Option<Saved>) {
-        let fi = FusedInputs::new(st, ins, cond);
+        let fi = FusedInputs::new(st, ins, cond, self.plane(), self.threads());
         let y = Tensor::zeros(
             [
                 g.batch as i64,
@@ -447,7 +511,7 @@ impl TorchModel {
                         Seg::Fused { fi, saved } => {
                             let dy = g.contiguous();
                             let d_input = fi.data.empty_like();
-                            let d_extra = fi.extra.as_ref().map(|(_, d)| d.empty_like());
+                            let d_extra = fi.kernel_extra().map(|d| d.empty_like());
                             // SAFETY: contiguous f32 CPU tensors; `d_input` and `d_extra`
                             // are fresh and written only here.
                             let gr = unsafe {
@@ -460,14 +524,6 @@ impl TorchModel {
                                     d_extra.as_ref().map(|t| as_mut_slice(t)),
                                 )
                             };
-                            // The extra term's inputs and weights (labels, low-res map,
-                            // image; class, low-res and image weights) through libtorch.
-                            if let (Some((e, _)), Some(de)) = (&fi.extra, &d_extra) {
-                                if e.requires_grad() {
-                                    let sur = (e * de).sum(Kind::Float);
-                                    self.through(st, first, &sur, &leaves, &mut lg, &mut pg);
-                                }
-                            }
                             // The parameter `name`'s gradient slot and its value shaped
                             // like the parameter.
                             let slot = |name: &str| first + st.index(name);
@@ -477,8 +533,11 @@ impl TorchModel {
                             add_to(&mut pg[slot("ss_weight")], like(&gr.dss, "ss_weight"));
                             add_to(&mut pg[slot("h0")], like(&gr.dh0, "h0"));
                             add_to(&mut pg[slot("c0")], like(&gr.dc0, "c0"));
-                            match &fi.conv {
-                                Some(_) => {
+                            // The extra term's inputs and weights (labels, low-res map,
+                            // image; class, low-res and image weights) go through
+                            // libtorch, with dS as their gradient.
+                            let (extra, ds) = match &fi.conv {
+                                InputConv::InKernel { extra, .. } => {
                                     // The kernel's input was the layer input itself; its
                                     // weight gradient is the masked weight's, masked.
                                     let dw = like(&gr.dw, "is_weight");
@@ -489,10 +548,37 @@ impl TorchModel {
                                     add_to(&mut pg[slot("is_weight")], dw);
                                     add_to(&mut pg[slot("is_bias")], like(&gr.db, "is_bias"));
                                     add_to(&mut lg[st.inputs[0]], d_input);
+                                    (extra.as_ref().map(|(e, _)| e), d_extra)
                                 }
-                                None => {
-                                    // S came from a libtorch conv of the layer input.
-                                    let sur = (&fi.input * &d_input).sum(Kind::Float);
+                                InputConv::Before { pk, x, extra } => {
+                                    // The kernel's input was S: `conv_kernels` turns dS
+                                    // into the conv's gradients.
+                                    let dx = x.empty_like();
+                                    let mut dw = vec![0.0; pk.grad_len()];
+                                    let mut db = vec![0.0; st.param("is_bias").numel()];
+                                    // SAFETY: contiguous f32 CPU tensors; `dx` is fresh
+                                    // and written only here.
+                                    unsafe {
+                                        ck::conv_backward_par(
+                                            self.threads(),
+                                            pk,
+                                            as_slice(x),
+                                            self.plane(),
+                                            as_slice(&d_input),
+                                            Some(as_mut_slice(&dx)),
+                                            &mut dw,
+                                            &mut db,
+                                        );
+                                    }
+                                    add_unpacked(&mut pg, first, st, "is_weight", pk, &dw);
+                                    add_to(&mut pg[slot("is_bias")], Tensor::from_slice(&db));
+                                    add_to(&mut lg[st.inputs[0]], dx);
+                                    (extra.as_ref(), Some(d_input))
+                                }
+                            };
+                            if let (Some(e), Some(de)) = (extra, ds) {
+                                if e.requires_grad() {
+                                    let sur = (e * de).sum(Kind::Float);
                                     self.through(st, first, &sur, &leaves, &mut lg, &mut pg);
                                 }
                             }
@@ -558,13 +644,7 @@ impl TorchModel {
                             &mut db,
                         );
                     }
-                    // SAFETY: masks are contiguous f32 CPU tensors, only read.
-                    let mask = st.mask(w).map(|m| unsafe { as_slice(m) });
-                    let full = Tensor::from_slice(&pk.unpack_grad(&dw, mask));
-                    add_to(
-                        &mut pg[first + st.index(w)],
-                        full.reshape(st.param(w).size()),
-                    );
+                    add_unpacked(pg, first, st, w, pk, &dw);
                     add_to(&mut pg[first + st.index(b)], Tensor::from_slice(&db));
                     if let Some(dx) = dx {
                         add_to(&mut lg[st.inputs[*slot]], dx);
@@ -686,6 +766,25 @@ fn pack(st: &Step, name: &str) -> Packed {
             crop.pad_side,
         )
     }
+}
+
+/// Adds a conv term's packed weight gradient `dw`, scattered to the full shape of the
+/// parameter `name` and masked, into its gradient slot.
+fn add_unpacked(
+    pg: &mut [Option<Tensor>],
+    first: usize,
+    st: &Step,
+    name: &str,
+    pk: &Packed,
+    dw: &[f32],
+) {
+    // SAFETY: masks are contiguous f32 CPU tensors, only read.
+    let mask = st.mask(name).map(|m| unsafe { as_slice(m) });
+    let full = Tensor::from_slice(&pk.unpack_grad(dw, mask));
+    add_to(
+        &mut pg[first + st.index(name)],
+        full.reshape(st.param(name).size()),
+    );
 }
 
 /// Adds `t` into a gradient slot.
