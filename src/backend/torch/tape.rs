@@ -536,6 +536,10 @@ impl TorchModel {
                             // The extra term's inputs and weights (labels, low-res map,
                             // image; class, low-res and image weights) go through
                             // libtorch, with dS as their gradient.
+                            // As for the conv ops: the image's gradient only when `x`
+                            // is given.
+                            let want_input =
+                                x.is_some() || !matches!(self.steps[st.inputs[0]].op, Op::Input);
                             let (extra, ds) = match &fi.conv {
                                 InputConv::InKernel { extra, .. } => {
                                     // The kernel's input was the layer input itself; its
@@ -547,13 +551,15 @@ impl TorchModel {
                                     };
                                     add_to(&mut pg[slot("is_weight")], dw);
                                     add_to(&mut pg[slot("is_bias")], like(&gr.db, "is_bias"));
-                                    add_to(&mut lg[st.inputs[0]], d_input);
+                                    if want_input {
+                                        add_to(&mut lg[st.inputs[0]], d_input);
+                                    }
                                     (extra.as_ref().map(|(e, _)| e), d_extra)
                                 }
                                 InputConv::Before { pk, x, extra } => {
                                     // The kernel's input was S: `conv_kernels` turns dS
                                     // into the conv's gradients.
-                                    let dx = x.empty_like();
+                                    let dx = want_input.then(|| x.empty_like());
                                     let mut dw = vec![0.0; pk.grad_len()];
                                     let mut db = vec![0.0; st.param("is_bias").numel()];
                                     // SAFETY: contiguous f32 CPU tensors; `dx` is fresh
@@ -565,14 +571,16 @@ impl TorchModel {
                                             as_slice(x),
                                             self.plane(),
                                             as_slice(&d_input),
-                                            Some(as_mut_slice(&dx)),
+                                            dx.as_ref().map(|t| as_mut_slice(t)),
                                             &mut dw,
                                             &mut db,
                                         );
                                     }
                                     add_unpacked(&mut pg, first, st, "is_weight", pk, &dw);
                                     add_to(&mut pg[slot("is_bias")], Tensor::from_slice(&db));
-                                    add_to(&mut lg[st.inputs[0]], dx);
+                                    if let Some(dx) = dx {
+                                        add_to(&mut lg[st.inputs[0]], dx);
+                                    }
                                     (extra.as_ref(), Some(d_input))
                                 }
                             };
