@@ -653,9 +653,9 @@ fn to_steps(
             for t in 0..steps {
                 let r = run(d, t);
                 let row = &mut out[((d * steps + t) * chans + ch) * m..][..m];
-                if r.hi - r.lo < len {
-                    row.fill(0.0);
-                }
+                // Zero only what the run leaves: the copies below overwrite the rest.
+                row[..r.lo * imgs].fill(0.0);
+                row[r.hi * imgs..].fill(0.0);
                 for s in r.lo..r.hi {
                     let o = r.at(s);
                     let dst = &mut row[s * imgs..(s + 1) * imgs];
@@ -694,15 +694,28 @@ fn from_steps(
     let mut offs = vec![0; imgs];
     let two_pass = g.two_pass_layout();
     let mut px = take(if two_pass { plane * imgs } else { 0 });
+    let mut written = Vec::new();
+    let mut unwritten = Vec::new();
     for d in 0..g.dirs() {
+        if two_pass && !assign {
+            // Positions no step of this direction writes (the shifted map's first row)
+            // must add nothing; the copies overwrite every other pixel row of `px`, so
+            // only these are zeroed, not all of `px` for every channel.
+            written.clear();
+            written.resize(plane, false);
+            for t in 0..steps {
+                let r = run(d, t);
+                (r.lo..r.hi).for_each(|s| written[r.at(s)] = true);
+            }
+            unwritten.clear();
+            unwritten.extend((0..plane).filter(|&o| !written[o]));
+        }
         for ch in 0..chans {
             offs.iter_mut()
                 .enumerate()
                 .for_each(|(i, o)| *o = at(i, ch, d));
-            if two_pass && !assign {
-                // Positions no step of this direction writes (the shifted map's first
-                // row) must add nothing.
-                px.fill(0.0);
+            for &o in &unwritten {
+                px[o * imgs..(o + 1) * imgs].fill(0.0);
             }
             let mut covered = 0;
             for t in 0..steps {
