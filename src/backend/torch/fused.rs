@@ -4,14 +4,15 @@
 //! Why: in libtorch a recurrence step is about ten tiny ops (three times that in
 //! backward), each paying microseconds of dispatch and autograd bookkeeping, so the
 //! Diagonal BiLSTM ran at a few percent of the CPU's arithmetic peak. Here a step is one
-//! small GEMM (`gemm.rs`) plus one vectorised pass of gate math, the skew, mirror,
+//! small GEMM (`gemm.rs`; with the Diagonal BiLSTM's 1x1 input conv folded in) plus one
+//! vectorised pass of gate math, the skew, mirror,
 //! unskew and shift-down are index arithmetic (no copies), and images never synchronise.
 //!
 //! The math is exactly `layers::row_lstm` / `layers::diag_bilstm` (docs/semantics.md);
 //! `tests/fused_kernels.rs` checks outputs and every gradient against them. Pure Rust: no
 //! tch here; `tape.rs` connects these kernels to libtorch's autograd.
 
-use super::gemm::{gemm, View};
+use super::gemm::{gemm, gemm_stacked, View};
 
 /// Which recurrence, and so which index maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -209,8 +210,8 @@ pub struct Params<'a> {
     pub extra: Option<&'a [f32]>,
 }
 
-/// A 1x1 input-to-state convolution done inside the kernel (the Diagonal BiLSTM's): one
-/// GEMM per image on the worker threads, instead of a libtorch op, its autograd node and
+/// A 1x1 input-to-state convolution done inside the kernel (the Diagonal BiLSTM's),
+/// folded into each step's GEMM (`Fold`), instead of a libtorch op, its autograd node and
 /// a full-size S tensor with its surrogate.
 #[derive(Clone, Copy)]
 pub struct InConv<'a> {
@@ -273,6 +274,8 @@ struct Part {
     /// The states left of the image (`Geom::image_end`), one image's worth
     /// (q = 1): [dir][step][channel][state].
     pad: Steps,
+    /// With the input conv folded into the steps: x in step order, [dir][step][cin][M].
+    xs: Option<Vec<f32>>,
 }
 
 /// Step-major buffers of one recurrence.
@@ -409,24 +412,10 @@ impl Part {
     fn recycle(self) {
         self.main.recycle();
         self.pad.recycle();
-    }
-}
-
-/// S for `imgs` images from x with the input conv: S_i = W x_i + b, one GEMM per image.
-fn input_conv(cv: InConv, x: &[f32], imgs: usize, rows: usize, plane: usize) -> Vec<f32> {
-    let mut s = take(imgs * rows * plane);
-    for i in 0..imgs {
-        let si = &mut s[i * rows * plane..(i + 1) * rows * plane];
-        let xi = &x[i * cv.cin * plane..(i + 1) * cv.cin * plane];
-        // W is rows x cin, x_i cin x plane, S_i rows x plane, all row-major.
-        let (w, x) = (View::rows(cv.w, cv.cin), View::rows(xi, plane));
-        gemm(rows, cv.cin, plane, w, x, 0.0, si, plane);
-        for (r, row) in si.chunks_exact_mut(plane).enumerate() {
-            let b = cv.b[r];
-            row.iter_mut().for_each(|v| *v += b);
+        if let Some(xs) = self.xs {
+            give(xs);
         }
     }
-    s
 }
 
 /// Builds the GEMM operand X (h*taps x M, row c*taps+tap) from the previous state, in
@@ -467,17 +456,43 @@ fn build_x(
     }
 }
 
+/// What a step's gates get besides W_ss X(h_{t-1}).
+#[derive(Clone, Copy)]
+struct GateIn<'a> {
+    /// What `act` holds already (the input-to-state map S, or an extra term), kept and
+    /// added to; else the gates start from zero.
+    add: bool,
+    /// The input conv, folded into the step's GEMM.
+    fold: Option<Fold<'a>>,
+}
+
+/// The 1x1 input-to-state conv done inside each step, as one GEMM with the
+/// state-to-state conv: `[W_in | W_ss] [x_t; X(h_{t-1})] + b`. Each step reads only its
+/// own pixels of x, so x is gathered into step order (`cin` channels) instead of S
+/// (4h per direction): half the floats moved at `cin` = 2h (the MNIST models), no
+/// full-size S, and the GEMM is twice as deep.
+#[derive(Clone, Copy)]
+struct Fold<'a> {
+    /// This direction's x in step order: [step][cin][M].
+    xs: &'a [f32],
+    cin: usize,
+    /// [W_in | W_ss] for this direction, 4h x (cin + h*taps), row-major.
+    w_cat: &'a [f32],
+    /// The conv's bias for this direction (4h).
+    b: &'a [f32],
+}
+
 /// Direction `d`'s `steps` steps, each over the states `states(t)` of q images, into the
-/// step-major buffers `st`: the gates start from what `st.act` holds (`add`, the input)
-/// or from zero; `after(k, t, st)` runs after each step (k = d * steps + t). The tuple
-/// holds X's scratch buffer, W_d and the initial h and c (h x M each).
+/// step-major buffers `st`: the gates get `gin`'s input (see `GateIn`); `after(k, t,
+/// st)` runs after each step (k = d * steps + t). The tuple holds X's scratch buffer,
+/// W_d and the initial h and c (h x M each).
 fn forward_steps(
     st: &mut Steps,
     (x, w, h_init, c_init): (&mut [f32], &[f32], &[f32], &[f32]),
     (d, steps): (usize, usize),
     shape: (usize, usize, usize, usize),
     states: impl Fn(usize) -> (usize, usize),
-    add: bool,
+    gin: GateIn,
     mut after: impl FnMut(usize, usize, &Steps),
 ) {
     let (hid, _, q, len) = shape;
@@ -505,15 +520,21 @@ fn forward_steps(
             ),
             shape,
             states(t),
-            add,
+            GateIn {
+                fold: gin.fold.map(|f| Fold {
+                    xs: &f.xs[t * f.cin * q * len..(t + 1) * f.cin * q * len],
+                    ..f
+                }),
+                ..gin
+            },
         );
         after(k, t, st);
     }
 }
 
 /// One step of the recurrence over states `lo..hi` of q images: the gates get W X(h_prev)
-/// (added to the input already there, or in place of it with `add` false), then the
-/// cell update writes c, tanh(c) and h. `gates` is 4h x M, the others h x M.
+/// and `gin`'s input (with `gin.fold`, its `xs` is this step's), then the cell update
+/// writes c, tanh(c) and h. `gates` is 4h x M, the others h x M.
 #[allow(clippy::too_many_arguments)]
 fn step_forward(
     w: &[f32],
@@ -523,7 +544,7 @@ fn step_forward(
     out: (&mut [f32], &mut [f32], &mut [f32], &mut [f32]),
     (hid, taps, q, len): (usize, usize, usize, usize),
     (lo, hi): (usize, usize),
-    add: bool,
+    gin: GateIn,
 ) {
     if lo >= hi {
         return;
@@ -535,9 +556,28 @@ fn step_forward(
     build_x(x, h_prev, hid, taps, q, len, lo, hi);
     // gates[:, a..e] (+)= W_d (4h x h*taps) . X[:, a..e] (h*taps x (e - a)), from
     // column a of row-major arrays with M columns.
-    let beta = if add { 1.0 } else { 0.0 };
+    let beta = if gin.add { 1.0 } else { 0.0 };
     let (wv, xv) = (View::rows(w, hid * taps), View::rows(&x[a..], m));
-    gemm(4 * hid, hid * taps, e - a, wv, xv, beta, &mut gates[a..], m);
+    match gin.fold {
+        None => gemm(4 * hid, hid * taps, e - a, wv, xv, beta, &mut gates[a..], m),
+        Some(f) => {
+            // The states lo..hi are exactly the step's run of pixels (`Geom::src_run`),
+            // so every column computed reads real input.
+            let xt = View::rows(&f.xs[a..], m);
+            let wc = View::rows(f.w_cat, f.cin + hid * taps);
+            let blocks = [(xt, f.cin), (xv, hid * taps)];
+            gemm_stacked(
+                4 * hid,
+                e - a,
+                wc,
+                &blocks,
+                Some(f.b),
+                beta,
+                &mut gates[a..],
+                m,
+            );
+        }
+    }
     cell_forward(
         &mut gates[..4 * n],
         &c_prev[..n],
@@ -970,25 +1010,39 @@ fn forward_part(
     let s_img = dirs * 4 * hid * plane;
     let y_img = hid * plane;
     let mut main = Steps::take(dirs, steps, n);
-    let mut s_own = p
-        .conv
-        .map(|cv| input_conv(cv, input, imgs, dirs * 4 * hid, plane));
-    if let (Some(s), Some(e)) = (s_own.as_mut(), p.extra) {
-        add_into(s, &e[first * s_img..(first + imgs) * s_img]);
+    // What the gates start from: S when it is the input, else the extra term (the
+    // input conv is folded into the steps), else nothing.
+    let s = match (p.conv, p.extra) {
+        (None, _) => Some(input),
+        (Some(_), Some(e)) => Some(&e[first * s_img..(first + imgs) * s_img]),
+        (Some(_), None) => None,
+    };
+    if let Some(s) = s {
+        to_steps(
+            g,
+            imgs,
+            4 * hid,
+            &mut main.act,
+            |d, t| g.src_run(d, t),
+            s,
+            |i, gi, d| i * s_img + (d * 4 * hid + gi) * plane,
+        );
     }
-    let s = s_own.as_deref().unwrap_or(input);
-    to_steps(
-        g,
-        imgs,
-        4 * hid,
-        &mut main.act,
-        |d, t| g.src_run(d, t),
-        s,
-        |i, gi, d| i * s_img + (d * 4 * hid + gi) * plane,
-    );
-    if let Some(b) = s_own {
-        give(b);
-    }
+    let xs = p.conv.map(|cv| {
+        let mut xs = take(dirs * steps * cv.cin * m);
+        let x_img = cv.cin * plane;
+        to_steps(
+            g,
+            imgs,
+            cv.cin,
+            &mut xs,
+            |d, t| g.src_run(d, t),
+            input,
+            |i, ch, _| i * x_img + ch * plane,
+        );
+        xs
+    });
+    let w_cat = p.conv.map(|cv| w_cat(g, cv, p.ss));
     let mut x = take(hid * taps * m);
     let mut h_init = take(n);
     let mut c_init = take(n);
@@ -1021,19 +1075,38 @@ fn forward_part(
             (d, steps),
             pad_shape,
             pad_states,
-            false,
+            GateIn {
+                add: false,
+                fold: None,
+            },
             to_image,
         );
         broadcast_state(&mut h_init, p.h0, d, hid, imgs, len);
         broadcast_state(&mut c_init, p.c0, d, hid, imgs, len);
         let image_states = |t| (g.active(t), g.image_end(t));
+        let fold = match (p.conv, &xs, &w_cat) {
+            (Some(cv), Some(xs), Some(wc)) => {
+                let (k, rows) = (cv.cin + hid * taps, 4 * hid);
+                Some(Fold {
+                    xs: &xs[d * steps * cv.cin * m..(d + 1) * steps * cv.cin * m],
+                    cin: cv.cin,
+                    w_cat: &wc[d * rows * k..(d + 1) * rows * k],
+                    b: &cv.b[d * rows..(d + 1) * rows],
+                })
+            }
+            _ => None,
+        };
+        let gin = GateIn {
+            add: s.is_some(),
+            fold,
+        };
         forward_steps(
             &mut main,
             (&mut x, w, &h_init, &c_init),
             (d, steps),
             shape,
             image_states,
-            true,
+            gin,
             |_, _, _| {},
         );
     }
@@ -1050,12 +1123,29 @@ fn forward_part(
     for b in [x, x1, h_init, c_init] {
         give(b);
     }
+    if let Some(wc) = w_cat {
+        give(wc);
+    }
     Part {
         first,
         count: imgs,
         main,
         pad,
+        xs,
     }
+}
+
+/// [W_in | W_ss] per direction (dirs x 4h x (cin + h*taps), row-major): the folded step
+/// GEMM's left operand.
+fn w_cat(g: Geom, cv: InConv, ss: &[f32]) -> Vec<f32> {
+    let (rows, kss) = (g.dirs() * 4 * g.hidden, g.hidden * g.taps());
+    let k = cv.cin + kss;
+    let mut wc = take(rows * k);
+    for r in 0..rows {
+        wc[r * k..r * k + cv.cin].copy_from_slice(&cv.w[r * cv.cin..(r + 1) * cv.cin]);
+        wc[r * k + cv.cin..(r + 1) * k].copy_from_slice(&ss[r * kss..(r + 1) * kss]);
+    }
+    wc
 }
 
 /// Defines `$name(args)`, which runs `$body(args)` compiled for AVX2 + FMA when the CPU
@@ -1167,21 +1257,19 @@ fn tanh(x: f32) -> f32 {
 }
 
 /// Backward pass, given dY (N x h x H x W): writes the input's gradient (dS, or dx when
-/// the input conv ran inside; `input` is what `forward` was given) into `d_input`, dS
-/// into `d_extra` when `p.extra` was added (it must be given exactly then), and returns
-/// the parameters'. Runs on the forward pass's threads, and consumes what it saved.
+/// the input conv ran inside) into `d_input`, dS into `d_extra` when `p.extra` was added
+/// (it must be given exactly then), and returns the parameters'. Runs on the forward
+/// pass's threads, and consumes what it saved (x in step order, when the conv ran inside).
 pub fn backward(
     saved: Saved,
     dy: &[f32],
     p: Params,
-    input: &[f32],
     d_input: &mut [f32],
     d_extra: Option<&mut [f32]>,
 ) -> Grads {
     let g = saved.geom;
     assert_eq!(dy.len(), g.y_len(), "dY has the wrong size");
     let per = input_per_image(g, &p);
-    assert_eq!(input.len(), g.batch * per);
     assert_eq!(d_input.len(), g.batch * per);
     check_extra(g, &p);
     let s_img = g.s_per_image();
@@ -1206,8 +1294,7 @@ pub fn backward(
     let work: Vec<_> = saved.parts.into_iter().zip(d_parts).zip(e_parts).collect();
     let partials: Vec<Grads> = crate::util::on_threads(work, |((part, dpart), epart)| {
         let dyc = &dy[part.first * y_img..(part.first + part.count) * y_img];
-        let ic = &input[part.first * per..(part.first + part.count) * per];
-        backward_part(g, part, dyc, p, ic, dpart, epart)
+        backward_part(g, part, dyc, p, dpart, epart)
     });
     // Sum the per-thread partials in a fixed order, so results are reproducible.
     let mut it = partials.into_iter();
@@ -1247,11 +1334,15 @@ fn backward_part(
     mut part: Part,
     dy: &[f32],
     p: Params,
-    input: &[f32],
     d_input: &mut [f32],
     d_extra: Option<&mut [f32]>,
 ) -> Grads {
     let imgs = part.count;
+    assert_eq!(
+        part.xs.is_some(),
+        p.conv.is_some(),
+        "backward's input conv differs from forward's"
+    );
     let (hid, len, taps, steps, dirs) = (g.hidden, g.cells(), g.taps(), g.steps(), g.dirs());
     let m = imgs * len;
     let n = hid * m;
@@ -1287,6 +1378,12 @@ fn backward_part(
     let (mut pdh, mut pdc) = (take(n1), take(n1));
     let mut into_pad_h = take(steps * n1);
     let mut into_pad_c = take(steps * n1);
+    // The folded input conv's gradients: dW_in, db, and dx in step order (like `xs`).
+    let rows = dirs * 4 * hid;
+    let cin = p.conv.map_or(0, |cv| cv.cin);
+    let mut dw_in = vec![0f32; rows * cin];
+    let mut db_in = vec![0f32; if cin > 0 { rows } else { 0 }];
+    let mut dxs = take(if cin > 0 { dirs * steps * cin * m } else { 0 });
     for d in 0..dirs {
         broadcast_state(&mut h_init, p.h0, d, hid, imgs, len);
         broadcast_state(&mut c_init, p.c0, d, hid, imgs, len);
@@ -1321,6 +1418,24 @@ fn backward_part(
                 shape,
                 (g.active(t), g.image_end(t)),
             );
+            if let (Some(cv), Some(xs)) = (p.conv, part.xs.as_ref()) {
+                // The folded input conv: act now holds dG, 4h x M, in columns a..e.
+                let (a, e) = (g.active(t) * imgs, g.image_end(t) * imgs);
+                let dg = &part.main.act[k * 4 * n..(k + 1) * 4 * n];
+                let xs_t = &xs[k * cin * m..(k + 1) * cin * m];
+                let r = d * 4 * hid..(d + 1) * 4 * hid;
+                let dgv = View::rows(&dg[a..], m);
+                // dW_in += dG . x_t^T; dx_t = W_in^T dG; db += dG summed over columns.
+                let xt = View::transposed(&xs_t[a..], m);
+                let dwd = &mut dw_in[r.start * cin..r.end * cin];
+                gemm(4 * hid, e - a, cin, dgv, xt, 1.0, dwd, cin);
+                let wt = View::transposed(&cv.w[r.start * cin..r.end * cin], cin);
+                let dxt = &mut dxs[k * cin * m + a..(k + 1) * cin * m];
+                gemm(cin, 4 * hid, e - a, wt, dgv, 0.0, dxt, m);
+                for (bi, row) in db_in[r].iter_mut().zip(dg.chunks_exact(m)) {
+                    *bi += sum(&row[a..e]);
+                }
+            }
             if t > 0 {
                 // Only the first state left of the image at t - 1 was read by this step.
                 let s = g.image_end(t - 1);
@@ -1381,14 +1496,13 @@ fn backward_part(
         give(b);
     }
     // dS: each step's gate gradients put back where the step read them (each position
-    // is read by exactly one step, so this assigns every element).
-    let rows = dirs * 4 * hid;
-    let mut ds_own = p.conv.map(|_| take(imgs * s_img));
-    {
-        let ds: &mut [f32] = match ds_own.as_mut() {
-            Some(b) => b,
-            None => &mut *d_input,
-        };
+    // is read by exactly one step, so this assigns every element). It is the input's
+    // gradient when S was the input, the extra term's when one was added.
+    let ds = match (p.conv, d_extra) {
+        (None, _) => Some(&mut *d_input),
+        (Some(_), de) => de,
+    };
+    if let Some(ds) = ds {
         from_steps(
             g,
             4 * hid,
@@ -1399,47 +1513,28 @@ fn backward_part(
             true,
         );
     }
-    if let (Some(de), Some(ds)) = (d_extra, ds_own.as_ref()) {
-        // S = conv + extra: the extra term's gradient is dS itself.
-        de.copy_from_slice(ds);
+    if let Some(cv) = p.conv {
+        // dx: both directions read every pixel, so their parts are added.
+        d_input.fill(0.0);
+        let x_img = cv.cin * plane;
+        from_steps(
+            g,
+            cv.cin,
+            &dxs,
+            |d, t| g.src_run(d, t),
+            d_input,
+            |i, ch, _| i * x_img + ch * plane,
+            false,
+        );
     }
-    let (mut dw, mut db) = (Vec::new(), Vec::new());
-    if let (Some(cv), Some(ds)) = (p.conv, ds_own) {
-        dw = vec![0f32; rows * cv.cin];
-        db = vec![0f32; rows];
-        for i in 0..imgs {
-            let dsi = &ds[i * rows * plane..(i + 1) * rows * plane];
-            let xi = &input[i * cv.cin * plane..(i + 1) * cv.cin * plane];
-            let dxi = &mut d_input[i * cv.cin * plane..(i + 1) * cv.cin * plane];
-            // dS_i is rows x plane, x_i and dx_i cin x plane, W and dW rows x cin.
-            let ds_i = View::rows(dsi, plane);
-            // dW += dS_i . x_i^T
-            gemm(
-                rows,
-                plane,
-                cv.cin,
-                ds_i,
-                View::transposed(xi, plane),
-                1.0,
-                &mut dw,
-                cv.cin,
-            );
-            // dx_i = W^T . dS_i
-            let wt = View::transposed(cv.w, cv.cin);
-            gemm(cv.cin, rows, plane, wt, ds_i, 0.0, dxi, plane);
-            for (r, row) in dsi.chunks_exact(plane).enumerate() {
-                db[r] += sum(row);
-            }
-        }
-        give(ds);
-    }
+    give(dxs);
     part.recycle();
     Grads {
         dss,
         dh0,
         dc0,
-        dw,
-        db,
+        dw: dw_in,
+        db: db_in,
     }
 }
 

@@ -60,6 +60,25 @@ impl<'a> View<'a> {
 /// `C` is written without being read.
 #[allow(clippy::too_many_arguments)]
 pub fn gemm(m: usize, k: usize, n: usize, a: View, b: View, beta: f32, c: &mut [f32], ldc: usize) {
+    gemm_stacked(m, n, a, &[(b, k)], None, beta, c, ldc);
+}
+
+/// `C (m x n) = A (m x K) * [B_1; B_2; ...] + bias + beta * C`: `B` is given as blocks of
+/// rows `(B_i, k_i)` that lie in different buffers (K = the sum of the `k_i`), so a
+/// GEMM over stacked operands needs no copy to stack them; `bias` (m floats) is added
+/// to each row. The recurrences' steps use it to fold the input conv into the step:
+/// `[W_in | W_ss] [x_t; X(h_{t-1})] + b`.
+#[allow(clippy::too_many_arguments)]
+pub fn gemm_stacked(
+    m: usize,
+    n: usize,
+    a: View,
+    b: &[(View, usize)],
+    bias: Option<&[f32]>,
+    beta: f32,
+    c: &mut [f32],
+    ldc: usize,
+) {
     if m == 0 || n == 0 {
         return;
     }
@@ -67,47 +86,77 @@ pub fn gemm(m: usize, k: usize, n: usize, a: View, b: View, beta: f32, c: &mut [
         c.len() >= (m - 1) * ldc + n && ldc >= n,
         "gemm: C outside its slice"
     );
-    if k == 0 {
-        // An op its mask removes entirely (mask A, 1x1, one channel): nothing to add.
-        for row in c.chunks_mut(ldc).take(m) {
-            scale(&mut row[..n], beta);
-        }
-        return;
+    if let Some(bias) = bias {
+        assert!(bias.len() >= m, "gemm: bias shorter than m");
     }
-    a.check(m, k, "A");
-    b.check(k, n, "B");
+    let k: usize = b.iter().map(|&(_, k)| k).sum();
+    if k > 0 {
+        a.check(m, k, "A");
+    }
+    for &(bv, ki) in b.iter().filter(|&&(_, ki)| ki > 0) {
+        bv.check(ki, n, "B");
+    }
     #[cfg(target_arch = "x86_64")]
-    if avx2_fma() {
-        if b.cs == 1 {
+    if avx2_fma() && k > 0 {
+        if b.iter().all(|(bv, _)| bv.cs == 1) {
+            let segs: Vec<avx::Seg> = b
+                .iter()
+                .filter(|&&(_, ki)| ki > 0)
+                .map(|&(bv, ki)| avx::Seg {
+                    b: bv.data.as_ptr(),
+                    rs: bv.rs,
+                    k: ki,
+                })
+                .collect();
             // SAFETY: the features were detected; the checks above keep every index
             // inside the slices.
-            unsafe { avx::nn(m, k, n, a, b, beta, c, ldc) };
+            unsafe { avx::nn(m, n, a, &segs, bias, beta, c, ldc) };
             return;
         }
-        if a.cs == 1 && b.rs == 1 {
+        if a.cs == 1 && b.len() == 1 && b[0].0.rs == 1 && bias.is_none() {
             // SAFETY: as above.
-            unsafe { avx::nt(m, k, n, a, b, beta, c, ldc) };
+            unsafe { avx::nt(m, k, n, a, b[0].0, beta, c, ldc) };
             return;
         }
     }
-    // SAFETY: the checks above keep every index the strides reach inside the slices.
-    unsafe {
-        matrixmultiply::sgemm(
-            m,
-            k,
-            n,
-            1.0,
-            a.data.as_ptr(),
-            a.rs as isize,
-            a.cs as isize,
-            b.data.as_ptr(),
-            b.rs as isize,
-            b.cs as isize,
-            beta,
-            c.as_mut_ptr(),
-            ldc as isize,
-            1,
-        );
+    // The portable path: one `matrixmultiply` call per block of rows of B, each adding
+    // to what the one before wrote, then the bias.
+    let mut first = true;
+    let mut off = 0;
+    for &(bv, ki) in b {
+        if ki == 0 {
+            continue;
+        }
+        // SAFETY: the checks above keep every index the strides reach inside the slices.
+        unsafe {
+            matrixmultiply::sgemm(
+                m,
+                ki,
+                n,
+                1.0,
+                a.data.as_ptr().add(off * a.cs),
+                a.rs as isize,
+                a.cs as isize,
+                bv.data.as_ptr(),
+                bv.rs as isize,
+                bv.cs as isize,
+                if first { beta } else { 1.0 },
+                c.as_mut_ptr(),
+                ldc as isize,
+                1,
+            );
+        }
+        first = false;
+        off += ki;
+    }
+    for (i, row) in c.chunks_mut(ldc).take(m).enumerate() {
+        if first {
+            // No rows of B at all (a conv its mask removes entirely): C = beta C.
+            scale(&mut row[..n], beta);
+        }
+        if let Some(bias) = bias {
+            row[..n].iter_mut().for_each(|v| *v += bias[i]);
+        }
     }
 }
 
@@ -152,32 +201,51 @@ mod avx {
         *c = if beta == 0.0 { s } else { s + beta * *c };
     }
 
-    /// An `MR x 8*NV` tile of `C = A B` with `B` row-major: per `k`, `NV` vectors of
-    /// `B`'s row and `MR` broadcasts of `A`'s column.
+    /// A block of rows of `B` (row-major, `rs` floats per row, `k` rows), from where
+    /// the GEMM's columns start.
+    #[derive(Clone, Copy)]
+    pub struct Seg {
+        pub b: *const f32,
+        pub rs: usize,
+        pub k: usize,
+    }
+
+    /// An `MR x 8*NV` tile of `C = A B (+ bias)` with `B` row-major, starting at column
+    /// `j` of each block of `B`: per `k`, `NV` vectors of `B`'s row and `MR` broadcasts
+    /// of `A`'s column.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     unsafe fn nn_tile<const MR: usize, const NV: usize>(
-        k: usize,
         (a, rsa, csa): (*const f32, usize, usize),
-        (b, rsb): (*const f32, usize),
+        (segs, j): (&[Seg], usize),
+        bias: Option<*const f32>,
         beta: f32,
         (c, ldc): (*mut f32, usize),
     ) {
         unsafe {
             let mut acc = [[_mm256_setzero_ps(); NV]; MR];
-            for p in 0..k {
-                let bp = b.add(p * rsb);
-                let mut bv = [_mm256_setzero_ps(); NV];
-                for (v, x) in bv.iter_mut().enumerate() {
-                    *x = _mm256_loadu_ps(bp.add(8 * v));
-                }
-                let ap = a.add(p * csa);
+            if let Some(bias) = bias {
                 for (r, row) in acc.iter_mut().enumerate() {
-                    let av = _mm256_set1_ps(*ap.add(r * rsa));
-                    for (x, bx) in row.iter_mut().zip(&bv) {
-                        *x = _mm256_fmadd_ps(av, *bx, *x);
+                    *row = [_mm256_set1_ps(*bias.add(r)); NV];
+                }
+            }
+            let mut a = a;
+            for seg in segs {
+                for p in 0..seg.k {
+                    let bp = seg.b.add(p * seg.rs + j);
+                    let mut bv = [_mm256_setzero_ps(); NV];
+                    for (v, x) in bv.iter_mut().enumerate() {
+                        *x = _mm256_loadu_ps(bp.add(8 * v));
+                    }
+                    let ap = a.add(p * csa);
+                    for (r, row) in acc.iter_mut().enumerate() {
+                        let av = _mm256_set1_ps(*ap.add(r * rsa));
+                        for (x, bx) in row.iter_mut().zip(&bv) {
+                            *x = _mm256_fmadd_ps(av, *bx, *x);
+                        }
                     }
                 }
+                a = a.add(seg.k * csa);
             }
             for (r, row) in acc.iter().enumerate() {
                 for (v, x) in row.iter().enumerate() {
@@ -192,60 +260,64 @@ mod avx {
     #[inline]
     unsafe fn nn_block<const NV: usize>(
         m: usize,
-        k: usize,
         (a, rsa, csa): (*const f32, usize, usize),
-        (b, rsb): (*const f32, usize),
+        b: (&[Seg], usize),
+        bias: Option<*const f32>,
         beta: f32,
         (c, ldc): (*mut f32, usize),
     ) {
         unsafe {
             let mut i = 0;
+            let bias_at = |i: usize| bias.map(|p| p.add(i));
             while i + 6 <= m {
                 let at = (a.add(i * rsa), rsa, csa);
-                nn_tile::<6, NV>(k, at, (b, rsb), beta, (c.add(i * ldc), ldc));
+                nn_tile::<6, NV>(at, b, bias_at(i), beta, (c.add(i * ldc), ldc));
                 i += 6;
             }
             let at = (a.add(i * rsa), rsa, csa);
             let ct = (c.add(i * ldc), ldc);
+            let bi = bias_at(i);
             match m - i {
                 0 => {}
-                1 => nn_tile::<1, NV>(k, at, (b, rsb), beta, ct),
-                2 => nn_tile::<2, NV>(k, at, (b, rsb), beta, ct),
-                3 => nn_tile::<3, NV>(k, at, (b, rsb), beta, ct),
-                4 => nn_tile::<4, NV>(k, at, (b, rsb), beta, ct),
-                _ => nn_tile::<5, NV>(k, at, (b, rsb), beta, ct),
+                1 => nn_tile::<1, NV>(at, b, bi, beta, ct),
+                2 => nn_tile::<2, NV>(at, b, bi, beta, ct),
+                3 => nn_tile::<3, NV>(at, b, bi, beta, ct),
+                4 => nn_tile::<4, NV>(at, b, bi, beta, ct),
+                _ => nn_tile::<5, NV>(at, b, bi, beta, ct),
             }
         }
     }
 
-    /// `gemm` with `B` row-major. Column blocks outermost, so one block's `k x 16`
-    /// panel of `B` stays in L1 while every row of `A` passes over it.
+    /// `gemm_stacked` with every block of `B` row-major. Column blocks outermost, so
+    /// one block's `k x 16` panel of `B` stays in L1 while every row of `A` passes over
+    /// it.
     ///
     /// # Safety
-    /// AVX2 and FMA present; `gemm`'s checks passed.
+    /// AVX2 and FMA present; `gemm_stacked`'s checks passed; `segs` hold at least one
+    /// row.
     #[target_feature(enable = "avx2,fma")]
     #[allow(clippy::too_many_arguments)]
     pub unsafe fn nn(
         m: usize,
-        k: usize,
         n: usize,
         a: View,
-        b: View,
+        segs: &[Seg],
+        bias: Option<&[f32]>,
         beta: f32,
         c: &mut [f32],
         ldc: usize,
     ) {
-        debug_assert_eq!(b.cs, 1);
-        let (ap, bp, cp) = (a.data.as_ptr(), b.data.as_ptr(), c.as_mut_ptr());
+        let (ap, cp) = (a.data.as_ptr(), c.as_mut_ptr());
         let at = (ap, a.rs, a.cs);
+        let bias = bias.map(|b| b.as_ptr());
         let mut j = 0;
         unsafe {
             while j + 16 <= n {
-                nn_block::<2>(m, k, at, (bp.add(j), b.rs), beta, (cp.add(j), ldc));
+                nn_block::<2>(m, at, (segs, j), bias, beta, (cp.add(j), ldc));
                 j += 16;
             }
             if j + 8 <= n {
-                nn_block::<1>(m, k, at, (bp.add(j), b.rs), beta, (cp.add(j), ldc));
+                nn_block::<1>(m, at, (segs, j), bias, beta, (cp.add(j), ldc));
                 j += 8;
             }
         }
@@ -253,9 +325,17 @@ mod avx {
         // same vector tiles run on them (a recurrence's step has any number of columns).
         let r = n - j;
         if r > 0 {
+            let k: usize = segs.iter().map(|s| s.k).sum();
             let mut bt = vec![0.0f32; k * 8];
-            for (p, row) in bt.chunks_exact_mut(8).enumerate() {
-                row[..r].copy_from_slice(&b.data[p * b.rs + j..p * b.rs + n]);
+            let mut rows = bt.chunks_exact_mut(8);
+            for seg in segs {
+                for p in 0..seg.k {
+                    let row = rows.next().expect("k rows");
+                    // SAFETY: `gemm_stacked` checked that each block's k x n lies in its
+                    // slice.
+                    let src = unsafe { std::slice::from_raw_parts(seg.b.add(p * seg.rs + j), r) };
+                    row[..r].copy_from_slice(src);
+                }
             }
             let mut ct = vec![0.0f32; m * 8];
             if beta != 0.0 {
@@ -263,7 +343,12 @@ mod avx {
                     row[..r].copy_from_slice(&c[i * ldc + j..i * ldc + n]);
                 }
             }
-            unsafe { nn_block::<1>(m, k, at, (bt.as_ptr(), 8), beta, (ct.as_mut_ptr(), 8)) };
+            let panel = [Seg {
+                b: bt.as_ptr(),
+                rs: 8,
+                k,
+            }];
+            unsafe { nn_block::<1>(m, at, (&panel, 0), bias, beta, (ct.as_mut_ptr(), 8)) };
             for (i, row) in ct.chunks_exact(8).enumerate() {
                 c[i * ldc + j..i * ldc + n].copy_from_slice(&row[..r]);
             }
@@ -485,6 +570,76 @@ mod tests {
                                 (got as f64 - want).abs() < 1e-4 * (1.0 + k as f64),
                                 "{m}x{k}x{n} ta {ta} tb {tb} beta {beta} at ({i}, {j}): {got} vs {want}"
                             );
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Blocks of B in separate buffers (different row strides, one empty), with and
+    /// without the bias, against the definition in f64: the AVX path (row-major
+    /// blocks) and the portable one (a transposed block).
+    #[test]
+    fn stacked_blocks_and_bias_match_the_definition() {
+        let mut seed = 500;
+        for &(m, n) in &[(1, 1), (7, 5), (13, 23), (64, 40), (6, 16)] {
+            for transposed in [false, true] {
+                for (bias_on, beta) in [(false, 0.0f32), (true, 0.0), (true, 1.0)] {
+                    seed += 1;
+                    let ks = [3usize, 0, 9, 4];
+                    let k: usize = ks.iter().sum();
+                    let ad = values(m * k, seed);
+                    let a = View::rows(&ad, k);
+                    // Block i is ks[i] x n, stored with n + i spare columns per row, or
+                    // transposed (the last block only, to take the portable path).
+                    let datas: Vec<Vec<f32>> = ks
+                        .iter()
+                        .enumerate()
+                        .map(|(i, &ki)| values(ki.max(1) * (n + i), seed + 10 * i as u32))
+                        .collect();
+                    let views: Vec<(View, usize)> = ks
+                        .iter()
+                        .zip(&datas)
+                        .enumerate()
+                        .map(|(i, (&ki, d))| {
+                            let v = if transposed && i == ks.len() - 1 {
+                                View::transposed(d, ki)
+                            } else {
+                                View::rows(d, n + i)
+                            };
+                            (v, ki)
+                        })
+                        .collect();
+                    let bias = values(m, seed + 77);
+                    let ldc = n + 2;
+                    let c0 = values(m * ldc, seed + 99);
+                    let mut c = c0.clone();
+                    let b = bias_on.then_some(&bias[..]);
+                    gemm_stacked(m, n, a, &views, b, beta, &mut c, ldc);
+                    for i in 0..m {
+                        for j in 0..n {
+                            let mut want = 0f64;
+                            let mut off = 0;
+                            for &(v, ki) in &views {
+                                for p in 0..ki {
+                                    want += ad[i * k + off + p] as f64
+                                        * v.data[p * v.rs + j * v.cs] as f64;
+                                }
+                                off += ki;
+                            }
+                            if bias_on {
+                                want += bias[i] as f64;
+                            }
+                            want += beta as f64 * c0[i * ldc + j] as f64;
+                            let got = c[i * ldc + j] as f64;
+                            assert!(
+                                (got - want).abs() < 1e-4 * (1.0 + k as f64),
+                                "{m}x{n} transposed {transposed} bias {bias_on} at ({i}, {j}): {got} vs {want}"
+                            );
+                        }
+                        for j in n..ldc {
+                            assert_eq!(c[i * ldc + j], c0[i * ldc + j], "padding written");
                         }
                     }
                 }

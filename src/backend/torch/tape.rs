@@ -519,7 +519,6 @@ impl TorchModel {
                                     saved,
                                     as_slice(&dy),
                                     fi.params(),
-                                    as_slice(&fi.data),
                                     as_mut_slice(&d_input),
                                     d_extra.as_ref().map(|t| as_mut_slice(t)),
                                 )
