@@ -63,6 +63,9 @@ pub fn gemm(m: usize, k: usize, n: usize, a: View, b: View, beta: f32, c: &mut [
     gemm_stacked(m, n, a, &[(b, k)], None, beta, c, ldc);
 }
 
+/// The most blocks of rows `gemm_stacked` takes for `B`.
+pub const MAX_BLOCKS: usize = 4;
+
 /// `C (m x n) = A (m x K) * [B_1; B_2; ...] + bias + beta * C`: `B` is given as blocks of
 /// rows `(B_i, k_i)` that lie in different buffers (K = the sum of the `k_i`), so a
 /// GEMM over stacked operands needs no copy to stack them; `bias` (m floats) is added
@@ -89,6 +92,10 @@ pub fn gemm_stacked(
     if let Some(bias) = bias {
         assert!(bias.len() >= m, "gemm: bias shorter than m");
     }
+    assert!(
+        b.len() <= MAX_BLOCKS,
+        "gemm: more than {MAX_BLOCKS} blocks of B"
+    );
     let k: usize = b.iter().map(|&(_, k)| k).sum();
     if k > 0 {
         a.check(m, k, "A");
@@ -99,18 +106,25 @@ pub fn gemm_stacked(
     #[cfg(target_arch = "x86_64")]
     if avx2_fma() && k > 0 {
         if b.iter().all(|(bv, _)| bv.cs == 1) {
-            let segs: Vec<avx::Seg> = b
-                .iter()
-                .filter(|&&(_, ki)| ki > 0)
-                .map(|&(bv, ki)| avx::Seg {
+            // On the stack: this runs once per recurrence step, where a heap allocation
+            // would be a measurable share of a small GEMM.
+            let mut segs = [avx::Seg {
+                b: std::ptr::null(),
+                rs: 0,
+                k: 0,
+            }; MAX_BLOCKS];
+            let mut count = 0;
+            for &(bv, ki) in b.iter().filter(|&&(_, ki)| ki > 0) {
+                segs[count] = avx::Seg {
                     b: bv.data.as_ptr(),
                     rs: bv.rs,
                     k: ki,
-                })
-                .collect();
+                };
+                count += 1;
+            }
             // SAFETY: the features were detected; the checks above keep every index
             // inside the slices.
-            unsafe { avx::nn(m, n, a, &segs, bias, beta, c, ldc) };
+            unsafe { avx::nn(m, n, a, &segs[..count], bias, beta, c, ldc) };
             return;
         }
         if a.cs == 1 && b.len() == 1 && b[0].0.rs == 1 && bias.is_none() {
