@@ -12,7 +12,11 @@
 //!   (any strides: the forward conv, the recurrence's step, and `W^T dY`).
 //! - **NT**, both operands contiguous along `k` (`A` rows, `B` columns): a 4 x 3 tile is
 //!   twelve accumulators of 8 lanes along `k`, summed across at the end (the weight
-//!   gradients `dY X^T`).
+//!   gradients `dY X^T`). When `k` is short (a recurrence step's columns), those sums
+//!   are not amortised: `B` is then copied row-major through 8 x 8 register transposes
+//!   and the NN tiles run on it (`nt_by_nn`).
+//!
+//! `cargo bench --bench gemm` prints their GFLOP/s on the kernels' shapes.
 //!
 //! Sums run in a different order than `matrixmultiply`'s, so results differ from it by
 //! rounding only; `tests/fused_kernels.rs` holds every kernel to plain libtorch.
@@ -128,8 +132,12 @@ pub fn gemm_stacked(
             return;
         }
         if a.cs == 1 && b.len() == 1 && b[0].0.rs == 1 && bias.is_none() {
-            // SAFETY: as above.
-            unsafe { avx::nt(m, k, n, a, b[0].0, beta, c, ldc) };
+            if k <= NT_BY_NN_MAX_K && n.is_multiple_of(8) {
+                nt_by_nn(m, k, n, a, b[0].0, beta, c, ldc);
+            } else {
+                // SAFETY: as above.
+                unsafe { avx::nt(m, k, n, a, b[0].0, beta, c, ldc) };
+            }
             return;
         }
     }
@@ -174,6 +182,48 @@ pub fn gemm_stacked(
     }
 }
 
+/// The deepest NT product (`dY X^T`) that `nt_by_nn` takes. The NT tiles sum each of
+/// their twelve accumulators across its lanes at the end, which a short `k` (a
+/// recurrence step's 8 to 448 columns) does not amortise. Measured (best of seven rounds,
+/// M = 64, N = 64, one core of a Zen 4 VM): at `k` = 32 the NT tiles ran at 33-40
+/// GFLOP/s and the copy plus NN tiles at 70-74; at `k` = 112, 56-66 against 82-85; they
+/// meet near `k` = 448, and at 784 (a conv's weight gradient over one 28 x 28 image) the
+/// NT tiles win, 78-100 against 56-85.
+#[cfg(target_arch = "x86_64")]
+const NT_BY_NN_MAX_K: usize = 384;
+
+#[cfg(target_arch = "x86_64")]
+thread_local! {
+    /// `nt_by_nn`'s copy of `B`, kept per thread so that a recurrence's steps do not
+    /// allocate.
+    static BT: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `C = A B + beta C` with `A`'s rows and `B`'s columns contiguous (`B` = X^T for a
+/// row-major X, n x k): `B` is copied row-major (8 x 8 register transposes) and the NN
+/// tiles run on it.
+#[cfg(target_arch = "x86_64")]
+#[allow(clippy::too_many_arguments)]
+fn nt_by_nn(m: usize, k: usize, n: usize, a: View, b: View, beta: f32, c: &mut [f32], ldc: usize) {
+    BT.with(|buf| {
+        let mut bt = buf.borrow_mut();
+        if bt.len() < k * n {
+            bt.resize(k * n, 0.0);
+        }
+        // SAFETY: AVX2 and FMA were detected by the caller; `gemm_stacked` checked that B
+        // (k x n at strides 1, b.cs) lies inside its slice, and `bt` holds k x n.
+        unsafe {
+            avx::transpose_rows(&mut bt[..k * n], b.data, b.cs, n, k);
+            let seg = [avx::Seg {
+                b: bt.as_ptr(),
+                rs: n,
+                k,
+            }];
+            avx::nn(m, n, a, &seg, None, beta, c, ldc);
+        }
+    });
+}
+
 /// `v *= beta`, with `beta` 0 writing zeros over whatever `v` held (NaN included).
 fn scale(v: &mut [f32], beta: f32) {
     if beta == 0.0 {
@@ -191,7 +241,7 @@ fn avx2_fma() -> bool {
 }
 
 #[cfg(target_arch = "x86_64")]
-mod avx {
+pub(crate) mod avx {
     use super::View;
     use std::arch::x86_64::*;
 
@@ -365,6 +415,66 @@ mod avx {
             unsafe { nn_block::<1>(m, at, (&panel, 0), bias, beta, (ct.as_mut_ptr(), 8)) };
             for (i, row) in ct.chunks_exact(8).enumerate() {
                 c[i * ldc + j..i * ldc + n].copy_from_slice(&row[..r]);
+            }
+        }
+    }
+
+    /// Rows become columns: out[c] lane r = rows[r] lane c.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    pub(crate) fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
+    }
+
+    /// `out` (k x n, row-major) = the transpose of `src`'s n rows of k floats, `ld` apart;
+    /// `n` a multiple of 8.
+    ///
+    /// # Safety
+    /// AVX present; `src[(n - 1) * ld + k - 1]` inside `src`, `out` at least k x n.
+    #[target_feature(enable = "avx")]
+    pub unsafe fn transpose_rows(out: &mut [f32], src: &[f32], ld: usize, n: usize, k: usize) {
+        debug_assert!(n.is_multiple_of(8) && out.len() >= k * n);
+        let (s, d) = (src.as_ptr(), out.as_mut_ptr());
+        let k8 = k / 8 * 8;
+        for j0 in (0..n).step_by(8) {
+            unsafe {
+                for p0 in (0..k8).step_by(8) {
+                    let rows: [__m256; 8] =
+                        std::array::from_fn(|r| _mm256_loadu_ps(s.add((j0 + r) * ld + p0)));
+                    for (p, v) in transpose8(rows).into_iter().enumerate() {
+                        _mm256_storeu_ps(d.add((p0 + p) * n + j0), v);
+                    }
+                }
+                for p in k8..k {
+                    for r in 0..8 {
+                        *d.add(p * n + j0 + r) = *s.add((j0 + r) * ld + p);
+                    }
+                }
             }
         }
     }
