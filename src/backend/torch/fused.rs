@@ -591,15 +591,18 @@ fn step_forward(
 /// One step back over states `lo..hi` of q images: `dgates` (the step's activations)
 /// become the gate pre-activation gradients, `dw` accumulates W's gradient, `dc` becomes
 /// the gradient reaching the previous cell (in these columns) and `dh` the one reaching
-/// the previous h (all of it rewritten). `x` and `dx` are scratch (h*taps x M).
+/// the previous h (all of it rewritten); `dy` is what reaches h from outside, and `db`
+/// (when given) gets the gate gradients' sums (see `CellGrad`). `x` and `dx` are scratch
+/// (h*taps x M).
 #[allow(clippy::too_many_arguments)]
 fn step_backward(
     (w, dw): (&[f32], &mut [f32]),
     (x, dx): (&mut [f32], &mut [f32]),
     dgates: &mut [f32],
     (tc, c_prev, h_prev): (&[f32], &[f32], &[f32]),
-    dh: &mut [f32],
+    (dh, dy): (&mut [f32], &[f32]),
     dc: &mut [f32],
+    db: Option<&mut [f32]>,
     (hid, taps, q, len): (usize, usize, usize, usize),
     (lo, hi): (usize, usize),
 ) {
@@ -609,7 +612,8 @@ fn step_backward(
     }
     let m = q * len;
     let (a, e) = (lo * q, hi * q);
-    cell_backward(dgates, tc, c_prev, dh, dc, (m, a, e));
+    let gr = CellGrad { dh, dy, dc, db };
+    cell_backward(dgates, tc, c_prev, gr, (m, a, e));
     build_x(x, h_prev, hid, taps, q, len, lo, hi);
     let k = hid * taps;
     // dW += dG[:, a..e] (4h x (e - a)) . X[:, a..e]^T ((e - a) x h*taps)
@@ -1118,31 +1122,6 @@ fn w_cat(g: Geom, cv: InConv, ss: &[f32]) -> Vec<f32> {
     wc
 }
 
-/// Defines `$name(args)`, which runs `$body(args)` compiled for AVX2 + FMA when the CPU
-/// has them (LLVM then vectorises the gate loops 8 wide), else the portable build.
-macro_rules! avx2_dispatch {
-    ($(#[$m:meta])* fn $name:ident($($arg:ident: $ty:ty),*) => $body:ident) => {
-        $(#[$m])*
-        fn $name($($arg: $ty),*) {
-            #[cfg(target_arch = "x86_64")]
-            {
-                #[target_feature(enable = "avx2,fma")]
-                unsafe fn fast($($arg: $ty),*) {
-                    $body($($arg),*)
-                }
-                if std::arch::is_x86_feature_detected!("avx2")
-                    && std::arch::is_x86_feature_detected!("fma")
-                {
-                    // SAFETY: the CPU has the features `fast` is compiled for.
-                    unsafe { fast($($arg),*) };
-                    return;
-                }
-            }
-            $body($($arg),*)
-        }
-    };
-}
-
 /// Gate math of one step over n = h*M cells, columns `a..e` of each of the h rows
 /// (`cols` = (M, a, e)). `gates` holds pre-activations [o; f; i; g] (each n long) and
 /// becomes the activations; writes the new cell, tanh(cell) and h.
@@ -1204,6 +1183,7 @@ fn cell_forward_body(
 /// constants around spills: twice the instructions.
 #[cfg(target_arch = "x86_64")]
 mod gate8 {
+    use super::super::gemm::avx::hsum;
     use std::arch::x86_64::*;
 
     #[target_feature(enable = "avx2,fma")]
@@ -1292,6 +1272,71 @@ mod gate8 {
             }
         }
         super::cell_forward_body(gates, c_prev, c, tc, h, (m, a, e), w8);
+    }
+
+    /// `super::cell_backward`, eight cells per pass; each row's last (e - a) % 8 cells go
+    /// through the scalar body (which adds its part of the bias sums).
+    ///
+    /// # Safety
+    /// AVX2 and FMA present.
+    #[target_feature(enable = "avx2,fma")]
+    pub unsafe fn cell_backward(
+        act: &mut [f32],
+        tc: &[f32],
+        c_prev: &[f32],
+        gr: super::CellGrad,
+        (m, a, e): (usize, usize, usize),
+    ) {
+        let super::CellGrad { dh, dy, dc, mut db } = gr;
+        let n = dc.len();
+        assert!(act.len() >= 4 * n && tc.len() >= n && c_prev.len() >= n);
+        assert!(dh.len() >= n && dy.len() >= n);
+        assert!(a <= e && e <= m && n.is_multiple_of(m));
+        if let Some(db) = db.as_deref() {
+            assert!(db.len() >= 4 * (n / m));
+        }
+        let w8 = (e - a) / 8 * 8;
+        let g = act.as_mut_ptr();
+        let one = _mm256_set1_ps(1.0);
+        unsafe {
+            for r in 0..n / m {
+                let mut sums = [_mm256_setzero_ps(); 4];
+                let mut k = r * m + a;
+                while k < r * m + a + w8 {
+                    // SAFETY: k + 8 <= r * m + e <= n, and act holds 4n.
+                    let ld = |p: *const f32| _mm256_loadu_ps(p.add(k));
+                    let (ov, fv, iv, gv) =
+                        (ld(g), ld(g.add(n)), ld(g.add(2 * n)), ld(g.add(3 * n)));
+                    let t = ld(tc.as_ptr());
+                    let dhv = _mm256_add_ps(ld(dh.as_ptr()), ld(dy.as_ptr()));
+                    let dho = _mm256_mul_ps(dhv, ov);
+                    // dc + dh o (1 - t^2)
+                    let dcv = _mm256_fmadd_ps(dho, _mm256_fnmadd_ps(t, t, one), ld(dc.as_ptr()));
+                    // x (1 - x): the sigmoid's derivative.
+                    let dsig = |x: __m256| _mm256_fnmadd_ps(x, x, x);
+                    let grads = [
+                        _mm256_mul_ps(_mm256_mul_ps(dhv, t), dsig(ov)),
+                        _mm256_mul_ps(_mm256_mul_ps(dcv, ld(c_prev.as_ptr())), dsig(fv)),
+                        _mm256_mul_ps(_mm256_mul_ps(dcv, gv), dsig(iv)),
+                        _mm256_mul_ps(_mm256_mul_ps(dcv, iv), _mm256_fnmadd_ps(gv, gv, one)),
+                    ];
+                    for (q, v) in grads.into_iter().enumerate() {
+                        _mm256_storeu_ps(g.add(q * n + k), v);
+                        sums[q] = _mm256_add_ps(sums[q], v);
+                    }
+                    _mm256_storeu_ps(dc.as_mut_ptr().add(k), _mm256_mul_ps(dcv, fv));
+                    k += 8;
+                }
+                if let Some(db) = db.as_deref_mut() {
+                    let h = n / m;
+                    for (q, v) in sums.into_iter().enumerate() {
+                        db[q * h + r] += hsum(v);
+                    }
+                }
+            }
+        }
+        let rest = super::CellGrad { dh, dy, dc, db };
+        super::cell_backward_body(act, tc, c_prev, rest, (m, a, e), w8);
     }
 }
 
@@ -1489,18 +1534,19 @@ fn backward_part(
                     &part.main.c[(k - 1) * n..k * n],
                 )
             };
-            add_into(&mut dh, &dyk[k * n..(k + 1) * n]);
             // Only the states `active(t)..image_end(t)` are computed here; the others
             // have no gradient in these columns (dh and dc stay zero there: the range
             // only grows going back, and what reaches the states left of the image is
-            // moved out below).
+            // moved out below). dY in step order is zero outside them too.
+            let r = d * 4 * hid..(d + 1) * 4 * hid;
             step_backward(
                 (w, &mut *dw),
                 (&mut x, &mut dx),
                 &mut part.main.act[k * 4 * n..(k + 1) * 4 * n],
                 (&part.main.tc[k * n..(k + 1) * n], c_prev, h_prev),
-                &mut dh,
+                (&mut dh, &dyk[k * n..(k + 1) * n]),
                 &mut dc,
+                (cin > 0).then(|| &mut db_in[r]),
                 shape,
                 (g.active(t), g.image_end(t)),
             );
@@ -1511,16 +1557,13 @@ fn backward_part(
                 let xs_t = &xs[k * cin * m..(k + 1) * cin * m];
                 let r = d * 4 * hid..(d + 1) * 4 * hid;
                 let dgv = View::rows(&dg[a..], m);
-                // dW_in += dG . x_t^T; dx_t = W_in^T dG; db += dG summed over columns.
+                // dW_in += dG . x_t^T; dx_t = W_in^T dG (db was summed in the cell pass).
                 let xt = View::transposed(&xs_t[a..], m);
                 let dwd = &mut dw_in[r.start * cin..r.end * cin];
                 gemm(4 * hid, e - a, cin, dgv, xt, 1.0, dwd, cin);
                 let wt = View::transposed(&cv.w[r.start * cin..r.end * cin], cin);
                 let dxt = &mut dxs[k * cin * m + a..(k + 1) * cin * m];
                 gemm(cin, 4 * hid, e - a, wt, dgv, 0.0, dxt, m);
-                for (bi, row) in db_in[r].iter_mut().zip(dg.chunks_exact(m)) {
-                    *bi += sum(&row[a..e]);
-                }
             }
             if t > 0 {
                 // Only the first state left of the image at t - 1 was read by this step.
@@ -1560,15 +1603,16 @@ fn backward_part(
                     &part.pad.c[(k - 1) * n1..k * n1],
                 )
             };
-            add_into(&mut pdh, &into_pad_h[t * n1..(t + 1) * n1]);
             add_into(&mut pdc, &into_pad_c[t * n1..(t + 1) * n1]);
+            // The states left of the image get no input, so no bias either: no db.
             step_backward(
                 (w, &mut *dw),
                 (&mut x1, &mut dx1),
                 &mut part.pad.act[k * 4 * n1..(k + 1) * 4 * n1],
                 (&part.pad.tc[k * n1..(k + 1) * n1], c_prev, h_prev),
-                &mut pdh,
+                (&mut pdh, &into_pad_h[t * n1..(t + 1) * n1]),
                 &mut pdc,
+                None,
                 (hid, taps, 1, len),
                 (g.image_end(t), len),
             );
@@ -1624,50 +1668,75 @@ fn backward_part(
     }
 }
 
-avx2_dispatch! {
-    /// Backward of the gate math, in place: `act` holds this step's activations
-    /// [o; f; i; g] and becomes their pre-activation gradients. `dh` is the gradient
-    /// reaching h; `dc` the one reaching c from the next step, and on exit the one
-    /// reaching the previous c (columns `a..e` of each row).
-    fn cell_backward(act: &mut [f32], tc: &[f32], c_prev: &[f32], dh: &[f32], dc: &mut [f32], cols: (usize, usize, usize)) => cell_backward_body
+/// What `cell_backward` reads besides the step's saved values, and what it sums.
+struct CellGrad<'a> {
+    /// The gradient reaching h from the next step.
+    dh: &'a [f32],
+    /// The gradient reaching h from outside the recurrence (dY in step order), added to
+    /// `dh` as it is read: a pass over `dh` saved.
+    dy: &'a [f32],
+    /// The gradient reaching c from the next step; on exit, the one reaching the
+    /// previous c (columns `a..e` of each row).
+    dc: &'a mut [f32],
+    /// When the folded input conv's bias is trained: its 4h gradients, to which each
+    /// gate row's sum over the columns is added (a pass over the gate gradients saved).
+    db: Option<&'a mut [f32]>,
 }
 
+/// Backward of the gate math over columns `a..e` of each of the h rows (`cols` = (M,
+/// a, e)), in place: `act` holds this step's activations [o; f; i; g] and becomes their
+/// pre-activation gradients.
+fn cell_backward(
+    act: &mut [f32],
+    tc: &[f32],
+    c_prev: &[f32],
+    gr: CellGrad,
+    cols: (usize, usize, usize),
+) {
+    #[cfg(target_arch = "x86_64")]
+    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
+        // SAFETY: the CPU has the features the gate8 path is compiled for.
+        unsafe { gate8::cell_backward(act, tc, c_prev, gr, cols) };
+        return;
+    }
+    cell_backward_body(act, tc, c_prev, gr, cols, 0);
+}
+
+/// `cell_backward` for the cells from `from` on in each row's span.
 #[inline(always)]
 fn cell_backward_body(
     act: &mut [f32],
     tc: &[f32],
     c_prev: &[f32],
-    dh: &[f32],
-    dc: &mut [f32],
+    gr: CellGrad,
     (m, a, e): (usize, usize, usize),
+    from: usize,
 ) {
+    let CellGrad { dh, dy, dc, mut db } = gr;
     let n = dc.len();
     let (o, rest) = act.split_at_mut(n);
     let (f, rest) = rest.split_at_mut(n);
     let (i, g) = rest.split_at_mut(n);
     for r in 0..n / m {
-        let span = r * m + a..r * m + e;
-        let o = &mut o[span.clone()];
-        let w = o.len();
-        let (f, i, g) = (
-            &mut f[span.clone()][..w],
-            &mut i[span.clone()][..w],
-            &mut g[span.clone()][..w],
-        );
-        let (tc, c_prev, dh) = (
-            &tc[span.clone()][..w],
-            &c_prev[span.clone()][..w],
-            &dh[span.clone()][..w],
-        );
-        let dc = &mut dc[span][..w];
-        for k in 0..w {
+        let mut sums = [0f32; 4];
+        for k in r * m + a + from..r * m + e {
             let (ov, fv, iv, gv, t) = (o[k], f[k], i[k], g[k], tc[k]);
-            let dcv = dc[k] + dh[k] * ov * (1.0 - t * t);
-            o[k] = dh[k] * t * ov * (1.0 - ov);
+            let dhv = dh[k] + dy[k];
+            let dcv = dc[k] + dhv * ov * (1.0 - t * t);
+            o[k] = dhv * t * ov * (1.0 - ov);
             f[k] = dcv * c_prev[k] * fv * (1.0 - fv);
             i[k] = dcv * gv * iv * (1.0 - iv);
             g[k] = dcv * iv * (1.0 - gv * gv);
             dc[k] = dcv * fv;
+            for (acc, v) in sums.iter_mut().zip([o[k], f[k], i[k], g[k]]) {
+                *acc += v;
+            }
+        }
+        if let Some(db) = db.as_deref_mut() {
+            let h = n / m;
+            for (q, v) in sums.into_iter().enumerate() {
+                db[q * h + r] += v;
+            }
         }
     }
 }
