@@ -1131,29 +1131,16 @@ fn cell_forward(
     c: &mut [f32],
     tc: &mut [f32],
     h: &mut [f32],
-    cols: (usize, usize, usize),
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the gate8 path is compiled for.
-        unsafe { gate8::cell_forward(gates, c_prev, c, tc, h, cols) };
-        return;
-    }
-    cell_forward_body(gates, c_prev, c, tc, h, cols, 0);
-}
-
-/// `cell_forward` for the cells from `from` on in each row's span (`from` > 0: the ones
-/// a vector path left).
-#[inline(always)]
-fn cell_forward_body(
-    gates: &mut [f32],
-    c_prev: &[f32],
-    c: &mut [f32],
-    tc: &mut [f32],
-    h: &mut [f32],
     (m, a, e): (usize, usize, usize),
-    from: usize,
 ) {
+    // Cells per row the vector path did (none without it); the scalar loop does the rest.
+    #[allow(unused_mut)]
+    let mut from = 0;
+    #[cfg(target_arch = "x86_64")]
+    if super::gemm::avx2_fma() {
+        // SAFETY: the CPU has the features the gate8 path is compiled for.
+        from = unsafe { gate8::cell_forward(gates, c_prev, c, tc, h, (m, a, e)) };
+    }
     let n = c.len();
     let (o, rest) = gates.split_at_mut(n);
     let (f, rest) = rest.split_at_mut(n);
@@ -1229,8 +1216,8 @@ mod gate8 {
         )
     }
 
-    /// `super::cell_forward`, eight cells per pass; each row's last (e - a) % 8 cells go
-    /// through the scalar body.
+    /// `super::cell_forward`, eight cells per pass; returns how many cells of each row it
+    /// did (the scalar loop does the last (e - a) % 8).
     ///
     /// # Safety
     /// AVX2 and FMA present.
@@ -1242,7 +1229,7 @@ mod gate8 {
         tc: &mut [f32],
         h: &mut [f32],
         (m, a, e): (usize, usize, usize),
-    ) {
+    ) -> usize {
         let n = c.len();
         assert!(gates.len() >= 4 * n && c_prev.len() >= n && tc.len() >= n && h.len() >= n);
         assert!(a <= e && e <= m && n.is_multiple_of(m));
@@ -1271,11 +1258,12 @@ mod gate8 {
                 }
             }
         }
-        super::cell_forward_body(gates, c_prev, c, tc, h, (m, a, e), w8);
+        w8
     }
 
-    /// `super::cell_backward`, eight cells per pass; each row's last (e - a) % 8 cells go
-    /// through the scalar body (which adds its part of the bias sums).
+    /// `super::cell_backward`, eight cells per pass; returns how many cells of each row it
+    /// did (the scalar loop does the last (e - a) % 8, and adds their part of the bias
+    /// sums).
     ///
     /// # Safety
     /// AVX2 and FMA present.
@@ -1284,10 +1272,10 @@ mod gate8 {
         act: &mut [f32],
         tc: &[f32],
         c_prev: &[f32],
-        gr: super::CellGrad,
+        gr: &mut super::CellGrad,
         (m, a, e): (usize, usize, usize),
-    ) {
-        let super::CellGrad { dh, dy, dc, mut db } = gr;
+    ) -> usize {
+        let super::CellGrad { dh, dy, dc, db } = gr;
         let n = dc.len();
         assert!(act.len() >= 4 * n && tc.len() >= n && c_prev.len() >= n);
         assert!(dh.len() >= n && dy.len() >= n);
@@ -1335,8 +1323,7 @@ mod gate8 {
                 }
             }
         }
-        let rest = super::CellGrad { dh, dy, dc, db };
-        super::cell_backward_body(act, tc, c_prev, rest, (m, a, e), w8);
+        w8
     }
 }
 
@@ -1690,28 +1677,17 @@ fn cell_backward(
     act: &mut [f32],
     tc: &[f32],
     c_prev: &[f32],
-    gr: CellGrad,
-    cols: (usize, usize, usize),
-) {
-    #[cfg(target_arch = "x86_64")]
-    if std::arch::is_x86_feature_detected!("avx2") && std::arch::is_x86_feature_detected!("fma") {
-        // SAFETY: the CPU has the features the gate8 path is compiled for.
-        unsafe { gate8::cell_backward(act, tc, c_prev, gr, cols) };
-        return;
-    }
-    cell_backward_body(act, tc, c_prev, gr, cols, 0);
-}
-
-/// `cell_backward` for the cells from `from` on in each row's span.
-#[inline(always)]
-fn cell_backward_body(
-    act: &mut [f32],
-    tc: &[f32],
-    c_prev: &[f32],
-    gr: CellGrad,
+    mut gr: CellGrad,
     (m, a, e): (usize, usize, usize),
-    from: usize,
 ) {
+    // As in `cell_forward`.
+    #[allow(unused_mut)]
+    let mut from = 0;
+    #[cfg(target_arch = "x86_64")]
+    if super::gemm::avx2_fma() {
+        // SAFETY: the CPU has the features the gate8 path is compiled for.
+        from = unsafe { gate8::cell_backward(act, tc, c_prev, &mut gr, (m, a, e)) };
+    }
     let CellGrad { dh, dy, dc, mut db } = gr;
     let n = dc.len();
     let (o, rest) = act.split_at_mut(n);

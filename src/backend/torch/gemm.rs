@@ -235,7 +235,7 @@ fn scale(v: &mut [f32], beta: f32) {
 
 /// Whether this CPU runs the AVX2 + FMA micro-kernels.
 #[cfg(target_arch = "x86_64")]
-fn avx2_fma() -> bool {
+pub(crate) fn avx2_fma() -> bool {
     // The macro caches the CPUID answer: one relaxed load per call.
     is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
