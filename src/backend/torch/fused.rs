@@ -1176,9 +1176,12 @@ mod gate8 {
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     fn exp(x: __m256) -> __m256 {
+        // The clamp with x second: maxps and minps return their second operand when
+        // either is NaN, so a NaN gate stays NaN (as `f32::clamp` keeps it) instead of
+        // becoming a finite activation that would hide a diverged model.
         let x = _mm256_min_ps(
-            _mm256_max_ps(x, _mm256_set1_ps(-87.0)),
             _mm256_set1_ps(88.0),
+            _mm256_max_ps(_mm256_set1_ps(-87.0), x),
         );
         let magic = _mm256_set1_ps(super::EXP_MAGIC);
         let k = _mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), magic);
@@ -1720,6 +1723,53 @@ fn cell_backward(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The vector gate pass (`gate8`, the first 8 columns of each row) and the scalar
+    /// loop (the 9th) give the same activations for the same pre-activations, and a NaN
+    /// pre-activation gives a NaN h.
+    #[test]
+    fn gate_pass_forms_agree_and_keep_nan() {
+        let (hid, m) = (5, 9);
+        let n = hid * m;
+        let mut gates: Vec<f32> = (0..4 * n)
+            .map(|i| ((i * 37 % 101) as f32 - 50.0) / 9.0)
+            .collect();
+        let mut c_prev: Vec<f32> = (0..n)
+            .map(|i| ((i * 53 % 61) as f32 - 30.0) / 7.0)
+            .collect();
+        // Column 8 of row r repeats column r % 8 of that row.
+        let twin = |r: usize| r * m + r % 8;
+        for r in 0..hid {
+            for g in 0..4 {
+                gates[g * n + r * m + 8] = gates[g * n + twin(r)];
+            }
+            c_prev[r * m + 8] = c_prev[twin(r)];
+        }
+        // Row 0's column 1 (not a twin) gets a NaN forget gate.
+        gates[n + 1] = f32::NAN;
+        let (mut c, mut tc, mut h) = (vec![0f32; n], vec![0f32; n], vec![0f32; n]);
+        cell_forward(&mut gates, &c_prev, &mut c, &mut tc, &mut h, (m, 0, m));
+        assert!(
+            h[1].is_nan() && c[1].is_nan(),
+            "a NaN gate was hidden: h {}",
+            h[1]
+        );
+        for r in 0..hid {
+            let (v, s) = (twin(r), r * m + 8);
+            for (name, buf) in [("c", &c), ("tanh c", &tc), ("h", &h)] {
+                assert!(
+                    (buf[v] - buf[s]).abs() <= 1e-6,
+                    "{name} row {r}: {} vs {}",
+                    buf[v],
+                    buf[s]
+                );
+            }
+            for g in 0..4 {
+                let (a, b) = (gates[g * n + v], gates[g * n + s]);
+                assert!((a - b).abs() <= 1e-6, "gate {g} row {r}: {a} vs {b}");
+            }
+        }
+    }
 
     #[test]
     fn exp_is_accurate() {

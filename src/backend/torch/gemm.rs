@@ -646,6 +646,8 @@ mod tests {
             (5, 0, 9),
             (3, 31, 8),
             (11, 8, 5),
+            // k past NT_BY_NN_MAX_K with n a multiple of 8: the NT tiles, not the copy.
+            (5, 400, 16),
         ] {
             // (A row-major, B row-major), (A transposed, B row-major): NN;
             // (A row-major, B transposed): NT; (A transposed, B transposed): fallback.
