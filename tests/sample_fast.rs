@@ -187,6 +187,29 @@ fn cached_equals_reference_with_uneven_colour_groups() {
 }
 
 #[test]
+fn cached_equals_reference_with_whole_vectors() {
+    // Hidden sizes of 12 and 16: the LSTM and gated units run eight at a time in AVX2
+    // (the bodies above, at 4 to 6, run the scalar loop only); 12 runs both at once.
+    let body = "
+  - conv: {out: 16, kernel: 7, mask: A}
+  - residual:
+      skip: true
+      body:
+        - diag_bilstm: {hidden: 12}
+        - conv: {out: 16, kernel: 1, mask: B}
+  - row_lstm: {hidden: 16, kernel: 3, skip: true}
+  - gated_pixelcnn: {hidden: 16, skip: true}
+  - skip_sum
+  - relu
+  - conv: {out: 12, kernel: 1, mask: B}
+  - relu";
+    for (c, levels) in [(1, 2), (3, 256)] {
+        let tm = model(&spec("whole_vectors", body, c, 7, 7, levels), 41);
+        check(&tm, 3, 17, 1.0, &format!("hidden 12 and 16, {c} channels"));
+    }
+}
+
+#[test]
 fn cached_equals_reference_on_non_square_images() {
     // Taller than wide and wider than tall: the Diagonal BiLSTM's skew and padding zone
     // depend on both.

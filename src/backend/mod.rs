@@ -5,4 +5,5 @@
 
 pub mod cached;
 pub mod onnx;
+pub mod simd;
 pub mod torch;

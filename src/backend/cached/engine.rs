@@ -2,36 +2,9 @@
 //! buffers for the rows later nodes read, split over threads by sample.
 
 use super::{CachedModel, Diag, Gate, Kernel, LowResMap, Mat};
+use crate::backend::simd::{gated, lstm};
 use crate::ir::head::draw_scaled;
 use anyhow::{bail, Result};
-
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + (-x).exp())
-}
-
-/// tanh through one `exp`: glibc's `tanhf` (an `expm1f` inside) was 40% of a Diagonal
-/// BiLSTM draw. Exact at the ends (e = inf gives 1, e = 0 gives -1); near 0 its absolute
-/// error is about one ulp of 1 (1e-7), below what the f32 sums around it carry.
-#[inline(always)]
-fn tanh(x: f32) -> f32 {
-    let e = (2.0 * x).exp();
-    1.0 - 2.0 / (e + 1.0)
-}
-
-/// LSTM update from gates `[o, f, i, g]` (h each): new (h, c).
-#[inline(always)]
-pub(super) fn lstm(g: &[f32], cp: &[f32], hn: &mut [f32], cn: &mut [f32], h: usize) {
-    for j in 0..h {
-        let o = sigmoid(g[j]);
-        let f = sigmoid(g[h + j]);
-        let i = sigmoid(g[2 * h + j]);
-        let gg = tanh(g[3 * h + j]);
-        let c = f * cp[j] + i * gg;
-        cn[j] = c;
-        hn[j] = o * tanh(c);
-    }
-}
 
 /// `y[lo..hi] += x · m[.., lo..hi]` for one sample (`y` has `hi - lo` entries).
 ///
@@ -605,7 +578,6 @@ impl<'a> Engine<'a> {
                             cp,
                             &mut hn[b * h..(b + 1) * h],
                             &mut cn[b * h..(b + 1) * h],
-                            h,
                         );
                     }
                     hs.at_mut(r, c).copy_from_slice(hn);
@@ -692,7 +664,6 @@ impl<'a> Engine<'a> {
                             cp,
                             &mut hn[b * h..(b + 1) * h],
                             &mut cn[b * h..(b + 1) * h],
-                            h,
                         );
                     }
                     hl.at_mut(r, c).copy_from_slice(hn);
@@ -746,10 +717,7 @@ fn gate_at(
     }
     let y = out.at_mut(r, c);
     for b in 0..nb {
-        let gb = &g[b * h2..(b + 1) * h2];
-        for j in 0..h {
-            y[b * h + j] = tanh(gb[j]) * sigmoid(gb[h + j]);
-        }
+        gated(&g[b * h2..(b + 1) * h2], &mut y[b * h..(b + 1) * h]);
     }
 }
 
@@ -857,7 +825,6 @@ fn right_to_left_row(
                 cp,
                 &mut hn[b * h..(b + 1) * h],
                 &mut cn[b * h..(b + 1) * h],
-                h,
             );
         }
         hr.at_mut(q, c).copy_from_slice(hn);

@@ -2,8 +2,9 @@
 //! IR's parameter descriptors), the taps that can be nonzero, the rows to cache, and which
 //! colours a pixel's cached values depend on.
 
-use super::engine::{lstm, matacc_one};
+use super::engine::matacc_one;
 use super::{CachedModel, Diag, Gate, Kernel, LowResMap, Mat, Node};
+use crate::backend::simd::lstm;
 use crate::ir::validate::Model;
 use crate::ir::{param_named, Mask, NodeId, Op};
 use crate::weights::Weights;
@@ -100,7 +101,7 @@ fn padding_edge(
                 4 * h,
             );
             matacc_one(&mut gates, &ph[idx(r, k)..idx(r, k) + h], &ss[1], 0, 4 * h);
-            lstm(&gates, &pc[idx(r, k)..idx(r, k) + h], &mut hn, &mut cn, h);
+            lstm(&gates, &pc[idx(r, k)..idx(r, k) + h], &mut hn, &mut cn);
             ph[idx(r, k + 1)..idx(r, k + 1) + h].copy_from_slice(&hn);
             pc[idx(r, k + 1)..idx(r, k + 1) + h].copy_from_slice(&cn);
         }

@@ -13,6 +13,7 @@
 //! tch here; `tape.rs` connects these kernels to libtorch's autograd.
 
 use super::gemm::{gemm, gemm_stacked, View};
+use crate::backend::simd::{sigmoid, tanh};
 
 /// Which recurrence, and so which index maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1137,7 +1138,7 @@ fn cell_forward(
     #[allow(unused_mut)]
     let mut from = 0;
     #[cfg(target_arch = "x86_64")]
-    if super::gemm::avx2_fma() {
+    if crate::backend::simd::avx2_fma() {
         // SAFETY: the CPU has the features the gate8 path is compiled for.
         from = unsafe { gate8::cell_forward(gates, c_prev, c, tc, h, (m, a, e)) };
     }
@@ -1164,60 +1165,13 @@ fn cell_forward(
     }
 }
 
-/// The gate math eight cells at a time in AVX2 + FMA intrinsics: the same formulas as
-/// the scalar `exp`, `sigmoid` and `tanh` below, with their multiply-adds fused. Left to
-/// LLVM, the loop got no FMAs (it does not contract `a * b + c`) and reloaded its
-/// constants around spills: twice the instructions.
+/// The gate math eight cells at a time in AVX2 + FMA intrinsics (`simd::avx`'s sigmoid and
+/// tanh, the same formulas as the scalar loops'), with their multiply-adds fused.
 #[cfg(target_arch = "x86_64")]
 mod gate8 {
     use super::super::gemm::avx::hsum;
+    use crate::backend::simd::avx::{sigmoid, tanh};
     use std::arch::x86_64::*;
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn exp(x: __m256) -> __m256 {
-        // The clamp with x second: maxps and minps return their second operand when
-        // either is NaN, so a NaN gate stays NaN (as `f32::clamp` keeps it) instead of
-        // becoming a finite activation that would hide a diverged model.
-        let x = _mm256_min_ps(
-            _mm256_set1_ps(88.0),
-            _mm256_max_ps(_mm256_set1_ps(-87.0), x),
-        );
-        let magic = _mm256_set1_ps(super::EXP_MAGIC);
-        let k = _mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), magic);
-        let n = _mm256_sub_ps(k, magic);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(super::LN2_HI), x);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(super::LN2_LO), r);
-        let [c6, c5, c4, c3, c2, c1, c0] = super::EXP_POLY;
-        let mut p = _mm256_fmadd_ps(r, _mm256_set1_ps(c6), _mm256_set1_ps(c5));
-        for c in [c4, c3, c2, c1, c0] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-        }
-        let bits = _mm256_sub_epi32(
-            _mm256_castps_si256(k),
-            _mm256_set1_epi32(super::EXP_BIAS as i32),
-        );
-        _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits)))
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn sigmoid(x: __m256) -> __m256 {
-        let one = _mm256_set1_ps(1.0);
-        let e = exp(_mm256_sub_ps(_mm256_setzero_ps(), x));
-        _mm256_div_ps(one, _mm256_add_ps(one, e))
-    }
-
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    fn tanh(x: __m256) -> __m256 {
-        let one = _mm256_set1_ps(1.0);
-        let e = exp(_mm256_add_ps(x, x));
-        _mm256_sub_ps(
-            one,
-            _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)),
-        )
-    }
 
     /// `super::cell_forward`, eight cells per pass; returns how many cells of each row it
     /// did (the scalar loop does the last (e - a) % 8).
@@ -1328,53 +1282,6 @@ mod gate8 {
         }
         w8
     }
-}
-
-/// e^x for x in about [-87, 88]: Cody-Waite range reduction and a degree-6 polynomial
-/// (relative error ~2e-7), branch-free so that LLVM vectorises the loops that call it
-/// (`gate8` is its AVX2 form).
-#[inline(always)]
-fn exp(x: f32) -> f32 {
-    let x = x.clamp(-87.0, 88.0);
-    let k = x * std::f32::consts::LOG2_E + EXP_MAGIC;
-    let n = k - EXP_MAGIC;
-    let r = x - n * LN2_HI - n * LN2_LO;
-    let [c6, c5, c4, c3, c2, c1, c0] = EXP_POLY;
-    let p = c0 + r * (c1 + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * c6)))));
-    // Integer ops on the bits (not an `as i32` cast, which LLVM scalarises for its
-    // saturation) build 2^n.
-    let scale = f32::from_bits(k.to_bits().wrapping_sub(EXP_BIAS) << 23);
-    p * scale
-}
-
-/// 1.5 * 2^23: adding it rounds to an integer held in the low mantissa bits.
-const EXP_MAGIC: f32 = 12_582_912.0;
-/// ln 2 in two parts (Cody-Waite): n * LN2_HI is exact for the n that occur.
-const LN2_HI: f32 = 0.693_145_75;
-const LN2_LO: f32 = 1.428_606_8e-6;
-/// e^r on [-ln2/2, ln2/2], highest power first: the Taylor terms to r^6.
-const EXP_POLY: [f32; 7] = [
-    0.001_388_889,
-    0.008_333_334,
-    0.041_666_668,
-    0.166_666_67,
-    0.5,
-    1.0,
-    1.0,
-];
-/// MAGIC's bits less the exponent bias: (bits(k) - this) << 23 is 2^n.
-const EXP_BIAS: u32 = 0x4B40_0000 - 127;
-
-#[inline(always)]
-fn sigmoid(x: f32) -> f32 {
-    1.0 / (1.0 + exp(-x))
-}
-
-#[inline(always)]
-fn tanh(x: f32) -> f32 {
-    // tanh(x) = 1 - 2/(e^{2x}+1): no cancellation for large |x|, absolute error ~1e-7
-    // near 0 (where libtorch's is relative), which the tests' tolerances allow.
-    1.0 - 2.0 / (exp(2.0 * x) + 1.0)
 }
 
 /// Backward pass, given dY (N x h x H x W): writes the input's gradient (dS, or dx when
@@ -1687,7 +1594,7 @@ fn cell_backward(
     #[allow(unused_mut)]
     let mut from = 0;
     #[cfg(target_arch = "x86_64")]
-    if super::gemm::avx2_fma() {
+    if crate::backend::simd::avx2_fma() {
         // SAFETY: the CPU has the features the gate8 path is compiled for.
         from = unsafe { gate8::cell_backward(act, tc, c_prev, &mut gr, (m, a, e)) };
     }
@@ -1769,20 +1676,6 @@ mod tests {
                 assert!((a - b).abs() <= 1e-6, "gate {g} row {r}: {a} vs {b}");
             }
         }
-    }
-
-    #[test]
-    fn exp_is_accurate() {
-        let mut worst = 0f32;
-        let mut x = -80.0f32;
-        while x < 80.0 {
-            let rel = ((exp(x) - x.exp()) / x.exp()).abs();
-            worst = worst.max(rel);
-            x += 0.0137;
-        }
-        assert!(worst < 5e-7, "relative error {worst}");
-        assert!((tanh(0.3) - 0.3f32.tanh()).abs() < 3e-7);
-        assert!((sigmoid(-3.0) - 1.0 / (1.0 + 3f32.exp())).abs() < 3e-7);
     }
 
     /// The plane transposes against their definitions, for image counts and plane sizes

@@ -108,7 +108,7 @@ pub fn gemm_stacked(
         bv.check(ki, n, "B");
     }
     #[cfg(target_arch = "x86_64")]
-    if avx2_fma() && k > 0 {
+    if crate::backend::simd::avx2_fma() && k > 0 {
         if b.iter().all(|(bv, _)| bv.cs == 1) {
             // On the stack: this runs once per recurrence step, so no heap allocation per
             // call (its cost was not measured; it is simply not needed).
@@ -231,13 +231,6 @@ fn scale(v: &mut [f32], beta: f32) {
     } else if beta != 1.0 {
         v.iter_mut().for_each(|x| *x *= beta);
     }
-}
-
-/// Whether this CPU runs the AVX2 + FMA micro-kernels.
-#[cfg(target_arch = "x86_64")]
-pub(crate) fn avx2_fma() -> bool {
-    // The macro caches the CPUID answer: one relaxed load per call.
-    is_x86_feature_detected!("avx2") && is_x86_feature_detected!("fma")
 }
 
 #[cfg(target_arch = "x86_64")]
