@@ -11,17 +11,23 @@ pub(crate) fn avx2_fma() -> bool {
 }
 
 /// e^x for x in about [-87, 88]: Cody-Waite range reduction and a degree-6 polynomial
-/// (relative error ~2e-7), branch-free so that LLVM vectorises the loops that call it
-/// (`avx::exp` is its AVX2 form). glibc's `expf` is a call per value and was a sixth of
-/// a cached Diagonal BiLSTM draw.
+/// (relative error ~2e-7), branch-free. Every multiply-add is fused, in the order
+/// `avx::exp` takes, so a lane and this give the same bits; where the CPU has FMA the
+/// callers run it inside their AVX2 + FMA functions, where `mul_add` is one instruction
+/// (elsewhere it is libm's `fmaf`, slower but the same bits). glibc's `expf`, a call per
+/// value, was a sixth of a cached Diagonal BiLSTM draw.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.0, 88.0);
-    let k = x * std::f32::consts::LOG2_E + EXP_MAGIC;
+    let k = x.mul_add(std::f32::consts::LOG2_E, EXP_MAGIC);
     let n = k - EXP_MAGIC;
-    let r = x - n * LN2_HI - n * LN2_LO;
+    let r = (-n).mul_add(LN2_HI, x);
+    let r = (-n).mul_add(LN2_LO, r);
     let [c6, c5, c4, c3, c2, c1, c0] = EXP_POLY;
-    let p = c0 + r * (c1 + r * (c2 + r * (c3 + r * (c4 + r * (c5 + r * c6)))));
+    let mut p = r.mul_add(c6, c5);
+    for c in [c4, c3, c2, c1, c0] {
+        p = p.mul_add(r, c);
+    }
     // Integer ops on the bits (not an `as i32` cast, which LLVM scalarises for its
     // saturation) build 2^n.
     let scale = f32::from_bits(k.to_bits().wrapping_sub(EXP_BIAS) << 23);
@@ -60,40 +66,49 @@ pub(crate) fn tanh(x: f32) -> f32 {
 
 /// One LSTM update at one position: gates `g` = pre-activations `[o, f, i, g]` (h each),
 /// the previous cell `cp`; writes the new hidden `hn` and cell `cn` (h = `hn.len()`):
-/// `c = f cp + i g`, `h = o tanh(c)`.
+/// `c = f cp + i g`, `h = o tanh(c)`. The same bits on every CPU (see `exp`).
 pub(crate) fn lstm(g: &[f32], cp: &[f32], hn: &mut [f32], cn: &mut [f32]) {
-    let h = hn.len();
-    assert!(g.len() >= 4 * h && cp.len() >= h && cn.len() >= h);
-    // Units the vector path did (none without it); the scalar loop does the rest.
-    #[allow(unused_mut)]
-    let mut from = 0;
+    assert!(g.len() >= 4 * hn.len() && cp.len() >= hn.len() && cn.len() >= hn.len());
     #[cfg(target_arch = "x86_64")]
     if avx2_fma() {
         // SAFETY: the CPU has the features `avx` is compiled for; lengths checked above.
-        from = unsafe { avx::lstm(g, cp, hn, cn) };
+        unsafe { avx::lstm(g, cp, hn, cn) };
+        return;
     }
+    lstm_from(0, g, cp, hn, cn);
+}
+
+/// `lstm`'s units `from..h`, one at a time.
+#[inline(always)]
+fn lstm_from(from: usize, g: &[f32], cp: &[f32], hn: &mut [f32], cn: &mut [f32]) {
+    let h = hn.len();
     for j in from..h {
         let o = sigmoid(g[j]);
         let f = sigmoid(g[h + j]);
         let i = sigmoid(g[2 * h + j]);
-        let c = f * cp[j] + i * tanh(g[3 * h + j]);
+        let c = f.mul_add(cp[j], i * tanh(g[3 * h + j]));
         cn[j] = c;
         hn[j] = o * tanh(c);
     }
 }
 
 /// A gated unit at one position: `y = tanh(a) * sigmoid(b)`, `g` = `[a, b]` (h each,
-/// h = `y.len()`).
+/// h = `y.len()`). The same bits on every CPU (see `exp`).
 pub(crate) fn gated(g: &[f32], y: &mut [f32]) {
-    let h = y.len();
-    assert!(g.len() >= 2 * h);
-    #[allow(unused_mut)]
-    let mut from = 0;
+    assert!(g.len() >= 2 * y.len());
     #[cfg(target_arch = "x86_64")]
     if avx2_fma() {
         // SAFETY: the CPU has the features `avx` is compiled for; length checked above.
-        from = unsafe { avx::gated(g, y) };
+        unsafe { avx::gated(g, y) };
+        return;
     }
+    gated_from(0, g, y);
+}
+
+/// `gated`'s units `from..h`, one at a time.
+#[inline(always)]
+fn gated_from(from: usize, g: &[f32], y: &mut [f32]) {
+    let h = y.len();
     for j in from..h {
         y[j] = tanh(g[j]) * sigmoid(g[h + j]);
     }
@@ -152,14 +167,16 @@ pub(crate) mod avx {
         )
     }
 
-    /// `super::lstm`, eight units per pass; returns how many units it did.
+    /// `super::lstm`, eight units per pass and the last h % 8 one at a time (with
+    /// hardware FMA here).
     ///
     /// # Safety
     /// AVX2 and FMA present; `g` holds 4h, `cp` and `cn` h (h = `hn.len()`).
     #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn lstm(g: &[f32], cp: &[f32], hn: &mut [f32], cn: &mut [f32]) -> usize {
+    pub(crate) unsafe fn lstm(g: &[f32], cp: &[f32], hn: &mut [f32], cn: &mut [f32]) {
         let h = hn.len();
         let w8 = h / 8 * 8;
+        let gs = g;
         let g = g.as_ptr();
         let mut j = 0;
         // SAFETY: j + 8 <= h, so every load and store stays in the slices.
@@ -176,17 +193,18 @@ pub(crate) mod avx {
                 j += 8;
             }
         }
-        w8
+        super::lstm_from(w8, gs, cp, hn, cn);
     }
 
-    /// `super::gated`, eight units per pass; returns how many units it did.
+    /// `super::gated`, eight units per pass and the last h % 8 one at a time.
     ///
     /// # Safety
     /// AVX2 and FMA present; `g` holds 2h (h = `y.len()`).
     #[target_feature(enable = "avx2,fma")]
-    pub(crate) unsafe fn gated(g: &[f32], y: &mut [f32]) -> usize {
+    pub(crate) unsafe fn gated(g: &[f32], y: &mut [f32]) {
         let h = y.len();
         let w8 = h / 8 * 8;
+        let gs = g;
         let g = g.as_ptr();
         let mut j = 0;
         // SAFETY: j + 8 <= h, so every load and store stays in the slices.
@@ -198,7 +216,7 @@ pub(crate) mod avx {
                 j += 8;
             }
         }
-        w8
+        super::gated_from(w8, gs, y);
     }
 }
 
@@ -218,6 +236,47 @@ mod tests {
         assert!(worst < 5e-7, "relative error {worst}");
         assert!((tanh(0.3) - 0.3f32.tanh()).abs() < 3e-7);
         assert!((sigmoid(-3.0) - 1.0 / (1.0 + 3f32.exp())).abs() < 3e-7);
+    }
+
+    /// The vector forms give the scalar forms' bits (what keeps a seed's samples the same
+    /// on CPUs with and without AVX2), NaN included.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn vector_and_scalar_forms_give_the_same_bits() {
+        if !avx2_fma() {
+            return;
+        }
+        let g: Vec<f32> = (0..4 * 40)
+            .map(|k| ((k as f32) * 0.917).sin() * 30.0 * (k % 5) as f32 / 4.0)
+            .collect();
+        let cp: Vec<f32> = (0..40).map(|k| ((k as f32) * 1.37).cos() * 3.0).collect();
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        for h in [8usize, 16, 40] {
+            let (mut hv, mut cv) = (vec![0f32; h], vec![0f32; h]);
+            let (mut hs, mut cs) = (vec![0f32; h], vec![0f32; h]);
+            // SAFETY: checked above that the CPU has AVX2 and FMA.
+            unsafe { avx::lstm(&g, &cp, &mut hv, &mut cv) };
+            lstm_from(0, &g, &cp, &mut hs, &mut cs);
+            assert_eq!(bits(&hv), bits(&hs), "lstm h, h = {h}");
+            assert_eq!(bits(&cv), bits(&cs), "lstm c, h = {h}");
+            let (mut yv, mut ys) = (vec![0f32; h], vec![0f32; h]);
+            // SAFETY: as above.
+            unsafe { avx::gated(&g, &mut yv) };
+            gated_from(0, &g, &mut ys);
+            assert_eq!(bits(&yv), bits(&ys), "gated, h = {h}");
+        }
+        let mut xs: Vec<f32> = (0..4000).map(|k| (k as f32 - 2000.0) * 0.05).collect();
+        xs.extend([f32::NAN, 100.0, -100.0, 0.0, -0.0, 1e-30]);
+        for x in xs {
+            use std::arch::x86_64::*;
+            // SAFETY: as above.
+            let v = unsafe {
+                let mut out = [0f32; 8];
+                _mm256_storeu_ps(out.as_mut_ptr(), avx::exp(_mm256_set1_ps(x)));
+                out[3]
+            };
+            assert_eq!(v.to_bits(), exp(x).to_bits(), "exp({x})");
+        }
     }
 
     /// The one-position LSTM and gated units against their definitions in f64, at sizes

@@ -414,7 +414,8 @@ impl<'a> Engine<'a> {
     /// (its logits for that colour go to `self.logits`). Compiled a second time for AVX2
     /// and used where the CPU has it: LLVM then runs the multiply-add loops 8 lanes wide.
     /// The sums keep their order and no multiply-add is fused, so both builds give the same
-    /// bits, and samples for a seed do not depend on the CPU.
+    /// bits (the LSTM and gated units, `simd`'s, give the same bits with and without AVX2),
+    /// and samples for a seed do not depend on the CPU.
     fn pixel(&mut self, r: usize, c: usize, head_ch: Option<usize>) {
         #[cfg(target_arch = "x86_64")]
         {

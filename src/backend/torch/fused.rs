@@ -1134,14 +1134,28 @@ fn cell_forward(
     h: &mut [f32],
     (m, a, e): (usize, usize, usize),
 ) {
-    // Cells per row the vector path did (none without it); the scalar loop does the rest.
-    #[allow(unused_mut)]
-    let mut from = 0;
     #[cfg(target_arch = "x86_64")]
     if crate::backend::simd::avx2_fma() {
         // SAFETY: the CPU has the features the gate8 path is compiled for.
-        from = unsafe { gate8::cell_forward(gates, c_prev, c, tc, h, (m, a, e)) };
+        unsafe { gate8::cell_forward(gates, c_prev, c, tc, h, (m, a, e)) };
+        return;
     }
+    cell_forward_from(0, gates, c_prev, c, tc, h, (m, a, e));
+}
+
+/// `cell_forward`'s scalar loop over cells `a + from..e` of each row: the whole pass on a
+/// CPU without AVX2 + FMA, the last (e - a) % 8 cells inside `gate8` (where its
+/// `mul_add`s are single instructions) on one with them.
+#[inline(always)]
+fn cell_forward_from(
+    from: usize,
+    gates: &mut [f32],
+    c_prev: &[f32],
+    c: &mut [f32],
+    tc: &mut [f32],
+    h: &mut [f32],
+    (m, a, e): (usize, usize, usize),
+) {
     let n = c.len();
     let (o, rest) = gates.split_at_mut(n);
     let (f, rest) = rest.split_at_mut(n);
@@ -1152,7 +1166,7 @@ fn cell_forward(
             let fv = sigmoid(f[k]);
             let iv = sigmoid(i[k]);
             let gv = tanh(gg[k]);
-            let cv = fv * c_prev[k] + iv * gv;
+            let cv = fv.mul_add(c_prev[k], iv * gv);
             let t = tanh(cv);
             o[k] = ov;
             f[k] = fv;
@@ -1173,8 +1187,8 @@ mod gate8 {
     use crate::backend::simd::avx::{sigmoid, tanh};
     use std::arch::x86_64::*;
 
-    /// `super::cell_forward`, eight cells per pass; returns how many cells of each row it
-    /// did (the scalar loop does the last (e - a) % 8).
+    /// `super::cell_forward`, eight cells per pass, then the last (e - a) % 8 of each row
+    /// through the scalar loop.
     ///
     /// # Safety
     /// AVX2 and FMA present.
@@ -1186,7 +1200,7 @@ mod gate8 {
         tc: &mut [f32],
         h: &mut [f32],
         (m, a, e): (usize, usize, usize),
-    ) -> usize {
+    ) {
         let n = c.len();
         assert!(gates.len() >= 4 * n && c_prev.len() >= n && tc.len() >= n && h.len() >= n);
         assert!(a <= e && e <= m && n.is_multiple_of(m));
@@ -1215,7 +1229,7 @@ mod gate8 {
                 }
             }
         }
-        w8
+        super::cell_forward_from(w8, gates, c_prev, c, tc, h, (m, a, e));
     }
 
     /// `super::cell_backward`, eight cells per pass; returns how many cells of each row it
