@@ -63,41 +63,30 @@ fn start_gates(g: &mut [f32], bias: &[f32], class: Option<&[f32]>, labels: &[u16
 
 /// Batched `matacc_one`: `x` is `[nb][m.rows]`, `y` is `[nb][hi - lo]`.
 ///
-/// Four samples at a time share each weight row: for every block of 8 outputs the four
-/// samples' sums stay in registers across all inputs, so a weight is loaded once for four
-/// multiply-adds instead of once per sample with `y` loaded and stored around it. Every
-/// `y[o]` still adds its terms in input order with one rounding each; zero inputs are
-/// added (as +-0, which leaves a sum's value as it is) instead of skipped.
+/// Four samples at a time share each weight row: for every block of 16 (then 8) outputs
+/// the four samples' sums stay in registers across all inputs, so a weight is loaded once
+/// for four multiply-adds instead of once per sample with `y` loaded and stored around it.
+/// Sixteen outputs make eight independent chains of adds, enough to hide an add's latency
+/// (eight outputs, four chains, waited on it). Every `y[o]` still adds its terms in input
+/// order with one rounding each; zero inputs are added (as +-0, which leaves a sum's value
+/// as it is) instead of skipped.
 #[inline(always)]
 fn matacc(y: &mut [f32], x: &[f32], m: &Mat, lo: usize, hi: usize, nb: usize) {
     const S: usize = 4;
-    const O: usize = 8;
     let ys = hi - lo;
     let rows = m.rows;
     let mut b = 0;
-    while b + S <= nb && ys >= O {
+    while b + S <= nb && ys >= 8 {
         let xs = &x[b * rows..(b + S) * rows];
+        let yb = &mut y[b * ys..(b + S) * ys];
         let mut o = 0;
-        while o + O <= ys {
-            let mut acc = [[0f32; O]; S];
-            for (k, a) in acc.iter_mut().enumerate() {
-                a.copy_from_slice(&y[(b + k) * ys + o..(b + k) * ys + o + O]);
-            }
-            for i in 0..rows {
-                let w: &[f32; O] = m.w[i * m.cols + lo + o..i * m.cols + lo + o + O]
-                    .try_into()
-                    .expect("8 weights");
-                for (k, a) in acc.iter_mut().enumerate() {
-                    let xv = xs[k * rows + i];
-                    for l in 0..O {
-                        a[l] += xv * w[l];
-                    }
-                }
-            }
-            for (k, a) in acc.iter().enumerate() {
-                y[(b + k) * ys + o..(b + k) * ys + o + O].copy_from_slice(a);
-            }
-            o += O;
+        while o + 16 <= ys {
+            matacc_block::<S, 16>(yb, xs, m, lo + o, o, ys);
+            o += 16;
+        }
+        if o + 8 <= ys {
+            matacc_block::<S, 8>(yb, xs, m, lo + o, o, ys);
+            o += 8;
         }
         if o < ys {
             // The last outputs of these samples, one sample at a time.
@@ -124,6 +113,38 @@ fn matacc(y: &mut [f32], x: &[f32], m: &Mat, lo: usize, hi: usize, nb: usize) {
             lo,
             hi,
         );
+    }
+}
+
+/// `matacc`'s register tile: outputs `o..o + O` (weight columns `col..col + O`) of `S`
+/// samples (`y` is `[S][ys]`, `xs` is `[S][m.rows]`).
+#[inline(always)]
+fn matacc_block<const S: usize, const O: usize>(
+    y: &mut [f32],
+    xs: &[f32],
+    m: &Mat,
+    col: usize,
+    o: usize,
+    ys: usize,
+) {
+    let rows = m.rows;
+    let mut acc = [[0f32; O]; S];
+    for (k, a) in acc.iter_mut().enumerate() {
+        a.copy_from_slice(&y[k * ys + o..k * ys + o + O]);
+    }
+    for i in 0..rows {
+        let w: &[f32; O] = m.w[i * m.cols + col..i * m.cols + col + O]
+            .try_into()
+            .expect("O weights");
+        for (k, a) in acc.iter_mut().enumerate() {
+            let xv = xs[k * rows + i];
+            for l in 0..O {
+                a[l] += xv * w[l];
+            }
+        }
+    }
+    for (k, a) in acc.iter().enumerate() {
+        y[k * ys + o..k * ys + o + O].copy_from_slice(a);
     }
 }
 
