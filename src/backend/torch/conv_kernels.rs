@@ -12,7 +12,7 @@
 //! checks outputs and every gradient against it. Pure Rust: no tch here; `tape.rs` joins
 //! these kernels to libtorch's autograd.
 
-use super::gemm::{gemm, View};
+use super::gemm::{gemm, gemm_stacked, View};
 
 /// One kernel tap: its offset from the output pixel and its place in the full kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -276,19 +276,9 @@ pub fn conv_forward(pk: &Packed, bias: &[f32], x: &[f32], pl: Plane, out: &mut [
             im2col(pk, xi, pl, &mut cols);
             &cols
         };
-        gemm(
-            co,
-            k,
-            p,
-            View::rows(&pk.w, k),
-            View::rows(b, p),
-            beta,
-            oi,
-            p,
-        );
-        for (row, &bo) in oi.chunks_exact_mut(p).zip(bias) {
-            row.iter_mut().for_each(|v| *v += bo);
-        }
+        // The bias starts the tiles' sums: no separate pass over the output.
+        let rows = [(View::rows(b, p), k)];
+        gemm_stacked(co, p, View::rows(&pk.w, k), &rows, Some(bias), beta, oi, p);
     }
 }
 
