@@ -176,24 +176,18 @@ pub(crate) mod avx {
     pub(crate) unsafe fn lstm(g: &[f32], cp: &[f32], hn: &mut [f32], cn: &mut [f32]) {
         let h = hn.len();
         let w8 = h / 8 * 8;
-        let gs = g;
-        let g = g.as_ptr();
-        let mut j = 0;
-        // SAFETY: j + 8 <= h, so every load and store stays in the slices.
-        unsafe {
-            while j < w8 {
-                let ld = |p: *const f32| _mm256_loadu_ps(p.add(j));
-                let o = sigmoid(ld(g));
-                let f = sigmoid(ld(g.add(h)));
-                let i = sigmoid(ld(g.add(2 * h)));
-                let c =
-                    _mm256_fmadd_ps(f, ld(cp.as_ptr()), _mm256_mul_ps(i, tanh(ld(g.add(3 * h)))));
+        for j in (0..w8).step_by(8) {
+            // SAFETY: j + 8 <= h; g holds 4h, the others h.
+            unsafe {
+                let gate = |q: usize| _mm256_loadu_ps(g.as_ptr().add(q * h + j));
+                let (o, f, i) = (sigmoid(gate(0)), sigmoid(gate(1)), sigmoid(gate(2)));
+                let ig = _mm256_mul_ps(i, tanh(gate(3)));
+                let c = _mm256_fmadd_ps(f, _mm256_loadu_ps(cp.as_ptr().add(j)), ig);
                 _mm256_storeu_ps(cn.as_mut_ptr().add(j), c);
                 _mm256_storeu_ps(hn.as_mut_ptr().add(j), _mm256_mul_ps(o, tanh(c)));
-                j += 8;
             }
         }
-        super::lstm_from(w8, gs, cp, hn, cn);
+        super::lstm_from(w8, g, cp, hn, cn);
     }
 
     /// `super::gated`, eight units per pass and the last h % 8 one at a time.
@@ -204,19 +198,15 @@ pub(crate) mod avx {
     pub(crate) unsafe fn gated(g: &[f32], y: &mut [f32]) {
         let h = y.len();
         let w8 = h / 8 * 8;
-        let gs = g;
-        let g = g.as_ptr();
-        let mut j = 0;
-        // SAFETY: j + 8 <= h, so every load and store stays in the slices.
-        unsafe {
-            while j < w8 {
-                let a = tanh(_mm256_loadu_ps(g.add(j)));
-                let b = sigmoid(_mm256_loadu_ps(g.add(h + j)));
+        for j in (0..w8).step_by(8) {
+            // SAFETY: j + 8 <= h; g holds 2h.
+            unsafe {
+                let a = tanh(_mm256_loadu_ps(g.as_ptr().add(j)));
+                let b = sigmoid(_mm256_loadu_ps(g.as_ptr().add(h + j)));
                 _mm256_storeu_ps(y.as_mut_ptr().add(j), _mm256_mul_ps(a, b));
-                j += 8;
             }
         }
-        super::gated_from(w8, gs, y);
+        super::gated_from(w8, g, y);
     }
 }
 
