@@ -34,16 +34,19 @@ fn every_shipped_spec_agrees_with_onnx_runtime() {
 }
 
 /// The full-context Diagonal BiLSTM (the image into its right-to-left gates), grey and RGB,
-/// square and not.
+/// square, wide, tall, one column and one row.
 #[test]
 fn full_context_diag_bilstm_agrees_with_onnx_runtime() {
-    for (c, h, w, levels, head) in [
-        (1, 7, 7, 2, "bernoulli"),
-        (1, 6, 9, 2, "bernoulli"),
-        (3, 7, 7, 256, "softmax"),
+    for (c, h, w, levels, head, k) in [
+        (1, 7, 7, 2, "bernoulli", 7),
+        (1, 6, 9, 2, "bernoulli", 7),
+        (1, 9, 6, 2, "bernoulli", 5),
+        (1, 4, 1, 2, "bernoulli", 1),
+        (1, 1, 4, 2, "bernoulli", 1),
+        (3, 7, 7, 256, "softmax", 7),
     ] {
         let text = format!(
-            "model: full\ninput: {{channels: {c}, height: {h}, width: {w}, levels: {levels}}}\nlayers:\n  - conv: {{out: 12, kernel: 7, mask: A}}\n  - residual:\n      skip: true\n      body:\n        - diag_bilstm: {{hidden: 6, full_context: true}}\n        - conv: {{out: 12, kernel: 1}}\n  - diag_bilstm: {{hidden: 6, full_context: true, skip: true}}\n  - skip_sum\n  - relu\n  - head: {head}\n"
+            "model: full\ninput: {{channels: {c}, height: {h}, width: {w}, levels: {levels}}}\nlayers:\n  - conv: {{out: 12, kernel: {k}, mask: A}}\n  - residual:\n      skip: true\n      body:\n        - diag_bilstm: {{hidden: 6, full_context: true}}\n        - conv: {{out: 12, kernel: 1}}\n  - diag_bilstm: {{hidden: 6, full_context: true, skip: true}}\n  - skip_sum\n  - relu\n  - head: {head}\n"
         );
         agrees(&text, &format!("full context {c}x{h}x{w}"));
     }
@@ -93,4 +96,44 @@ fn agrees(text: &str, what: &str) {
         .fold(0f32, f32::max);
     assert!(dl <= 1e-4, "{what}: logits differ by {dl}");
     assert!(dn <= 1e-3, "{what}: NLL differs by {dn} nats");
+}
+
+/// A batch run in pieces per session (`set_run_chunk`) gives each image the outputs it gets
+/// in one piece, in batch order: a class-conditional model, so the labels are sliced too.
+#[test]
+fn a_batch_run_in_pieces_equals_one_run() {
+    let text = "model: pieces\ninput: {channels: 1, height: 5, width: 6, levels: 2, classes: 3}\nlayers:\n  - conv: {out: 6, kernel: 3, mask: A}\n  - diag_bilstm: {hidden: 4}\n  - relu\n  - head: bernoulli\n";
+    let (_, model) = pixc::compile_str(text, Syntax::Yaml).unwrap();
+    let mut w = Weights::init(&model, 2);
+    let mut rng = rand_chacha::ChaCha8Rng::seed_from_u64(3);
+    // The class vectors drawn too (their init is zero): a piece given the wrong labels
+    // would then show.
+    for (name, t) in w.tensors.iter_mut() {
+        if name.ends_with(".class_weight") {
+            t.data
+                .iter_mut()
+                .for_each(|v| *v = rng.random_range(-1.0..1.0));
+        }
+    }
+    let bytes = export(&model, &w, &ExportMeta::new(text.to_string())).unwrap();
+    let (mut ort, _) = OnnxModel::from_bytes(&bytes, Device::Cpu, "t").unwrap();
+    let im = model.graph().image;
+    let n = 11;
+    let imgs: Vec<f32> = (0..n * im.dims())
+        .map(|_| rng.random_range(0..2) as f32)
+        .collect();
+    let labels = pixc::sample::cycle_labels(im.classes, n);
+    ort.set_run_chunk(0);
+    let whole = ort.run(&imgs, n, labels.as_deref()).unwrap();
+    for chunk in [1, 2, 4] {
+        ort.set_run_chunk(chunk);
+        let parts = ort.run(&imgs, n, labels.as_deref()).unwrap();
+        assert_eq!(parts.nll.len(), n);
+        for (a, b) in whole.nll.iter().zip(&parts.nll) {
+            assert!((a - b).abs() <= 1e-5, "chunk {chunk}: NLL {a} vs {b}");
+        }
+        for (a, b) in whole.logits.iter().zip(&parts.logits) {
+            assert!((a - b).abs() <= 1e-5, "chunk {chunk}: logit {a} vs {b}");
+        }
+    }
 }

@@ -184,8 +184,10 @@ pub fn row_lstm(
 ///   starts a row; `h0` and `c0` reach the output only through them. The states right of
 ///   the image, which no image state reads, are not computed at all: half the work of the
 ///   whole skewed map on a square image.
-/// - 4-5: the grouped 2-tap state conv of a column is, per direction and row,
-///   `[N, 2h] @ [2h, 4h]` over the stack (h one row up, zero above row 0; h).
+/// - 4-5: the grouped 2-tap state conv of a column is, per direction, one GEMM
+///   `[n rows * N, 2h] @ [2h, 4h]` over the stack (h one row up, zero above row 0; h),
+///   the stack read straight from the previous column's states where it covers them all
+///   (a Slice only where it drops a row).
 /// - 6-8: unskew, mirror back, shift down: one Gather per direction from the stacked
 ///   column outputs (row 0 of the shifted direction reads a zero slot), then the sum.
 #[allow(clippy::too_many_arguments)]
@@ -216,13 +218,21 @@ pub fn diag_bilstm(
         &[2, 4 * hi, ci],
     );
     let w_is = b.transpose(&format!("{p}.is_weight.t"), &w_is, &[0, 2, 1]);
-    let w_is = b.reshape(&format!("{p}.is_weight.mat"), &w_is, &[2, 1, ci, 4 * hi]);
     let b_is = b.reshape(
         &format!("{p}.is_bias.dir"),
         &prm["is_bias"],
         &[2, 1, 1, 4 * hi],
     );
-    let is = b.binary("MatMul", &format!("{p}.is.mat"), &xt, &w_is);
+    // One GEMM per direction over every (pixel, image) row: the pixels and the batch are
+    // merged into one axis first. (As a [pixel, N, cin] batch the MatMul ran one small GEMM
+    // per pixel and direction, packing the weight each time.)
+    let rows_all = b.reshape(&format!("{p}.x.rows"), &xt, &[1, -1, ci]);
+    let is = b.binary("MatMul", &format!("{p}.is.mat"), &rows_all, &w_is);
+    let is = b.reshape(
+        &format!("{p}.is.by_pixel"),
+        &is,
+        &[2, hw as i64, -1, 4 * hi],
+    );
     let mut is = b.binary("Add", &format!("{p}.is"), &is, &b_is);
     if let Some(v) = class_vectors(b, p, prm) {
         // A conditional model's class vector [N, 8h] as [2, 1, N, 4h]: both directions,
@@ -263,14 +273,14 @@ pub fn diag_bilstm(
         &["l2r".into(), "r2l".into()],
     );
     // 4. ss_weight [8h, h, 2] (output d*4h + q, input j, tap t) as per-direction matrices
-    // [2, 1, 2h, 4h] with row t*h + j, matching the stack (tap 0 = row r-1, tap 1 = row r).
+    // [2, 2h, 4h] with row t*h + j, matching the stack (tap 0 = row r-1, tap 1 = row r).
     let w4 = b.reshape(
         &format!("{p}.ss_weight.dir"),
         &prm["ss_weight"],
         &[2, 4 * hi, hi, 2],
     );
     let wt = b.transpose(&format!("{p}.ss_weight.taps"), &w4, &[0, 3, 2, 1]);
-    let w_ss = b.reshape(&format!("{p}.ss_weight.mat"), &wt, &[2, 1, 2 * hi, 4 * hi]);
+    let w_ss = b.reshape(&format!("{p}.ss_weight.mat"), &wt, &[2, 2 * hi, 4 * hi]);
     // Only the image's states are computed: skewed column k holds rows lo(k)..=hi(k).
     // The state left of column 0 of row r (the padding zone, whose input is zero) depends
     // on the weights alone: `edges`, baked in as [2, 1, 1, h] per row, broadcast to the
@@ -328,62 +338,72 @@ pub fn diag_bilstm(
         [edges[0].0.as_slice(), edges[1].0.as_slice()],
         [edges[0].1.as_slice(), edges[1].1.as_slice()],
     );
-    // The previous column's states and their first row (none before column 0).
-    let mut prev: Option<(String, String, usize)> = None;
+    // The previous column's states, and the rows they hold (none before column 0).
+    let mut prev: Option<(String, String, usize, usize)> = None;
     let mut outs = Vec::with_capacity(cols);
     for (k, xin) in col_in.iter().enumerate() {
         let q = format!("{p}.col{k}");
         let (lo, top) = rows(k);
         let n = top - lo + 1;
-        // States of column k-1 at rows from `base`, with row k's edge appended while the
-        // column still starts a row (k < H): exactly the rows this column reads.
-        let (mut ext_h, mut ext_c, base) = match prev.take() {
-            Some((sh, sc, plo)) => (vec![sh], vec![sc], plo),
-            None => (Vec::new(), Vec::new(), 0),
-        };
-        if k < height {
-            ext_h.push(edge(b, "h", eh, k));
-            ext_c.push(edge(b, "c", ec, k));
-        }
-        let cat = |b: &mut Builder, v: Vec<String>, name: &str| {
-            if v.len() == 1 {
-                v.into_iter().next().unwrap_or_default()
-            } else {
-                b.concat(&format!("{q}.{name}"), &v, 1)
+        // Rows `from..=to` of the previous column's states: the tensor itself when that is
+        // all of it (no node), else a Slice; none when the range is empty.
+        let rows_of = |b: &mut Builder, t: &str, name: &str, from: usize, to: Option<usize>| {
+            let (_, _, plo, ptop) = prev.as_ref()?;
+            let to = to?;
+            if from > to {
+                return None;
             }
-        };
-        let ext_h = cat(b, ext_h, "ext_h");
-        let ext_c = cat(b, ext_c, "ext_c");
-        let rows_of = |b: &mut Builder, t: &str, name: &str, from: usize| {
-            let (a, e) = ((from - base) as i64, (from - base + n) as i64);
-            b.slice(&format!("{q}.{name}"), t, &[a], &[e], &[1], &[1])
-        };
-        // 5. gates = column + ss_weight taps over (h one row up, zero above row 0; h).
-        let same = rows_of(b, &ext_h, "h_same", lo);
-        let c_same = rows_of(b, &ext_c, "c_same", lo);
-        let up = if lo == 0 {
-            if n == 1 {
-                zero.clone()
-            } else {
-                let above = b.slice(
-                    &format!("{q}.h_up.rows"),
-                    &ext_h,
-                    &[0],
-                    &[(n - 1) as i64],
-                    &[1],
-                    &[1],
-                );
-                b.concat(&format!("{q}.h_up"), &[zero.clone(), above], 1)
+            if (from, to) == (*plo, *ptop) {
+                return Some(t.to_string());
             }
+            let (a, e) = ((from - plo) as i64, (to - plo + 1) as i64);
+            Some(b.slice(&format!("{q}.{name}"), t, &[a], &[e], &[1], &[1]))
+        };
+        let cat = |b: &mut Builder, parts: Vec<String>, name: &str| match parts.len() {
+            1 => parts.into_iter().next().unwrap_or_default(),
+            _ => b.concat(&format!("{q}.{name}"), &parts, 1),
+        };
+        let (ph, pc) = match &prev {
+            Some((ph, pc, _, _)) => (ph.clone(), pc.clone()),
+            None => (String::new(), String::new()),
+        };
+        // Same row, one column back: the previous column's rows lo..=top, the last of
+        // them (row k, while k < H) the padding zone's edge state instead.
+        let last_prev = if k < height {
+            top.checked_sub(1)
         } else {
-            rows_of(b, &ext_h, "h_up", lo - 1)
+            Some(top)
         };
+        let mut same: Vec<String> = rows_of(b, &ph, "h_same", lo, last_prev)
+            .into_iter()
+            .collect();
+        let mut c_same: Vec<String> = rows_of(b, &pc, "c_same", lo, last_prev)
+            .into_iter()
+            .collect();
+        if k < height {
+            same.push(edge(b, "h", eh, k));
+            c_same.push(edge(b, "c", ec, k));
+        }
+        let same = cat(b, same, "h_same.cat");
+        let c_same = cat(b, c_same, "c_same.cat");
+        // One row up, one column back: the previous column's rows lo-1..=top-1, zero
+        // above row 0.
+        let mut up = Vec::new();
+        if lo == 0 {
+            up.push(zero.clone());
+        }
+        up.extend(rows_of(b, &ph, "h_up", lo.max(1) - 1, top.checked_sub(1)));
+        let up = cat(b, up, "h_up.cat");
+        // 5. gates = column + ss_weight taps over (h one row up; h).
         let stack = b.concat(&format!("{q}.taps"), &[up, same], 3);
-        let ss = b.binary("MatMul", &format!("{q}.ss"), &stack, &w_ss);
+        // As for the input: one GEMM per direction over the column's (row, image) rows.
+        let stack = b.reshape(&format!("{q}.taps.rows"), &stack, &[2, -1, 2 * hi]);
+        let ss = b.binary("MatMul", &format!("{q}.ss.mat"), &stack, &w_ss);
+        let ss = b.reshape(&format!("{q}.ss"), &ss, &[2, n as i64, -1, 4 * hi]);
         let gates = b.binary("Add", &format!("{q}.gates"), xin, &ss);
         let (hn, c) = cell(b, &q, &gates, &c_same, 3, h);
         outs.push(hn.clone());
-        prev = Some((hn, c, lo));
+        prev = Some((hn, c, lo, top));
     }
     // Column outputs stacked as [2, H*W + 1 (zero slot), N, h]: (r, k) at offset(k) + r - lo(k).
     let skewed = b.concat(&format!("{p}.out.skewed"), &outs, 1);

@@ -25,7 +25,7 @@
 //! | Relu / Add | Relu / chained Add |
 //! | SkipSum | Conv 1x1 per skip source, chained Add |
 //! | RowLstm | Conv 1 x k (input-to-state), Split into rows; per row: Conv 1x3 (state), Add, LSTM cell; Concat |
-//! | DiagBiLstm | Transpose + MatMul + Add (input-to-state, pixel-major; `full_context`: + MatMul of the image, Pad to the right-to-left half, Add), Pad (zero slot), Split; per skewed column: Gather x2 (skew and mirror by index tables), Concat, Pad + Slice (row above), Concat, MatMul (2-tap state conv), Add, LSTM cell; then Concat, Pad, Split, Gather x2 (unskew, mirror back, shift down), Add, Squeeze, Transpose, Reshape |
+//! | DiagBiLstm | Transpose, Reshape, MatMul (input-to-state: one GEMM per direction over pixels x batch), Reshape, Add (`full_context`: + MatMul of the image, Pad to the right-to-left half, Add), Split by direction, Gather x2 (every skewed column's pixels, skewed and mirrored by index tables), Concat, Split into columns; per skewed column: the previous column's states as they are or Sliced, Concat with the baked-in padding-zone edge (Expand) and the zero row, Concat (taps), Reshape, MatMul (2-tap state conv: one GEMM per direction), Reshape, Add, LSTM cell; then Concat, Pad (zero slot), Split, Gather x2 (unskew, mirror back, shift down), Add, Squeeze, Transpose, Reshape |
 //! | LSTM cell | Split, Sigmoid, Split, Tanh, Mul, Mul, Add, Tanh, Mul |
 //! | nll (Bernoulli) | Abs, Neg, Softplus, Relu, Mul, Sub, Add, ReduceSum |
 //! | nll (softmax) | Reshape, LogSoftmax, Cast, Unsqueeze, GatherElements, ReduceSum, Neg |
