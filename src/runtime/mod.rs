@@ -474,18 +474,32 @@ impl OnnxModel {
         sessions.truncate(k);
         let chunk = n.div_ceil(k);
         let info = &self.info;
-        let chunk_limit = self.run_chunk;
+        // Each session runs its slice in pieces of at most `run_chunk` images.
+        let piece = match self.run_chunk {
+            0 => chunk.max(1),
+            c => c,
+        };
+        let y = y.as_deref();
         let parts: Vec<Result<Vec<Vec<f32>>, RuntimeError>> = std::thread::scope(|scope| {
             let handles: Vec<_> = sessions
                 .into_iter()
                 .enumerate()
                 .map(|(i, session)| {
-                    let (a, b) = ((i * chunk).min(n), ((i + 1) * chunk).min(n));
-                    let y = y.as_ref().map(|y| &y[a..b]);
-                    let x = &images[a * d..b * d];
-                    let l = low_res.map(|l| &l[a * ld..b * ld]);
+                    let (from, to) = ((i * chunk).min(n), ((i + 1) * chunk).min(n));
                     scope.spawn(move || {
-                        run_session_chunked(session, info, x, b - a, y, l, outputs, chunk_limit)
+                        let pieces = (from..to).step_by(piece).map(|a| {
+                            let b = (a + piece).min(to);
+                            run_session(
+                                session,
+                                info,
+                                &images[a * d..b * d],
+                                b - a,
+                                y.map(|y| &y[a..b]),
+                                low_res.map(|l| &l[a * ld..b * ld]),
+                                outputs,
+                            )
+                        });
+                        join_in_order(outputs.len(), pieces)
                     })
                 })
                 .collect();
@@ -500,44 +514,19 @@ impl OnnxModel {
                 })
                 .collect()
         });
-        let mut joined: Vec<Vec<f32>> = vec![Vec::new(); outputs.len()];
-        for p in parts {
-            for (all, v) in joined.iter_mut().zip(p?) {
-                all.extend(v);
-            }
-        }
-        Ok(joined)
+        join_in_order(outputs.len(), parts)
     }
 }
 
-/// `run_session` over `n` images at most `limit` at a time (0: all at once), the outputs
-/// joined in order.
-#[allow(clippy::too_many_arguments)]
-fn run_session_chunked(
-    session: &mut Session,
-    info: &ModelInfo,
-    images: &[f32],
-    n: usize,
-    labels: Option<&[i64]>,
-    low_res: Option<&[f32]>,
-    outputs: &[&str],
-    limit: usize,
+/// Each of `outputs` outputs' values from every part, joined in the parts' order (every
+/// output is batch-major); the first error if a part failed.
+fn join_in_order(
+    outputs: usize,
+    parts: impl IntoIterator<Item = Result<Vec<Vec<f32>>, RuntimeError>>,
 ) -> Result<Vec<Vec<f32>>, RuntimeError> {
-    let step = if limit == 0 { n.max(1) } else { limit };
-    let (d, ld) = (info.dims(), info.low_res_dims());
-    let mut joined: Vec<Vec<f32>> = vec![Vec::new(); outputs.len()];
-    for a in (0..n).step_by(step) {
-        let b = (a + step).min(n);
-        let part = run_session(
-            session,
-            info,
-            &images[a * d..b * d],
-            b - a,
-            labels.map(|y| &y[a..b]),
-            low_res.map(|l| &l[a * ld..b * ld]),
-            outputs,
-        )?;
-        for (all, v) in joined.iter_mut().zip(part) {
+    let mut joined: Vec<Vec<f32>> = vec![Vec::new(); outputs];
+    for p in parts {
+        for (all, v) in joined.iter_mut().zip(p?) {
             all.extend(v);
         }
     }
