@@ -1,6 +1,7 @@
 //! `cargo bench --bench gemm`: GFLOP/s of `gemm.rs` on the shapes the training kernels
 //! give it (a Diagonal BiLSTM step at h = 16 and its weight gradients, a conv's weight
-//! gradient over one 28 x 28 image), to compare kernels and pick `gemm`'s thresholds.
+//! gradient over one 28 x 28 image, a PixelCNN's convs over one image), to compare
+//! kernels and pick `gemm`'s thresholds.
 //! Figures only, no pass or fail: `pixc bench` is the measure of a whole training step.
 
 use pixc::backend::torch::gemm::{gemm, gemm_stacked, View};
@@ -81,5 +82,47 @@ fn main() {
             )
         });
         println!("  {m} x {k} x {n}: {g:6.1}");
+    }
+    // A PixelCNN conv over one 28 x 28 image: Y (cout x 784) = W (cout x K) X (K x 784),
+    // K = cin x the mask's live taps; and the same shapes with A read transposed, as
+    // backward's dX = W^T dY reads the weight (m = cin x taps, k = cout).
+    println!("PixelCNN conv, one 28 x 28 image, Y = W X (m x k . k x 784), GFLOP/s (best of 7):");
+    for (m, k) in [
+        (32usize, 24usize),
+        (16, 32),
+        (16, 80),
+        (32, 16),
+        (80, 16),
+        (32, 32),
+    ] {
+        let n = 784;
+        let (a, b) = (values(m * k, 7), values(k * n, 5));
+        let mut c = vec![0f32; m * n];
+        let g = best(2.0 * (m * k * n) as f64, || {
+            gemm(
+                m,
+                k,
+                n,
+                View::rows(&a, k),
+                View::rows(&b, n),
+                0.0,
+                &mut c,
+                n,
+            )
+        });
+        let at = values(k * m, 3);
+        let gt = best(2.0 * (m * k * n) as f64, || {
+            gemm(
+                m,
+                k,
+                n,
+                View::transposed(&at, m),
+                View::rows(&b, n),
+                0.0,
+                &mut c,
+                n,
+            )
+        });
+        println!("  {m:2} x {k:2} x {n}: A row-major {g:6.1}   A = W^T {gt:6.1}");
     }
 }
