@@ -872,11 +872,17 @@ def cmd_bench(args) -> int:
     opt = torch.optim.Adam(model.parameters(), lr=args.lr)
     gen = torch.Generator().manual_seed(args.seed)
     shape = (args.batch, model.channels, model.height, model.width)
-    batches = [torch.randint(0, model.levels, shape, generator=gen, dtype=torch.uint8) for _ in range(args.steps + 1)]
-    # A class-conditional model is timed with labels, its class vectors included.
-    labels = [
-        torch.randint(0, model.classes, (args.batch,), generator=gen) if model.classes else None for _ in batches
-    ]
+
+    def draw():
+        # A class-conditional model is timed with labels, its class vectors included.
+        b = torch.randint(0, model.levels, shape, generator=gen, dtype=torch.uint8)
+        y = torch.randint(0, model.classes, (args.batch,), generator=gen) if model.classes else None
+        return b, y
+
+    # Drawn before the clock starts, so the loop times training steps only; at most 64
+    # distinct timed batches, cycled.
+    pool = min(args.steps, 64)
+    batches = [draw() for _ in range(pool + 2)]
 
     def sync():
         if dev.type == "cuda":
@@ -890,26 +896,34 @@ def cmd_bench(args) -> int:
         opt.step()
         return loss
 
-    loss = step(batches[0], labels[0])  # warm-up
+    # Warm-up as `pixc bench-one` does: two steps (allocator, oneDNN's kernel choice).
+    for b, y in batches[:2]:
+        loss = step(b, y)
     sync()
+    # With --seconds, the same rule as pixc's own loop: steps until that many seconds
+    # have passed, at least 3 and at most --steps (the batches cycle).
     times = []
     t0 = time.perf_counter()
-    for b, y in zip(batches[1:], labels[1:]):
+    while len(times) < args.steps:
+        b, y = batches[2 + len(times) % pool]
         t = time.perf_counter()
         loss = step(b, y)
         sync()
         times.append(time.perf_counter() - t)
+        if args.seconds is not None and len(times) >= 3 and time.perf_counter() - t0 >= args.seconds:
+            break
     total = time.perf_counter() - t0
+    steps = len(times)
     res = {
         "impl": "pytorch-eager",
         "model": model.name,
         "device": str(dev),
         "batch": args.batch,
-        "steps": args.steps,
+        "steps": steps,
         "threads": args.threads,
         "parameters": model.num_parameters(),
-        "images_per_s": args.batch * args.steps / total,
-        "seconds_per_step": total / args.steps,
+        "images_per_s": args.batch * steps / total,
+        "seconds_per_step": total / steps,
         "min_seconds_per_step": min(times),
         "loss_nats": float(loss.detach()),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
@@ -970,7 +984,9 @@ def main(argv=None) -> int:
     p = sub.add_parser("bench", help="time training steps (forward + NLL + backward + Adam)")
     common(p)
     p.add_argument("--batch", type=int, default=16)
-    p.add_argument("--steps", type=int, default=5)
+    p.add_argument("--steps", type=int, default=5, help="timed steps (with --seconds: at most this many)")
+    p.add_argument("--seconds", type=float, default=None,
+                   help="time steps until this many seconds have passed (at least 3 steps), as pixc bench-one does")
     p.add_argument("--lr", type=float, default=1e-3)
     p.add_argument("--device", default="cpu")
     p.add_argument("--json", action="store_true")

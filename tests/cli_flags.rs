@@ -83,6 +83,7 @@ fn every_numeric_flag_is_checked_before_anything_is_made() {
         (vec!["bench", &tiny], "--batch", BAD_COUNTS),
         (vec!["bench", &tiny], "--seconds", BAD_FLOATS),
         (vec!["bench", &tiny], "--threads", BAD_COUNTS),
+        (vec!["bench", &tiny], "--rounds", BAD_COUNTS),
         (vec!["bench", "--inference", &tiny], "--batches", BAD_COUNTS),
         (vec!["bench-one", &tiny], "--batch", BAD_COUNTS),
         (vec!["bench-one", &tiny], "--seconds", BAD_FLOATS),

@@ -61,6 +61,10 @@ fn batch_images(
 /// (int64, one per image), for the reference's NLL.
 const LABELS_NPY: &str = "labels.npy";
 
+/// The most timed steps of one measurement, pixc's and the reference's alike: steps run
+/// until `--seconds` have passed, at least 3 and at most this many.
+const MAX_STEPS: usize = 1000;
+
 /// Measures one spec in this process (`pixc bench-one`, run by `bench` as a child so its
 /// peak RSS is its own).
 pub fn bench_one(
@@ -125,7 +129,7 @@ pub fn bench_one(
     step()?;
     let t0 = Instant::now();
     let mut steps = 0;
-    while steps < 3 || (t0.elapsed().as_secs_f64() < seconds && steps < 1000) {
+    while steps < 3 || (t0.elapsed().as_secs_f64() < seconds && steps < MAX_STEPS) {
         step()?;
         steps += 1;
     }
@@ -350,6 +354,7 @@ pub fn bench(
     specs: &[PathBuf],
     batch: usize,
     seconds: f64,
+    rounds: usize,
     device: Device,
     threads: Option<usize>,
     pytorch: bool,
@@ -363,92 +368,156 @@ pub fn bench(
             .unwrap_or(1)
     });
     let mut rows = Vec::new();
-    for spec in specs {
-        let tmp =
-            std::env::temp_dir().join(format!("pixc-bench-{}-{}", std::process::id(), rows.len()));
-        let mut c = Command::new(&exe);
-        c.arg("bench-one")
-            .arg(spec)
-            .arg("--batch")
-            .arg(batch.to_string())
-            .arg("--seconds")
-            .arg(seconds.to_string());
-        c.arg("--threads")
-            .arg(threads_n.to_string())
-            .arg("--device")
-            .arg(match device {
-                Device::Auto => "auto",
-                Device::Cpu => "cpu",
-                Device::Cuda => "cuda",
-            });
-        c.arg("--dump").arg(&tmp);
-        let p = run_json(&mut c)?;
-        let mut row = json!({"spec": spec.display().to_string(), "pixc": p});
-        if pytorch && reference.exists() {
-            let dev = if p["device"].as_str().unwrap_or("cpu").starts_with("cuda") {
-                "cuda"
-            } else {
-                "cpu"
-            };
-
-            let mut pc = Command::new(python());
-            pc.arg(&reference)
-                .arg("bench")
-                .arg("--ir")
-                .arg(tmp.join("ir.json"))
-                .arg("--weights")
-                .arg(tmp.join("weights.safetensors"));
-            pc.arg("--batch")
+    // Round after round over every spec, pixc then the reference each time, so that a
+    // shared machine's slow spells fall on both sides alike.
+    for round in 1..=rounds.max(1) {
+        for spec in specs {
+            let tmp = std::env::temp_dir().join(format!(
+                "pixc-bench-{}-{}",
+                std::process::id(),
+                rows.len()
+            ));
+            let mut c = Command::new(&exe);
+            c.arg("bench-one")
+                .arg(spec)
+                .arg("--batch")
                 .arg(batch.to_string())
-                .arg("--threads")
+                .arg("--seconds")
+                .arg(seconds.to_string());
+            c.arg("--threads")
                 .arg(threads_n.to_string())
                 .arg("--device")
-                .arg(dev);
-            pc.arg("--steps").arg(pytorch_steps(spec)).arg("--json");
-            match run_json(&mut pc) {
-                Ok(r) => row["pytorch"] = r,
-                Err(e) => row["pytorch_error"] = json!(format!("{e:#}")),
-            }
-            // Identical math: the reference's NLL on the same batch and weights.
-            let mut nc = Command::new(python());
-            let out = tmp.join("nll.npy");
-            nc.arg(&reference)
-                .arg("nll")
-                .arg("--ir")
-                .arg(tmp.join("ir.json"))
-                .arg("--weights")
-                .arg(tmp.join("weights.safetensors"));
-            nc.arg("--images")
-                .arg(tmp.join("images.npy"))
-                .arg("--out")
-                .arg(&out);
-            if tmp.join(LABELS_NPY).is_file() {
-                nc.arg("--labels").arg(tmp.join(LABELS_NPY));
-            }
-            let checked = nc.output().map_err(anyhow::Error::from).and_then(|o| {
-                if !o.status.success() {
-                    let err = String::from_utf8_lossy(&o.stderr);
-                    bail!("{}", err.trim().lines().last().unwrap_or("no message"));
+                .arg(match device {
+                    Device::Auto => "auto",
+                    Device::Cpu => "cpu",
+                    Device::Cuda => "cuda",
+                });
+            c.arg("--dump").arg(&tmp);
+            let p = run_json(&mut c)?;
+            let mut row = json!({"spec": spec.display().to_string(), "round": round, "pixc": p});
+            if pytorch && reference.exists() {
+                let dev = if p["device"].as_str().unwrap_or("cpu").starts_with("cuda") {
+                    "cuda"
+                } else {
+                    "cpu"
+                };
+
+                let mut pc = Command::new(python());
+                pc.arg(&reference)
+                    .arg("bench")
+                    .arg("--ir")
+                    .arg(tmp.join("ir.json"))
+                    .arg("--weights")
+                    .arg(tmp.join("weights.safetensors"));
+                pc.arg("--batch")
+                    .arg(batch.to_string())
+                    .arg("--threads")
+                    .arg(threads_n.to_string())
+                    .arg("--device")
+                    .arg(dev);
+                pc.arg("--steps")
+                    .arg(MAX_STEPS.to_string())
+                    .arg("--seconds")
+                    .arg(seconds.to_string())
+                    .arg("--json");
+                match run_json(&mut pc) {
+                    Ok(r) => row["pytorch"] = r,
+                    Err(e) => row["pytorch_error"] = json!(format!("{e:#}")),
                 }
-                read_npy_f32_mean(&out).context("its NLL file is unreadable")
-            });
-            match checked {
-                Ok(v) => {
-                    let dims = p["loss_nats_per_image"].as_f64().unwrap_or(0.0)
-                        / p["loss_nats_per_dim"].as_f64().unwrap_or(1.0);
-                    row["pytorch_loss_nats_per_image"] = json!(v);
-                    row["loss_diff_nats_per_dim"] =
-                        json!((v - p["loss_nats_per_image"].as_f64().unwrap_or(0.0)).abs() / dims);
+                // Identical math: the reference's NLL on the same batch and weights.
+                let mut nc = Command::new(python());
+                let out = tmp.join("nll.npy");
+                nc.arg(&reference)
+                    .arg("nll")
+                    .arg("--ir")
+                    .arg(tmp.join("ir.json"))
+                    .arg("--weights")
+                    .arg(tmp.join("weights.safetensors"));
+                nc.arg("--images")
+                    .arg(tmp.join("images.npy"))
+                    .arg("--out")
+                    .arg(&out);
+                if tmp.join(LABELS_NPY).is_file() {
+                    nc.arg("--labels").arg(tmp.join(LABELS_NPY));
                 }
-                // Said, not skipped: the check is what makes the timing a fair comparison.
-                Err(e) => row["pytorch_loss_error"] = json!(format!("{e:#}")),
+                let checked = nc.output().map_err(anyhow::Error::from).and_then(|o| {
+                    if !o.status.success() {
+                        let err = String::from_utf8_lossy(&o.stderr);
+                        bail!("{}", err.trim().lines().last().unwrap_or("no message"));
+                    }
+                    read_npy_f32_mean(&out).context("its NLL file is unreadable")
+                });
+                match checked {
+                    Ok(v) => {
+                        let dims = p["loss_nats_per_image"].as_f64().unwrap_or(0.0)
+                            / p["loss_nats_per_dim"].as_f64().unwrap_or(1.0);
+                        row["pytorch_loss_nats_per_image"] = json!(v);
+                        row["loss_diff_nats_per_dim"] = json!(
+                            (v - p["loss_nats_per_image"].as_f64().unwrap_or(0.0)).abs() / dims
+                        );
+                    }
+                    // Said, not skipped: the check is what makes the timing a fair comparison.
+                    Err(e) => row["pytorch_loss_error"] = json!(format!("{e:#}")),
+                }
+            }
+            let _ = std::fs::remove_dir_all(&tmp);
+            on_row(&row);
+            rows.push(row);
+        }
+    }
+    let summary = summarize(&rows);
+    Ok(
+        json!({"batch": batch, "threads": threads_n, "rounds": rounds.max(1), "rows": rows, "summary": summary}),
+    )
+}
+
+/// The median, least and greatest of `v` (None when empty); the median of an even count
+/// is the mean of the middle two.
+fn spread(mut v: Vec<f64>) -> Option<Value> {
+    v.retain(|x| x.is_finite());
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    let median = if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    };
+    Some(json!({"median": median, "min": v[0], "max": v[n - 1], "n": n}))
+}
+
+/// Per spec, over its rounds: the spread of pixc's images/s, its share of the FLOP peak,
+/// the reference's images/s and the ratio of the two within each round.
+pub fn summarize(rows: &[Value]) -> Vec<Value> {
+    let mut specs: Vec<&str> = Vec::new();
+    for r in rows {
+        if let Some(s) = r["spec"].as_str() {
+            if !specs.contains(&s) {
+                specs.push(s);
             }
         }
-        let _ = std::fs::remove_dir_all(&tmp);
-        on_row(&row);
-        rows.push(row);
     }
-    Ok(json!({"batch": batch, "threads": threads_n, "rows": rows}))
+    specs
+        .into_iter()
+        .map(|spec| {
+            let mine: Vec<&Value> = rows.iter().filter(|r| r["spec"] == spec).collect();
+            let col = |f: &dyn Fn(&Value) -> Option<f64>| -> Vec<f64> {
+                mine.iter().filter_map(|r| f(r)).collect()
+            };
+            let pix = |r: &Value| r["pixc"]["images_per_second"].as_f64();
+            let eager = |r: &Value| r["pytorch"]["images_per_s"].as_f64();
+            json!({
+                "spec": spec,
+                "model": mine[0]["pixc"]["model"],
+                "pixc_images_per_second": spread(col(&pix)),
+                "share_of_peak": spread(col(&|r| r["pixc"]["share_of_peak"].as_f64())),
+                "pytorch_images_per_s": spread(col(&eager)),
+                "ratio": spread(col(&|r| Some(pix(r)? / eager(r)?))),
+            })
+        })
+        .collect()
 }
 
 /// `pixc bench --inference`: ONNX export figures and libtorch vs ONNX Runtime NLL
@@ -493,19 +562,6 @@ pub fn bench_inference(
     Ok(json!({"rows": rows}))
 }
 
-/// Steps for the reference: enough for a stable figure without waiting minutes on the
-/// slow Diagonal BiLSTM.
-fn pytorch_steps(spec: &Path) -> String {
-    let s = spec.display().to_string();
-    if s.contains("diag") {
-        "4".into()
-    } else if s.contains("row") {
-        "8".into()
-    } else {
-        "20".into()
-    }
-}
-
 /// The mean of a `.npy` file of f32 or f64 values (the PyTorch reference's losses).
 fn read_npy_f32_mean(path: &Path) -> Option<f64> {
     use ndarray_npy::ReadNpyExt;
@@ -523,7 +579,53 @@ fn read_npy_f32_mean(path: &Path) -> Option<f64> {
 
 #[cfg(test)]
 mod tests {
-    use super::cpu_clock_and_width;
+    use super::{cpu_clock_and_width, summarize};
+    use serde_json::json;
+
+    /// Per spec, in first-seen order: medians (the mean of the middle two for an even
+    /// count), ranges, and the ratio taken within each round, not of the medians; a round
+    /// whose reference failed counts for pixc's figures only.
+    #[test]
+    fn rounds_summarize_per_spec() {
+        let row = |spec: &str, pix: f64, eager: Option<f64>| {
+            let mut r = json!({"spec": spec, "pixc": {"model": spec, "images_per_second": pix, "share_of_peak": pix / 1000.0}});
+            if let Some(e) = eager {
+                r["pytorch"] = json!({"images_per_s": e});
+            }
+            r
+        };
+        let rows = [
+            row("b", 100.0, Some(50.0)),
+            row("a", 10.0, Some(10.0)),
+            row("b", 300.0, Some(100.0)),
+            row("a", 30.0, None),
+            row("b", 200.0, Some(200.0)),
+            row("a", 20.0, Some(5.0)),
+        ];
+        let s = summarize(&rows);
+        assert_eq!(s.len(), 2);
+        assert_eq!(s[0]["spec"], "b");
+        let fig = |v: &serde_json::Value| {
+            (
+                v["median"].as_f64().unwrap(),
+                v["min"].as_f64().unwrap(),
+                v["max"].as_f64().unwrap(),
+                v["n"].as_u64().unwrap(),
+            )
+        };
+        assert_eq!(
+            fig(&s[0]["pixc_images_per_second"]),
+            (200.0, 100.0, 300.0, 3)
+        );
+        assert_eq!(fig(&s[0]["pytorch_images_per_s"]), (100.0, 50.0, 200.0, 3));
+        // Round ratios 2, 3, 1: median 2, which the medians' ratio (200 / 100) only
+        // happens to equal; spec "a" tells them apart.
+        assert_eq!(fig(&s[0]["ratio"]), (2.0, 1.0, 3.0, 3));
+        assert_eq!(fig(&s[1]["pixc_images_per_second"]), (20.0, 10.0, 30.0, 3));
+        assert_eq!(fig(&s[1]["pytorch_images_per_s"]), (7.5, 5.0, 10.0, 2));
+        assert_eq!(fig(&s[1]["ratio"]), (2.5, 1.0, 4.0, 2));
+        assert_eq!(fig(&s[1]["share_of_peak"]), (0.02, 0.01, 0.03, 3));
+    }
 
     fn info(vendor: &str, family: u32, model: u32, flags: &str) -> String {
         format!(

@@ -23,26 +23,81 @@ pub fn bench_one(
     Ok(0)
 }
 
-pub fn bench(
-    specs: &[PathBuf],
-    batch: usize,
-    seconds: f64,
-    device: Device,
-    threads: Option<usize>,
-    pytorch: bool,
-    json_out: bool,
-) -> Result<i32> {
-    let all = bench::bench(specs, batch, seconds, device, threads, pytorch, |row| {
-        if !json_out {
-            print_row(row)
-        }
-    })?;
-    if json_out {
+/// `pixc bench`'s options (training throughput).
+pub struct Opts {
+    pub batch: usize,
+    pub seconds: f64,
+    pub rounds: usize,
+    pub device: Device,
+    pub threads: Option<usize>,
+    pub pytorch: bool,
+    pub json: bool,
+}
+
+pub fn bench(specs: &[PathBuf], o: &Opts) -> Result<i32> {
+    let rounds = o.rounds.max(1);
+    let all = bench::bench(
+        specs,
+        o.batch,
+        o.seconds,
+        rounds,
+        o.device,
+        o.threads,
+        o.pytorch,
+        |row| {
+            if !o.json {
+                if rounds > 1 {
+                    print!("round {}/{rounds}  ", row["round"]);
+                }
+                print_row(row)
+            }
+        },
+    )?;
+    if o.json {
         println!("{}", serde_json::to_string_pretty(&all)?);
-    } else if let Some(basis) = all["rows"][0]["pixc"]["peak_basis"].as_str() {
+        return Ok(0);
+    }
+    if rounds > 1 {
+        println!("median (least - greatest) of {rounds} rounds:");
+        for s in all["summary"].as_array().into_iter().flatten() {
+            print_summary(s);
+        }
+    }
+    if let Some(basis) = all["rows"][0]["pixc"]["peak_basis"].as_str() {
         println!("GFLOP/s: the training step's arithmetic counted from the IR (ir::flops: 3 forward passes, 2 FLOPs per multiply-add) times images/s; peak: {basis}");
     }
     Ok(0)
+}
+
+/// One spec's figures over its rounds: median (least - greatest).
+fn print_summary(s: &Value) {
+    let fig = |v: &Value, scale: f64, digits: usize| match (
+        v["median"].as_f64(),
+        v["min"].as_f64(),
+        v["max"].as_f64(),
+    ) {
+        (Some(m), Some(a), Some(b)) => format!(
+            "{:.digits$} ({:.digits$} - {:.digits$})",
+            m * scale,
+            a * scale,
+            b * scale
+        ),
+        _ => "-".into(),
+    };
+    print!(
+        "{:<22} pixc {} img/s = {}% of peak",
+        s["model"].as_str().unwrap_or("?"),
+        fig(&s["pixc_images_per_second"], 1.0, 1),
+        fig(&s["share_of_peak"], 100.0, 1)
+    );
+    if !s["pytorch_images_per_s"].is_null() {
+        print!(
+            "  | PyTorch eager {} img/s  | ratio {}x",
+            fig(&s["pytorch_images_per_s"], 1.0, 1),
+            fig(&s["ratio"], 1.0, 2)
+        );
+    }
+    println!();
 }
 
 pub fn bench_inference(

@@ -266,7 +266,7 @@ pub enum Cmd {
     /// Benchmark training throughput and memory beside the eager PyTorch reference, or
     /// (--inference) ONNX export and NLL evaluation through libtorch and ONNX Runtime
     #[command(
-        after_help = "Examples:\n  pixc bench                       # the three MNIST models, batch 16, all cores\n  pixc bench specs/pixelcnn_7_mnist.yaml --seconds 30 --json\n  pixc bench --inference           # export time/size of every shipped spec; libtorch vs ONNX Runtime\n  pixc bench --inference specs/row_lstm_7_mnist.yaml --batches 1,16,256"
+        after_help = "Examples:\n  pixc bench                       # the three MNIST models, batch 16, all cores\n  pixc bench specs/pixelcnn_7_mnist.yaml --seconds 30 --json\n  pixc bench --rounds 5 --seconds 10     # each figure's median and range over 5 alternating rounds\n  pixc bench --inference           # export time/size of every shipped spec; libtorch vs ONNX Runtime\n  pixc bench --inference specs/row_lstm_7_mnist.yaml --batches 1,16,256"
     )]
     Bench {
         /// Specs to measure (default: the shipped MNIST Diagonal BiLSTM, Row LSTM, PixelCNN;
@@ -292,6 +292,10 @@ pub enum Cmd {
         /// libtorch threads (default: all cores)
         #[arg(long, value_parser = crate::front::flags::threads)]
         threads: Option<usize>,
+        /// Measure every spec this many times, pixc and the reference in turn, and print
+        /// the median and range of each figure (a shared machine's noise shows in one run)
+        #[arg(long, default_value_t = 1, value_parser = crate::front::flags::at_least_one("rounds"))]
+        rounds: usize,
         /// Skip the PyTorch reference
         #[arg(long)]
         no_pytorch: bool,
@@ -459,6 +463,7 @@ pub fn run() -> i32 {
             specs,
             batch,
             seconds,
+            rounds,
             device,
             threads,
             no_pytorch,
@@ -474,7 +479,16 @@ pub fn run() -> i32 {
             } else {
                 specs
             };
-            bench_cmds::bench(&specs, batch, seconds, device, threads, !no_pytorch, json)
+            let opts = bench_cmds::Opts {
+                batch,
+                seconds,
+                rounds,
+                device,
+                threads,
+                pytorch: !no_pytorch,
+                json,
+            };
+            bench_cmds::bench(&specs, &opts)
         }
         Cmd::BenchOne {
             spec,
