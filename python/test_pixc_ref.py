@@ -635,6 +635,10 @@ def cli_logits_nll_causality_bench():
     assert d.shape == (8, 8, 1, 8, 8, 1) and d.dtype == bool and json.loads(out)["causal"] is True
     b = json.loads(run("bench", "--ir", irp, "--batch", 4, "--steps", 2, "--threads", 1, "--json"))
     assert b["images_per_s"] > 0 and b["peak_rss_mb"] > 0 and b["parameters"] == j["parameters"]
+    assert b["steps"] == 2
+    # Timed like pixc bench-one: until --seconds have passed, but never fewer than 3 steps.
+    b = json.loads(run("bench", "--ir", irp, "--batch", 2, "--steps", 50, "--seconds", 1e-6, "--threads", 1, "--json"))
+    assert b["steps"] == 3 and b["images_per_s"] > 0
 
 
 @test
