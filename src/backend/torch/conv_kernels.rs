@@ -194,6 +194,20 @@ fn col2im_add(pk: &Packed, dcols: &[f32], pl: Plane, dx: &mut [f32]) {
     }
 }
 
+/// How `conv_forward` stores its result.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Store {
+    /// Written over `out`.
+    Write,
+    /// Added into `out`.
+    Add,
+    /// Written over `out`, then `max(0, .)` of each image while it is still in cache: a
+    /// conv whose only reader is a ReLU (half a PixelCNN block's), so that the ReLU costs
+    /// no pass of its own over memory (the ReLUs' passes were about a tenth of a
+    /// PixelCNN step). Its backward masks `dY` with this output (`conv_backward`).
+    Relu,
+}
+
 /// `conv_forward` with the images split over `threads` threads.
 pub fn conv_forward_par(
     threads: usize,
@@ -202,7 +216,7 @@ pub fn conv_forward_par(
     x: &[f32],
     pl: Plane,
     out: &mut [f32],
-    add: bool,
+    store: Store,
 ) {
     let (per_in, per_out) = (pk.cin * pl.len(), pk.cout * pl.len());
     let parts = super::fused::split(out.len() / per_out, threads);
@@ -213,7 +227,7 @@ pub fn conv_forward_par(
         rest = r;
         jobs.push((&x[first * per_in..(first + count) * per_in], o));
     }
-    crate::util::on_threads(jobs, |(x, o)| conv_forward(pk, bias, x, pl, o, add));
+    crate::util::on_threads(jobs, |(x, o)| conv_forward(pk, bias, x, pl, o, store));
 }
 
 /// `conv_backward` with the images split over `threads` threads; the weight and bias
@@ -225,6 +239,7 @@ pub fn conv_backward_par(
     x: &[f32],
     pl: Plane,
     dy: &[f32],
+    relu_out: Option<&[f32]>,
     dx: Option<&mut [f32]>,
     dw: &mut [f32],
     db: &mut [f32],
@@ -240,13 +255,14 @@ pub fn conv_backward_par(
             d
         });
         let span = |per: usize| first * per..(first + count) * per;
-        jobs.push((&x[span(per_in)], &dy[span(per_out)], d));
+        let r = relu_out.map(|r| &r[span(per_out)]);
+        jobs.push((&x[span(per_in)], &dy[span(per_out)], r, d));
     }
     let (nw, nb) = (dw.len(), db.len());
-    let partials = crate::util::on_threads(jobs, |(x, dy, d)| {
+    let partials = crate::util::on_threads(jobs, |(x, dy, r, d)| {
         let mut w = vec![0.0; nw];
         let mut b = vec![0.0; nb];
-        conv_backward(pk, x, pl, dy, d, &mut w, &mut b);
+        conv_backward(pk, x, pl, dy, r, d, &mut w, &mut b);
         (w, b)
     });
     for (w, b) in partials {
@@ -255,9 +271,16 @@ pub fn conv_backward_par(
     }
 }
 
-/// One conv term of an op: `conv(x, w) + b` over `imgs` images, added into `out` when
-/// `add`, written over it otherwise.
-pub fn conv_forward(pk: &Packed, bias: &[f32], x: &[f32], pl: Plane, out: &mut [f32], add: bool) {
+/// One conv term of an op: `conv(x, w) + b` over `imgs` images, stored into `out` as
+/// `store` says.
+pub fn conv_forward(
+    pk: &Packed,
+    bias: &[f32],
+    x: &[f32],
+    pl: Plane,
+    out: &mut [f32],
+    store: Store,
+) {
     let p = pl.len();
     let (k, co) = (pk.k(), pk.cout);
     let imgs = out.len() / (co * p);
@@ -266,7 +289,7 @@ pub fn conv_forward(pk: &Packed, bias: &[f32], x: &[f32], pl: Plane, out: &mut [
     } else {
         vec![0.0; k * p]
     };
-    let beta = if add { 1.0 } else { 0.0 };
+    let beta = if store == Store::Add { 1.0 } else { 0.0 };
     for i in 0..imgs {
         let xi = &x[i * pk.cin * p..(i + 1) * pk.cin * p];
         let oi = &mut out[i * co * p..(i + 1) * co * p];
@@ -279,17 +302,24 @@ pub fn conv_forward(pk: &Packed, bias: &[f32], x: &[f32], pl: Plane, out: &mut [
         // The bias starts the tiles' sums: no separate pass over the output.
         let rows = [(View::rows(b, p), k)];
         gemm_stacked(co, p, View::rows(&pk.w, k), &rows, Some(bias), beta, oi, p);
+        if store == Store::Relu {
+            relu_in_place(oi);
+        }
     }
 }
 
 /// The backward pass of `conv_forward` for its `imgs` images: adds the packed weight's
 /// gradient into `dw` (`cout x k`) and the bias's into `db`, and, when given, writes the
-/// input's into `dx`.
+/// input's into `dx`. `relu_out`: the output of a `Store::Relu` conv, whose `dy` is then
+/// the ReLU's output gradient, zeroed here image by image where the output is not
+/// positive (`relu_backward`'s rule).
+#[allow(clippy::too_many_arguments)]
 pub fn conv_backward(
     pk: &Packed,
     x: &[f32],
     pl: Plane,
     dy: &[f32],
+    relu_out: Option<&[f32]>,
     dx: Option<&mut [f32]>,
     dw: &mut [f32],
     db: &mut [f32],
@@ -303,10 +333,18 @@ pub fn conv_backward(
         vec![0.0; k * p]
     };
     let mut dcols = cols.clone();
+    let mut masked = vec![0.0; if relu_out.is_some() { co * p } else { 0 }];
     let mut dx = dx;
     for i in 0..imgs {
         let xi = &x[i * pk.cin * p..(i + 1) * pk.cin * p];
-        let dyi = &dy[i * co * p..(i + 1) * co * p];
+        let span = i * co * p..(i + 1) * co * p;
+        let dyi = match relu_out {
+            Some(out) => {
+                relu_backward(&out[span.clone()], &dy[span], &mut masked);
+                &masked[..]
+            }
+            None => &dy[span],
+        };
         let b: &[f32] = if pk.pointwise() {
             xi
         } else {
@@ -356,6 +394,11 @@ fn sum(v: &[f32]) -> f32 {
 /// `out = max(x, 0)`.
 pub fn relu_forward(x: &[f32], out: &mut [f32]) {
     out.iter_mut().zip(x).for_each(|(o, &v)| *o = v.max(0.0));
+}
+
+/// `v = max(v, 0)`.
+fn relu_in_place(v: &mut [f32]) {
+    v.iter_mut().for_each(|o| *o = o.max(0.0));
 }
 
 /// `dx = dy` where the ReLU's output is positive, else 0 (libtorch's rule at 0).
@@ -436,7 +479,7 @@ mod tests {
         assert_eq!(pk.taps.len(), 9);
         let x = values(2 * pl.len(), 7);
         let mut out = vec![0.0; 3 * pl.len()];
-        conv_forward(&pk, &[0.0; 3], &x, pl, &mut out, false);
+        conv_forward(&pk, &[0.0; 3], &x, pl, &mut out, Store::Write);
         let want = naive(&w, shape, &x, pl, 1, 2);
         for (a, b) in out.iter().zip(&want) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
@@ -446,7 +489,7 @@ mod tests {
         let mut dx = vec![0.0; x.len()];
         let mut dw = vec![0.0; pk.w.len()];
         let mut db = vec![0.0; 3];
-        conv_backward(&pk, &x, pl, &dy, Some(&mut dx), &mut dw, &mut db);
+        conv_backward(&pk, &x, pl, &dy, None, Some(&mut dx), &mut dw, &mut db);
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f32>();
         let lhs = dot(&dy, &out);
         assert!((lhs - dot(&dx, &x)).abs() < 1e-3);

@@ -12,7 +12,7 @@
 //! twice. Gradients are returned rather than accumulated into `.grad()`, so replicas can
 //! share the parameters.
 
-use super::conv_kernels::{self as ck, Packed, Plane};
+use super::conv_kernels::{self as ck, Packed, Plane, Store};
 use super::fused::{self, Geom, InConv, Layout, Params, Saved};
 use super::{layers, Step, TorchModel};
 use crate::ir::{mask::Crop, Op};
@@ -30,13 +30,17 @@ enum Seg {
 /// How `conv_kernels` runs an op in training.
 enum KernelOp {
     /// Sum of conv terms (`(input slot, weight name, bias name)`), plus slot 0 itself
-    /// when `residual`.
+    /// when `residual`; with `relu`, the ReLU that is its only reader applied too
+    /// (`Store::Relu`; that ReLU's step is then a `Pass`).
     Convs {
         terms: Vec<(usize, String, String)>,
         residual: bool,
+        relu: bool,
     },
     Relu,
     Add,
+    /// A ReLU whose conv already applied it: its input, as it is.
+    Pass,
 }
 
 /// The op's kernel, or None for an op libtorch runs.
@@ -44,6 +48,7 @@ fn kernel_op(st: &Step) -> Option<KernelOp> {
     let conv = |name: &str| KernelOp::Convs {
         terms: vec![(0, format!("{name}weight"), format!("{name}bias"))],
         residual: false,
+        relu: false,
     };
     match st.op {
         Op::Conv { .. } | Op::Head { .. } => Some(conv("")),
@@ -52,6 +57,7 @@ fn kernel_op(st: &Step) -> Option<KernelOp> {
                 .map(|i| (i, format!("proj{i}_weight"), format!("proj{i}_bias")))
                 .collect(),
             residual: true,
+            relu: false,
         }),
         Op::Relu => Some(KernelOp::Relu),
         Op::Add => Some(KernelOp::Add),
@@ -77,9 +83,39 @@ struct KernelSaved {
 enum Kept {
     /// A ReLU's output.
     Out(Tensor),
-    /// Each conv term's packed weight, in `terms` order.
-    Packs(Vec<Packed>),
+    /// Each conv term's packed weight, in `terms` order, and the output of a conv that
+    /// applied its ReLU (`relu`), whose gradient it masks.
+    Packs {
+        packs: Vec<Packed>,
+        relu_out: Option<Tensor>,
+    },
     Nothing,
+}
+
+/// For each step, whether it is a single conv term read by one ReLU alone (not the
+/// model's output), which then runs inside the conv (`Store::Relu`): `Some(j)`, the
+/// ReLU's step.
+fn relu_after(steps: &[Step], output: usize) -> Vec<Option<usize>> {
+    let mut readers: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
+    for (j, st) in steps.iter().enumerate() {
+        for &i in &st.inputs {
+            readers[i].push(j);
+        }
+    }
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, st)| {
+            let single_conv = matches!(
+                kernel_op(st),
+                Some(KernelOp::Convs { ref terms, residual: false, .. }) if terms.len() == 1
+            );
+            match readers[i][..] {
+                [j] if single_conv && i != output && matches!(steps[j].op, Op::Relu) => Some(j),
+                _ => None,
+            }
+        })
+        .collect()
 }
 
 /// One training forward pass, ready for `TorchModel::backward`.
@@ -207,7 +243,7 @@ impl FusedInputs {
                         as_slice(&x),
                         plane,
                         as_mut_slice(&s),
-                        false,
+                        Store::Write,
                     );
                 }
                 let s = match &extra {
@@ -332,6 +368,7 @@ impl TorchModel {
                     let kept = Kept::Out(out.shallow_clone());
                     (out, kept)
                 }
+                KernelOp::Pass => (data[0].shallow_clone(), Kept::Nothing),
                 KernelOp::Add => {
                     let out = data[0].copy();
                     let o = as_mut_slice(&out);
@@ -340,7 +377,11 @@ impl TorchModel {
                     }
                     (out, Kept::Nothing)
                 }
-                KernelOp::Convs { terms, residual } => {
+                KernelOp::Convs {
+                    terms,
+                    residual,
+                    relu,
+                } => {
                     let cout = st.param(&terms[0].2).size()[0];
                     let out = if *residual {
                         data[0].copy()
@@ -357,11 +398,16 @@ impl TorchModel {
                             as_slice(&data[*slot]),
                             self.plane(),
                             as_mut_slice(&out),
-                            *residual || j > 0,
+                            match (*relu, *residual || j > 0) {
+                                (true, _) => Store::Relu,
+                                (false, true) => Store::Add,
+                                (false, false) => Store::Write,
+                            },
                         );
                         packs.push(pk);
                     }
-                    (out, Kept::Packs(packs))
+                    let relu_out = relu.then(|| out.shallow_clone());
+                    (out, Kept::Packs { packs, relu_out })
                 }
             }
         };
@@ -395,7 +441,8 @@ impl TorchModel {
         let n = x.size()[0] as usize;
         let mut segs: Vec<Seg> = Vec::with_capacity(self.steps.len());
         let mut leaves: Vec<Tensor> = Vec::with_capacity(self.steps.len());
-        for st in &self.steps {
+        let after = relu_after(&self.steps, self.output);
+        for (i, st) in self.steps.iter().enumerate() {
             let seg = match (&st.op, self.geom(st, n)) {
                 (Op::Input, _) => Seg::Plain(x.shallow_clone()),
                 (_, Some(g)) => {
@@ -410,7 +457,13 @@ impl TorchModel {
                 }
                 _ => {
                     let ins: Vec<&Tensor> = st.inputs.iter().map(|&i| &leaves[i]).collect();
-                    if let Some(op) = kernel_op(st) {
+                    if let Some(mut op) = kernel_op(st) {
+                        if let KernelOp::Convs { relu, .. } = &mut op {
+                            *relu = after[i].is_some();
+                        }
+                        if after.contains(&Some(i)) {
+                            op = KernelOp::Pass;
+                        }
                         let (y, saved) = self.kernel_step(st, op, &ins);
                         leaves.push(y.set_requires_grad(true));
                         segs.push(Seg::Kernel(saved));
@@ -570,6 +623,7 @@ impl TorchModel {
                                             as_slice(x),
                                             self.plane(),
                                             as_slice(&d_input),
+                                            None,
                                             dx.as_ref().map(|t| as_mut_slice(t)),
                                             &mut dw,
                                             &mut db,
@@ -628,7 +682,14 @@ impl TorchModel {
                     add_to(&mut lg[j], dy.shallow_clone());
                 }
             }
-            (KernelOp::Convs { terms, residual }, Kept::Packs(packs)) => {
+            // The ReLU's own gradient rule runs in its conv's backward (`relu_out`).
+            (KernelOp::Pass, _) => add_to(&mut lg[st.inputs[0]], dy.shallow_clone()),
+            (
+                KernelOp::Convs {
+                    terms, residual, ..
+                },
+                Kept::Packs { packs, relu_out },
+            ) => {
                 if *residual {
                     add_to(&mut lg[st.inputs[0]], dy.shallow_clone());
                 }
@@ -646,6 +707,7 @@ impl TorchModel {
                             as_slice(x),
                             self.plane(),
                             as_slice(&dy),
+                            relu_out.as_ref().map(|t| as_slice(t)),
                             dx.as_ref().map(|t| as_mut_slice(t)),
                             &mut dw,
                             &mut db,
