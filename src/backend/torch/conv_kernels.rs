@@ -128,20 +128,8 @@ impl Plane {
     }
 }
 
-/// `row[x] = src[x + dx]`, zero where `x + dx` falls outside the row.
-fn shift_copy(row: &mut [f32], src: &[f32], dx: isize) {
-    let w = row.len();
-    let d = dx.unsigned_abs().min(w);
-    if dx >= 0 {
-        row[..w - d].copy_from_slice(&src[d..]);
-        row[w - d..].fill(0.0);
-    } else {
-        row[..d].fill(0.0);
-        row[d..].copy_from_slice(&src[..w - d]);
-    }
-}
-
-/// `dst[x + dx] += row[x]` where `x + dx` falls inside the row: `shift_copy`'s adjoint.
+/// `dst[x + dx] += row[x]` where `x + dx` falls inside the row: the adjoint of one row of
+/// `shift_plane`.
 fn shift_add(dst: &mut [f32], row: &[f32], dx: isize) {
     let w = row.len();
     let d = dx.unsigned_abs().min(w);
@@ -156,21 +144,49 @@ fn shift_add(dst: &mut [f32], row: &[f32], dx: isize) {
 /// The im2col columns of one image `x` (`cin` planes): `cols[c * T + t][y * W + x] =
 /// x[c][y + dy_t][x + dx_t]`, zero outside the image.
 fn im2col(pk: &Packed, x: &[f32], pl: Plane, cols: &mut [f32]) {
-    let (p, w) = (pl.len(), pl.width);
+    let p = pl.len();
     let t = pk.taps.len();
     for c in 0..pk.cin {
         let xc = &x[c * p..(c + 1) * p];
         for (j, tap) in pk.taps.iter().enumerate() {
             let dst = &mut cols[(c * t + j) * p..(c * t + j + 1) * p];
-            for (y, row) in dst.chunks_exact_mut(w).enumerate() {
-                let sy = y as isize + tap.dy;
-                if sy < 0 || sy >= pl.height as isize {
-                    row.fill(0.0);
-                } else {
-                    let s = sy as usize * w;
-                    shift_copy(row, &xc[s..s + w], tap.dx);
-                }
-            }
+            shift_plane(dst, xc, pl, tap.dy, tap.dx);
+        }
+    }
+}
+
+/// `dst[y][x] = src[y + dy][x + dx]`, zero where that falls outside the plane.
+///
+/// Why not row by row: a PixelCNN's planes are 28 floats wide, and a copy
+/// and a fill per row were two library calls per 28 floats, about a tenth of a training
+/// step in `memmove` and `memset`. Shifted by `dy` rows and `dx` columns, the plane is one
+/// contiguous copy at offset `dy * W + dx`; only the `|dx|` columns that wrapped in from
+/// the neighbouring row need zeroing after it.
+fn shift_plane(dst: &mut [f32], src: &[f32], pl: Plane, dy: isize, dx: isize) {
+    let (h, w) = (pl.height as isize, pl.width as isize);
+    if dx.abs() >= w || dy.abs() >= h {
+        dst.fill(0.0);
+        return;
+    }
+    // Rows y0..y1 read rows inside the plane; the source index of k = y * W + x is
+    // k + off, which leaves the plane only at the ends (by |dx| at most).
+    let (y0, y1) = ((-dy).max(0), (h - dy).min(h));
+    let off = dy * w + dx;
+    let (a, b) = (y0 * w, y1 * w);
+    let (lo, hi) = (a.max(-off), b.min(h * w - off));
+    let u = |i: isize| i as usize;
+    dst[..u(lo)].fill(0.0);
+    dst[u(hi)..].fill(0.0);
+    dst[u(lo)..u(hi)].copy_from_slice(&src[u(lo + off)..u(hi + off)]);
+    let d = u(dx.abs());
+    if d > 0 {
+        for row in dst[u(a)..u(b)].chunks_exact_mut(u(w)) {
+            let edge = if dx > 0 {
+                &mut row[u(w) - d..]
+            } else {
+                &mut row[..d]
+            };
+            edge.iter_mut().for_each(|v| *v = 0.0);
         }
     }
 }
@@ -445,6 +461,39 @@ mod tests {
             }
         }
         out
+    }
+
+    /// Every shift, inside and past the plane's edges, on wide, tall and one-pixel-thin
+    /// planes, against the definition.
+    #[test]
+    fn shifted_planes_match_the_definition() {
+        for (h, w) in [(5usize, 7usize), (7, 5), (1, 4), (4, 1), (3, 3)] {
+            let pl = Plane {
+                height: h,
+                width: w,
+            };
+            let src = values(h * w, 5);
+            for dy in -(h as isize) - 1..=h as isize + 1 {
+                for dx in -(w as isize) - 1..=w as isize + 1 {
+                    let mut got = vec![f32::NAN; h * w];
+                    shift_plane(&mut got, &src, pl, dy, dx);
+                    for y in 0..h as isize {
+                        for x in 0..w as isize {
+                            let (sy, sx) = (y + dy, x + dx);
+                            let inside =
+                                (0..h as isize).contains(&sy) && (0..w as isize).contains(&sx);
+                            let want = if inside {
+                                src[(sy * w as isize + sx) as usize]
+                            } else {
+                                0.0
+                            };
+                            let g = got[(y * w as isize + x) as usize];
+                            assert_eq!(g, want, "{h}x{w} shifted by ({dy}, {dx}) at ({y}, {x})");
+                        }
+                    }
+                }
+            }
+        }
     }
 
     fn values(n: usize, seed: u32) -> Vec<f32> {
