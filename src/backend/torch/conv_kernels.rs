@@ -12,6 +12,7 @@
 //! checks outputs and every gradient against it. Pure Rust: no tch here; `tape.rs` joins
 //! these kernels to libtorch's autograd.
 
+use super::fused::{give, take};
 use super::gemm::{gemm, gemm_stacked, View};
 
 /// One kernel tap: its offset from the output pixel and its place in the full kernel.
@@ -300,11 +301,8 @@ pub fn conv_forward(
     let p = pl.len();
     let (k, co) = (pk.k(), pk.cout);
     let imgs = out.len() / (co * p);
-    let mut cols = if pk.pointwise() {
-        Vec::new()
-    } else {
-        vec![0.0; k * p]
-    };
+    // Scratch from the pool, not zeroed: `im2col` writes every element.
+    let mut cols = take(if pk.pointwise() { 0 } else { k * p });
     let beta = if store == Store::Add { 1.0 } else { 0.0 };
     for i in 0..imgs {
         let xi = &x[i * pk.cin * p..(i + 1) * pk.cin * p];
@@ -322,6 +320,7 @@ pub fn conv_forward(
             relu_in_place(oi);
         }
     }
+    give(cols);
 }
 
 /// The backward pass of `conv_forward` for its `imgs` images: adds the packed weight's
@@ -343,13 +342,12 @@ pub fn conv_backward(
     let p = pl.len();
     let (k, co) = (pk.k(), pk.cout);
     let imgs = dy.len() / (co * p);
-    let mut cols = if pk.pointwise() {
-        Vec::new()
-    } else {
-        vec![0.0; k * p]
-    };
-    let mut dcols = cols.clone();
-    let mut masked = vec![0.0; if relu_out.is_some() { co * p } else { 0 }];
+    // Scratch from the pool, not zeroed: `im2col`, the dcols GEMM (beta 0) and
+    // `relu_backward` write every element they later read.
+    let cols_len = if pk.pointwise() { 0 } else { k * p };
+    let mut cols = take(cols_len);
+    let mut dcols = take(cols_len);
+    let mut masked = take(if relu_out.is_some() { co * p } else { 0 });
     let mut dx = dx;
     for i in 0..imgs {
         let xi = &x[i * pk.cin * p..(i + 1) * pk.cin * p];
@@ -393,6 +391,9 @@ pub fn conv_backward(
                 col2im_add(pk, &dcols, pl, dxi);
             }
         }
+    }
+    for v in [cols, dcols, masked] {
+        give(v);
     }
 }
 

@@ -226,10 +226,14 @@ pub struct InConv<'a> {
 /// Recycled f32 buffers. A training step allocates the same large buffers for every
 /// layer, forward and backward; reusing them saves zeroing and page faults. A taken
 /// buffer holds stale values: only buffers that are fully written before being read are
-/// taken from here.
+/// taken from here. `conv_kernels` takes its im2col scratch from here too.
 static POOL: std::sync::Mutex<Vec<Vec<f32>>> = std::sync::Mutex::new(Vec::new());
 
-fn take(n: usize) -> Vec<f32> {
+/// A buffer of `n` floats from the pool, holding stale values (zeros where it grew).
+pub(crate) fn take(n: usize) -> Vec<f32> {
+    if n == 0 {
+        return Vec::new();
+    }
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     let best = pool
         .iter()
@@ -247,7 +251,11 @@ fn take(n: usize) -> Vec<f32> {
     v
 }
 
-fn give(v: Vec<f32>) {
+/// Returns a buffer to the pool.
+pub(crate) fn give(v: Vec<f32>) {
+    if v.capacity() == 0 {
+        return; // nothing to keep, and it would take a slot
+    }
     let mut pool = POOL.lock().unwrap_or_else(|e| e.into_inner());
     // A training step keeps 8 buffers per worker and recurrent layer until its backward
     // pass (7 layers x 2 workers for the shipped MNIST models), and a few more in flight.
