@@ -370,10 +370,20 @@ impl TorchModel {
                 }
                 KernelOp::Pass => (data[0].shallow_clone(), Kept::Nothing),
                 KernelOp::Add => {
-                    let out = data[0].copy();
+                    // The first two summed in one pass (not a copy, then an add over it).
+                    let out = Tensor::empty(size.as_slice(), opts);
                     let o = as_mut_slice(&out);
-                    for d in &data[1..] {
-                        o.iter_mut().zip(as_slice(d)).for_each(|(a, b)| *a += b);
+                    match &data[..] {
+                        [a, b, rest @ ..] => {
+                            o.iter_mut()
+                                .zip(as_slice(a).iter().zip(as_slice(b)))
+                                .for_each(|(o, (a, b))| *o = a + b);
+                            for d in rest {
+                                o.iter_mut().zip(as_slice(d)).for_each(|(a, b)| *a += b);
+                            }
+                        }
+                        [a] => o.copy_from_slice(as_slice(a)),
+                        [] => o.fill(0.0), // the empty sum
                     }
                     (out, Kept::Nothing)
                 }
