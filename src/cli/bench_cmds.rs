@@ -58,7 +58,7 @@ pub fn bench(specs: &[PathBuf], o: &Opts) -> Result<i32> {
         return Ok(0);
     }
     if rounds > 1 {
-        println!("median (least - greatest) of {rounds} rounds:");
+        println!("median (least - greatest) of {rounds} rounds; shares of the highest peak the run measured:");
         for s in all["summary"].as_array().into_iter().flatten() {
             print_summary(s);
         }

@@ -219,9 +219,9 @@ pub enum Store {
     /// Added into `out`.
     Add,
     /// Written over `out`, then `max(0, .)` of each image while it is still in cache: a
-    /// conv whose only reader is a ReLU (half a PixelCNN block's), so that the ReLU costs
-    /// no pass of its own over memory (the ReLUs' passes were about a tenth of a
-    /// PixelCNN step). Its backward masks `dY` with this output (`conv_backward`).
+    /// conv whose only reader is a ReLU (two of a PixelCNN block's three), so that the
+    /// ReLU costs no pass of its own over memory (the ReLUs' passes were about a tenth of
+    /// a PixelCNN step). Its backward masks `dY` with this output (`conv_backward`).
     Relu,
 }
 
