@@ -98,30 +98,11 @@ fn main() {
         let n = 784;
         let (a, b) = (values(m * k, 7), values(k * n, 5));
         let mut c = vec![0f32; m * n];
-        let g = best(2.0 * (m * k * n) as f64, || {
-            gemm(
-                m,
-                k,
-                n,
-                View::rows(&a, k),
-                View::rows(&b, n),
-                0.0,
-                &mut c,
-                n,
-            )
-        });
         let at = values(k * m, 3);
-        let gt = best(2.0 * (m * k * n) as f64, || {
-            gemm(
-                m,
-                k,
-                n,
-                View::transposed(&at, m),
-                View::rows(&b, n),
-                0.0,
-                &mut c,
-                n,
-            )
+        let [g, gt] = [View::rows(&a, k), View::transposed(&at, m)].map(|av| {
+            best(2.0 * (m * k * n) as f64, || {
+                gemm(m, k, n, av, View::rows(&b, n), 0.0, &mut c, n)
+            })
         });
         println!("  {m:2} x {k:2} x {n}: A row-major {g:6.1}   A = W^T {gt:6.1}");
     }

@@ -360,106 +360,26 @@ pub fn bench(
     pytorch: bool,
     mut on_row: impl FnMut(&Value),
 ) -> Result<Value> {
-    let exe = std::env::current_exe()?;
-    let reference = Path::new(env!("CARGO_MANIFEST_DIR")).join("python/pixc_ref.py");
     let threads_n = threads.unwrap_or_else(|| {
         std::thread::available_parallelism()
             .map(|n| n.get())
             .unwrap_or(1)
     });
+    let cfg = Measure {
+        exe: std::env::current_exe()?,
+        reference: Path::new(env!("CARGO_MANIFEST_DIR")).join("python/pixc_ref.py"),
+        batch,
+        seconds,
+        device,
+        threads_n,
+        pytorch,
+    };
     let mut rows = Vec::new();
     // Round after round over every spec, pixc then the reference each time, so that a
     // shared machine's slow spells fall on both sides alike.
     for round in 1..=rounds.max(1) {
         for spec in specs {
-            let tmp = std::env::temp_dir().join(format!(
-                "pixc-bench-{}-{}",
-                std::process::id(),
-                rows.len()
-            ));
-            let mut c = Command::new(&exe);
-            c.arg("bench-one")
-                .arg(spec)
-                .arg("--batch")
-                .arg(batch.to_string())
-                .arg("--seconds")
-                .arg(seconds.to_string());
-            c.arg("--threads")
-                .arg(threads_n.to_string())
-                .arg("--device")
-                .arg(match device {
-                    Device::Auto => "auto",
-                    Device::Cpu => "cpu",
-                    Device::Cuda => "cuda",
-                });
-            c.arg("--dump").arg(&tmp);
-            let p = run_json(&mut c)?;
-            let mut row = json!({"spec": spec.display().to_string(), "round": round, "pixc": p});
-            if pytorch && reference.exists() {
-                let dev = if p["device"].as_str().unwrap_or("cpu").starts_with("cuda") {
-                    "cuda"
-                } else {
-                    "cpu"
-                };
-
-                // The reference's subcommand `sub` on the dumped model and weights.
-                let reference_cmd = |sub: &str| {
-                    let mut c = Command::new(python());
-                    c.arg(&reference)
-                        .arg(sub)
-                        .arg("--ir")
-                        .arg(tmp.join("ir.json"))
-                        .arg("--weights")
-                        .arg(tmp.join("weights.safetensors"));
-                    c
-                };
-                let mut pc = reference_cmd("bench");
-                pc.arg("--batch")
-                    .arg(batch.to_string())
-                    .arg("--threads")
-                    .arg(threads_n.to_string())
-                    .arg("--device")
-                    .arg(dev);
-                pc.arg("--steps")
-                    .arg(MAX_STEPS.to_string())
-                    .arg("--seconds")
-                    .arg(seconds.to_string())
-                    .arg("--json");
-                match run_json(&mut pc) {
-                    Ok(r) => row["pytorch"] = r,
-                    Err(e) => row["pytorch_error"] = json!(format!("{e:#}")),
-                }
-                // Identical math: the reference's NLL on the same batch and weights.
-                let mut nc = reference_cmd("nll");
-                let out = tmp.join("nll.npy");
-                nc.arg("--images")
-                    .arg(tmp.join("images.npy"))
-                    .arg("--out")
-                    .arg(&out);
-                if tmp.join(LABELS_NPY).is_file() {
-                    nc.arg("--labels").arg(tmp.join(LABELS_NPY));
-                }
-                let checked = nc.output().map_err(anyhow::Error::from).and_then(|o| {
-                    if !o.status.success() {
-                        let err = String::from_utf8_lossy(&o.stderr);
-                        bail!("{}", err.trim().lines().last().unwrap_or("no message"));
-                    }
-                    read_npy_f32_mean(&out).context("its NLL file is unreadable")
-                });
-                match checked {
-                    Ok(v) => {
-                        let dims = p["loss_nats_per_image"].as_f64().unwrap_or(0.0)
-                            / p["loss_nats_per_dim"].as_f64().unwrap_or(1.0);
-                        row["pytorch_loss_nats_per_image"] = json!(v);
-                        row["loss_diff_nats_per_dim"] = json!(
-                            (v - p["loss_nats_per_image"].as_f64().unwrap_or(0.0)).abs() / dims
-                        );
-                    }
-                    // Said, not skipped: the check is what makes the timing a fair comparison.
-                    Err(e) => row["pytorch_loss_error"] = json!(format!("{e:#}")),
-                }
-            }
-            let _ = std::fs::remove_dir_all(&tmp);
+            let row = measure(spec, round, rows.len(), &cfg)?;
             on_row(&row);
             rows.push(row);
         }
@@ -468,6 +388,116 @@ pub fn bench(
     Ok(
         json!({"batch": batch, "threads": threads_n, "rounds": rounds.max(1), "rows": rows, "summary": summary}),
     )
+}
+
+/// What every measurement of a `bench` run shares.
+struct Measure {
+    exe: PathBuf,
+    reference: PathBuf,
+    batch: usize,
+    seconds: f64,
+    device: Device,
+    threads_n: usize,
+    pytorch: bool,
+}
+
+/// One row of `bench`: `spec` measured by `pixc bench-one` in a child process and, when
+/// asked, by the eager reference on the same weights and batch, with the identical-math
+/// check. `index`: the row's place in the run, which names its temp folder.
+fn measure(spec: &Path, round: usize, index: usize, cfg: &Measure) -> Result<Value> {
+    let Measure {
+        batch,
+        seconds,
+        device,
+        threads_n,
+        pytorch,
+        ..
+    } = *cfg;
+    let reference = &cfg.reference;
+    let tmp = std::env::temp_dir().join(format!("pixc-bench-{}-{}", std::process::id(), index));
+    let mut c = Command::new(&cfg.exe);
+    c.arg("bench-one")
+        .arg(spec)
+        .arg("--batch")
+        .arg(batch.to_string())
+        .arg("--seconds")
+        .arg(seconds.to_string());
+    c.arg("--threads")
+        .arg(threads_n.to_string())
+        .arg("--device")
+        .arg(match device {
+            Device::Auto => "auto",
+            Device::Cpu => "cpu",
+            Device::Cuda => "cuda",
+        });
+    c.arg("--dump").arg(&tmp);
+    let p = run_json(&mut c)?;
+    let mut row = json!({"spec": spec.display().to_string(), "round": round, "pixc": p});
+    if pytorch && reference.exists() {
+        let dev = if p["device"].as_str().unwrap_or("cpu").starts_with("cuda") {
+            "cuda"
+        } else {
+            "cpu"
+        };
+
+        // The reference's subcommand `sub` on the dumped model and weights.
+        let reference_cmd = |sub: &str| {
+            let mut c = Command::new(python());
+            c.arg(reference)
+                .arg(sub)
+                .arg("--ir")
+                .arg(tmp.join("ir.json"))
+                .arg("--weights")
+                .arg(tmp.join("weights.safetensors"));
+            c
+        };
+        let mut pc = reference_cmd("bench");
+        pc.arg("--batch")
+            .arg(batch.to_string())
+            .arg("--threads")
+            .arg(threads_n.to_string())
+            .arg("--device")
+            .arg(dev);
+        pc.arg("--steps")
+            .arg(MAX_STEPS.to_string())
+            .arg("--seconds")
+            .arg(seconds.to_string())
+            .arg("--json");
+        match run_json(&mut pc) {
+            Ok(r) => row["pytorch"] = r,
+            Err(e) => row["pytorch_error"] = json!(format!("{e:#}")),
+        }
+        // Identical math: the reference's NLL on the same batch and weights.
+        let mut nc = reference_cmd("nll");
+        let out = tmp.join("nll.npy");
+        nc.arg("--images")
+            .arg(tmp.join("images.npy"))
+            .arg("--out")
+            .arg(&out);
+        if tmp.join(LABELS_NPY).is_file() {
+            nc.arg("--labels").arg(tmp.join(LABELS_NPY));
+        }
+        let checked = nc.output().map_err(anyhow::Error::from).and_then(|o| {
+            if !o.status.success() {
+                let err = String::from_utf8_lossy(&o.stderr);
+                bail!("{}", err.trim().lines().last().unwrap_or("no message"));
+            }
+            read_npy_f32_mean(&out).context("its NLL file is unreadable")
+        });
+        match checked {
+            Ok(v) => {
+                let dims = p["loss_nats_per_image"].as_f64().unwrap_or(0.0)
+                    / p["loss_nats_per_dim"].as_f64().unwrap_or(1.0);
+                row["pytorch_loss_nats_per_image"] = json!(v);
+                row["loss_diff_nats_per_dim"] =
+                    json!((v - p["loss_nats_per_image"].as_f64().unwrap_or(0.0)).abs() / dims);
+            }
+            // Said, not skipped: the check is what makes the timing a fair comparison.
+            Err(e) => row["pytorch_loss_error"] = json!(format!("{e:#}")),
+        }
+    }
+    let _ = std::fs::remove_dir_all(&tmp);
+    Ok(row)
 }
 
 /// The median, least and greatest of `v` (None when empty); the median of an even count
