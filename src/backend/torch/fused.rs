@@ -92,7 +92,8 @@ impl Geom {
             Layout::Diag { .. } => (t + 1).min(self.height),
         }
     }
-    /// Whether `to_steps` / `from_steps` go through a pixel-major plane. The Diagonal
+    /// Whether `to_steps` / `from_steps`, and Y and dY between the steps, go through a
+    /// pixel-major plane. The Diagonal
     /// BiLSTM's skewed runs read one float per row of each plane, which a direct gather
     /// pays an L1 miss for; the Row LSTM's runs are contiguous row segments, which the
     /// direct gather reads well, and the extra pass was measured to cost it 6-7% of a
@@ -817,6 +818,37 @@ fn copy_short(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// Puts the states `r.lo..r.hi` of a step row (`imgs` floats per state) at their
+/// pixels of a pixel-major plane `px` ([pixel][image]): stored, or with `add` added.
+fn scatter_run(px: &mut [f32], row: &[f32], r: Run, imgs: usize, add: bool) {
+    for s in r.lo..r.hi {
+        let o = r.at(s);
+        let (dst, src) = (
+            &mut px[o * imgs..(o + 1) * imgs],
+            &row[s * imgs..(s + 1) * imgs],
+        );
+        if add {
+            add_into(dst, src);
+        } else {
+            copy_short(dst, src);
+        }
+    }
+}
+
+/// `scatter_run`'s inverse: a step row gets the states `r.lo..r.hi` from their pixels of
+/// a pixel-major plane, zero elsewhere.
+fn gather_run(row: &mut [f32], px: &[f32], r: Run, imgs: usize) {
+    row[..r.lo * imgs].fill(0.0);
+    row[r.hi * imgs..].fill(0.0);
+    for s in r.lo..r.hi {
+        let o = r.at(s);
+        copy_short(
+            &mut row[s * imgs..(s + 1) * imgs],
+            &px[o * imgs..(o + 1) * imgs],
+        );
+    }
+}
+
 /// Pixels per block of the scalar plane transposes: a block's `TILE` rows of `px` (`imgs`
 /// floats each, one 64-byte line at 16 images) and its `TILE` floats of every plane stay
 /// in L1 while it is done.
@@ -1029,6 +1061,10 @@ fn forward_part(
     let mut x = take(hid * taps * m);
     let mut h_init = take(n);
     let mut c_init = take(n);
+    // Y pixel-major, [channel][pixel][image], filled step by step (`two_pass_layout`;
+    // else the direct scatter after the last step).
+    let pixel_major = g.two_pass_layout();
+    let mut yp = take(if pixel_major { hid * plane * imgs } else { 0 });
     let wsz = 4 * hid * hid * taps;
     let shape = (hid, taps, imgs, len);
     // The states left of the image, once for all of this worker's images (q = 1).
@@ -1083,6 +1119,21 @@ fn forward_part(
             add: s.is_some(),
             fold,
         };
+        // Y: each step's h put at the positions it covers while it is still in cache.
+        // Read back after the last step, the step buffers came from memory; doing this,
+        // dY's gather and dx's scatter step by step made the MNIST Diagonal BiLSTM's
+        // training step 4-8% faster (`pixc bench-one`, medians of three, 1 and 2
+        // threads). Direction 0 covers every pixel.
+        let to_y = |k: usize, t: usize, st: &Steps| {
+            if !pixel_major {
+                return;
+            }
+            let r = g.dst_run(d, t);
+            for c in 0..hid {
+                let row = &st.h[k * n + c * m..k * n + (c + 1) * m];
+                scatter_run(&mut yp[c * plane * imgs..], row, r, imgs, d > 0);
+            }
+        };
         forward_steps(
             &mut main,
             (&mut x, w, &h_init, &c_init),
@@ -1090,20 +1141,29 @@ fn forward_part(
             shape,
             image_states,
             gin,
-            |_, _, _| {},
+            to_y,
         );
     }
-    // Y: each step's h added at the positions it covers.
-    from_steps(
-        g,
-        hid,
-        &main.h,
-        |d, t| g.dst_run(d, t),
-        y,
-        |i, c, _| i * y_img + c * plane,
-        false,
-    );
-    for b in [x, x1, h_init, c_init] {
+    if pixel_major {
+        let mut offs = vec![0; imgs];
+        for c in 0..hid {
+            offs.iter_mut()
+                .enumerate()
+                .for_each(|(i, o)| *o = i * y_img + c * plane);
+            pixels_to_planes(y, &yp[c * plane * imgs..], &offs, plane, true);
+        }
+    } else {
+        from_steps(
+            g,
+            hid,
+            &main.h,
+            |d, t| g.dst_run(d, t),
+            y,
+            |i, c, _| i * y_img + c * plane,
+            false,
+        );
+    }
+    for b in [x, x1, h_init, c_init, yp] {
         give(b);
     }
     if let Some(wc) = w_cat {
@@ -1403,17 +1463,26 @@ fn backward_part(
     let mut dss = vec![0f32; g.w_len()];
     let mut dh0 = vec![0f32; g.state_len()];
     let mut dc0 = vec![0f32; g.state_len()];
-    // dY in step order: what each step's h receives from the output.
-    let mut dyk = take(dirs * steps * n);
-    to_steps(
-        g,
-        imgs,
-        hid,
-        &mut dyk,
-        |d, t| g.dst_run(d, t),
-        dy,
-        |i, c, _| i * y_img + c * plane,
-    );
+    // What each step's h receives from the output. With `two_pass_layout`, dY
+    // pixel-major ([channel][pixel][image]), from which each step gathers its part into
+    // `dyt` while it is in cache (see `forward_part`'s Y); else a full step-ordered copy,
+    // `dyk`, gathered directly before the first step.
+    let pixel_major = g.two_pass_layout();
+    let mut dyp = take(if pixel_major { hid * plane * imgs } else { 0 });
+    let mut dyt = take(if pixel_major { n } else { 0 });
+    let mut dyk = take(if pixel_major { 0 } else { dirs * steps * n });
+    let y_at = |i, c, _| i * y_img + c * plane;
+    if pixel_major {
+        let mut offs = vec![0; imgs];
+        for c in 0..hid {
+            offs.iter_mut()
+                .enumerate()
+                .for_each(|(i, o)| *o = y_at(i, c, 0));
+            planes_to_pixels(&mut dyp[c * plane * imgs..], dy, &offs, plane);
+        }
+    } else {
+        to_steps(g, imgs, hid, &mut dyk, |d, t| g.dst_run(d, t), dy, y_at);
+    }
     let mut x = take(hid * taps * m);
     let mut dx = take(hid * taps * m);
     let mut dh = take(n);
@@ -1433,7 +1502,11 @@ fn backward_part(
     let cin = p.conv.map_or(0, |cv| cv.cin);
     let mut dw_in = vec![0f32; rows * cin];
     let mut db_in = vec![0f32; if cin > 0 { rows } else { 0 }];
-    let mut dxs = take(if cin > 0 { dirs * steps * cin * m } else { 0 });
+    // dx pixel-major ([channel][pixel][image]), filled step by step from the step's
+    // `dxt` while it is in cache (see `forward_part`'s Y); also no full step-ordered dx,
+    // 3 MB per worker and layer at the MNIST size.
+    let mut dxt = take(cin * m);
+    let mut dxp = take(cin * plane * imgs);
     for d in 0..dirs {
         broadcast_state(&mut h_init, p.h0, d, hid, imgs, len);
         broadcast_state(&mut c_init, p.c0, d, hid, imgs, len);
@@ -1457,13 +1530,23 @@ fn backward_part(
             // have no gradient in these columns (dh and dc stay zero there: the range
             // only grows going back, and what reaches the states left of the image is
             // moved out below). dY in step order is zero outside them too.
+            let dy_t = if pixel_major {
+                let run = g.dst_run(d, t);
+                for c in 0..hid {
+                    let row = &mut dyt[c * m..(c + 1) * m];
+                    gather_run(row, &dyp[c * plane * imgs..], run, imgs);
+                }
+                &dyt[..]
+            } else {
+                &dyk[k * n..(k + 1) * n]
+            };
             let r = d * 4 * hid..(d + 1) * 4 * hid;
             step_backward(
                 (w, &mut *dw),
                 (&mut x, &mut dx),
                 &mut part.main.act[k * 4 * n..(k + 1) * 4 * n],
                 (&part.main.tc[k * n..(k + 1) * n], c_prev, h_prev),
-                (&mut dh, &dyk[k * n..(k + 1) * n]),
+                (&mut dh, dy_t),
                 &mut dc,
                 (cin > 0).then(|| &mut db_in[r]),
                 shape,
@@ -1481,8 +1564,14 @@ fn backward_part(
                 let dwd = &mut dw_in[r.start * cin..r.end * cin];
                 gemm(4 * hid, e - a, cin, dgv, xt, 1.0, dwd, cin);
                 let wt = View::transposed(&cv.w[r.start * cin..r.end * cin], cin);
-                let dxt = &mut dxs[k * cin * m + a..(k + 1) * cin * m];
-                gemm(cin, 4 * hid, e - a, wt, dgv, 0.0, dxt, m);
+                gemm(cin, 4 * hid, e - a, wt, dgv, 0.0, &mut dxt[a..], m);
+                // The step's states are exactly its run of pixels; direction 0 covers
+                // every pixel, the other adds to it.
+                let run = g.src_run(d, t);
+                for ch in 0..cin {
+                    let row = &dxt[ch * m..(ch + 1) * m];
+                    scatter_run(&mut dxp[ch * plane * imgs..], row, run, imgs, d > 0);
+                }
             }
             if t > 0 {
                 // Only the first state left of the image at t - 1 was read by this step.
@@ -1540,7 +1629,7 @@ fn backward_part(
         add_into(&mut dc0[d * n1..(d + 1) * n1], &pdc);
     }
     for b in [
-        dyk, x, dx, dh, dc, h_init, c_init, x1, dx1, pdh, pdc, into_pad_h, into_pad_c,
+        dyp, dyt, dyk, x, dx, dh, dc, h_init, c_init, x1, dx1, pdh, pdc, into_pad_h, into_pad_c,
     ] {
         give(b);
     }
@@ -1563,20 +1652,17 @@ fn backward_part(
         );
     }
     if let Some(cv) = p.conv {
-        // dx: both directions read every pixel, so their parts are added.
-        d_input.fill(0.0);
         let x_img = cv.cin * plane;
-        from_steps(
-            g,
-            cv.cin,
-            &dxs,
-            |d, t| g.src_run(d, t),
-            d_input,
-            |i, ch, _| i * x_img + ch * plane,
-            false,
-        );
+        let mut offs = vec![0; imgs];
+        for ch in 0..cv.cin {
+            offs.iter_mut()
+                .enumerate()
+                .for_each(|(i, o)| *o = i * x_img + ch * plane);
+            pixels_to_planes(d_input, &dxp[ch * plane * imgs..], &offs, plane, true);
+        }
     }
-    give(dxs);
+    give(dxt);
+    give(dxp);
     part.recycle();
     Grads {
         dss,
