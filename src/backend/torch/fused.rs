@@ -284,8 +284,8 @@ struct Part {
     /// The states left of the image (`Geom::image_end`), one image's worth
     /// (q = 1): [dir][step][channel][state].
     pad: Steps,
-    /// With the input conv folded into the steps: x in step order, [dir][step][cin][M].
-    xs: Option<Vec<f32>>,
+    /// With the input conv folded into the steps: x pixel-major, [cin][pixel][image].
+    xp: Option<Vec<f32>>,
 }
 
 /// Step-major buffers of one recurrence.
@@ -422,8 +422,8 @@ impl Part {
     fn recycle(self) {
         self.main.recycle();
         self.pad.recycle();
-        if let Some(xs) = self.xs {
-            give(xs);
+        if let Some(xp) = self.xp {
+            give(xp);
         }
     }
 }
@@ -480,11 +480,18 @@ struct GateIn<'a> {
 /// state-to-state conv: `[W_in | W_ss] [x_t; X(h_{t-1})] + b`. Each step reads only its
 /// own pixels of x, so x is gathered into step order (`cin` channels) instead of S
 /// (4h per direction): half the floats moved at `cin` = 2h (the MNIST models), no
-/// full-size S, and the GEMM is twice as deep.
+/// full-size S, and the GEMM is twice as deep. Each step gathers its x_t from x
+/// pixel-major just before its GEMM, so x_t is in cache and no step-ordered copy of x is
+/// kept from the forward pass to the backward pass (3 MB per worker and layer at the
+/// MNIST size, read back from memory).
 #[derive(Clone, Copy)]
 struct Fold<'a> {
-    /// This direction's x in step order: [step][cin][M].
+    /// Given to `forward_steps`: x pixel-major, [cin][pixel][image]. Given to
+    /// `step_forward`: the step's x_t, [cin][M].
     xs: &'a [f32],
+    /// Where each step's x_t lies (`Geom::src_run` of direction `dir`).
+    geom: Geom,
+    dir: usize,
     cin: usize,
     /// [W_in | W_ss] for this direction, 4h x (cin + h*taps), row-major.
     w_cat: &'a [f32],
@@ -494,11 +501,13 @@ struct Fold<'a> {
 
 /// Direction `d`'s `steps` steps, each over the states `states(t)` of q images, into the
 /// step-major buffers `st`: the gates get `gin`'s input (see `GateIn`); `after(k, t,
-/// st)` runs after each step (k = d * steps + t). The tuple holds X's scratch buffer,
-/// W_d and the initial h and c (h x M each).
+/// st)` runs after each step (k = d * steps + t). The scratch buffers are X's and x_t's
+/// (with `gin.fold`); the tuple holds W_d and the initial h and c (h x M each).
+#[allow(clippy::too_many_arguments)]
 fn forward_steps(
     st: &mut Steps,
-    (x, w, h_init, c_init): (&mut [f32], &[f32], &[f32], &[f32]),
+    (x, xt): (&mut [f32], &mut [f32]),
+    (w, h_init, c_init): (&[f32], &[f32], &[f32]),
     (d, steps): (usize, usize),
     shape: (usize, usize, usize, usize),
     states: impl Fn(usize) -> (usize, usize),
@@ -517,6 +526,9 @@ fn forward_steps(
         } else {
             (&h_past[(k - 1) * n..], &c_past[(k - 1) * n..])
         };
+        if let Some(f) = gin.fold {
+            gather_x(xt, f.xs, f.geom.src_run(f.dir, t), f.cin, q);
+        }
         step_forward(
             w,
             x,
@@ -531,10 +543,7 @@ fn forward_steps(
             shape,
             states(t),
             GateIn {
-                fold: gin.fold.map(|f| Fold {
-                    xs: &f.xs[t * f.cin * q * len..(t + 1) * f.cin * q * len],
-                    ..f
-                }),
+                fold: gin.fold.map(|f| Fold { xs: &*xt, ..f }),
                 ..gin
             },
         );
@@ -849,6 +858,22 @@ fn gather_run(row: &mut [f32], px: &[f32], r: Run, imgs: usize) {
     }
 }
 
+/// A step's x_t ([cin][M], the run's states only) from x pixel-major ([cin][pixel][image]).
+fn gather_x(xt: &mut [f32], xp: &[f32], r: Run, cin: usize, imgs: usize) {
+    let (m, plane) = (xt.len() / cin, xp.len() / (cin * imgs));
+    for ch in 0..cin {
+        let row = &mut xt[ch * m..(ch + 1) * m];
+        let px = &xp[ch * plane * imgs..(ch + 1) * plane * imgs];
+        for s in r.lo..r.hi {
+            let o = r.at(s);
+            copy_short(
+                &mut row[s * imgs..(s + 1) * imgs],
+                &px[o * imgs..(o + 1) * imgs],
+            );
+        }
+    }
+}
+
 /// Pixels per block of the scalar plane transposes: a block's `TILE` rows of `px` (`imgs`
 /// floats each, one 64-byte line at 16 images) and its `TILE` floats of every plane stay
 /// in L1 while it is done.
@@ -1043,20 +1068,18 @@ fn forward_part(
             |i, gi, d| i * s_img + (d * 4 * hid + gi) * plane,
         );
     }
-    let xs = p.conv.map(|cv| {
-        let mut xs = take(dirs * steps * cv.cin * m);
-        let x_img = cv.cin * plane;
-        to_steps(
-            g,
-            imgs,
-            cv.cin,
-            &mut xs,
-            |d, t| g.src_run(d, t),
-            input,
-            |i, ch, _| i * x_img + ch * plane,
-        );
-        xs
+    let xp = p.conv.map(|cv| {
+        let mut xp = take(cv.cin * plane * imgs);
+        let mut offs = vec![0; imgs];
+        for ch in 0..cv.cin {
+            offs.iter_mut()
+                .enumerate()
+                .for_each(|(i, o)| *o = i * cv.cin * plane + ch * plane);
+            planes_to_pixels(&mut xp[ch * plane * imgs..], input, &offs, plane);
+        }
+        xp
     });
+    let mut xt = take(p.conv.map_or(0, |cv| cv.cin * m));
     let w_cat = p.conv.map(|cv| w_cat(g, cv, p.ss));
     let mut x = take(hid * taps * m);
     let mut h_init = take(n);
@@ -1090,7 +1113,8 @@ fn forward_part(
         let pad_states = |t| (g.image_end(t), len);
         forward_steps(
             &mut pad,
-            (&mut x1, w, h0, c0),
+            (&mut x1, &mut []),
+            (w, h0, c0),
             (d, steps),
             pad_shape,
             pad_states,
@@ -1103,11 +1127,13 @@ fn forward_part(
         broadcast_state(&mut h_init, p.h0, d, hid, imgs, len);
         broadcast_state(&mut c_init, p.c0, d, hid, imgs, len);
         let image_states = |t| (g.active(t), g.image_end(t));
-        let fold = match (p.conv, &xs, &w_cat) {
-            (Some(cv), Some(xs), Some(wc)) => {
+        let fold = match (p.conv, &xp, &w_cat) {
+            (Some(cv), Some(xp), Some(wc)) => {
                 let (k, rows) = (cv.cin + hid * taps, 4 * hid);
                 Some(Fold {
-                    xs: &xs[d * steps * cv.cin * m..(d + 1) * steps * cv.cin * m],
+                    xs: xp,
+                    geom: g,
+                    dir: d,
                     cin: cv.cin,
                     w_cat: &wc[d * rows * k..(d + 1) * rows * k],
                     b: &cv.b[d * rows..(d + 1) * rows],
@@ -1136,7 +1162,8 @@ fn forward_part(
         };
         forward_steps(
             &mut main,
-            (&mut x, w, &h_init, &c_init),
+            (&mut x, &mut xt),
+            (w, &h_init, &c_init),
             (d, steps),
             shape,
             image_states,
@@ -1163,7 +1190,7 @@ fn forward_part(
             false,
         );
     }
-    for b in [x, x1, h_init, c_init, yp] {
+    for b in [x, xt, x1, h_init, c_init, yp] {
         give(b);
     }
     if let Some(wc) = w_cat {
@@ -1174,7 +1201,7 @@ fn forward_part(
         count: imgs,
         main,
         pad,
-        xs,
+        xp,
     }
 }
 
@@ -1449,7 +1476,7 @@ fn backward_part(
 ) -> Grads {
     let imgs = part.count;
     assert_eq!(
-        part.xs.is_some(),
+        part.xp.is_some(),
         p.conv.is_some(),
         "backward's input conv differs from forward's"
     );
@@ -1497,7 +1524,8 @@ fn backward_part(
     let (mut pdh, mut pdc) = (take(n1), take(n1));
     let mut into_pad_h = take(steps * n1);
     let mut into_pad_c = take(steps * n1);
-    // The folded input conv's gradients: dW_in, db, and dx in step order (like `xs`).
+    // The folded input conv's gradients, dW_in and db, and each step's x_t (gathered
+    // again, as forward did: `Fold`).
     let rows = dirs * 4 * hid;
     let cin = p.conv.map_or(0, |cv| cv.cin);
     let mut dw_in = vec![0f32; rows * cin];
@@ -1506,6 +1534,7 @@ fn backward_part(
     // `dxt` while it is in cache (see `forward_part`'s Y); also no full step-ordered dx,
     // 3 MB per worker and layer at the MNIST size.
     let mut dxt = take(cin * m);
+    let mut xt = take(cin * m);
     let mut dxp = take(cin * plane * imgs);
     for d in 0..dirs {
         broadcast_state(&mut h_init, p.h0, d, hid, imgs, len);
@@ -1552,22 +1581,22 @@ fn backward_part(
                 shape,
                 (g.active(t), g.image_end(t)),
             );
-            if let (Some(cv), Some(xs)) = (p.conv, part.xs.as_ref()) {
+            if let (Some(cv), Some(xp)) = (p.conv, part.xp.as_ref()) {
                 // The folded input conv: act now holds dG, 4h x M, in columns a..e.
                 let (a, e) = (g.active(t) * imgs, g.image_end(t) * imgs);
                 let dg = &part.main.act[k * 4 * n..(k + 1) * 4 * n];
-                let xs_t = &xs[k * cin * m..(k + 1) * cin * m];
-                let r = d * 4 * hid..(d + 1) * 4 * hid;
-                let dgv = View::rows(&dg[a..], m);
-                // dW_in += dG . x_t^T; dx_t = W_in^T dG (db was summed in the cell pass).
-                let xt = View::transposed(&xs_t[a..], m);
-                let dwd = &mut dw_in[r.start * cin..r.end * cin];
-                gemm(4 * hid, e - a, cin, dgv, xt, 1.0, dwd, cin);
-                let wt = View::transposed(&cv.w[r.start * cin..r.end * cin], cin);
-                gemm(cin, 4 * hid, e - a, wt, dgv, 0.0, &mut dxt[a..], m);
                 // The step's states are exactly its run of pixels; direction 0 covers
                 // every pixel, the other adds to it.
                 let run = g.src_run(d, t);
+                gather_x(&mut xt, xp, run, cin, imgs);
+                let r = d * 4 * hid..(d + 1) * 4 * hid;
+                let dgv = View::rows(&dg[a..], m);
+                // dW_in += dG . x_t^T; dx_t = W_in^T dG (db was summed in the cell pass).
+                let xtv = View::transposed(&xt[a..], m);
+                let dwd = &mut dw_in[r.start * cin..r.end * cin];
+                gemm(4 * hid, e - a, cin, dgv, xtv, 1.0, dwd, cin);
+                let wt = View::transposed(&cv.w[r.start * cin..r.end * cin], cin);
+                gemm(cin, 4 * hid, e - a, wt, dgv, 0.0, &mut dxt[a..], m);
                 for ch in 0..cin {
                     let row = &dxt[ch * m..(ch + 1) * m];
                     scatter_run(&mut dxp[ch * plane * imgs..], row, run, imgs, d > 0);
@@ -1663,6 +1692,7 @@ fn backward_part(
     }
     give(dxt);
     give(dxp);
+    give(xt);
     part.recycle();
     Grads {
         dss,
