@@ -225,12 +225,53 @@ pub enum Store {
     Relu,
 }
 
+/// A conv's input (`imgs x cin x plane`), and whether the conv applies `max(0, .)` to it
+/// first: the ReLU that is its only reader (`tape::relu_before`), run on each image
+/// while it is in cache instead of as a pass of its own over memory (with its gradient,
+/// and the sum that gradient joined, about a twentieth of a PixelCNN step). Backward
+/// then zeroes dx where the input is not positive (libtorch's rule at 0).
+#[derive(Clone, Copy)]
+pub struct Input<'a> {
+    pub x: &'a [f32],
+    pub relu: bool,
+}
+
+impl<'a> Input<'a> {
+    /// The input as it is.
+    pub fn plain(x: &'a [f32]) -> Input<'a> {
+        Input { x, relu: false }
+    }
+
+    /// Images `first..first + count`, `per` floats each.
+    fn images(self, first: usize, count: usize, per: usize) -> Input<'a> {
+        Input {
+            x: &self.x[first * per..(first + count) * per],
+            ..self
+        }
+    }
+
+    /// Image `i` (`per` floats) as the conv reads it: in place, or through `scratch`
+    /// with the ReLU applied.
+    fn image<'s>(self, i: usize, per: usize, scratch: &'s mut [f32]) -> &'s [f32]
+    where
+        'a: 's,
+    {
+        let xi = &self.x[i * per..(i + 1) * per];
+        if self.relu {
+            relu_forward(xi, scratch);
+            scratch
+        } else {
+            xi
+        }
+    }
+}
+
 /// `conv_forward` with the images split over `threads` threads.
 pub fn conv_forward_par(
     threads: usize,
     pk: &Packed,
     bias: &[f32],
-    x: &[f32],
+    x: Input,
     pl: Plane,
     out: &mut [f32],
     store: Store,
@@ -242,7 +283,7 @@ pub fn conv_forward_par(
     for &(first, count) in &parts {
         let (o, r) = rest.split_at_mut(count * per_out);
         rest = r;
-        jobs.push((&x[first * per_in..(first + count) * per_in], o));
+        jobs.push((x.images(first, count, per_in), o));
     }
     crate::util::on_threads(jobs, |(x, o)| conv_forward(pk, bias, x, pl, o, store));
 }
@@ -253,7 +294,7 @@ pub fn conv_forward_par(
 pub fn conv_backward_par(
     threads: usize,
     pk: &Packed,
-    x: &[f32],
+    x: Input,
     pl: Plane,
     dy: &[f32],
     relu_out: Option<&[f32]>,
@@ -273,7 +314,7 @@ pub fn conv_backward_par(
         });
         let span = |per: usize| first * per..(first + count) * per;
         let r = relu_out.map(|r| &r[span(per_out)]);
-        jobs.push((&x[span(per_in)], &dy[span(per_out)], r, d));
+        jobs.push((x.images(first, count, per_in), &dy[span(per_out)], r, d));
     }
     let (nw, nb) = (dw.len(), db.len());
     let partials = crate::util::on_threads(jobs, |(x, dy, r, d)| {
@@ -290,22 +331,17 @@ pub fn conv_backward_par(
 
 /// One conv term of an op: `conv(x, w) + b` over `imgs` images, stored into `out` as
 /// `store` says.
-pub fn conv_forward(
-    pk: &Packed,
-    bias: &[f32],
-    x: &[f32],
-    pl: Plane,
-    out: &mut [f32],
-    store: Store,
-) {
+pub fn conv_forward(pk: &Packed, bias: &[f32], x: Input, pl: Plane, out: &mut [f32], store: Store) {
     let p = pl.len();
     let (k, co) = (pk.k(), pk.cout);
     let imgs = out.len() / (co * p);
-    // Scratch from the pool, not zeroed: `im2col` writes every element.
+    // Scratch from the pool, not zeroed: `im2col` and `relu_forward` write every
+    // element.
     let mut cols = take(if pk.pointwise() { 0 } else { k * p });
+    let mut xr = take(if x.relu { pk.cin * p } else { 0 });
     let beta = if store == Store::Add { 1.0 } else { 0.0 };
     for i in 0..imgs {
-        let xi = &x[i * pk.cin * p..(i + 1) * pk.cin * p];
+        let xi = x.image(i, pk.cin * p, &mut xr);
         let oi = &mut out[i * co * p..(i + 1) * co * p];
         let b: &[f32] = if pk.pointwise() {
             xi
@@ -321,6 +357,7 @@ pub fn conv_forward(
         }
     }
     give(cols);
+    give(xr);
 }
 
 /// The backward pass of `conv_forward` for its `imgs` images: adds the packed weight's
@@ -331,7 +368,7 @@ pub fn conv_forward(
 #[allow(clippy::too_many_arguments)]
 pub fn conv_backward(
     pk: &Packed,
-    x: &[f32],
+    x: Input,
     pl: Plane,
     dy: &[f32],
     relu_out: Option<&[f32]>,
@@ -348,9 +385,10 @@ pub fn conv_backward(
     let mut cols = take(cols_len);
     let mut dcols = take(cols_len);
     let mut masked = take(if relu_out.is_some() { co * p } else { 0 });
+    let mut xr = take(if x.relu { pk.cin * p } else { 0 });
     let mut dx = dx;
     for i in 0..imgs {
-        let xi = &x[i * pk.cin * p..(i + 1) * pk.cin * p];
+        let xi = x.image(i, pk.cin * p, &mut xr);
         let span = i * co * p..(i + 1) * co * p;
         let dyi = match relu_out {
             Some(out) => {
@@ -390,9 +428,12 @@ pub fn conv_backward(
                 dxi.fill(0.0);
                 col2im_add(pk, &dcols, pl, dxi);
             }
+            if x.relu {
+                relu_mask(&x.x[i * pk.cin * p..(i + 1) * pk.cin * p], dxi);
+            }
         }
     }
-    for v in [cols, dcols, masked] {
+    for v in [cols, dcols, masked, xr] {
         give(v);
     }
 }
@@ -416,6 +457,13 @@ pub fn relu_forward(x: &[f32], out: &mut [f32]) {
 /// `v = max(v, 0)`.
 fn relu_in_place(v: &mut [f32]) {
     v.iter_mut().for_each(|o| *o = o.max(0.0));
+}
+
+/// `d = 0` where `x` (a ReLU's input) is not positive (libtorch's rule at 0).
+fn relu_mask(x: &[f32], d: &mut [f32]) {
+    d.iter_mut()
+        .zip(x)
+        .for_each(|(d, &v)| *d = if v > 0.0 { *d } else { 0.0 });
 }
 
 /// `dx = dy` where the ReLU's output is positive, else 0 (libtorch's rule at 0).
@@ -529,7 +577,7 @@ mod tests {
         assert_eq!(pk.taps.len(), 9);
         let x = values(2 * pl.len(), 7);
         let mut out = vec![0.0; 3 * pl.len()];
-        conv_forward(&pk, &[0.0; 3], &x, pl, &mut out, Store::Write);
+        conv_forward(&pk, &[0.0; 3], Input::plain(&x), pl, &mut out, Store::Write);
         let want = naive(&w, shape, &x, pl, 1, 2);
         for (a, b) in out.iter().zip(&want) {
             assert!((a - b).abs() < 1e-5, "{a} vs {b}");
@@ -539,7 +587,8 @@ mod tests {
         let mut dx = vec![0.0; x.len()];
         let mut dw = vec![0.0; pk.w.len()];
         let mut db = vec![0.0; 3];
-        conv_backward(&pk, &x, pl, &dy, None, Some(&mut dx), &mut dw, &mut db);
+        let xin = Input::plain(&x);
+        conv_backward(&pk, xin, pl, &dy, None, Some(&mut dx), &mut dw, &mut db);
         let dot = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(a, b)| a * b).sum::<f32>();
         let lhs = dot(&dy, &out);
         assert!((lhs - dot(&dx, &x)).abs() < 1e-3);

@@ -31,11 +31,14 @@ enum Seg {
 enum KernelOp {
     /// Sum of conv terms (`(input slot, weight name, bias name)`), plus slot 0 itself
     /// when `residual`; with `relu`, the ReLU that is its only reader applied too
-    /// (`Store::Relu`; that ReLU's step is then a `Pass`).
+    /// (`Store::Relu`; that ReLU's step is then a `Pass`); with `relu_in`, the ReLU that
+    /// its single term alone reads applied to that term's input (`conv_kernels::Input`;
+    /// that ReLU's step is then a `Pass` too).
     Convs {
         terms: Vec<(usize, String, String)>,
         residual: bool,
         relu: bool,
+        relu_in: bool,
     },
     Relu,
     Add,
@@ -49,6 +52,7 @@ fn kernel_op(st: &Step) -> Option<KernelOp> {
         terms: vec![(0, format!("{name}weight"), format!("{name}bias"))],
         residual: false,
         relu: false,
+        relu_in: false,
     };
     match st.op {
         Op::Conv { .. } | Op::Head { .. } => Some(conv("")),
@@ -58,6 +62,7 @@ fn kernel_op(st: &Step) -> Option<KernelOp> {
                 .collect(),
             residual: true,
             relu: false,
+            relu_in: false,
         }),
         Op::Relu => Some(KernelOp::Relu),
         Op::Add => Some(KernelOp::Add),
@@ -96,26 +101,53 @@ enum Kept {
 /// model's output), which then runs inside the conv (`Store::Relu`): `Some(j)`, the
 /// ReLU's step.
 fn relu_after(steps: &[Step], output: usize) -> Vec<Option<usize>> {
+    let readers = readers(steps);
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, st)| match readers[i][..] {
+            [j] if single_conv(st) && i != output && matches!(steps[j].op, Op::Relu) => Some(j),
+            _ => None,
+        })
+        .collect()
+}
+
+/// For each step, whether it is a single conv term whose input is a ReLU's output read by
+/// it alone, not the model's output and not already applied by the conv before it
+/// (`relu_after`): `Some(j)`, the ReLU's step, which then runs inside this conv, on its
+/// input (`conv_kernels::Input`). A PixelCNN block's first ReLU is such a one: the block's
+/// input is read by it and by the residual sum.
+fn relu_before(steps: &[Step], output: usize, after: &[Option<usize>]) -> Vec<Option<usize>> {
+    let readers = readers(steps);
+    steps
+        .iter()
+        .enumerate()
+        .map(|(i, st)| {
+            let &j = st.inputs.first()?;
+            let only_reader = readers[j][..] == [i];
+            let free = j != output && !after.contains(&Some(j));
+            (single_conv(st) && matches!(steps[j].op, Op::Relu) && only_reader && free).then_some(j)
+        })
+        .collect()
+}
+
+/// The steps that read each step's output.
+fn readers(steps: &[Step]) -> Vec<Vec<usize>> {
     let mut readers: Vec<Vec<usize>> = vec![Vec::new(); steps.len()];
     for (j, st) in steps.iter().enumerate() {
         for &i in &st.inputs {
             readers[i].push(j);
         }
     }
-    steps
-        .iter()
-        .enumerate()
-        .map(|(i, st)| {
-            let single_conv = matches!(
-                kernel_op(st),
-                Some(KernelOp::Convs { ref terms, residual: false, .. }) if terms.len() == 1
-            );
-            match readers[i][..] {
-                [j] if single_conv && i != output && matches!(steps[j].op, Op::Relu) => Some(j),
-                _ => None,
-            }
-        })
-        .collect()
+    readers
+}
+
+/// Whether a step runs as one conv term of its input, without a residual term.
+fn single_conv(st: &Step) -> bool {
+    matches!(
+        kernel_op(st),
+        Some(KernelOp::Convs { ref terms, residual: false, .. }) if terms.len() == 1
+    )
 }
 
 /// One training forward pass, ready for `TorchModel::backward`.
@@ -240,7 +272,7 @@ impl FusedInputs {
                         threads,
                         &pk,
                         as_slice(&bias),
-                        as_slice(&x),
+                        ck::Input::plain(as_slice(&x)),
                         plane,
                         as_mut_slice(&s),
                         Store::Write,
@@ -391,6 +423,7 @@ impl TorchModel {
                     terms,
                     residual,
                     relu,
+                    relu_in,
                 } => {
                     let cout = st.param(&terms[0].2).size()[0];
                     let out = if *residual {
@@ -405,7 +438,10 @@ impl TorchModel {
                             self.threads(),
                             &pk,
                             as_slice(&st.param(b).detach().contiguous()),
-                            as_slice(&data[*slot]),
+                            ck::Input {
+                                x: as_slice(&data[*slot]),
+                                relu: *relu_in,
+                            },
                             self.plane(),
                             as_mut_slice(&out),
                             match (*relu, *residual || j > 0) {
@@ -452,6 +488,7 @@ impl TorchModel {
         let mut segs: Vec<Seg> = Vec::with_capacity(self.steps.len());
         let mut leaves: Vec<Tensor> = Vec::with_capacity(self.steps.len());
         let after = relu_after(&self.steps, self.output);
+        let before = relu_before(&self.steps, self.output, &after);
         for (i, st) in self.steps.iter().enumerate() {
             let seg = match (&st.op, self.geom(st, n)) {
                 (Op::Input, _) => Seg::Plain(x.shallow_clone()),
@@ -468,10 +505,11 @@ impl TorchModel {
                 _ => {
                     let ins: Vec<&Tensor> = st.inputs.iter().map(|&i| &leaves[i]).collect();
                     if let Some(mut op) = kernel_op(st) {
-                        if let KernelOp::Convs { relu, .. } = &mut op {
+                        if let KernelOp::Convs { relu, relu_in, .. } = &mut op {
                             *relu = after[i].is_some();
+                            *relu_in = before[i].is_some();
                         }
-                        if after.contains(&Some(i)) {
+                        if after.contains(&Some(i)) || before.contains(&Some(i)) {
                             op = KernelOp::Pass;
                         }
                         let (y, saved) = self.kernel_step(st, op, &ins);
@@ -630,7 +668,7 @@ impl TorchModel {
                                         ck::conv_backward_par(
                                             self.threads(),
                                             pk,
-                                            as_slice(x),
+                                            ck::Input::plain(as_slice(x)),
                                             self.plane(),
                                             as_slice(&d_input),
                                             None,
@@ -692,11 +730,15 @@ impl TorchModel {
                     add_to(&mut lg[j], dy.shallow_clone());
                 }
             }
-            // The ReLU's own gradient rule runs in its conv's backward (`relu_out`).
+            // The ReLU's own gradient rule runs in its conv's backward (`relu_out`, or
+            // `Input::relu` for the conv after it).
             (KernelOp::Pass, _) => add_to(&mut lg[st.inputs[0]], dy.shallow_clone()),
             (
                 KernelOp::Convs {
-                    terms, residual, ..
+                    terms,
+                    residual,
+                    relu_in,
+                    ..
                 },
                 Kept::Packs { packs, relu_out },
             ) => {
@@ -714,7 +756,10 @@ impl TorchModel {
                         ck::conv_backward_par(
                             self.threads(),
                             pk,
-                            as_slice(x),
+                            ck::Input {
+                                x: as_slice(x),
+                                relu: *relu_in,
+                            },
                             self.plane(),
                             as_slice(&dy),
                             relu_out.as_ref().map(|t| as_slice(t)),
