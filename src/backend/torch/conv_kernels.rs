@@ -226,9 +226,9 @@ pub enum Store {
 }
 
 /// A conv's input (`imgs x cin x plane`), and whether the conv applies `max(0, .)` to it
-/// first: the ReLU that is its only reader (`tape::relu_before`), run on each image
-/// while it is in cache instead of as a pass of its own over memory (with its gradient,
-/// and the sum that gradient joined, about a twentieth of a PixelCNN step). Backward
+/// first: a ReLU whose only reader is this conv (`tape::relu_before`), run on each image
+/// while it is in cache instead of as a pass of its own over memory, with a gradient of
+/// its own to sum (4% of a PixelCNN step at one thread, median of seven pairs). Backward
 /// then zeroes dx where the input is not positive (libtorch's rule at 0).
 #[derive(Clone, Copy)]
 pub struct Input<'a> {
