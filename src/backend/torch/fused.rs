@@ -486,9 +486,9 @@ struct GateIn<'a> {
 /// MNIST size, read back from memory).
 #[derive(Clone, Copy)]
 struct Fold<'a> {
-    /// Given to `forward_steps`: x pixel-major, [cin][pixel][image]. Given to
-    /// `step_forward`: the step's x_t, [cin][M].
-    xs: &'a [f32],
+    /// x pixel-major, [cin][pixel][image]; `forward_steps` gathers each step's x_t from
+    /// it for `step_forward`.
+    xp: &'a [f32],
     /// Where each step's x_t lies (`Geom::src_run` of direction `dir`).
     geom: Geom,
     dir: usize,
@@ -527,11 +527,11 @@ fn forward_steps(
             (&h_past[(k - 1) * n..], &c_past[(k - 1) * n..])
         };
         if let Some(f) = gin.fold {
-            gather_x(xt, f.xs, f.geom.src_run(f.dir, t), f.cin, q);
+            gather_x(xt, f.xp, f.geom.src_run(f.dir, t), f.cin, q);
         }
         step_forward(
             w,
-            x,
+            (x, xt),
             h_prev,
             c_prev,
             (
@@ -542,22 +542,19 @@ fn forward_steps(
             ),
             shape,
             states(t),
-            GateIn {
-                fold: gin.fold.map(|f| Fold { xs: &*xt, ..f }),
-                ..gin
-            },
+            gin,
         );
         after(k, t, st);
     }
 }
 
 /// One step of the recurrence over states `lo..hi` of q images: the gates get W X(h_prev)
-/// and `gin`'s input (with `gin.fold`, its `xs` is this step's), then the cell update
-/// writes c, tanh(c) and h. `gates` is 4h x M, the others h x M.
+/// and `gin`'s input (with `gin.fold`, from the step's x_t in `xt`), then the cell update
+/// writes c, tanh(c) and h. `gates` is 4h x M, the others h x M; `x` is X's scratch.
 #[allow(clippy::too_many_arguments)]
 fn step_forward(
     w: &[f32],
-    x: &mut [f32],
+    (x, xt): (&mut [f32], &[f32]),
     h_prev: &[f32],
     c_prev: &[f32],
     out: (&mut [f32], &mut [f32], &mut [f32], &mut [f32]),
@@ -582,7 +579,7 @@ fn step_forward(
         Some(f) => {
             // The states lo..hi are exactly the step's run of pixels (`Geom::src_run`),
             // so every column computed reads real input.
-            let xt = View::rows(&f.xs[a..], m);
+            let xt = View::rows(&xt[a..], m);
             let wc = View::rows(f.w_cat, f.cin + hid * taps);
             let blocks = [(xt, f.cin), (xv, hid * taps)];
             gemm_stacked(
@@ -845,10 +842,12 @@ fn scatter_run(px: &mut [f32], row: &[f32], r: Run, imgs: usize, add: bool) {
 }
 
 /// `scatter_run`'s inverse: a step row gets the states `r.lo..r.hi` from their pixels of
-/// a pixel-major plane, zero elsewhere.
-fn gather_run(row: &mut [f32], px: &[f32], r: Run, imgs: usize) {
-    row[..r.lo * imgs].fill(0.0);
-    row[r.hi * imgs..].fill(0.0);
+/// a pixel-major plane; with `zero_rest`, zero elsewhere (else left as they are).
+fn gather_run(row: &mut [f32], px: &[f32], r: Run, imgs: usize, zero_rest: bool) {
+    if zero_rest {
+        row[..r.lo * imgs].fill(0.0);
+        row[r.hi * imgs..].fill(0.0);
+    }
     for s in r.lo..r.hi {
         let o = r.at(s);
         copy_short(
@@ -859,18 +858,13 @@ fn gather_run(row: &mut [f32], px: &[f32], r: Run, imgs: usize) {
 }
 
 /// A step's x_t ([cin][M], the run's states only) from x pixel-major ([cin][pixel][image]).
+/// The columns off the run are left as they are: the step's GEMM reads only the run's
+/// (unlike dY's rows, whose cell pass reads all of `active..image_end`).
 fn gather_x(xt: &mut [f32], xp: &[f32], r: Run, cin: usize, imgs: usize) {
     let (m, plane) = (xt.len() / cin, xp.len() / (cin * imgs));
     for ch in 0..cin {
         let row = &mut xt[ch * m..(ch + 1) * m];
-        let px = &xp[ch * plane * imgs..(ch + 1) * plane * imgs];
-        for s in r.lo..r.hi {
-            let o = r.at(s);
-            copy_short(
-                &mut row[s * imgs..(s + 1) * imgs],
-                &px[o * imgs..(o + 1) * imgs],
-            );
-        }
+        gather_run(row, &xp[ch * plane * imgs..], r, imgs, false);
     }
 }
 
@@ -916,6 +910,32 @@ fn planes_to_pixels_scalar(
                 px[(p0 + k) * imgs + i] = v;
             }
         }
+    }
+}
+
+/// `planes_to_pixels` for every channel of images laid out `[image][channel][pixel]`
+/// (`chans` channels of `plane` pixels): `px` gets them `[channel][pixel][image]`.
+fn planes_to_pixels_all(px: &mut [f32], src: &[f32], chans: usize, plane: usize) {
+    let imgs = px.len() / (chans * plane);
+    let mut offs = vec![0; imgs];
+    for ch in 0..chans {
+        offs.iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| *o = (i * chans + ch) * plane);
+        planes_to_pixels(&mut px[ch * plane * imgs..], src, &offs, plane);
+    }
+}
+
+/// `planes_to_pixels_all`'s inverse: `out` ([image][channel][pixel]) gets (with `assign`,
+/// stored; else added) every channel of `px` ([channel][pixel][image]).
+fn pixels_to_planes_all(out: &mut [f32], px: &[f32], chans: usize, plane: usize, assign: bool) {
+    let imgs = px.len() / (chans * plane);
+    let mut offs = vec![0; imgs];
+    for ch in 0..chans {
+        offs.iter_mut()
+            .enumerate()
+            .for_each(|(i, o)| *o = (i * chans + ch) * plane);
+        pixels_to_planes(out, &px[ch * plane * imgs..], &offs, plane, assign);
     }
 }
 
@@ -1070,13 +1090,7 @@ fn forward_part(
     }
     let xp = p.conv.map(|cv| {
         let mut xp = take(cv.cin * plane * imgs);
-        let mut offs = vec![0; imgs];
-        for ch in 0..cv.cin {
-            offs.iter_mut()
-                .enumerate()
-                .for_each(|(i, o)| *o = i * cv.cin * plane + ch * plane);
-            planes_to_pixels(&mut xp[ch * plane * imgs..], input, &offs, plane);
-        }
+        planes_to_pixels_all(&mut xp, input, cv.cin, plane);
         xp
     });
     let mut xt = take(p.conv.map_or(0, |cv| cv.cin * m));
@@ -1131,7 +1145,7 @@ fn forward_part(
             (Some(cv), Some(xp), Some(wc)) => {
                 let (k, rows) = (cv.cin + hid * taps, 4 * hid);
                 Some(Fold {
-                    xs: xp,
+                    xp,
                     geom: g,
                     dir: d,
                     cin: cv.cin,
@@ -1150,15 +1164,18 @@ fn forward_part(
         // dY's gather and dx's scatter step by step made the MNIST Diagonal BiLSTM's
         // training step 4-8% faster (`pixc bench-one`, medians of three, 1 and 2
         // threads). Direction 0 covers every pixel.
-        let to_y = |k: usize, t: usize, st: &Steps| {
-            if !pixel_major {
-                return;
-            }
+        let mut scatter = |k: usize, t: usize, st: &Steps| {
             let r = g.dst_run(d, t);
             for c in 0..hid {
                 let row = &st.h[k * n + c * m..k * n + (c + 1) * m];
                 scatter_run(&mut yp[c * plane * imgs..], row, r, imgs, d > 0);
             }
+        };
+        let mut nothing = |_: usize, _: usize, _: &Steps| {};
+        let to_y: &mut dyn FnMut(usize, usize, &Steps) = if pixel_major {
+            &mut scatter
+        } else {
+            &mut nothing
         };
         forward_steps(
             &mut main,
@@ -1172,13 +1189,7 @@ fn forward_part(
         );
     }
     if pixel_major {
-        let mut offs = vec![0; imgs];
-        for c in 0..hid {
-            offs.iter_mut()
-                .enumerate()
-                .for_each(|(i, o)| *o = i * y_img + c * plane);
-            pixels_to_planes(y, &yp[c * plane * imgs..], &offs, plane, true);
-        }
+        pixels_to_planes_all(y, &yp, hid, plane, true);
     } else {
         from_steps(
             g,
@@ -1500,13 +1511,7 @@ fn backward_part(
     let mut dyk = take(if pixel_major { 0 } else { dirs * steps * n });
     let y_at = |i, c, _| i * y_img + c * plane;
     if pixel_major {
-        let mut offs = vec![0; imgs];
-        for c in 0..hid {
-            offs.iter_mut()
-                .enumerate()
-                .for_each(|(i, o)| *o = y_at(i, c, 0));
-            planes_to_pixels(&mut dyp[c * plane * imgs..], dy, &offs, plane);
-        }
+        planes_to_pixels_all(&mut dyp, dy, hid, plane);
     } else {
         to_steps(g, imgs, hid, &mut dyk, |d, t| g.dst_run(d, t), dy, y_at);
     }
@@ -1563,7 +1568,7 @@ fn backward_part(
                 let run = g.dst_run(d, t);
                 for c in 0..hid {
                     let row = &mut dyt[c * m..(c + 1) * m];
-                    gather_run(row, &dyp[c * plane * imgs..], run, imgs);
+                    gather_run(row, &dyp[c * plane * imgs..], run, imgs, true);
                 }
                 &dyt[..]
             } else {
@@ -1680,15 +1685,8 @@ fn backward_part(
             true,
         );
     }
-    if let Some(cv) = p.conv {
-        let x_img = cv.cin * plane;
-        let mut offs = vec![0; imgs];
-        for ch in 0..cv.cin {
-            offs.iter_mut()
-                .enumerate()
-                .for_each(|(i, o)| *o = i * x_img + ch * plane);
-            pixels_to_planes(d_input, &dxp[ch * plane * imgs..], &offs, plane, true);
-        }
+    if p.conv.is_some() {
+        pixels_to_planes_all(d_input, &dxp, cin, plane, true);
     }
     give(dxt);
     give(dxp);
