@@ -857,6 +857,31 @@ fn gather_run(row: &mut [f32], px: &[f32], r: Run, imgs: usize, zero_rest: bool)
     }
 }
 
+/// Asks for the lines of the states `r.lo..r.hi` of a pixel-major plane `px` (if any) to
+/// be brought into L1; nothing that is computed changes. The step's gathers and scatters
+/// call it for the next channel before doing this one: a channel's runs of the MNIST
+/// Diagonal BiLSTM's x, Y, dY and dx (1.6 MB, past L2) lie 1.7 kB apart, and their
+/// copies waited on those lines (most of `gather_run`'s samples on its first load, in
+/// `perf`). With it `gather_run` and `scatter_run` went from 13.2% to 7.7% of the
+/// samples of a one-thread training run in `perf`, about 3% faster in wall time.
+#[inline(always)]
+fn prefetch_run(px: Option<&[f32]>, r: Run, imgs: usize) {
+    let Some(px) = px else { return };
+    #[cfg(target_arch = "x86_64")]
+    for s in r.lo..r.hi {
+        let o = r.at(s) * imgs;
+        if let Some(last) = px.get(o + imgs - 1) {
+            use std::arch::x86_64::{_mm_prefetch, _MM_HINT_T0};
+            // SAFETY: a prefetch reads nothing into the program and cannot fault; both
+            // addresses are inside `px`.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T0>(px.as_ptr().add(o).cast());
+                _mm_prefetch::<_MM_HINT_T0>((last as *const f32).cast());
+            }
+        }
+    }
+}
+
 /// A step's x_t ([cin][M], the run's states only) from x pixel-major ([cin][pixel][image]).
 /// The columns off the run are left as they are: the step's GEMM reads only the run's
 /// (unlike dY's rows, whose cell pass reads all of `active..image_end`).
@@ -864,6 +889,7 @@ fn gather_x(xt: &mut [f32], xp: &[f32], r: Run, cin: usize, imgs: usize) {
     let (m, plane) = (xt.len() / cin, xp.len() / (cin * imgs));
     for ch in 0..cin {
         let row = &mut xt[ch * m..(ch + 1) * m];
+        prefetch_run(xp.get((ch + 1) * plane * imgs..), r, imgs);
         gather_run(row, &xp[ch * plane * imgs..], r, imgs, false);
     }
 }
@@ -1168,6 +1194,7 @@ fn forward_part(
             let r = g.dst_run(d, t);
             for c in 0..hid {
                 let row = &st.h[k * n + c * m..k * n + (c + 1) * m];
+                prefetch_run(yp.get((c + 1) * plane * imgs..), r, imgs);
                 scatter_run(&mut yp[c * plane * imgs..], row, r, imgs, d > 0);
             }
         };
@@ -1568,6 +1595,7 @@ fn backward_part(
                 let run = g.dst_run(d, t);
                 for c in 0..hid {
                     let row = &mut dyt[c * m..(c + 1) * m];
+                    prefetch_run(dyp.get((c + 1) * plane * imgs..), run, imgs);
                     gather_run(row, &dyp[c * plane * imgs..], run, imgs, true);
                 }
                 &dyt[..]
@@ -1604,6 +1632,7 @@ fn backward_part(
                 gemm(cin, 4 * hid, e - a, wt, dgv, 0.0, &mut dxt[a..], m);
                 for ch in 0..cin {
                     let row = &dxt[ch * m..(ch + 1) * m];
+                    prefetch_run(dxp.get((ch + 1) * plane * imgs..), run, imgs);
                     scatter_run(&mut dxp[ch * plane * imgs..], row, run, imgs, d > 0);
                 }
             }
