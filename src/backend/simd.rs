@@ -1,7 +1,8 @@
 //! The activation math every CPU kernel shares (training's fused recurrences, the cached
-//! sampler): e^x, sigmoid and tanh written once, as scalar functions and as their AVX2 +
-//! FMA forms with the same formulas, so a vector lane and the scalar tail beside it
-//! compute the same thing, whichever kernel runs them.
+//! sampler): e^x, sigmoid, tanh and the LSTM cell written once, as scalar functions and as
+//! their AVX2 + FMA forms with the same formulas, so a vector lane and the scalar tail
+//! beside it compute the same thing, whichever kernel runs them; and the register
+//! shuffles (`avx::transpose8`, `avx::hsum`) the kernels share.
 
 /// Whether this CPU runs the AVX2 + FMA code paths (`avx`, `gemm`'s micro-kernels).
 #[cfg(target_arch = "x86_64")]
@@ -64,6 +65,37 @@ pub(crate) fn tanh(x: f32) -> f32 {
     1.0 - 2.0 / (exp(2.0 * x) + 1.0)
 }
 
+/// One LSTM cell: its gates' activations, the new cell `c = f cp + i g`, `tc = tanh(c)`
+/// and `h = o tc`.
+pub(crate) struct Cell {
+    pub o: f32,
+    pub f: f32,
+    pub i: f32,
+    pub g: f32,
+    pub c: f32,
+    pub tc: f32,
+    pub h: f32,
+}
+
+/// The cell from its gate pre-activations `[o, f, i, g]` and the previous cell `cp`: what
+/// the sampler's `lstm` and the training kernels' gate pass (`fused`) both compute, so
+/// they cannot drift apart. `avx::cell` is the same eight lanes at a time.
+#[inline(always)]
+pub(crate) fn cell([o, f, i, g]: [f32; 4], cp: f32) -> Cell {
+    let (o, f, i, g) = (sigmoid(o), sigmoid(f), sigmoid(i), tanh(g));
+    let c = f.mul_add(cp, i * g);
+    let tc = tanh(c);
+    Cell {
+        o,
+        f,
+        i,
+        g,
+        c,
+        tc,
+        h: o * tc,
+    }
+}
+
 /// One LSTM update at one position: gates `g` = pre-activations `[o, f, i, g]` (h each),
 /// the previous cell `cp`; writes the new hidden `hn` and cell `cn` (h = `hn.len()`):
 /// `c = f cp + i g`, `h = o tanh(c)`. The same bits on every CPU (see `exp`).
@@ -83,12 +115,9 @@ pub(crate) fn lstm(g: &[f32], cp: &[f32], hn: &mut [f32], cn: &mut [f32]) {
 fn lstm_from(from: usize, g: &[f32], cp: &[f32], hn: &mut [f32], cn: &mut [f32]) {
     let h = hn.len();
     for j in from..h {
-        let o = sigmoid(g[j]);
-        let f = sigmoid(g[h + j]);
-        let i = sigmoid(g[2 * h + j]);
-        let c = f.mul_add(cp[j], i * tanh(g[3 * h + j]));
-        cn[j] = c;
-        hn[j] = o * tanh(c);
+        let k = cell([g[j], g[h + j], g[2 * h + j], g[3 * h + j]], cp[j]);
+        cn[j] = k.c;
+        hn[j] = k.h;
     }
 }
 
@@ -167,6 +196,76 @@ pub(crate) mod avx {
         )
     }
 
+    /// Rows become columns: out[c] lane r = rows[r] lane c.
+    #[target_feature(enable = "avx")]
+    #[inline]
+    pub(crate) fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
+        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
+        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
+        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
+        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
+        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
+        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
+        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
+        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
+        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
+        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
+        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
+        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
+        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
+        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
+        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
+        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
+        [
+            _mm256_permute2f128_ps::<0x20>(u0, u4),
+            _mm256_permute2f128_ps::<0x20>(u1, u5),
+            _mm256_permute2f128_ps::<0x20>(u2, u6),
+            _mm256_permute2f128_ps::<0x20>(u3, u7),
+            _mm256_permute2f128_ps::<0x31>(u0, u4),
+            _mm256_permute2f128_ps::<0x31>(u1, u5),
+            _mm256_permute2f128_ps::<0x31>(u2, u6),
+            _mm256_permute2f128_ps::<0x31>(u3, u7),
+        ]
+    }
+
+    /// The sum of a vector's eight lanes.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(crate) fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
+    }
+
+    /// `super::Cell`, eight lanes.
+    pub(crate) struct Cell {
+        pub o: __m256,
+        pub f: __m256,
+        pub i: __m256,
+        pub g: __m256,
+        pub c: __m256,
+        pub tc: __m256,
+        pub h: __m256,
+    }
+
+    /// `super::cell`, eight cells at a time (the same formula, its multiply-add fused).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(crate) fn cell([o, f, i, g]: [__m256; 4], cp: __m256) -> Cell {
+        let (o, f, i, g) = (sigmoid(o), sigmoid(f), sigmoid(i), tanh(g));
+        let c = _mm256_fmadd_ps(f, cp, _mm256_mul_ps(i, g));
+        let tc = tanh(c);
+        Cell {
+            o,
+            f,
+            i,
+            g,
+            c,
+            tc,
+            h: _mm256_mul_ps(o, tc),
+        }
+    }
+
     /// `super::lstm`, eight units per pass and the last h % 8 one at a time (with
     /// hardware FMA here).
     ///
@@ -180,11 +279,10 @@ pub(crate) mod avx {
             // SAFETY: j + 8 <= h; g holds 4h, the others h.
             unsafe {
                 let gate = |q: usize| _mm256_loadu_ps(g.as_ptr().add(q * h + j));
-                let (o, f, i) = (sigmoid(gate(0)), sigmoid(gate(1)), sigmoid(gate(2)));
-                let ig = _mm256_mul_ps(i, tanh(gate(3)));
-                let c = _mm256_fmadd_ps(f, _mm256_loadu_ps(cp.as_ptr().add(j)), ig);
-                _mm256_storeu_ps(cn.as_mut_ptr().add(j), c);
-                _mm256_storeu_ps(hn.as_mut_ptr().add(j), _mm256_mul_ps(o, tanh(c)));
+                let pre = [gate(0), gate(1), gate(2), gate(3)];
+                let k = cell(pre, _mm256_loadu_ps(cp.as_ptr().add(j)));
+                _mm256_storeu_ps(cn.as_mut_ptr().add(j), k.c);
+                _mm256_storeu_ps(hn.as_mut_ptr().add(j), k.h);
             }
         }
         super::lstm_from(w8, g, cp, hn, cn);

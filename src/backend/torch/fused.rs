@@ -13,7 +13,7 @@
 //! tch here; `tape.rs` connects these kernels to libtorch's autograd.
 
 use super::gemm::{gemm, gemm_stacked, View};
-use crate::backend::simd::{sigmoid, tanh};
+use crate::backend::simd::cell;
 
 /// Which recurrence, and so which index maps.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -1021,7 +1021,7 @@ fn blocks8(plane: usize, imgs: usize) -> (usize, usize) {
 /// 8 x 8 transposes in AVX registers for the plane <-> pixel-major copies.
 #[cfg(target_arch = "x86_64")]
 mod t8 {
-    use super::super::gemm::avx::transpose8 as transpose;
+    use crate::backend::simd::avx::transpose8 as transpose;
     use std::arch::x86_64::*;
 
     /// `super::planes_to_pixels` for p < pf, i < ifull (both multiples of 8).
@@ -1295,19 +1295,9 @@ fn cell_forward_from(
     let (i, gg) = rest.split_at_mut(n);
     for r in 0..n / m {
         for k in r * m + a + from..r * m + e {
-            let ov = sigmoid(o[k]);
-            let fv = sigmoid(f[k]);
-            let iv = sigmoid(i[k]);
-            let gv = tanh(gg[k]);
-            let cv = fv.mul_add(c_prev[k], iv * gv);
-            let t = tanh(cv);
-            o[k] = ov;
-            f[k] = fv;
-            i[k] = iv;
-            gg[k] = gv;
-            c[k] = cv;
-            tc[k] = t;
-            h[k] = ov * t;
+            let v = cell([o[k], f[k], i[k], gg[k]], c_prev[k]);
+            (o[k], f[k], i[k], gg[k]) = (v.o, v.f, v.i, v.g);
+            (c[k], tc[k], h[k]) = (v.c, v.tc, v.h);
         }
     }
 }
@@ -1316,8 +1306,7 @@ fn cell_forward_from(
 /// tanh, the same formulas as the scalar loops'), with their multiply-adds fused.
 #[cfg(target_arch = "x86_64")]
 mod gate8 {
-    use super::super::gemm::avx::hsum;
-    use crate::backend::simd::avx::{sigmoid, tanh};
+    use crate::backend::simd::avx::{cell, hsum};
     use std::arch::x86_64::*;
 
     /// `super::cell_forward`, eight cells per pass, then the last (e - a) % 8 of each row
@@ -1345,19 +1334,15 @@ mod gate8 {
                 while k < r * m + a + w8 {
                     // SAFETY: k + 8 <= r * m + e <= n, and gates holds 4n.
                     let ld = |p: *const f32| _mm256_loadu_ps(p.add(k));
-                    let ov = sigmoid(ld(g));
-                    let fv = sigmoid(ld(g.add(n)));
-                    let iv = sigmoid(ld(g.add(2 * n)));
-                    let gv = tanh(ld(g.add(3 * n)));
-                    let cv = _mm256_fmadd_ps(fv, ld(c_prev.as_ptr()), _mm256_mul_ps(iv, gv));
-                    let t = tanh(cv);
-                    _mm256_storeu_ps(g.add(k), ov);
-                    _mm256_storeu_ps(g.add(n + k), fv);
-                    _mm256_storeu_ps(g.add(2 * n + k), iv);
-                    _mm256_storeu_ps(g.add(3 * n + k), gv);
-                    _mm256_storeu_ps(c.as_mut_ptr().add(k), cv);
-                    _mm256_storeu_ps(tc.as_mut_ptr().add(k), t);
-                    _mm256_storeu_ps(h.as_mut_ptr().add(k), _mm256_mul_ps(ov, t));
+                    let pre = [ld(g), ld(g.add(n)), ld(g.add(2 * n)), ld(g.add(3 * n))];
+                    let v = cell(pre, ld(c_prev.as_ptr()));
+                    _mm256_storeu_ps(g.add(k), v.o);
+                    _mm256_storeu_ps(g.add(n + k), v.f);
+                    _mm256_storeu_ps(g.add(2 * n + k), v.i);
+                    _mm256_storeu_ps(g.add(3 * n + k), v.g);
+                    _mm256_storeu_ps(c.as_mut_ptr().add(k), v.c);
+                    _mm256_storeu_ps(tc.as_mut_ptr().add(k), v.tc);
+                    _mm256_storeu_ps(h.as_mut_ptr().add(k), v.h);
                     k += 8;
                 }
             }

@@ -236,6 +236,7 @@ fn scale(v: &mut [f32], beta: f32) {
 #[cfg(target_arch = "x86_64")]
 pub(crate) mod avx {
     use super::View;
+    use crate::backend::simd::avx::{hsum, transpose8};
     use std::arch::x86_64::*;
 
     /// `c = acc + beta * c` for `L` floats at `c`, `beta` 0 not reading `c`.
@@ -412,38 +413,6 @@ pub(crate) mod avx {
         }
     }
 
-    /// Rows become columns: out[c] lane r = rows[r] lane c.
-    #[target_feature(enable = "avx")]
-    #[inline]
-    pub(crate) fn transpose8(r: [__m256; 8]) -> [__m256; 8] {
-        let t0 = _mm256_unpacklo_ps(r[0], r[1]);
-        let t1 = _mm256_unpackhi_ps(r[0], r[1]);
-        let t2 = _mm256_unpacklo_ps(r[2], r[3]);
-        let t3 = _mm256_unpackhi_ps(r[2], r[3]);
-        let t4 = _mm256_unpacklo_ps(r[4], r[5]);
-        let t5 = _mm256_unpackhi_ps(r[4], r[5]);
-        let t6 = _mm256_unpacklo_ps(r[6], r[7]);
-        let t7 = _mm256_unpackhi_ps(r[6], r[7]);
-        let u0 = _mm256_shuffle_ps::<0x44>(t0, t2);
-        let u1 = _mm256_shuffle_ps::<0xEE>(t0, t2);
-        let u2 = _mm256_shuffle_ps::<0x44>(t1, t3);
-        let u3 = _mm256_shuffle_ps::<0xEE>(t1, t3);
-        let u4 = _mm256_shuffle_ps::<0x44>(t4, t6);
-        let u5 = _mm256_shuffle_ps::<0xEE>(t4, t6);
-        let u6 = _mm256_shuffle_ps::<0x44>(t5, t7);
-        let u7 = _mm256_shuffle_ps::<0xEE>(t5, t7);
-        [
-            _mm256_permute2f128_ps::<0x20>(u0, u4),
-            _mm256_permute2f128_ps::<0x20>(u1, u5),
-            _mm256_permute2f128_ps::<0x20>(u2, u6),
-            _mm256_permute2f128_ps::<0x20>(u3, u7),
-            _mm256_permute2f128_ps::<0x31>(u0, u4),
-            _mm256_permute2f128_ps::<0x31>(u1, u5),
-            _mm256_permute2f128_ps::<0x31>(u2, u6),
-            _mm256_permute2f128_ps::<0x31>(u3, u7),
-        ]
-    }
-
     /// `out` (k x n, row-major) = the transpose of `src`'s n rows of k floats, `ld` apart;
     /// `n` a multiple of 8.
     ///
@@ -470,15 +439,6 @@ pub(crate) mod avx {
                 }
             }
         }
-    }
-
-    /// The sum of a vector's eight lanes.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    pub(crate) fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let s = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(s, _mm_shuffle_ps::<1>(s, s)))
     }
 
     /// An `MR x NR` tile of `C = A B` with `A`'s rows and `B`'s columns contiguous: `MR *
