@@ -157,6 +157,15 @@ pub fn row_lstm(
     )
 }
 
+/// One column of the Diagonal BiLSTM's skewed states as exported: the names of its h and
+/// c tensors and the rows `lo..=top` they hold.
+struct Column {
+    h: String,
+    c: String,
+    lo: usize,
+    top: usize,
+}
+
 /// Diagonal BiLSTM `{hidden h, shift}` on `x` (`N x cin x H x W`); returns the
 /// `N x h x H x W` output, named `out`.
 ///
@@ -338,8 +347,8 @@ pub fn diag_bilstm(
         [edges[0].0.as_slice(), edges[1].0.as_slice()],
         [edges[0].1.as_slice(), edges[1].1.as_slice()],
     );
-    // The previous column's states, and the rows they hold (none before column 0).
-    let mut prev: Option<(String, String, usize, usize)> = None;
+    // The previous column's states (none before column 0).
+    let mut prev: Option<Column> = None;
     let mut outs = Vec::with_capacity(cols);
     for (k, xin) in col_in.iter().enumerate() {
         let q = format!("{p}.col{k}");
@@ -348,15 +357,15 @@ pub fn diag_bilstm(
         // Rows `from..=to` of the previous column's states: the tensor itself when that is
         // all of it (no node), else a Slice; none when the range is empty.
         let rows_of = |b: &mut Builder, t: &str, name: &str, from: usize, to: Option<usize>| {
-            let (_, _, plo, ptop) = prev.as_ref()?;
+            let pc = prev.as_ref()?;
             let to = to?;
             if from > to {
                 return None;
             }
-            if (from, to) == (*plo, *ptop) {
+            if (from, to) == (pc.lo, pc.top) {
                 return Some(t.to_string());
             }
-            let (a, e) = ((from - plo) as i64, (to - plo + 1) as i64);
+            let (a, e) = ((from - pc.lo) as i64, (to - pc.lo + 1) as i64);
             Some(b.slice(&format!("{q}.{name}"), t, &[a], &[e], &[1], &[1]))
         };
         let cat = |b: &mut Builder, parts: Vec<String>, name: &str| match parts.len() {
@@ -364,7 +373,7 @@ pub fn diag_bilstm(
             _ => b.concat(&format!("{q}.{name}"), &parts, 1),
         };
         let (ph, pc) = match &prev {
-            Some((ph, pc, _, _)) => (ph.clone(), pc.clone()),
+            Some(pv) => (pv.h.clone(), pv.c.clone()),
             None => (String::new(), String::new()),
         };
         // Same row, one column back: the previous column's rows lo..=top, the last of
@@ -403,7 +412,7 @@ pub fn diag_bilstm(
         let gates = b.binary("Add", &format!("{q}.gates"), xin, &ss);
         let (hn, c) = cell(b, &q, &gates, &c_same, 3, h);
         outs.push(hn.clone());
-        prev = Some((hn, c, lo, top));
+        prev = Some(Column { h: hn, c, lo, top });
     }
     // Column outputs stacked as [2, H*W + 1 (zero slot), N, h]: (r, k) at offset(k) + r - lo(k).
     let skewed = b.concat(&format!("{p}.out.skewed"), &outs, 1);
