@@ -527,7 +527,7 @@ fn forward_steps(
             (&h_past[(k - 1) * n..], &c_past[(k - 1) * n..])
         };
         if let Some(f) = gin.fold {
-            gather_x(xt, f.xp, f.geom.src_run(f.dir, t), f.cin, q);
+            gather_channels(xt, f.xp, f.cin, f.geom.src_run(f.dir, t), q, false);
         }
         step_forward(
             w,
@@ -867,6 +867,8 @@ fn gather_run(row: &mut [f32], px: &[f32], r: Run, imgs: usize, zero_rest: bool)
 #[inline(always)]
 fn prefetch_run(px: Option<&[f32]>, r: Run, imgs: usize) {
     let Some(px) = px else { return };
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = (px, r, imgs);
     #[cfg(target_arch = "x86_64")]
     for s in r.lo..r.hi {
         let o = r.at(s) * imgs;
@@ -882,15 +884,32 @@ fn prefetch_run(px: Option<&[f32]>, r: Run, imgs: usize) {
     }
 }
 
-/// A step's x_t ([cin][M], the run's states only) from x pixel-major ([cin][pixel][image]).
-/// The columns off the run are left as they are: the step's GEMM reads only the run's
-/// (unlike dY's rows, whose cell pass reads all of `active..image_end`).
-fn gather_x(xt: &mut [f32], xp: &[f32], r: Run, cin: usize, imgs: usize) {
-    let (m, plane) = (xt.len() / cin, xp.len() / (cin * imgs));
-    for ch in 0..cin {
-        let row = &mut xt[ch * m..(ch + 1) * m];
-        prefetch_run(xp.get((ch + 1) * plane * imgs..), r, imgs);
-        gather_run(row, &xp[ch * plane * imgs..], r, imgs, false);
+/// `gather_run` for each of `chans` channels: `rows` ([chans][M]) from `px`
+/// ([chans][pixel][image]), each channel's copies after a prefetch of the next one's
+/// pixels. A step's x_t is gathered without `zero_rest` (its GEMM reads only the run's
+/// columns), its dY with it (the cell pass reads all of `active..image_end`).
+fn gather_channels(
+    rows: &mut [f32],
+    px: &[f32],
+    chans: usize,
+    r: Run,
+    imgs: usize,
+    zero_rest: bool,
+) {
+    let (m, chan) = (rows.len() / chans, px.len() / chans);
+    for (c, row) in rows.chunks_exact_mut(m).enumerate() {
+        prefetch_run(px.get((c + 1) * chan..), r, imgs);
+        gather_run(row, &px[c * chan..(c + 1) * chan], r, imgs, zero_rest);
+    }
+}
+
+/// `scatter_run` for each of `chans` channels: `rows` ([chans][M]) into `px`
+/// ([chans][pixel][image]), with the same prefetch as `gather_channels`.
+fn scatter_channels(px: &mut [f32], rows: &[f32], chans: usize, r: Run, imgs: usize, add: bool) {
+    let (m, chan) = (rows.len() / chans, px.len() / chans);
+    for (c, row) in rows.chunks_exact(m).enumerate() {
+        prefetch_run(px.get((c + 1) * chan..), r, imgs);
+        scatter_run(&mut px[c * chan..(c + 1) * chan], row, r, imgs, add);
     }
 }
 
@@ -945,10 +964,15 @@ fn planes_to_pixels_all(px: &mut [f32], src: &[f32], chans: usize, plane: usize)
     let imgs = px.len() / (chans * plane);
     let mut offs = vec![0; imgs];
     for ch in 0..chans {
-        offs.iter_mut()
-            .enumerate()
-            .for_each(|(i, o)| *o = (i * chans + ch) * plane);
+        channel_starts(&mut offs, chans, ch, plane);
         planes_to_pixels(&mut px[ch * plane * imgs..], src, &offs, plane);
+    }
+}
+
+/// Where channel `ch` of each image starts in planes laid out `[image][channel][pixel]`.
+fn channel_starts(offs: &mut [usize], chans: usize, ch: usize, plane: usize) {
+    for (i, o) in offs.iter_mut().enumerate() {
+        *o = (i * chans + ch) * plane;
     }
 }
 
@@ -958,9 +982,7 @@ fn pixels_to_planes_all(out: &mut [f32], px: &[f32], chans: usize, plane: usize,
     let imgs = px.len() / (chans * plane);
     let mut offs = vec![0; imgs];
     for ch in 0..chans {
-        offs.iter_mut()
-            .enumerate()
-            .for_each(|(i, o)| *o = (i * chans + ch) * plane);
+        channel_starts(&mut offs, chans, ch, plane);
         pixels_to_planes(out, &px[ch * plane * imgs..], &offs, plane, assign);
     }
 }
@@ -1191,12 +1213,8 @@ fn forward_part(
         // training step 4-8% faster (`pixc bench-one`, medians of three, 1 and 2
         // threads). Direction 0 covers every pixel.
         let mut scatter = |k: usize, t: usize, st: &Steps| {
-            let r = g.dst_run(d, t);
-            for c in 0..hid {
-                let row = &st.h[k * n + c * m..k * n + (c + 1) * m];
-                prefetch_run(yp.get((c + 1) * plane * imgs..), r, imgs);
-                scatter_run(&mut yp[c * plane * imgs..], row, r, imgs, d > 0);
-            }
+            let h = &st.h[k * n..(k + 1) * n];
+            scatter_channels(&mut yp, h, hid, g.dst_run(d, t), imgs, d > 0);
         };
         let mut nothing = |_: usize, _: usize, _: &Steps| {};
         let to_y: &mut dyn FnMut(usize, usize, &Steps) = if pixel_major {
@@ -1577,12 +1595,7 @@ fn backward_part(
             // only grows going back, and what reaches the states left of the image is
             // moved out below). dY in step order is zero outside them too.
             let dy_t = if pixel_major {
-                let run = g.dst_run(d, t);
-                for c in 0..hid {
-                    let row = &mut dyt[c * m..(c + 1) * m];
-                    prefetch_run(dyp.get((c + 1) * plane * imgs..), run, imgs);
-                    gather_run(row, &dyp[c * plane * imgs..], run, imgs, true);
-                }
+                gather_channels(&mut dyt, &dyp, hid, g.dst_run(d, t), imgs, true);
                 &dyt[..]
             } else {
                 &dyk[k * n..(k + 1) * n]
@@ -1606,7 +1619,7 @@ fn backward_part(
                 // The step's states are exactly its run of pixels; direction 0 covers
                 // every pixel, the other adds to it.
                 let run = g.src_run(d, t);
-                gather_x(&mut xt, xp, run, cin, imgs);
+                gather_channels(&mut xt, xp, cin, run, imgs, false);
                 let r = d * 4 * hid..(d + 1) * 4 * hid;
                 let dgv = View::rows(&dg[a..], m);
                 // dW_in += dG . x_t^T; dx_t = W_in^T dG (db was summed in the cell pass).
@@ -1615,11 +1628,7 @@ fn backward_part(
                 gemm(4 * hid, e - a, cin, dgv, xtv, 1.0, dwd, cin);
                 let wt = View::transposed(&cv.w[r.start * cin..r.end * cin], cin);
                 gemm(cin, 4 * hid, e - a, wt, dgv, 0.0, &mut dxt[a..], m);
-                for ch in 0..cin {
-                    let row = &dxt[ch * m..(ch + 1) * m];
-                    prefetch_run(dxp.get((ch + 1) * plane * imgs..), run, imgs);
-                    scatter_run(&mut dxp[ch * plane * imgs..], row, run, imgs, d > 0);
-                }
+                scatter_channels(&mut dxp, &dxt, cin, run, imgs, d > 0);
             }
             if t > 0 {
                 // Only the first state left of the image at t - 1 was read by this step.
