@@ -97,6 +97,9 @@ fn print_summary(s: &Value) {
             fig(&s["ratio"], 1.0, 2)
         );
     }
+    if let Some(d) = s["loss_diff_nats_per_dim"].as_f64() {
+        print!("  | loss diff {d:.1e} nats/dim");
+    }
     println!();
 }
 

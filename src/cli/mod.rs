@@ -293,7 +293,8 @@ pub enum Cmd {
         #[arg(long, value_parser = crate::front::flags::threads)]
         threads: Option<usize>,
         /// Measure every spec this many times, pixc and the reference in turn, and print
-        /// the median and range of each figure (a shared machine's noise shows in one run)
+        /// the median and range of each figure (a shared machine's noise shows in one run);
+        /// the identical-math check runs in the first round
         #[arg(long, default_value_t = 1, value_parser = crate::front::flags::at_least_one("rounds"))]
         rounds: usize,
         /// Skip the PyTorch reference
