@@ -216,6 +216,8 @@ pub struct TorchModel {
     /// A low-res conditional model's scored pixels, `1 x 1 x H x W` (0 at the low-res
     /// image's, which are given): what the NLL sums over. None: every pixel is scored.
     scored: Option<Tensor>,
+    /// The ReLUs the CPU kernels run inside a conv (`tape::FusedRelus`).
+    pub(crate) relus: tape::FusedRelus,
 }
 
 impl TorchModel {
@@ -275,6 +277,8 @@ impl TorchModel {
         // spin after each op, starving the kernel threads), so it gets one thread.
         // Measured on 2 cores, Diagonal BiLSTM training: 56 images/s with libtorch at 1
         // thread against 44 at 2.
+        let output = model.output().index();
+        let relus = tape::FusedRelus::of(&steps, output);
         let tm = TorchModel {
             model: model.clone(),
             flat,
@@ -286,7 +290,7 @@ impl TorchModel {
             width: image.width,
             levels: image.levels,
             head: model.head_kind(),
-            output: model.output().index(),
+            output,
             fused,
             recurrent,
             param_base,
@@ -296,6 +300,7 @@ impl TorchModel {
                     .reshape([1, 1, image.height as i64, image.width as i64])
                     .to_device(device)
             }),
+            relus,
         };
         tm.apply_thread_policy();
         Ok(tm)

@@ -97,6 +97,33 @@ enum Kept {
     Nothing,
 }
 
+/// Which ReLUs run inside a conv rather than as steps of their own, decided once per
+/// model (`TorchModel::new`) from its steps: see `relu_after` and `relu_before`.
+pub(crate) struct FusedRelus {
+    /// Per step: the ReLU it applies to its output (`Store::Relu`).
+    after: Vec<Option<usize>>,
+    /// Per step: the ReLU it applies to its input (`conv_kernels::Input::relu`).
+    before: Vec<Option<usize>>,
+    /// Per step: a ReLU that one of the above runs, so its own step passes its input on.
+    inside: Vec<bool>,
+}
+
+impl FusedRelus {
+    pub(crate) fn of(steps: &[Step], output: usize) -> FusedRelus {
+        let after = relu_after(steps, output);
+        let before = relu_before(steps, output, &after);
+        let mut inside = vec![false; steps.len()];
+        for &j in after.iter().chain(&before).flatten() {
+            inside[j] = true;
+        }
+        FusedRelus {
+            after,
+            before,
+            inside,
+        }
+    }
+}
+
 /// For each step, whether it is a single conv term read by one ReLU alone (not the
 /// model's output), which then runs inside the conv (`Store::Relu`): `Some(j)`, the
 /// ReLU's step.
@@ -487,8 +514,7 @@ impl TorchModel {
         let n = x.size()[0] as usize;
         let mut segs: Vec<Seg> = Vec::with_capacity(self.steps.len());
         let mut leaves: Vec<Tensor> = Vec::with_capacity(self.steps.len());
-        let after = relu_after(&self.steps, self.output);
-        let before = relu_before(&self.steps, self.output, &after);
+        let relus = &self.relus;
         for (i, st) in self.steps.iter().enumerate() {
             let seg = match (&st.op, self.geom(st, n)) {
                 (Op::Input, _) => Seg::Plain(x.shallow_clone()),
@@ -506,10 +532,10 @@ impl TorchModel {
                     let ins: Vec<&Tensor> = st.inputs.iter().map(|&i| &leaves[i]).collect();
                     if let Some(mut op) = kernel_op(st) {
                         if let KernelOp::Convs { relu, relu_in, .. } = &mut op {
-                            *relu = after[i].is_some();
-                            *relu_in = before[i].is_some();
+                            *relu = relus.after[i].is_some();
+                            *relu_in = relus.before[i].is_some();
                         }
-                        if after.contains(&Some(i)) || before.contains(&Some(i)) {
+                        if relus.inside[i] {
                             op = KernelOp::Pass;
                         }
                         let (y, saved) = self.kernel_step(st, op, &ins);
@@ -949,5 +975,31 @@ impl<T> Shared<T> {
     /// The wrapped value (a method, so closures capture the whole wrapper, not its field).
     fn get(&self) -> &T {
         &self.0
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every ReLU of the MNIST PixelCNN runs inside a conv: in each block the two after a
+    /// conv read by them alone (`relu_after`) and the block input's, which the residual
+    /// sum also reads, inside the conv after it (`relu_before`); after the blocks, one of
+    /// each kind.
+    #[test]
+    fn the_pixelcnn_runs_every_relu_inside_a_conv() {
+        let spec = concat!(env!("CARGO_MANIFEST_DIR"), "/specs/pixelcnn_7_mnist.yaml");
+        let (_, model, _) = crate::compile_file(std::path::Path::new(spec)).unwrap();
+        let w = crate::weights::Weights::init(&model, 1);
+        let tm = TorchModel::new(&model, &w, tch::Device::Cpu).unwrap();
+        let relus: Vec<usize> = (0..tm.steps.len())
+            .filter(|&i| matches!(tm.steps[i].op, Op::Relu))
+            .collect();
+        assert_eq!(relus.len(), 7 * 3 + 2);
+        let r = &tm.relus;
+        assert!(relus.iter().all(|&i| r.inside[i]), "a ReLU runs on its own");
+        let count = |v: &[Option<usize>]| v.iter().flatten().count();
+        // 15 + 8 = 23: each ReLU taken by one conv only.
+        assert_eq!((count(&r.after), count(&r.before)), (7 * 2 + 1, 7 + 1));
     }
 }
