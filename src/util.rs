@@ -1,9 +1,22 @@
 //! Small shared helpers: atomic file writes (one file, or a set replaced together), the
-//! scoped-thread fan-out.
+//! scoped-thread fan-out, where the source tree's files are.
 
 use anyhow::{Context, Result};
 use std::io::Write;
 use std::path::{Path, PathBuf};
+
+/// A file or folder of pixc's source tree (`python/pixc_ref.py`, `specs`, `data/mnist`,
+/// `.venv/bin/python`): under the folder pixc was built in when that still holds it, else
+/// under the current folder. So a binary copied to another machine together with the tree
+/// (a GPU box without Rust, see `scripts/gpu-check`) finds them when run from the tree's root.
+pub fn source_path(rel: &str) -> PathBuf {
+    let built = Path::new(env!("CARGO_MANIFEST_DIR")).join(rel);
+    if built.exists() {
+        built
+    } else {
+        PathBuf::from(rel)
+    }
+}
 
 /// Writes `bytes` to `path` atomically (temp file in the same folder, fsync, rename), so
 /// readers and crashes never see a half-written file and the previous version survives

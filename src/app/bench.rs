@@ -339,7 +339,7 @@ fn run_json(cmd: &mut Command) -> Result<Value> {
 }
 
 fn python() -> PathBuf {
-    let venv = Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
+    let venv = crate::util::source_path(".venv/bin/python");
     if venv.exists() {
         venv
     } else {
@@ -367,7 +367,7 @@ pub fn bench(
     });
     let cfg = Measure {
         exe: std::env::current_exe()?,
-        reference: Path::new(env!("CARGO_MANIFEST_DIR")).join("python/pixc_ref.py"),
+        reference: crate::util::source_path("python/pixc_ref.py"),
         batch,
         seconds,
         device,
@@ -434,7 +434,12 @@ fn measure(spec: &Path, round: usize, index: usize, cfg: &Measure) -> Result<Val
     c.arg("--dump").arg(&tmp);
     let p = run_json(&mut c)?;
     let mut row = json!({"spec": spec.display().to_string(), "round": round, "pixc": p});
-    if pytorch && reference.exists() {
+    if pytorch && !reference.exists() {
+        row["pytorch_error"] = json!(format!(
+            "the PyTorch reference {} is not there; run pixc bench from pixc's source tree, or pass --no-pytorch",
+            reference.display()
+        ));
+    } else if pytorch {
         let dev = if p["device"].as_str().unwrap_or("cpu").starts_with("cuda") {
             "cuda"
         } else {
@@ -579,9 +584,10 @@ pub fn bench_inference(
     }
     torch::set_threads(threads);
     crate::runtime::set_threads(threads);
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
     let jobs: Vec<(PathBuf, bool)> = if specs.is_empty() {
-        let mut all: Vec<PathBuf> = std::fs::read_dir(root.join("specs"))?
+        let dir = crate::util::source_path("specs");
+        let mut all: Vec<PathBuf> = std::fs::read_dir(&dir)
+            .with_context(|| format!("reading the shipped specs in {}", dir.display()))?
             .filter_map(|e| e.ok().map(|e| e.path()))
             .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
             .collect();

@@ -219,7 +219,7 @@ pub fn resolve_mnist_dir(opts: &LoadOptions) -> PathBuf {
     if let Some(d) = env_path("PIXC_MNIST_DIR") {
         return d;
     }
-    PathBuf::from(concat!(env!("CARGO_MANIFEST_DIR"), "/data/mnist"))
+    crate::util::source_path("data/mnist")
 }
 
 /// The folder Fashion-MNIST is read from: env `PIXC_FASHION_DIR`, else where the Debian
