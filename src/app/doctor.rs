@@ -7,13 +7,17 @@ use crate::backend::torch;
 pub struct DoctorReport {
     pub pixc: &'static str,
     pub libtorch: &'static str,
-    pub libtorch_path: &'static str,
+    /// The folder libtorch was loaded from (the build's folder when it cannot be read).
+    pub libtorch_path: String,
     pub torch_threads: usize,
     pub cuda_available: bool,
     pub cuda_devices: i64,
     pub cuda_device_name: Option<String>,
     pub onnxruntime: Option<String>,
     pub onnxruntime_providers: Vec<String>,
+    /// Whether the CUDA provider's library is beside ONNX Runtime's (the providers list
+    /// names CUDA in any build of the library, installed or not).
+    pub onnxruntime_cuda_provider_installed: Option<bool>,
     pub onnxruntime_error: Option<String>,
     pub datasets: Vec<DatasetFound>,
 }
@@ -59,16 +63,29 @@ pub fn doctor() -> DoctorReport {
     DoctorReport {
         pixc: env!("CARGO_PKG_VERSION"),
         libtorch: env!("PIXC_LIBTORCH_VERSION"),
-        libtorch_path: env!("PIXC_LIBTORCH_LIB"),
+        libtorch_path: loaded_libtorch_dir().unwrap_or_else(|| env!("PIXC_LIBTORCH_LIB").into()),
         torch_threads: torch::threads(),
         cuda_available: cuda,
         cuda_devices,
         cuda_device_name: if cuda { gpu_name() } else { None },
         onnxruntime,
         onnxruntime_providers,
+        onnxruntime_cuda_provider_installed: crate::runtime::cuda_provider_installed(),
         onnxruntime_error,
         datasets,
     }
+}
+
+/// The folder of the `libtorch_cpu.so` this process mapped (`/proc/self/maps`): the one
+/// the loader found, which differs from the build's when the binary runs elsewhere with
+/// LD_LIBRARY_PATH.
+fn loaded_libtorch_dir() -> Option<String> {
+    let maps = std::fs::read_to_string("/proc/self/maps").ok()?;
+    let path = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.ends_with("/libtorch_cpu.so"))?;
+    Some(std::path::Path::new(path).parent()?.display().to_string())
 }
 
 /// The GPU's marketing name via nvidia-smi, when present (libtorch's C API does not expose it).

@@ -197,10 +197,21 @@ pub fn doctor(json: bool) -> Result<i32> {
         }
     }
     match &r.onnxruntime {
-        Some(v) => println!(
-            "ONNX Runtime  {v}, providers: {}",
-            r.onnxruntime_providers.join(", ")
-        ),
+        Some(v) => {
+            let providers: Vec<String> = r
+                .onnxruntime_providers
+                .iter()
+                .map(
+                    |p| match (p.as_str(), r.onnxruntime_cuda_provider_installed) {
+                        ("CUDAExecutionProvider", Some(false)) => {
+                            format!("{p} (built in, but its library is not installed)")
+                        }
+                        _ => p.clone(),
+                    },
+                )
+                .collect();
+            println!("ONNX Runtime  {v}, providers: {}", providers.join(", "))
+        }
         None => println!(
             "ONNX Runtime  not found: {}",
             r.onnxruntime_error.clone().unwrap_or_default()

@@ -100,7 +100,12 @@ pub fn take_log() -> Vec<String> {
 /// next to the ONNX Runtime wheel the library came from.
 pub fn cuda_lib_dirs(ort_dylib: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::env::var_os("PIXC_CUDA_LIB_DIRS")
-        .map(|v| std::env::split_paths(&v).collect())
+        // `a:b:` has an empty last entry, which is no folder.
+        .map(|v| {
+            std::env::split_paths(&v)
+                .filter(|p| !p.as_os_str().is_empty())
+                .collect()
+        })
         .unwrap_or_default();
     // .../site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1 -> .../site-packages
     if let Ok(real) = std::fs::canonicalize(ort_dylib) {
@@ -142,6 +147,13 @@ pub fn preload_cuda(ort_dylib: &Path) -> Vec<PathBuf> {
         loaded
     })
     .clone()
+}
+
+/// Where ONNX Runtime looks for its CUDA provider: beside the library it was loaded from
+/// (the real file, links resolved). Only onnxruntime-gpu installs it there.
+pub fn cuda_provider_library(ort_dylib: &Path) -> PathBuf {
+    let real = std::fs::canonicalize(ort_dylib).unwrap_or_else(|_| ort_dylib.to_path_buf());
+    real.with_file_name("libonnxruntime_providers_cuda.so")
 }
 
 /// Whether an NVIDIA driver is present at all: without one, `Device::Auto` goes straight to

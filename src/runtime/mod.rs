@@ -201,12 +201,10 @@ impl OnnxModel {
                 Ok(s) => return OnnxModel::wrap(s, Provider::Cuda, name, None),
                 Err(e) if device == Device::Cuda => {
                     return Err(match e {
-                        RuntimeError::Cuda(m) if !env::nvidia_driver_present() => RuntimeError::Cuda(format!(
-                            "this machine has no NVIDIA driver (no /proc/driver/nvidia); use --device cpu or --device auto ({m})"
-                        )),
-                        RuntimeError::Cuda(m) => RuntimeError::Cuda(format!(
-                            "{m}; the CUDA provider needs an NVIDIA driver, CUDA 13 and cuDNN 9 libraries (pixc looks in {}; set PIXC_CUDA_LIB_DIRS or LD_LIBRARY_PATH to their folders), or use --device cpu",
-                            describe_dirs(&env::cuda_lib_dirs(&dylib))
+                        RuntimeError::Cuda(m) => RuntimeError::Cuda(explain_cuda_failure(
+                            &m,
+                            &dylib,
+                            env::nvidia_driver_present(),
                         )),
                         other => other,
                     })
@@ -606,6 +604,27 @@ pub fn images_to_f32(images: &[u8]) -> Vec<f32> {
     images.iter().map(|&v| v as f32).collect()
 }
 
+/// Why `--device cuda` could not start ONNX Runtime's CUDA provider, most basic cause
+/// first: no driver; no provider library beside the ORT library (a CPU-only onnxruntime);
+/// else the CUDA / cuDNN libraries the provider loads. `m` is ORT's own message.
+fn explain_cuda_failure(m: &str, dylib: &Path, driver_present: bool) -> String {
+    let provider = env::cuda_provider_library(dylib);
+    if !driver_present {
+        format!("this machine has no NVIDIA driver (no /proc/driver/nvidia); use --device cpu or --device auto ({m})")
+    } else if !provider.exists() {
+        format!(
+            "ONNX Runtime's CUDA provider is not installed beside {} (no {}): set ORT_DYLIB_PATH to the libonnxruntime.so of an onnxruntime-gpu 1.31 install (scripts/setup.sh makes one in .venv), or use --device cpu ({m})",
+            dylib.display(),
+            provider.display()
+        )
+    } else {
+        format!(
+            "{m}; the CUDA provider needs an NVIDIA driver, CUDA 13 and cuDNN 9 libraries (pixc looks in {}; set PIXC_CUDA_LIB_DIRS or LD_LIBRARY_PATH to their folders), or use --device cpu",
+            describe_dirs(&env::cuda_lib_dirs(dylib))
+        )
+    }
+}
+
 fn describe_dirs(d: &[std::path::PathBuf]) -> String {
     if d.is_empty() {
         "no nvidia/*/lib folder next to the ONNX Runtime wheel".to_string()
@@ -691,5 +710,40 @@ pub fn version_and_providers() -> (String, Vec<String>) {
     match env::version_and_providers() {
         Ok(v) => v,
         Err(e) => (format!("unavailable: {e}"), vec![]),
+    }
+}
+
+/// Whether ONNX Runtime's CUDA provider library is installed beside the library pixc loads
+/// (`None`: no ONNX Runtime found). A CPU-only onnxruntime still lists the CUDA provider
+/// among those it was built with, so `pixc doctor` checks the file.
+pub fn cuda_provider_installed() -> Option<bool> {
+    let dylib = env::dylib_path().ok()?;
+    Some(env::cuda_provider_library(&dylib).exists())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::explain_cuda_failure;
+
+    #[test]
+    fn a_cuda_failure_names_its_most_basic_cause() {
+        let dir = tempfile::tempdir().unwrap();
+        let lib = dir.path().join("libonnxruntime.so.1.31.1");
+        std::fs::write(&lib, b"").unwrap();
+        let no_driver = explain_cuda_failure("ort says", &lib, false);
+        assert!(no_driver.contains("no NVIDIA driver"), "{no_driver}");
+        let no_provider = explain_cuda_failure("ort says", &lib, true);
+        assert!(
+            no_provider.contains("CUDA provider is not installed")
+                && no_provider.contains("libonnxruntime_providers_cuda.so")
+                && no_provider.contains("ort says"),
+            "{no_provider}"
+        );
+        std::fs::write(dir.path().join("libonnxruntime_providers_cuda.so"), b"").unwrap();
+        let libs = explain_cuda_failure("ort says", &lib, true);
+        assert!(
+            libs.starts_with("ort says; the CUDA provider needs"),
+            "{libs}"
+        );
     }
 }
