@@ -250,13 +250,18 @@ impl<'a> Input<'a> {
         }
     }
 
+    /// Image `i` (`per` floats) as stored, before any ReLU.
+    fn raw(self, i: usize, per: usize) -> &'a [f32] {
+        &self.x[i * per..(i + 1) * per]
+    }
+
     /// Image `i` (`per` floats) as the conv reads it: in place, or through `scratch`
     /// with the ReLU applied.
     fn image<'s>(self, i: usize, per: usize, scratch: &'s mut [f32]) -> &'s [f32]
     where
         'a: 's,
     {
-        let xi = &self.x[i * per..(i + 1) * per];
+        let xi = self.raw(i, per);
         if self.relu {
             relu_forward(xi, scratch);
             scratch
@@ -429,7 +434,7 @@ pub fn conv_backward(
                 col2im_add(pk, &dcols, pl, dxi);
             }
             if x.relu {
-                relu_mask(&x.x[i * pk.cin * p..(i + 1) * pk.cin * p], dxi);
+                relu_mask(x.raw(i, pk.cin * p), dxi);
             }
         }
     }

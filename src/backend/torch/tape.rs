@@ -46,13 +46,14 @@ enum KernelOp {
     Pass,
 }
 
-/// The op's kernel, or None for an op libtorch runs.
-fn kernel_op(st: &Step) -> Option<KernelOp> {
+/// The op's kernel, or None for an op libtorch runs; a conv gets `relu` and `relu_in` as
+/// `FusedRelus` decided them (both false while deciding).
+fn kernel_op(st: &Step, relu: bool, relu_in: bool) -> Option<KernelOp> {
     let conv = |name: &str| KernelOp::Convs {
         terms: vec![(0, format!("{name}weight"), format!("{name}bias"))],
         residual: false,
-        relu: false,
-        relu_in: false,
+        relu,
+        relu_in,
     };
     match st.op {
         Op::Conv { .. } | Op::Head { .. } => Some(conv("")),
@@ -61,8 +62,8 @@ fn kernel_op(st: &Step) -> Option<KernelOp> {
                 .map(|i| (i, format!("proj{i}_weight"), format!("proj{i}_bias")))
                 .collect(),
             residual: true,
-            relu: false,
-            relu_in: false,
+            relu,
+            relu_in,
         }),
         Op::Relu => Some(KernelOp::Relu),
         Op::Add => Some(KernelOp::Add),
@@ -110,8 +111,9 @@ pub(crate) struct FusedRelus {
 
 impl FusedRelus {
     pub(crate) fn of(steps: &[Step], output: usize) -> FusedRelus {
-        let after = relu_after(steps, output);
-        let before = relu_before(steps, output, &after);
+        let readers = readers(steps);
+        let after = relu_after(steps, &readers, output);
+        let before = relu_before(steps, &readers, output, &after);
         let mut inside = vec![false; steps.len()];
         for &j in after.iter().chain(&before).flatten() {
             inside[j] = true;
@@ -122,13 +124,20 @@ impl FusedRelus {
             inside,
         }
     }
+
+    /// Step `i`'s kernel with the ReLUs it runs; `Pass` for a ReLU a conv runs.
+    fn kernel_op(&self, i: usize, st: &Step) -> Option<KernelOp> {
+        if self.inside[i] {
+            return Some(KernelOp::Pass);
+        }
+        kernel_op(st, self.after[i].is_some(), self.before[i].is_some())
+    }
 }
 
 /// For each step, whether it is a single conv term read by one ReLU alone (not the
 /// model's output), which then runs inside the conv (`Store::Relu`): `Some(j)`, the
 /// ReLU's step.
-fn relu_after(steps: &[Step], output: usize) -> Vec<Option<usize>> {
-    let readers = readers(steps);
+fn relu_after(steps: &[Step], readers: &[Vec<usize>], output: usize) -> Vec<Option<usize>> {
     steps
         .iter()
         .enumerate()
@@ -144,8 +153,12 @@ fn relu_after(steps: &[Step], output: usize) -> Vec<Option<usize>> {
 /// (`relu_after`): `Some(j)`, the ReLU's step, which then runs inside this conv, on its
 /// input (`conv_kernels::Input`). A PixelCNN block's first ReLU is such a one: the block's
 /// input is read by it and by the residual sum.
-fn relu_before(steps: &[Step], output: usize, after: &[Option<usize>]) -> Vec<Option<usize>> {
-    let readers = readers(steps);
+fn relu_before(
+    steps: &[Step],
+    readers: &[Vec<usize>],
+    output: usize,
+    after: &[Option<usize>],
+) -> Vec<Option<usize>> {
     steps
         .iter()
         .enumerate()
@@ -172,7 +185,7 @@ fn readers(steps: &[Step]) -> Vec<Vec<usize>> {
 /// Whether a step runs as one conv term of its input, without a residual term.
 fn single_conv(st: &Step) -> bool {
     matches!(
-        kernel_op(st),
+        kernel_op(st, false, false),
         Some(KernelOp::Convs { ref terms, residual: false, .. }) if terms.len() == 1
     )
 }
@@ -530,14 +543,7 @@ impl TorchModel {
                 }
                 _ => {
                     let ins: Vec<&Tensor> = st.inputs.iter().map(|&i| &leaves[i]).collect();
-                    if let Some(mut op) = kernel_op(st) {
-                        if let KernelOp::Convs { relu, relu_in, .. } = &mut op {
-                            *relu = relus.after[i].is_some();
-                            *relu_in = relus.before[i].is_some();
-                        }
-                        if relus.inside[i] {
-                            op = KernelOp::Pass;
-                        }
+                    if let Some(op) = relus.kernel_op(i, st) {
                         let (y, saved) = self.kernel_step(st, op, &ins);
                         leaves.push(y.set_requires_grad(true));
                         segs.push(Seg::Kernel(saved));
