@@ -151,3 +151,37 @@ fn missing_library_is_explained() {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// `pixc eval --onnx --stride K` scores every K-th image of the split, as the libtorch
+/// `pixc eval --stride K` does: images 0, 500, ..., 9500 of MNIST's test split.
+#[test]
+fn onnx_eval_takes_every_kth_image() {
+    let spec = "model: tiny_mnist\ninput: {channels: 1, height: 28, width: 28, levels: 2}\nlayers:\n  - conv: {out: 4, kernel: 3, mask: A}\n  - relu\n  - head: bernoulli\n";
+    let (_, model) = pixc::compile_str(spec, Syntax::Yaml).unwrap();
+    let w = weights::Weights::init(&model, 0);
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("m.onnx");
+    onnx_cmds::export(&model, &w, spec, &out).unwrap();
+    let strided = onnx_cmds::eval_onnx_data(&out, None, "test", 500, None, Device::Cpu).unwrap();
+    assert_eq!(strided.report.n, 20);
+    assert!(strided.data.contains("every 500th"), "{}", strided.data);
+
+    let ds =
+        pixc::data::load(&pixc::data::DataSource::MnistBinarized, &Default::default()).unwrap();
+    let picked: Vec<u8> = (0..20)
+        .flat_map(|k| ds.test.image(k * 500, 784).unwrap().to_vec())
+        .collect();
+    let by_hand = onnx_cmds::eval_onnx(&out, &picked, 20, None, Device::Cpu, 256).unwrap();
+    assert!(
+        (strided.report.nll_mean - by_hand.nll_mean).abs() < 1e-6,
+        "{} vs {}",
+        strided.report.nll_mean,
+        by_hand.nll_mean
+    );
+    // With --limit 3: the first 3 of those.
+    let three = onnx_cmds::eval_onnx_data(&out, None, "test", 500, Some(3), Device::Cpu).unwrap();
+    let by_hand =
+        onnx_cmds::eval_onnx(&out, &picked[..3 * 784], 3, None, Device::Cpu, 256).unwrap();
+    assert_eq!(three.report.n, 3);
+    assert!((three.report.nll_mean - by_hand.nll_mean).abs() < 1e-6);
+}

@@ -328,12 +328,14 @@ pub struct OnnxEval {
     pub data: String,
 }
 
-/// `pixc eval --onnx MODEL.onnx [--data D] [--split S] [--limit N]`: the split of the data
-/// set the file's spec names (or `data`) through ONNX Runtime.
+/// `pixc eval --onnx MODEL.onnx [--data D] [--split S] [--stride K] [--limit N]`: every
+/// `stride`-th image of the split of the data set the file's spec names (or `data`), at
+/// most `limit`, through ONNX Runtime.
 pub fn eval_onnx_data(
     path: &Path,
     data: Option<&str>,
     split: &str,
+    stride: usize,
     limit: Option<usize>,
     device: Device,
 ) -> Result<OnnxEval> {
@@ -347,6 +349,7 @@ pub fn eval_onnx_data(
         info.spec_text.as_deref(),
         data,
         split,
+        stride,
         limit,
         (info.channels, info.height, info.width, info.levels),
     )?;
@@ -398,6 +401,7 @@ fn data_images(
     spec_text: Option<&str>,
     data: Option<&str>,
     split: &str,
+    stride: usize,
     limit: Option<usize>,
     want: (usize, usize, usize, usize),
 ) -> Result<DataImages> {
@@ -431,17 +435,17 @@ fn data_images(
             want.3
         );
     }
-    let sp = if split == "test" { ds.test } else { ds.valid };
-    let n = sp.n.min(limit.unwrap_or(usize::MAX));
-    let size = want.0 * want.1 * want.2;
+    let sp = if split == "test" { &ds.test } else { &ds.valid };
+    let sp = sp.every(want.0 * want.1 * want.2, stride, limit);
+    let every = match stride {
+        1 => String::new(),
+        k => format!(" (every {k}th)"),
+    };
     Ok(DataImages {
-        images: sp.images[..n * size].to_vec(),
-        n,
-        what: format!("{} {split}", ds.name),
-        labels: sp.labels.map(|mut l| {
-            l.truncate(n);
-            l
-        }),
+        images: sp.images,
+        n: sp.n,
+        what: format!("{} {split}{every}", ds.name),
+        labels: sp.labels,
     })
 }
 
@@ -493,7 +497,7 @@ pub fn verify(target: &Path, device: Device, images: usize, seed: u64) -> Result
         n,
         what,
         labels,
-    } = match data_images(Some(&src.spec_text), None, "test", Some(images), want) {
+    } = match data_images(Some(&src.spec_text), None, "test", 1, Some(images), want) {
         Ok(v) => v,
         Err(_) => {
             use rand::{Rng, SeedableRng};

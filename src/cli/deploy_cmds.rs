@@ -54,11 +54,12 @@ pub fn eval_onnx(
     path: &Path,
     data: Option<&str>,
     split: &str,
+    stride: usize,
     limit: Option<usize>,
     device: Device,
     json_out: bool,
 ) -> Result<i32> {
-    let e = deploy::eval_onnx_data(path, data, split, limit, device)?;
+    let e = deploy::eval_onnx_data(path, data, split, stride, limit, device)?;
     let r = &e.report;
     eprintln!("ONNX Runtime provider: {}", r.provider);
     let (value, unit) = if e.info.levels == 2 {
@@ -70,7 +71,7 @@ pub fn eval_onnx(
     if json_out {
         println!(
             "{}",
-            json!({"nll": value, "unit": unit, "nats_per_image": r.nll_mean, "images": r.n, "split": split, "data": what, "provider": r.provider.to_string(), "images_per_second": r.n as f64 / r.seconds.max(1e-9)})
+            json!({"nll": value, "unit": unit, "nats_per_image": r.nll_mean, "images": r.n, "stride": stride, "split": split, "data": what, "provider": r.provider.to_string(), "images_per_second": r.n as f64 / r.seconds.max(1e-9)})
         );
     } else {
         println!("{split} NLL (ONNX Runtime): {value:.4} {unit} ({:.3} nats/image) over {} images of {what}", r.nll_mean, r.n);

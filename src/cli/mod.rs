@@ -171,7 +171,7 @@ pub enum Cmd {
         #[arg(long, value_parser = crate::front::flags::at_least_one("limit"))]
         limit: Option<usize>,
         /// Score every K-th image: an even slice of the split (a prefix is not one: MNIST's test images are ordered)
-        #[arg(long, default_value_t = 1, value_parser = crate::front::flags::at_least_one("stride"), conflicts_with = "onnx")]
+        #[arg(long, default_value_t = 1, value_parser = crate::front::flags::at_least_one("stride"))]
         stride: usize,
         /// static: the data set's own binarization (the paper's protocol); dynamic: a fresh Bernoulli draw of the gray images (--seed), as some implementations report
         #[arg(long, default_value = "static", value_parser = ["static", "dynamic"], conflicts_with = "onnx")]
@@ -413,7 +413,7 @@ pub fn run() -> i32 {
             json,
         } => match (run, onnx) {
             (_, Some(path)) => {
-                deploy_cmds::eval_onnx(&path, data.as_deref(), &split, limit, device, json)
+                deploy_cmds::eval_onnx(&path, data.as_deref(), &split, stride, limit, device, json)
             }
             (Some(run), None) => train_cmds::eval_selection(stride, limit, &binarization, seed)
                 .and_then(|sel| {

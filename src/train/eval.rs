@@ -184,7 +184,7 @@ fn score_run(
             EvalSplit::Valid => &ds.valid,
             EvalSplit::Test => &ds.test,
         };
-        select(sp, ds.image_size(), sel)
+        sp.every(ds.image_size(), sel.stride, sel.limit)
     };
     let im = model.graph().image;
     let (images, binarization) = match sel.rebinarize {
@@ -276,20 +276,6 @@ fn marginal_images(
         Ok(())
     })?;
     Ok(out)
-}
-
-/// Images 0, stride, 2 stride, ... of `sp` (with their labels), at most `sel.limit`.
-fn select(sp: &Split, size: usize, sel: &EvalSelection) -> Split {
-    let n =
-        sp.n.div_ceil(sel.stride)
-            .min(sel.limit.unwrap_or(usize::MAX));
-    let picked = || (0..sp.n).step_by(sel.stride).take(n);
-    let mut images = Vec::with_capacity(n * size);
-    for i in picked() {
-        images.extend_from_slice(&sp.images[i * size..(i + 1) * size]);
-    }
-    let labels = sp.labels.as_ref().map(|l| picked().map(|i| l[i]).collect());
-    Split { images, n, labels }
 }
 
 /// The gray data set behind a binarized one, for `--binarization dynamic`.
