@@ -437,14 +437,10 @@ fn data_images(
     }
     let sp = if split == "test" { &ds.test } else { &ds.valid };
     let sp = sp.every(want.0 * want.1 * want.2, stride, limit);
-    let every = match stride {
-        1 => String::new(),
-        k => format!(" (every {k}th)"),
-    };
     Ok(DataImages {
         images: sp.images,
         n: sp.n,
-        what: format!("{} {split}{every}", ds.name),
+        what: format!("{} {split}{}", ds.name, crate::data::every_note(stride)),
         labels: sp.labels,
     })
 }

@@ -121,10 +121,7 @@ pub fn eval(
         } else {
             format!(" ({:.3} nats/image)", r.nats_per_image)
         };
-        let every = match r.stride {
-            1 => String::new(),
-            k => format!(" (every {k}th)"),
-        };
+        let every = crate::data::every_note(r.stride);
         println!(
             "{} NLL: {:.4} ± {:.4} {}{nats} over {} images{every}, checkpoint step {}",
             r.split, r.nll, r.std_error, r.unit, r.images, r.step

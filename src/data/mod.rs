@@ -170,6 +170,14 @@ impl Split {
     }
 }
 
+/// How reports name `Split::every`'s slice: ` (every 20th)`, nothing for every image.
+pub fn every_note(stride: usize) -> String {
+    match stride {
+        1 => String::new(),
+        k => format!(" (every {k}th)"),
+    }
+}
+
 // A derived Debug would print tens of megabytes when an `assert_eq!` fails.
 impl fmt::Debug for Split {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
