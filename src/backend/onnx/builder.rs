@@ -19,9 +19,10 @@ pub enum Dim {
     Symbolic(&'static str),
 }
 
-/// The ONNX element type enum value of float32 / int64.
+/// The ONNX element type enum value of float32 / int64 (and bool, for `Where`).
 pub const FLOAT: i32 = DataType::FLOAT as i32;
 pub const INT64: i32 = DataType::INT64 as i32;
+const BOOL: i32 = DataType::BOOL as i32;
 
 /// Collects nodes and initializers in emission order (which the callers keep topological).
 pub struct Builder {
@@ -181,6 +182,23 @@ impl Builder {
         self.consts.insert(key.clone(), key.clone());
         key
     }
+
+    /// A shared 1-element bool constant (a `Where` condition).
+    pub fn bool1(&mut self, value: bool) -> String {
+        let key = format!("const.bool.{value}");
+        if let Some(n) = self.consts.get(&key) {
+            return n.clone();
+        }
+        self.claim(&key);
+        let mut t = TensorProto::new();
+        t.name = key.clone();
+        t.data_type = BOOL;
+        t.dims = vec![1];
+        t.int32_data = vec![i32::from(value)];
+        self.initializers.push(t);
+        self.consts.insert(key.clone(), key.clone());
+        key
+    }
 }
 
 /// Little-endian bytes of f32 values (ONNX raw_data is always little-endian).
@@ -211,6 +229,14 @@ pub fn attr_ints(name: &str, v: &[i64]) -> AttributeProto {
     a.name = name.to_string();
     a.type_ = AttributeType::INTS.into();
     a.ints = v.to_vec();
+    a
+}
+
+pub fn attr_str(name: &str, v: &str) -> AttributeProto {
+    let mut a = AttributeProto::new();
+    a.name = name.to_string();
+    a.type_ = AttributeType::STRING.into();
+    a.s = v.as_bytes().to_vec();
     a
 }
 

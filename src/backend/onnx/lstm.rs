@@ -6,7 +6,7 @@
 //! shapes are fixed by the spec (only the batch is dynamic), which makes unrolling exact.
 //! See docs/semantics.md for the maths each block implements.
 
-use super::builder::{attr_int, Builder};
+use super::builder::{attr_int, attr_str, Builder};
 use super::lower::Params;
 
 /// The graph input holding a conditional model's class label of each image (int64, N).
@@ -175,13 +175,17 @@ struct Column {
 /// ONNX Runtime 1.31 (CPU), the alternatives are all slower:
 /// - working in `N x C x H x (W+H-1)` and splitting the innermost axis into columns copies
 ///   element by element (about 5x slower overall);
-/// - merging the batch with another axis in a Reshape loses the symbolic `batch` dimension,
-///   and ORT's memory planner then takes minutes on a graph of this size;
 /// - any transpose but a single-axis move is ORT's slow general path (5-8x slower).
 ///
+/// Every shape is static but the symbolic `batch`, which ONNX shape inference carries
+/// through the whole graph (`tests/onnx_export.rs` checks it): no Reshape merges the batch
+/// with another axis and no shape is computed at run time. A graph of this size with
+/// unknown dimensions takes ONNX Runtime a minute to load (the MNIST model had 3,700 of
+/// them: 60-76 s per session, against 2 s now).
+///
 /// Steps (numbered as in docs/semantics.md):
-/// - 1: input-to-state (a 1x1 conv) is `x` as `[pixel, N, cin]` times the masked weight
-///   per direction `[cin, 4h]`, plus bias: `is[d, pixel, n, q]`. With `image`
+/// - 1: input-to-state (a 1x1 conv) is, per direction, `x` as `[pixel, N, cin]` times the
+///   masked weight `[cin, 4h]`, plus bias: `is_d[pixel, n, q]`. With `image`
 ///   (`full_context`), the image as `[pixel, N, C]` times `ix_weight` `[C, 4h]` is added to
 ///   direction 1 (right to left) only.
 /// - 2-3: only the image's states are computed, as the fused kernel does: skewed column
@@ -194,7 +198,7 @@ struct Column {
 ///   the image, which no image state reads, are not computed at all: half the work of the
 ///   whole skewed map on a square image.
 /// - 4-5: the grouped 2-tap state conv of a column is, per direction, one GEMM
-///   `[n rows * N, 2h] @ [2h, 4h]` over the stack (h one row up, zero above row 0; h),
+///   `[n rows * N, 2h] @ [2h, 4h]` (an Einsum) over the stack (h one row up, zero above row 0; h),
 ///   the stack read straight from the previous column's states where it covers them all
 ///   (a Slice only where it drops a row).
 /// - 6-8: unskew, mirror back, shift down: one Gather per direction from the stacked
@@ -218,48 +222,74 @@ pub fn diag_bilstm(
     let cols = width + height - 1;
     let hw = height * width;
     let (hi, hh, wi, ci) = (h as i64, height as i64, width as i64, cin as i64);
-    // 1. is[d, pixel, n, q] = Σ_i x[n, i, pixel] W[d*4h + q, i] + bias, then the zero slot.
+    // 1. is_d[pixel, n, q] = Σ_i x[n, i, pixel] W[d*4h + q, i] + bias, per direction d:
+    // one GEMM each over every (pixel, image) row, as a MatMul of [pixel, N, cin] by a 2-D
+    // weight (which ORT runs as one GEMM, and which keeps the batch dimension symbolic).
     let xf = b.reshape(&format!("{p}.x.flat"), x, &[0, ci, hw as i64]);
     let xt = b.transpose(&format!("{p}.x.by_pixel"), &xf, &[2, 0, 1]);
     let w_is = b.reshape(
-        &format!("{p}.is_weight.dir"),
+        &format!("{p}.is_weight.mat"),
         &prm["is_weight"],
-        &[2, 4 * hi, ci],
+        &[8 * hi, ci],
     );
-    let w_is = b.transpose(&format!("{p}.is_weight.t"), &w_is, &[0, 2, 1]);
-    let b_is = b.reshape(
+    let w_is = b.transpose(&format!("{p}.is_weight.t"), &w_is, &[1, 0]);
+    let dir_names = ["l2r".to_string(), "r2l".to_string()];
+    let w_is = b.split(
+        &format!("{p}.is_weight.dir"),
+        &w_is,
+        1,
+        &[4 * h, 4 * h],
+        &dir_names,
+    );
+    let b_is = b.split(
         &format!("{p}.is_bias.dir"),
         &prm["is_bias"],
-        &[2, 1, 1, 4 * hi],
+        0,
+        &[4 * h, 4 * h],
+        &dir_names,
     );
-    // One GEMM per direction over every (pixel, image) row: the pixels and the batch are
-    // merged into one axis first. (As a [pixel, N, cin] batch the MatMul ran one small GEMM
-    // per pixel and direction, packing the weight each time.)
-    let rows_all = b.reshape(&format!("{p}.x.rows"), &xt, &[1, -1, ci]);
-    let is = b.binary("MatMul", &format!("{p}.is.mat"), &rows_all, &w_is);
-    let is = b.reshape(
-        &format!("{p}.is.by_pixel"),
-        &is,
-        &[2, hw as i64, -1, 4 * hi],
-    );
-    let mut is = b.binary("Add", &format!("{p}.is"), &is, &b_is);
+    let mut is: Vec<String> = (0..2)
+        .map(|d| {
+            let q = format!("{p}.is.{}", dir_names[d]);
+            let m = b.binary("MatMul", &format!("{q}.mat"), &xt, &w_is[d]);
+            b.binary("Add", &q, &m, &b_is[d])
+        })
+        .collect();
     if let Some(v) = class_vectors(b, p, prm) {
-        // A conditional model's class vector [N, 8h] as [2, 1, N, 4h]: both directions,
-        // every pixel.
-        let v = b.reshape(&format!("{p}.class.dir"), &v, &[0, 2, 4 * hi]);
-        let v = b.transpose(&format!("{p}.class.t"), &v, &[1, 0, 2]);
-        let v = b.reshape(&format!("{p}.class.4d"), &v, &[2, 1, -1, 4 * hi]);
-        is = b.binary("Add", &format!("{p}.is.class"), &is, &v);
+        // A conditional model's class vector [N, 8h]: [N, 4h] per direction, broadcast
+        // over every pixel.
+        let v = b.split(
+            &format!("{p}.class.dir"),
+            &v,
+            1,
+            &[4 * h, 4 * h],
+            &dir_names,
+        );
+        for d in 0..2 {
+            let q = format!("{p}.is.{}.class", dir_names[d]);
+            is[d] = b.binary("Add", &q, &is[d], &v[d]);
+        }
     }
     if let Some(u) = low_res {
-        // A low-res model's map through its 1x1 conv, [N, 8h, H, W], as [2, pixel, N, 4h].
-        let u = b.reshape(&format!("{p}.low_res.dir"), &u, &[0, 2, 4 * hi, hw as i64]);
-        let u = b.transpose(&format!("{p}.low_res.by_pixel"), &u, &[1, 3, 0, 2]);
-        is = b.binary("Add", &format!("{p}.is.low_res"), &is, &u);
+        // A low-res model's map through its 1x1 conv, [N, 8h, H, W], as [pixel, N, 4h] per
+        // direction.
+        let u = b.reshape(&format!("{p}.low_res.flat"), &u, &[0, 8 * hi, hw as i64]);
+        let u = b.transpose(&format!("{p}.low_res.by_pixel"), &u, &[2, 0, 1]);
+        let u = b.split(
+            &format!("{p}.low_res.dir"),
+            &u,
+            2,
+            &[4 * h, 4 * h],
+            &dir_names,
+        );
+        for d in 0..2 {
+            let q = format!("{p}.is.{}.low_res", dir_names[d]);
+            is[d] = b.binary("Add", &q, &is[d], &u[d]);
+        }
     }
     if let Some((img, c)) = image {
         // Full context: + ix_weight [4h, C, 1, 1] applied to the image's pixel, into the
-        // right-to-left direction only (the left-to-right slice padded with zeros).
+        // right-to-left direction only.
         let ci = c as i64;
         let imf = b.reshape(&format!("{p}.image.flat"), img, &[0, ci, hw as i64]);
         let imt = b.transpose(&format!("{p}.image.by_pixel"), &imf, &[2, 0, 1]);
@@ -270,17 +300,8 @@ pub fn diag_bilstm(
         );
         let w_ix = b.transpose(&format!("{p}.ix_weight.t"), &w_ix, &[1, 0]);
         let ix = b.binary("MatMul", &format!("{p}.ix"), &imt, &w_ix);
-        let ix = b.reshape(&format!("{p}.ix.dir"), &ix, &[1, hw as i64, -1, 4 * hi]);
-        let ix = b.pad(&format!("{p}.ix.r2l"), &ix, &[1, 0, 0, 0, 0, 0, 0, 0]);
-        is = b.binary("Add", &format!("{p}.is.full"), &is, &ix);
+        is[1] = b.binary("Add", &format!("{p}.is.r2l.full"), &is[1], &ix);
     }
-    let is_dir = b.split(
-        &format!("{p}.is.dir"),
-        &is,
-        0,
-        &[1, 1],
-        &["l2r".into(), "r2l".into()],
-    );
     // 4. ss_weight [8h, h, 2] (output d*4h + q, input j, tap t) as per-direction matrices
     // [2, 2h, 4h] with row t*h + j, matching the stack (tap 0 = row r-1, tap 1 = row r).
     let w4 = b.reshape(
@@ -291,37 +312,7 @@ pub fn diag_bilstm(
     let wt = b.transpose(&format!("{p}.ss_weight.taps"), &w4, &[0, 3, 2, 1]);
     let w_ss = b.reshape(&format!("{p}.ss_weight.mat"), &wt, &[2, 2 * hi, 4 * hi]);
     // Only the image's states are computed: skewed column k holds rows lo(k)..=hi(k).
-    // The state left of column 0 of row r (the padding zone, whose input is zero) depends
-    // on the weights alone: `edges`, baked in as [2, 1, 1, h] per row, broadcast to the
-    // batch with one Expand each where a column first reads it. Zero above row 0.
     let rows = |k: usize| (k.saturating_sub(width - 1), k.min(height - 1));
-    let batch_shape = {
-        let sx = b.op("Shape", &format!("{p}.x.shape"), &[x], vec![]);
-        let n = b.slice(&format!("{p}.x.batch"), &sx, &[0], &[1], &[0], &[1]);
-        let two_one = b.i64s(&[2, 1]);
-        let hdim = b.i64s(&[hi]);
-        b.concat(&format!("{p}.state.shape"), &[two_one, n, hdim], 0)
-    };
-    let edge = |b: &mut Builder, name: &str, vals: [&[f32]; 2], r: usize| {
-        let mut v = Vec::with_capacity(2 * h);
-        for d in vals {
-            v.extend_from_slice(&d[r * h..(r + 1) * h]);
-        }
-        let t = b.init_f32(&format!("{p}.edge.{name}{r}"), &[2, 1, 1, h], &v);
-        b.binary(
-            "Expand",
-            &format!("{p}.edge.{name}{r}.batch"),
-            &t,
-            &batch_shape,
-        )
-    };
-    let zero = b.init_f32(&format!("{p}.zero_row"), &[2, 1, 1, h], &vec![0.0; 2 * h]);
-    let zero = b.binary(
-        "Expand",
-        &format!("{p}.zero_row.batch"),
-        &zero,
-        &batch_shape,
-    );
     // 2-3. Every column of both directions at once: one Gather per direction with a
     // column-major table of the image pixels on each skewed column, then one Split into
     // per-column [2, n(k), N, 4h] inputs. (Per-column Gathers cost three nodes a column;
@@ -339,8 +330,42 @@ pub fn diag_bilstm(
             ir.push(r as i64 * wi + (wi - 1 - c));
         }
     }
-    let [gl, gr] = gather_dirs(b, &format!("{p}.cols"), &is_dir, &il, &ir);
+    let [gl, gr] = gather_dirs(b, &format!("{p}.cols"), &is, 0, &il, &ir);
+    let axis0 = b.i64s(&[0]);
+    let [gl, gr] = [gl, gr].map(|g| b.op("Unsqueeze", &format!("{g}.dir"), &[&g, &axis0], vec![]));
     let both = b.concat(&format!("{p}.cols"), &[gl, gr], 0);
+    // The state left of column 0 of row r (the padding zone, whose input is zero) depends
+    // on the weights alone: `edges`, baked in as [2, 1, 1, h] per row and broadcast to the
+    // batch where a column first reads it; zero above row 0. The broadcast is a `Where`
+    // whose condition is always false, so it takes the batch dimension from `like` (a
+    // [2, 1, N, h] slice whose values it never reads): every shape in the graph stays
+    // static but the symbolic batch. (An Expand to a shape computed at run time leaves ONNX
+    // Runtime thousands of unknown dimensions, and it then took a minute to load.)
+    let like = b.slice(
+        &format!("{p}.batch_like"),
+        &both,
+        &[0, 0],
+        &[1, hi],
+        &[1, 3],
+        &[1, 1],
+    );
+    let never = b.bool1(false);
+    let edge = |b: &mut Builder, name: &str, vals: [&[f32]; 2], r: usize| {
+        let mut v = Vec::with_capacity(2 * h);
+        for d in vals {
+            v.extend_from_slice(&d[r * h..(r + 1) * h]);
+        }
+        let t = b.init_f32(&format!("{p}.edge.{name}{r}"), &[2, 1, 1, h], &v);
+        let name = format!("{p}.edge.{name}{r}.batch");
+        b.op("Where", &name, &[&never, &like, &t], vec![])
+    };
+    let zero = b.f32_scalar(0.0);
+    let zero = b.op(
+        "Where",
+        &format!("{p}.zero_row.batch"),
+        &[&never, &like, &zero],
+        vec![],
+    );
     let names: Vec<String> = (0..cols).map(|k| format!("col{k}")).collect();
     let col_in = b.split(&format!("{p}.in"), &both, 1, &sizes, &names);
     let (eh, ec) = (
@@ -353,7 +378,6 @@ pub fn diag_bilstm(
     for (k, xin) in col_in.iter().enumerate() {
         let q = format!("{p}.col{k}");
         let (lo, top) = rows(k);
-        let n = top - lo + 1;
         // Rows `from..=to` of the previous column's states: the tensor itself when that is
         // all of it (no node), else a Slice; none when the range is empty.
         let rows_of = |b: &mut Builder, t: &str, name: &str, from: usize, to: Option<usize>| {
@@ -405,10 +429,15 @@ pub fn diag_bilstm(
         let up = cat(b, up, "h_up.cat");
         // 5. gates = column + ss_weight taps over (h one row up; h).
         let stack = b.concat(&format!("{q}.taps"), &[up, same], 3);
-        // As for the input: one GEMM per direction over the column's (row, image) rows.
-        let stack = b.reshape(&format!("{q}.taps.rows"), &stack, &[2, -1, 2 * hi]);
-        let ss = b.binary("MatMul", &format!("{q}.ss.mat"), &stack, &w_ss);
-        let ss = b.reshape(&format!("{q}.ss"), &ss, &[2, n as i64, -1, 4 * hi]);
+        // One GEMM per direction over the column's (row, image) rows: an Einsum, which ORT
+        // runs as one GEMM per direction, where a MatMul over [2, n, N, 2h] would run one
+        // per row and a Reshape merging rows and images would lose the symbolic batch.
+        let ss = b.op(
+            "Einsum",
+            &format!("{q}.ss"),
+            &[&stack, &w_ss],
+            vec![attr_str("equation", "dnbk,dkq->dnbq")],
+        );
         let gates = b.binary("Add", &format!("{q}.gates"), xin, &ss);
         let (hn, c) = cell(b, &q, &gates, &c_same, 3, h);
         outs.push(hn.clone());
@@ -443,7 +472,7 @@ pub fn diag_bilstm(
             });
         }
     }
-    let [l, r] = gather_dirs(b, &format!("{p}.out"), &dirs, &il, &ir);
+    let [l, r] = gather_dirs(b, &format!("{p}.out"), &dirs, 1, &il, &ir);
     // 8. Sum of the directions ([1, H*W, N, h]), back to N x h x H x W.
     let sum = b.binary("Add", &format!("{p}.sum"), &l, &r);
     let axes = b.i64s(&[0]);
@@ -457,16 +486,23 @@ pub fn diag_bilstm(
     b.reshape_to(&format!("{p}.out"), &nchw, &[0, hi, hh, wi], out)
 }
 
-/// Gathers along axis 1 of each direction's tensor (`dirs`: left-to-right, right-to-left)
+/// Gathers along `axis` of each direction's tensor (`dirs`: left-to-right, right-to-left)
 /// with its own index table: nodes `{q}.l2r` and `{q}.r2l`, tables `{q}.idx.*`.
-fn gather_dirs(b: &mut Builder, q: &str, dirs: &[String], l2r: &[i64], r2l: &[i64]) -> [String; 2] {
+fn gather_dirs(
+    b: &mut Builder,
+    q: &str,
+    dirs: &[String],
+    axis: i64,
+    l2r: &[i64],
+    r2l: &[i64],
+) -> [String; 2] {
     let mut one = |d: &str, idx: &[i64], x: &str| {
         let t = b.i64_tensor(&format!("{q}.idx.{d}"), &[idx.len()], idx);
         b.op(
             "Gather",
             &format!("{q}.{d}"),
             &[x, &t],
-            vec![attr_int("axis", 1)],
+            vec![attr_int("axis", axis)],
         )
     };
     [one("l2r", l2r, &dirs[0]), one("r2l", r2l, &dirs[1])]
