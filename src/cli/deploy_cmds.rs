@@ -74,7 +74,11 @@ pub fn eval_onnx(
             json!({"nll": value, "unit": unit, "nats_per_image": r.nll_mean, "images": r.n, "stride": stride, "split": split, "data": what, "provider": r.provider.to_string(), "images_per_second": r.n as f64 / r.seconds.max(1e-9)})
         );
     } else {
-        println!("{split} NLL (ONNX Runtime): {value:.4} {unit} ({:.3} nats/image) over {} images of {what}", r.nll_mean, r.n);
+        let nats = super::nats_aside(unit, r.nll_mean);
+        println!(
+            "{split} NLL (ONNX Runtime): {value:.4} {unit}{nats} over {} images of {what}",
+            r.n
+        );
         println!("{r}");
     }
     Ok(0)

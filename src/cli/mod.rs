@@ -506,6 +506,16 @@ pub fn run() -> i32 {
     }
 }
 
+/// The NLL in nats/image beside a figure given in `unit`, as " (75.117 nats/image)"; empty
+/// when the figure is in nats/image already (binary data), so it is shown once.
+fn nats_aside(unit: &str, nats_per_image: f64) -> String {
+    if unit == "nats/image" {
+        String::new()
+    } else {
+        format!(" ({nats_per_image:.3} nats/image)")
+    }
+}
+
 /// Prints an error and returns its exit code: 2 for spec and usage errors, 1 otherwise.
 fn report(e: anyhow::Error) -> i32 {
     if let Some(se) = e.downcast_ref::<crate::SpecError>() {

@@ -115,12 +115,7 @@ pub fn eval(
     if json {
         println!("{}", serde_json::to_string(&r)?);
     } else {
-        // In nats/image (binary data) the figure is the NLL itself: shown once.
-        let nats = if r.unit == "nats/image" {
-            String::new()
-        } else {
-            format!(" ({:.3} nats/image)", r.nats_per_image)
-        };
+        let nats = super::nats_aside(&r.unit, r.nats_per_image);
         let every = crate::data::every_note(r.stride);
         println!(
             "{} NLL: {:.4} ± {:.4} {}{nats} over {} images{every}, checkpoint step {}",

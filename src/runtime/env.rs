@@ -19,13 +19,16 @@ static LOG: Mutex<Vec<String>> = Mutex::new(Vec::new());
 const LOG_CAP: usize = 1000;
 
 /// The ONNX Runtime library this process uses (or would use): `ORT_DYLIB_PATH` if set,
-/// else the set-up's link.
+/// else the set-up's link; the real file, links resolved, which every function below takes
+/// as `ort_dylib`. (ORT finds its provider libraries, `libonnxruntime_providers_*.so`, next
+/// to the path it was opened from, and a wheel keeps them beside the real file.)
 pub fn dylib_path() -> Result<PathBuf, RuntimeError> {
+    let real = |p: PathBuf| std::fs::canonicalize(&p).unwrap_or(p);
     let default = PathBuf::from(DEFAULT_DYLIB);
     if let Some(p) = std::env::var_os("ORT_DYLIB_PATH").filter(|p| !p.is_empty()) {
         let p = PathBuf::from(p);
         if p.exists() {
-            return Ok(p);
+            return Ok(real(p));
         }
         return Err(RuntimeError::LibraryNotFound(format!(
             "ORT_DYLIB_PATH is {}, which does not exist; point it at libonnxruntime.so (1.31 or newer), or unset it to use {} (made by scripts/setup.sh)",
@@ -34,7 +37,7 @@ pub fn dylib_path() -> Result<PathBuf, RuntimeError> {
         )));
     }
     if default.exists() {
-        return Ok(default);
+        return Ok(real(default));
     }
     Err(RuntimeError::LibraryNotFound(format!(
         "ORT_DYLIB_PATH is not set and {} does not exist; run scripts/setup.sh (installs onnxruntime-gpu into .venv and links that file), or set ORT_DYLIB_PATH to a libonnxruntime.so (1.31 or newer)",
@@ -43,13 +46,10 @@ pub fn dylib_path() -> Result<PathBuf, RuntimeError> {
 }
 
 /// The process-wide ONNX Runtime environment, created on first use; returns it and the
-/// library path it came from.
+/// library it came from (`dylib_path`).
 pub fn environment() -> Result<(Environment, PathBuf), RuntimeError> {
     ENV.get_or_init(|| {
         let path = dylib_path().map_err(|e| e.to_string())?;
-        // Load through the real file, not the .venv symlink: ORT finds its provider libraries
-        // (libonnxruntime_providers_{shared,cuda}.so) next to the path it was opened from.
-        let path = std::fs::canonicalize(&path).unwrap_or(path);
         let env = ort::init_from(&path)
             .map_err(|e| format!("cannot load ONNX Runtime from {}: {e}", path.display()))?
             .with_name("pixc")
@@ -108,17 +108,19 @@ pub fn cuda_lib_dirs(ort_dylib: &Path) -> Vec<PathBuf> {
         })
         .unwrap_or_default();
     // .../site-packages/onnxruntime/capi/libonnxruntime.so.1.31.1 -> .../site-packages
-    if let Ok(real) = std::fs::canonicalize(ort_dylib) {
-        if let Some(site) = real.parent().and_then(Path::parent).and_then(Path::parent) {
-            if let Ok(rd) = std::fs::read_dir(site.join("nvidia")) {
-                let mut found: Vec<PathBuf> = rd
-                    .flatten()
-                    .map(|e| e.path().join("lib"))
-                    .filter(|p| p.is_dir())
-                    .collect();
-                found.sort();
-                dirs.extend(found);
-            }
+    if let Some(site) = ort_dylib
+        .parent()
+        .and_then(Path::parent)
+        .and_then(Path::parent)
+    {
+        if let Ok(rd) = std::fs::read_dir(site.join("nvidia")) {
+            let mut found: Vec<PathBuf> = rd
+                .flatten()
+                .map(|e| e.path().join("lib"))
+                .filter(|p| p.is_dir())
+                .collect();
+            found.sort();
+            dirs.extend(found);
         }
     }
     dirs
@@ -150,10 +152,9 @@ pub fn preload_cuda(ort_dylib: &Path) -> Vec<PathBuf> {
 }
 
 /// Where ONNX Runtime looks for its CUDA provider: beside the library it was loaded from
-/// (the real file, links resolved). Only onnxruntime-gpu installs it there.
+/// (the real file). Only onnxruntime-gpu installs it there.
 pub fn cuda_provider_library(ort_dylib: &Path) -> PathBuf {
-    let real = std::fs::canonicalize(ort_dylib).unwrap_or_else(|_| ort_dylib.to_path_buf());
-    real.with_file_name("libonnxruntime_providers_cuda.so")
+    ort_dylib.with_file_name("libonnxruntime_providers_cuda.so")
 }
 
 /// Whether an NVIDIA driver is present at all: without one, `Device::Auto` goes straight to
@@ -172,9 +173,8 @@ pub fn version_and_providers() -> Result<(String, Vec<String>), RuntimeError> {
         .find_map(|t| t.strip_prefix("git-branch=rel-"))
         .map(str::to_string)
         .or_else(|| {
-            std::fs::canonicalize(&path)
-                .ok()
-                .and_then(|p| p.file_name().map(|f| f.to_string_lossy().into_owned()))
+            path.file_name()
+                .map(|f| f.to_string_lossy().into_owned())
                 .and_then(|f| f.split_once(".so.").map(|(_, v)| v.to_string()))
         })
         .unwrap_or_else(|| info.to_string());
