@@ -140,16 +140,22 @@ impl Builder {
                 }
             })
             .collect();
-        let key = format!("const.i64.{}", body.join("_"));
+        self.shared(format!("const.i64.{}", body.join("_")), |t| {
+            t.data_type = INT64;
+            t.dims = vec![values.len() as i64];
+            t.int64_data = values.to_vec();
+        })
+    }
+
+    /// The initializer named `key`, made by `fill` the first time and shared after.
+    fn shared(&mut self, key: String, fill: impl FnOnce(&mut TensorProto)) -> String {
         if let Some(n) = self.consts.get(&key) {
             return n.clone();
         }
         self.claim(&key);
         let mut t = TensorProto::new();
         t.name = key.clone();
-        t.data_type = INT64;
-        t.dims = vec![values.len() as i64];
-        t.int64_data = values.to_vec();
+        fill(&mut t);
         self.initializers.push(t);
         self.consts.insert(key.clone(), key.clone());
         key
@@ -169,35 +175,19 @@ impl Builder {
 
     /// A shared 0-D float32 constant.
     pub fn f32_scalar(&mut self, value: f32) -> String {
-        let key = format!("const.f32.{value:?}");
-        if let Some(n) = self.consts.get(&key) {
-            return n.clone();
-        }
-        self.claim(&key);
-        let mut t = TensorProto::new();
-        t.name = key.clone();
-        t.data_type = FLOAT;
-        t.float_data = vec![value];
-        self.initializers.push(t);
-        self.consts.insert(key.clone(), key.clone());
-        key
+        self.shared(format!("const.f32.{value:?}"), |t| {
+            t.data_type = FLOAT;
+            t.float_data = vec![value];
+        })
     }
 
     /// A shared 1-element bool constant (a `Where` condition).
     pub fn bool1(&mut self, value: bool) -> String {
-        let key = format!("const.bool.{value}");
-        if let Some(n) = self.consts.get(&key) {
-            return n.clone();
-        }
-        self.claim(&key);
-        let mut t = TensorProto::new();
-        t.name = key.clone();
-        t.data_type = BOOL;
-        t.dims = vec![1];
-        t.int32_data = vec![i32::from(value)];
-        self.initializers.push(t);
-        self.consts.insert(key.clone(), key.clone());
-        key
+        self.shared(format!("const.bool.{value}"), |t| {
+            t.data_type = BOOL;
+            t.dims = vec![1];
+            t.int32_data = vec![i32::from(value)];
+        })
     }
 }
 

@@ -255,37 +255,30 @@ pub fn diag_bilstm(
             b.binary("Add", &q, &m, &b_is[d])
         })
         .collect();
-    if let Some(v) = class_vectors(b, p, prm) {
-        // A conditional model's class vector [N, 8h]: [N, 4h] per direction, broadcast
-        // over every pixel.
-        let v = b.split(
-            &format!("{p}.class.dir"),
-            &v,
-            1,
+    // Adds the two halves of `t` along `axis` (8h channels: left to right, right to left)
+    // to the directions' input maps.
+    let add_halves = |b: &mut Builder, is: &mut [String], what: &str, t: &str, axis: i64| {
+        let halves = b.split(
+            &format!("{p}.{what}.dir"),
+            t,
+            axis,
             &[4 * h, 4 * h],
             &dir_names,
         );
-        for d in 0..2 {
-            let q = format!("{p}.is.{}.class", dir_names[d]);
-            is[d] = b.binary("Add", &q, &is[d], &v[d]);
+        for (d, half) in halves.iter().enumerate() {
+            let q = format!("{p}.is.{}.{what}", dir_names[d]);
+            is[d] = b.binary("Add", &q, &is[d], half);
         }
+    };
+    if let Some(v) = class_vectors(b, p, prm) {
+        // A conditional model's class vector [N, 8h], broadcast over every pixel.
+        add_halves(b, &mut is, "class", &v, 1);
     }
     if let Some(u) = low_res {
-        // A low-res model's map through its 1x1 conv, [N, 8h, H, W], as [pixel, N, 4h] per
-        // direction.
+        // A low-res model's map through its 1x1 conv, [N, 8h, H, W], as [pixel, N, 8h].
         let u = b.reshape(&format!("{p}.low_res.flat"), &u, &[0, 8 * hi, hw as i64]);
         let u = b.transpose(&format!("{p}.low_res.by_pixel"), &u, &[2, 0, 1]);
-        let u = b.split(
-            &format!("{p}.low_res.dir"),
-            &u,
-            2,
-            &[4 * h, 4 * h],
-            &dir_names,
-        );
-        for d in 0..2 {
-            let q = format!("{p}.is.{}.low_res", dir_names[d]);
-            is[d] = b.binary("Add", &q, &is[d], &u[d]);
-        }
+        add_halves(b, &mut is, "low_res", &u, 2);
     }
     if let Some((img, c)) = image {
         // Full context: + ix_weight [4h, C, 1, 1] applied to the image's pixel, into the
