@@ -102,6 +102,20 @@ pub fn eval_onnx(
     batch: usize,
 ) -> Result<EvalReport> {
     let (mut m, provider) = OnnxModel::load(path, device)?;
+    eval_loaded(&mut m, provider, path, images_u8, n, labels, batch)
+}
+
+/// `eval_onnx` on a model already loaded (`path` names it in errors): a caller that
+/// has read the metadata first does not set up the sessions twice.
+fn eval_loaded(
+    m: &mut OnnxModel,
+    provider: Provider,
+    path: &Path,
+    images_u8: &[u8],
+    n: usize,
+    labels: Option<&[u16]>,
+    batch: usize,
+) -> Result<EvalReport> {
     let info = m.info().clone();
     anyhow::ensure!(n > 0, "no images to evaluate");
     anyhow::ensure!(
@@ -339,7 +353,9 @@ pub fn eval_onnx_data(
     limit: Option<usize>,
     device: Device,
 ) -> Result<OnnxEval> {
-    let info = onnx_info(path, device)?.0;
+    // One load: its sessions score the data after its metadata has chosen it.
+    let (mut m, provider) = OnnxModel::load(path, device)?;
+    let info = m.info().clone();
     let DataImages {
         images: imgs,
         n,
@@ -360,7 +376,7 @@ pub fn eval_onnx_data(
             path.display()
         );
     }
-    let report = eval_onnx(path, &imgs, n, labels.as_deref(), device, 256)?;
+    let report = eval_loaded(&mut m, provider, path, &imgs, n, labels.as_deref(), 256)?;
     Ok(OnnxEval {
         report,
         info,
