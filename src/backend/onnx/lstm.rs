@@ -234,20 +234,18 @@ pub fn diag_bilstm(
     );
     let w_is = b.transpose(&format!("{p}.is_weight.t"), &w_is, &[1, 0]);
     let dir_names = ["l2r".to_string(), "r2l".to_string()];
-    let w_is = b.split(
-        &format!("{p}.is_weight.dir"),
-        &w_is,
-        1,
-        &[4 * h, 4 * h],
-        &dir_names,
-    );
-    let b_is = b.split(
-        &format!("{p}.is_bias.dir"),
-        &prm["is_bias"],
-        0,
-        &[4 * h, 4 * h],
-        &dir_names,
-    );
+    // The two directions' halves (left to right, right to left) of `t`'s 8h-wide `axis`.
+    let halves = |b: &mut Builder, what: &str, t: &str, axis: i64| {
+        b.split(
+            &format!("{p}.{what}.dir"),
+            t,
+            axis,
+            &[4 * h, 4 * h],
+            &dir_names,
+        )
+    };
+    let w_is = halves(b, "is_weight", &w_is, 1);
+    let b_is = halves(b, "is_bias", &prm["is_bias"], 0);
     let mut is: Vec<String> = (0..2)
         .map(|d| {
             let q = format!("{p}.is.{}", dir_names[d]);
@@ -258,14 +256,7 @@ pub fn diag_bilstm(
     // Adds the two halves of `t` along `axis` (8h channels: left to right, right to left)
     // to the directions' input maps.
     let add_halves = |b: &mut Builder, is: &mut [String], what: &str, t: &str, axis: i64| {
-        let halves = b.split(
-            &format!("{p}.{what}.dir"),
-            t,
-            axis,
-            &[4 * h, 4 * h],
-            &dir_names,
-        );
-        for (d, half) in halves.iter().enumerate() {
+        for (d, half) in halves(b, what, t, axis).iter().enumerate() {
             let q = format!("{p}.is.{}.{what}", dir_names[d]);
             is[d] = b.binary("Add", &q, &is[d], half);
         }
