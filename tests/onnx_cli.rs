@@ -111,6 +111,21 @@ fn export_eval_info_bench_doctor() {
             .any(|p| p == "CPUExecutionProvider"),
         "{doc:?}"
     );
+    // One status per provider, in the same order; the CPU provider is built in and pixc's.
+    let names: Vec<&str> = doc
+        .onnxruntime_provider_status
+        .iter()
+        .map(|p| p.name.as_str())
+        .collect();
+    assert_eq!(names, doc.onnxruntime_providers, "{doc:?}");
+    let cpu = doc
+        .onnxruntime_provider_status
+        .iter()
+        .find(|p| p.name == "CPUExecutionProvider");
+    assert!(
+        cpu.is_some_and(|p| p.used_by_pixc && p.library_installed.is_none()),
+        "{doc:?}"
+    );
 }
 
 /// A wrong ORT_DYLIB_PATH gives an error naming it and the fix. Run in a child process (this

@@ -1,6 +1,7 @@
 //! `pixc doctor`: what this machine offers pixc (libtorch, CUDA, ONNX Runtime, data sets).
 
 use crate::backend::torch;
+use crate::runtime::{self, Provider};
 
 /// The facts `pixc doctor` prints.
 #[derive(Clone, Debug, serde::Serialize)]
@@ -18,8 +19,21 @@ pub struct DoctorReport {
     /// Whether the CUDA provider's library is beside ONNX Runtime's (the providers list
     /// names CUDA in any build of the library, installed or not).
     pub onnxruntime_cuda_provider_installed: Option<bool>,
+    /// Each of `onnxruntime_providers`, with whether pixc can use it and its library is there.
+    pub onnxruntime_provider_status: Vec<ProviderStatus>,
     pub onnxruntime_error: Option<String>,
     pub datasets: Vec<DatasetFound>,
+}
+
+/// One execution provider the ONNX Runtime library was built with.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ProviderStatus {
+    pub name: String,
+    /// Whether pixc runs on it (`--device cpu` or `cuda`); ONNX Runtime may offer more.
+    pub used_by_pixc: bool,
+    /// For a provider that ships as a library of its own: whether that file is installed
+    /// beside ONNX Runtime's (`None`: built into ONNX Runtime's own library).
+    pub library_installed: Option<bool>,
 }
 
 #[derive(Clone, Debug, serde::Serialize)]
@@ -44,14 +58,22 @@ fn fix_for(name: &str) -> String {
 pub fn doctor() -> DoctorReport {
     let cuda = tch::Cuda::is_available();
     let cuda_devices = if cuda { tch::Cuda::device_count() } else { 0 };
-    let (onnxruntime, onnxruntime_providers, onnxruntime_error) = match crate::runtime::dylib_path()
-    {
+    let (onnxruntime, onnxruntime_providers, onnxruntime_error) = match runtime::dylib_path() {
         Ok(_) => {
-            let (v, p) = crate::runtime::version_and_providers();
+            let (v, p) = runtime::version_and_providers();
             (Some(v), p, None)
         }
         Err(e) => (None, vec![], Some(e.to_string())),
     };
+    let pixc_uses = [Provider::Cpu, Provider::Cuda].map(Provider::ort_name);
+    let onnxruntime_provider_status = onnxruntime_providers
+        .iter()
+        .map(|p| ProviderStatus {
+            name: p.clone(),
+            used_by_pixc: pixc_uses.contains(&p.as_str()),
+            library_installed: runtime::provider_library_installed(p),
+        })
+        .collect();
     let datasets = crate::data::find_datasets(&Default::default())
         .into_iter()
         .map(|(n, p)| DatasetFound {
@@ -70,7 +92,10 @@ pub fn doctor() -> DoctorReport {
         cuda_device_name: if cuda { gpu_name() } else { None },
         onnxruntime,
         onnxruntime_providers,
-        onnxruntime_cuda_provider_installed: crate::runtime::cuda_provider_installed(),
+        onnxruntime_cuda_provider_installed: runtime::provider_library_installed(
+            Provider::Cuda.ort_name(),
+        ),
+        onnxruntime_provider_status,
         onnxruntime_error,
         datasets,
     }

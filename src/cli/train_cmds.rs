@@ -191,16 +191,18 @@ pub fn doctor(json: bool) -> Result<i32> {
     match &r.onnxruntime {
         Some(v) => {
             let providers: Vec<String> = r
-                .onnxruntime_providers
+                .onnxruntime_provider_status
                 .iter()
-                .map(
-                    |p| match (p.as_str(), r.onnxruntime_cuda_provider_installed) {
-                        ("CUDAExecutionProvider", Some(false)) => {
-                            format!("{p} (built in, but its library is not installed)")
+                .map(|p| {
+                    let name = &p.name;
+                    match (p.used_by_pixc, p.library_installed) {
+                        (_, Some(false)) => {
+                            format!("{name} (built in, but its library is not installed)")
                         }
-                        _ => p.clone(),
-                    },
-                )
+                        (false, _) => format!("{name} (not used by pixc)"),
+                        (true, _) => name.clone(),
+                    }
+                })
                 .collect();
             println!("ONNX Runtime  {v}, providers: {}", providers.join(", "))
         }

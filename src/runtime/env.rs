@@ -151,10 +151,31 @@ pub fn preload_cuda(ort_dylib: &Path) -> Vec<PathBuf> {
     .clone()
 }
 
-/// Where ONNX Runtime looks for its CUDA provider: beside the library it was loaded from
-/// (the real file). Only onnxruntime-gpu installs it there.
+/// The providers that ship as a library of their own, `libonnxruntime_providers_<name>.so`
+/// beside ONNX Runtime's (the CPU provider, and a few others, are built into the main one).
+const SHARED_PROVIDERS: &[&str] = &[
+    "cuda", "tensorrt", "rocm", "migraphx", "openvino", "dnnl", "vitisai",
+];
+
+/// Where ONNX Runtime looks for the library of `provider` (its own name, e.g.
+/// `CUDAExecutionProvider`): beside the library it was loaded from (the real file); `None`
+/// for a provider built into the main library.
+pub fn provider_library(ort_dylib: &Path, provider: &str) -> Option<PathBuf> {
+    let short = provider
+        .strip_suffix("ExecutionProvider")?
+        .to_ascii_lowercase();
+    SHARED_PROVIDERS
+        .contains(&short.as_str())
+        .then(|| ort_dylib.with_file_name(library_file(&short)))
+}
+
+fn library_file(short: &str) -> String {
+    format!("libonnxruntime_providers_{short}.so")
+}
+
+/// Where ONNX Runtime looks for its CUDA provider. Only onnxruntime-gpu installs it there.
 pub fn cuda_provider_library(ort_dylib: &Path) -> PathBuf {
-    ort_dylib.with_file_name("libonnxruntime_providers_cuda.so")
+    ort_dylib.with_file_name(library_file("cuda"))
 }
 
 /// Whether an NVIDIA driver is present at all: without one, `Device::Auto` goes straight to
@@ -206,5 +227,28 @@ fn available_providers() -> Result<Vec<String>, RuntimeError> {
             (api.ReleaseStatus)(status.0);
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::provider_library;
+    use std::path::Path;
+
+    #[test]
+    fn a_provider_library_lies_beside_onnx_runtime_unless_built_in() {
+        let ort = Path::new("/x/capi/libonnxruntime.so.1.31.1");
+        let lib = |p| provider_library(ort, p).map(|l| l.display().to_string());
+        assert_eq!(lib("CPUExecutionProvider"), None);
+        assert_eq!(lib("XnnpackExecutionProvider"), None);
+        assert_eq!(
+            lib("CUDAExecutionProvider").as_deref(),
+            Some("/x/capi/libonnxruntime_providers_cuda.so")
+        );
+        assert_eq!(
+            lib("TensorrtExecutionProvider").as_deref(),
+            Some("/x/capi/libonnxruntime_providers_tensorrt.so")
+        );
+        assert_eq!(lib("not a provider name"), None);
     }
 }

@@ -713,12 +713,13 @@ pub fn version_and_providers() -> (String, Vec<String>) {
     }
 }
 
-/// Whether ONNX Runtime's CUDA provider library is installed beside the library pixc loads
-/// (`None`: no ONNX Runtime found). A CPU-only onnxruntime still lists the CUDA provider
-/// among those it was built with, so `pixc doctor` checks the file.
-pub fn cuda_provider_installed() -> Option<bool> {
+/// Whether the library of `provider` (ONNX Runtime's name for it) is installed beside the
+/// library pixc loads; `None` when no ONNX Runtime is found or the provider is built into
+/// it. A CPU-only onnxruntime still lists the CUDA provider among those it was built with,
+/// so `pixc doctor` checks the file.
+pub fn provider_library_installed(provider: &str) -> Option<bool> {
     let dylib = env::dylib_path().ok()?;
-    Some(env::cuda_provider_library(&dylib).exists())
+    Some(env::provider_library(&dylib, provider)?.exists())
 }
 
 #[cfg(test)]
