@@ -53,6 +53,14 @@ fn export_eval_info_bench_doctor() {
     bad[4] = 2;
     let e = onnx_cmds::eval_onnx(&out, &bad, n, None, Device::Cpu, 3).unwrap_err();
     assert!(e.to_string().contains("value 2"), "{e}");
+    // A truncated file: ORT's parse error, and which file it was.
+    let cut = dir.path().join("cut.onnx");
+    let bytes = std::fs::read(&out).unwrap();
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let e = onnx_cmds::onnx_info(&cut, Device::Cpu)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("cannot load") && e.contains("cut.onnx"), "{e}");
 
     // Auto runs on CUDA where a driver is, else the CPU; Cuda without one explains itself.
     let t = std::time::Instant::now();

@@ -224,9 +224,12 @@ impl OnnxModel {
             .map(|_| {
                 builder_with(per_session)?
                     .commit_from_memory(bytes)
-                    .map_err(|e| match &cuda_error {
-                        Some(c) => RuntimeError::Ort(format!("{e} (CUDA was tried first: {c})")),
-                        None => ort_err(e),
+                    .map_err(|e| {
+                        let tried = match &cuda_error {
+                            Some(c) => format!(" (CUDA was tried first: {c})"),
+                            None => String::new(),
+                        };
+                        RuntimeError::Ort(format!("cannot load {name}: {e}{tried}"))
                     })
             })
             .collect::<Result<Vec<Session>, RuntimeError>>()?;
