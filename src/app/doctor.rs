@@ -58,12 +58,19 @@ fn fix_for(name: &str) -> String {
 pub fn doctor() -> DoctorReport {
     let cuda = tch::Cuda::is_available();
     let cuda_devices = if cuda { tch::Cuda::device_count() } else { 0 };
-    let (onnxruntime, onnxruntime_providers, onnxruntime_error) = match runtime::dylib_path() {
-        Ok(_) => {
+    let (onnxruntime, onnxruntime_providers, onnxruntime_error, dylib) = match runtime::dylib_path()
+    {
+        Ok(path) => {
             let (v, p) = runtime::version_and_providers();
-            (Some(v), p, None)
+            (Some(v), p, None, Some(path))
         }
-        Err(e) => (None, vec![], Some(e.to_string())),
+        Err(e) => (None, vec![], Some(e.to_string()), None),
+    };
+    // A CPU-only onnxruntime still lists the CUDA provider among those it was built with,
+    // so whether a provider's library is there is a question for the file system.
+    let installed = |provider: &str| {
+        let lib = runtime::provider_library(dylib.as_deref()?, provider)?;
+        Some(lib.exists())
     };
     let pixc_uses = [Provider::Cpu, Provider::Cuda].map(Provider::ort_name);
     let onnxruntime_provider_status = onnxruntime_providers
@@ -71,7 +78,7 @@ pub fn doctor() -> DoctorReport {
         .map(|p| ProviderStatus {
             name: p.clone(),
             used_by_pixc: pixc_uses.contains(&p.as_str()),
-            library_installed: runtime::provider_library_installed(p),
+            library_installed: installed(p),
         })
         .collect();
     let datasets = crate::data::find_datasets(&Default::default())
@@ -92,9 +99,7 @@ pub fn doctor() -> DoctorReport {
         cuda_device_name: if cuda { gpu_name() } else { None },
         onnxruntime,
         onnxruntime_providers,
-        onnxruntime_cuda_provider_installed: runtime::provider_library_installed(
-            Provider::Cuda.ort_name(),
-        ),
+        onnxruntime_cuda_provider_installed: installed(Provider::Cuda.ort_name()),
         onnxruntime_provider_status,
         onnxruntime_error,
         datasets,

@@ -9,7 +9,7 @@
 
 mod env;
 
-pub use env::{dylib_path, nvidia_driver_present, take_log, DEFAULT_DYLIB};
+pub use env::{dylib_path, nvidia_driver_present, provider_library, take_log, DEFAULT_DYLIB};
 
 use crate::backend::onnx::{meta_keys, LABEL_INPUT, LOW_RES_INPUT};
 use ort::ep::{ExecutionProvider, CPU, CUDA};
@@ -714,15 +714,6 @@ pub fn version_and_providers() -> (String, Vec<String>) {
         Ok(v) => v,
         Err(e) => (format!("unavailable: {e}"), vec![]),
     }
-}
-
-/// Whether the library of `provider` (ONNX Runtime's name for it) is installed beside the
-/// library pixc loads; `None` when no ONNX Runtime is found or the provider is built into
-/// it. A CPU-only onnxruntime still lists the CUDA provider among those it was built with,
-/// so `pixc doctor` checks the file.
-pub fn provider_library_installed(provider: &str) -> Option<bool> {
-    let dylib = env::dylib_path().ok()?;
-    Some(env::provider_library(&dylib, provider)?.exists())
 }
 
 #[cfg(test)]
