@@ -121,12 +121,16 @@ fn diag_bilstm_matches_libtorch() {
     compare(&spec(1, 8, 8, body), 1, 2);
     // 9 and 10 images per thread: the state copies' 8-float chunks and their remainder.
     compare(&spec(1, 6, 5, body), 19, 2);
+    // 8 and 16 images per thread: the steps read the pixel-major planes in place.
+    compare(&spec(1, 6, 5, body), 16, 2);
+    compare(&spec(1, 5, 7, body), 16, 1);
 }
 
 #[test]
 fn diag_bilstm_rgb_matches_libtorch() {
     let body = "  - diag_bilstm: {hidden: 6}\n";
     compare(&spec(3, 6, 7, body), 4, 2);
+    compare(&spec(3, 5, 4, body), 16, 2);
 }
 
 /// The full-context variant: libtorch computes its input-to-state map (with the image

@@ -150,46 +150,53 @@ fn gated_from(from: usize, g: &[f32], y: &mut [f32]) {
 pub(crate) mod avx {
     use std::arch::x86_64::*;
 
+    /// `super::exp`, eight lanes (`exp_all` of one vector).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(crate) fn exp(x: __m256) -> __m256 {
-        // The clamp with x second: maxps and minps return their second operand when
-        // either is NaN, so a NaN gate stays NaN (as `f32::clamp` keeps it) instead of
-        // becoming a finite activation that would hide a diverged model.
-        let x = _mm256_min_ps(
-            _mm256_set1_ps(88.0),
-            _mm256_max_ps(_mm256_set1_ps(-87.0), x),
-        );
-        let magic = _mm256_set1_ps(super::EXP_MAGIC);
-        let k = _mm256_fmadd_ps(x, _mm256_set1_ps(std::f32::consts::LOG2_E), magic);
-        let n = _mm256_sub_ps(k, magic);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(super::LN2_HI), x);
-        let r = _mm256_fnmadd_ps(n, _mm256_set1_ps(super::LN2_LO), r);
-        let [c6, c5, c4, c3, c2, c1, c0] = super::EXP_POLY;
-        let mut p = _mm256_fmadd_ps(r, _mm256_set1_ps(c6), _mm256_set1_ps(c5));
-        for c in [c4, c3, c2, c1, c0] {
-            p = _mm256_fmadd_ps(p, r, _mm256_set1_ps(c));
-        }
-        let bits = _mm256_sub_epi32(
-            _mm256_castps_si256(k),
-            _mm256_set1_epi32(super::EXP_BIAS as i32),
-        );
-        _mm256_mul_ps(p, _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits)))
+        let mut v = [[x]];
+        exp_all(&mut v);
+        v[0][0]
     }
 
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(crate) fn sigmoid(x: __m256) -> __m256 {
-        let one = _mm256_set1_ps(1.0);
-        let e = exp(_mm256_sub_ps(_mm256_setzero_ps(), x));
-        _mm256_div_ps(one, _mm256_add_ps(one, e))
+        sigmoid_of_exp(exp(sigmoid_arg(x)))
     }
 
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(crate) fn tanh(x: __m256) -> __m256 {
+        tanh_of_exp(exp(tanh_arg(x)))
+    }
+
+    /// sigmoid(x) = `sigmoid_of_exp(exp(sigmoid_arg(x)))`, split so that `cell_n` can
+    /// interleave the `exp`s.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn sigmoid_arg(x: __m256) -> __m256 {
+        _mm256_sub_ps(_mm256_setzero_ps(), x)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn sigmoid_of_exp(e: __m256) -> __m256 {
         let one = _mm256_set1_ps(1.0);
-        let e = exp(_mm256_add_ps(x, x));
+        _mm256_div_ps(one, _mm256_add_ps(one, e))
+    }
+
+    /// tanh(x) = `tanh_of_exp(exp(tanh_arg(x)))`, as for the sigmoid.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn tanh_arg(x: __m256) -> __m256 {
+        _mm256_add_ps(x, x)
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    fn tanh_of_exp(e: __m256) -> __m256 {
+        let one = _mm256_set1_ps(1.0);
         _mm256_sub_ps(
             one,
             _mm256_div_ps(_mm256_set1_ps(2.0), _mm256_add_ps(e, one)),
@@ -251,19 +258,105 @@ pub(crate) mod avx {
     /// `super::cell`, eight cells at a time (the same formula, its multiply-add fused).
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    pub(crate) fn cell([o, f, i, g]: [__m256; 4], cp: __m256) -> Cell {
-        let (o, f, i, g) = (sigmoid(o), sigmoid(f), sigmoid(i), tanh(g));
-        let c = _mm256_fmadd_ps(f, cp, _mm256_mul_ps(i, g));
-        let tc = tanh(c);
-        Cell {
-            o,
-            f,
-            i,
-            g,
-            c,
-            tc,
-            h: _mm256_mul_ps(o, tc),
+    pub(crate) fn cell(pre: [__m256; 4], cp: __m256) -> Cell {
+        let [c] = cell_n([pre], [cp]);
+        c
+    }
+
+    /// `exp` of each vector of `x`, in place, each step of it done for all of them
+    /// before the next: the same operations on every lane (the same bits), but
+    /// independent dependency chains side by side in the instruction stream, so the
+    /// CPU's window holds work it can overlap (one `exp` is a chain of about a dozen
+    /// dependent operations, which one at a time left most of the core idle).
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(crate) fn exp_all<const L: usize, const N: usize>(x: &mut [[__m256; L]; N]) {
+        let (hi, lo) = (_mm256_set1_ps(88.0), _mm256_set1_ps(-87.0));
+        let magic = _mm256_set1_ps(super::EXP_MAGIC);
+        let mut k = *x;
+        let mut r = *x;
+        for v in 0..N {
+            for l in 0..L {
+                // The clamp with x second: maxps and minps return their second operand
+                // when either is NaN, so a NaN gate stays NaN (as `f32::clamp` keeps it)
+                // instead of becoming a finite activation that would hide a diverged
+                // model.
+                r[v][l] = _mm256_min_ps(hi, _mm256_max_ps(lo, x[v][l]));
+                k[v][l] = _mm256_fmadd_ps(r[v][l], _mm256_set1_ps(std::f32::consts::LOG2_E), magic);
+            }
         }
+        for v in 0..N {
+            for l in 0..L {
+                let n = _mm256_sub_ps(k[v][l], magic);
+                let t = _mm256_fnmadd_ps(n, _mm256_set1_ps(super::LN2_HI), r[v][l]);
+                r[v][l] = _mm256_fnmadd_ps(n, _mm256_set1_ps(super::LN2_LO), t);
+            }
+        }
+        let [c6, c5, c4, c3, c2, c1, c0] = super::EXP_POLY;
+        for v in 0..N {
+            for l in 0..L {
+                x[v][l] = _mm256_fmadd_ps(r[v][l], _mm256_set1_ps(c6), _mm256_set1_ps(c5));
+            }
+        }
+        for c in [c4, c3, c2, c1, c0] {
+            for v in 0..N {
+                for l in 0..L {
+                    x[v][l] = _mm256_fmadd_ps(x[v][l], r[v][l], _mm256_set1_ps(c));
+                }
+            }
+        }
+        for v in 0..N {
+            for l in 0..L {
+                let bits = _mm256_sub_epi32(
+                    _mm256_castps_si256(k[v][l]),
+                    _mm256_set1_epi32(super::EXP_BIAS as i32),
+                );
+                x[v][l] =
+                    _mm256_mul_ps(x[v][l], _mm256_castsi256_ps(_mm256_slli_epi32::<23>(bits)));
+            }
+        }
+    }
+
+    /// `cell` for `N` sets of eight cells, the steps of their 4N gate activations and
+    /// then of their N tanh(c) interleaved (`exp_all`): the same bits as `cell` on each.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    pub(crate) fn cell_n<const N: usize>(pre: [[__m256; 4]; N], cp: [__m256; N]) -> [Cell; N] {
+        let mut act = pre;
+        for g in act.iter_mut() {
+            for x in &mut g[..3] {
+                *x = sigmoid_arg(*x);
+            }
+            g[3] = tanh_arg(g[3]);
+        }
+        exp_all(&mut act);
+        for g in act.iter_mut() {
+            for x in &mut g[..3] {
+                *x = sigmoid_of_exp(*x);
+            }
+            g[3] = tanh_of_exp(g[3]);
+        }
+        let mut c = cp;
+        let mut tc = [[_mm256_setzero_ps()]; N];
+        for v in 0..N {
+            let [_, f, i, g] = act[v];
+            c[v] = _mm256_fmadd_ps(f, c[v], _mm256_mul_ps(i, g));
+            tc[v][0] = tanh_arg(c[v]);
+        }
+        exp_all(&mut tc);
+        std::array::from_fn(|v| {
+            let [o, f, i, g] = act[v];
+            let tc = tanh_of_exp(tc[v][0]);
+            Cell {
+                o,
+                f,
+                i,
+                g,
+                c: c[v],
+                tc,
+                h: _mm256_mul_ps(o, tc),
+            }
+        })
     }
 
     /// `super::lstm`, eight units per pass and the last h % 8 one at a time (with
@@ -364,6 +457,64 @@ mod tests {
                 out[3]
             };
             assert_eq!(v.to_bits(), exp(x).to_bits(), "exp({x})");
+        }
+    }
+
+    /// `avx::cell_n` (the training kernels' gate pass, several vectors interleaved) gives
+    /// every lane the scalar `cell`'s bits, saturated gates included, and NaN where it
+    /// gives NaN.
+    #[cfg(target_arch = "x86_64")]
+    #[test]
+    fn interleaved_cells_give_the_scalar_bits() {
+        use std::arch::x86_64::*;
+        if !avx2_fma() {
+            return;
+        }
+        const N: usize = 3;
+        let val = |k: usize| match k % 23 {
+            0 => f32::NAN,
+            1 => 95.0,
+            2 => -95.0,
+            _ => ((k as f32) * 0.731).sin() * 12.0,
+        };
+        let pre: [[[f32; 8]; 4]; N] = std::array::from_fn(|v| {
+            std::array::from_fn(|q| std::array::from_fn(|l| val(v * 97 + q * 31 + l * 5 + 3)))
+        });
+        let cp: [[f32; 8]; N] =
+            std::array::from_fn(|v| std::array::from_fn(|l| val(v * 13 + l * 7 + 11) / 4.0));
+        // SAFETY: checked above that the CPU has AVX2 and FMA.
+        let out = unsafe {
+            let ld = |x: &[f32; 8]| _mm256_loadu_ps(x.as_ptr());
+            avx::cell_n::<N>(pre.map(|g| g.map(|x| ld(&x))), cp.map(|x| ld(&x)))
+        };
+        let lanes = |v: __m256| {
+            let mut o = [0f32; 8];
+            // SAFETY: as above; o holds 8 floats.
+            unsafe { _mm256_storeu_ps(o.as_mut_ptr(), v) };
+            o
+        };
+        for (v, got) in out.iter().enumerate() {
+            for l in 0..8 {
+                let want = cell(std::array::from_fn(|q| pre[v][q][l]), cp[v][l]);
+                let pairs = [
+                    (got.o, want.o),
+                    (got.f, want.f),
+                    (got.i, want.i),
+                    (got.g, want.g),
+                    (got.c, want.c),
+                    (got.tc, want.tc),
+                    (got.h, want.h),
+                ];
+                for (k, (g, w)) in pairs.into_iter().enumerate() {
+                    // A NaN's sign may differ (x86 makes a positive one where libm's
+                    // scalar path keeps the operand's); it is a NaN either way.
+                    let g = lanes(g)[l];
+                    if g.is_nan() && w.is_nan() {
+                        continue;
+                    }
+                    assert_eq!(g.to_bits(), w.to_bits(), "vector {v} lane {l} output {k}");
+                }
+            }
         }
     }
 
