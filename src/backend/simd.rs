@@ -79,7 +79,7 @@ pub(crate) struct Cell {
 
 /// The cell from its gate pre-activations `[o, f, i, g]` and the previous cell `cp`: what
 /// the sampler's `lstm` and the training kernels' gate pass (`fused`) both compute, so
-/// they cannot drift apart. `avx::cell` is the same eight lanes at a time.
+/// they cannot drift apart. `avx::cell_n` is the same, eight lanes at a time.
 #[inline(always)]
 pub(crate) fn cell([o, f, i, g]: [f32; 4], cp: f32) -> Cell {
     let (o, f, i, g) = (sigmoid(o), sigmoid(f), sigmoid(i), tanh(g));
@@ -255,14 +255,6 @@ pub(crate) mod avx {
         pub h: __m256,
     }
 
-    /// `super::cell`, eight cells at a time (the same formula, its multiply-add fused).
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    pub(crate) fn cell(pre: [__m256; 4], cp: __m256) -> Cell {
-        let [c] = cell_n([pre], [cp]);
-        c
-    }
-
     /// `exp` of each vector of `x`, in place, each step of it done for all of them
     /// before the next: the same operations on every lane (the same bits), but
     /// independent dependency chains side by side in the instruction stream, so the
@@ -317,8 +309,9 @@ pub(crate) mod avx {
         }
     }
 
-    /// `cell` for `N` sets of eight cells, the steps of their 4N gate activations and
-    /// then of their N tanh(c) interleaved (`exp_all`): the same bits as `cell` on each.
+    /// `super::cell` for `N` sets of eight cells, the steps of their 4N gate activations
+    /// and then of their N tanh(c) interleaved (`exp_all`): the same bits as `cell` on
+    /// each lane.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
     pub(crate) fn cell_n<const N: usize>(pre: [[__m256; 4]; N], cp: [__m256; N]) -> [Cell; N] {
@@ -368,15 +361,29 @@ pub(crate) mod avx {
     pub(crate) unsafe fn lstm(g: &[f32], cp: &[f32], hn: &mut [f32], cn: &mut [f32]) {
         let h = hn.len();
         let w8 = h / 8 * 8;
-        for j in (0..w8).step_by(8) {
-            // SAFETY: j + 8 <= h; g holds 4h, the others h.
-            unsafe {
-                let gate = |q: usize| _mm256_loadu_ps(g.as_ptr().add(q * h + j));
-                let pre = [gate(0), gate(1), gate(2), gate(3)];
-                let k = cell(pre, _mm256_loadu_ps(cp.as_ptr().add(j)));
-                _mm256_storeu_ps(cn.as_mut_ptr().add(j), k.c);
-                _mm256_storeu_ps(hn.as_mut_ptr().add(j), k.h);
-            }
+        // SAFETY (the loads and stores): j + 8 <= h; g holds 4h, the others h.
+        let load = |j: usize| unsafe {
+            let pre = std::array::from_fn(|q| _mm256_loadu_ps(g.as_ptr().add(q * h + j)));
+            (pre, _mm256_loadu_ps(cp.as_ptr().add(j)))
+        };
+        let (hp, cnp) = (hn.as_mut_ptr(), cn.as_mut_ptr());
+        let store = |j: usize, k: &Cell| unsafe {
+            _mm256_storeu_ps(cnp.add(j), k.c);
+            _mm256_storeu_ps(hp.add(j), k.h);
+        };
+        // Two vectors at a time through `cell_n` (their chains side by side), then one.
+        let mut j = 0;
+        while j + 16 <= w8 {
+            let [(p0, c0), (p1, c1)] = [load(j), load(j + 8)];
+            let [k0, k1] = cell_n([p0, p1], [c0, c1]);
+            store(j, &k0);
+            store(j + 8, &k1);
+            j += 16;
+        }
+        if j < w8 {
+            let (p0, c0) = load(j);
+            let [k0] = cell_n([p0], [c0]);
+            store(j, &k0);
         }
         super::lstm_from(w8, g, cp, hn, cn);
     }
