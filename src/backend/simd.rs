@@ -352,8 +352,8 @@ pub(crate) mod avx {
         })
     }
 
-    /// `super::lstm`, eight units per pass and the last h % 8 one at a time (with
-    /// hardware FMA here).
+    /// `super::lstm`, sixteen units per pass (two vectors through `cell_n`), then eight,
+    /// then the last h % 8 one at a time (with hardware FMA here).
     ///
     /// # Safety
     /// AVX2 and FMA present; `g` holds 4h, `cp` and `cn` h (h = `hn.len()`).

@@ -1320,8 +1320,8 @@ fn cell_forward_from(
     }
 }
 
-/// The gate math eight cells at a time in AVX2 + FMA intrinsics (`simd::avx`'s sigmoid and
-/// tanh, the same formulas as the scalar loops'), with their multiply-adds fused.
+/// The gate math in vectors of eight cells in AVX2 + FMA intrinsics (`simd::avx`'s
+/// `cell_n`, the same formulas as the scalar loops'), with their multiply-adds fused.
 #[cfg(target_arch = "x86_64")]
 mod gate8 {
     use crate::backend::simd::avx::{cell_n, hsum, Cell};
