@@ -184,23 +184,25 @@ struct Column {
 /// them: 60-76 s per session, against 2 s now).
 ///
 /// Steps (numbered as in docs/semantics.md):
-/// - 1: input-to-state (a 1x1 conv) is, per direction, `x` as `[pixel, N, cin]` times the
-///   masked weight `[cin, 4h]`, plus bias: `is_d[pixel, n, q]`. With `image`
-///   (`full_context`), the image as `[pixel, N, C]` times `ix_weight` `[C, 4h]` is added to
-///   direction 1 (right to left) only.
+/// - 1: the input-to-state 1x1 conv (masked `is_weight` `[cin, 4h]` per direction, plus
+///   bias; with `image` (`full_context`), `ix_weight` `[C, 4h]` on the image's pixel, into
+///   direction 1, right to left, only) has no pass of its own: it is folded into each
+///   column's GEMM (4-5), which reads the column's pixels `[x; (image); 1]` beside its
+///   states.
 /// - 2-3: only the image's states are computed, as the fused kernel does: skewed column
 ///   `k` holds rows `max(0, k-W+1)..=min(H-1, k)`, row `r` pixel `r*W + (k - r)` (left to
 ///   right) or, for the mirrored right-to-left map, pixel `r*W + W-1-(k - r)`. One Gather
-///   per direction, index tables `cols.idx.l2r` / `.r2l`. The states left of the image
+///   per direction, index tables `x.cols.idx.l2r` / `.r2l`. The states left of the image
 ///   (the skew's padding zone, input zero) depend on the weights alone: `edges` (the
 ///   cached sampler's, `cached::diag_edges`) are stored per row and read where a column
 ///   starts a row; `h0` and `c0` reach the output only through them. The states right of
 ///   the image, which no image state reads, are not computed at all: half the work of the
 ///   whole skewed map on a square image.
-/// - 4-5: the grouped 2-tap state conv of a column is, per direction, one GEMM
-///   `[n rows * N, 2h] @ [2h, 4h]` (an Einsum) over the stack (h one row up, zero above
-///   row 0; h), the stack read straight from the previous column's states where it covers
-///   them all (a Slice only where it drops a row).
+/// - 4-5: a column's gates are, per direction, one GEMM `[n rows * N, K] @ [K, 4h]` (an
+///   Einsum) over the stack (h one row up, zero above row 0; h; the pixel's features and a
+///   1 for the bias), K = 2h + cin (+ C) + 1, the states read straight from the previous
+///   column's where they cover them all (a Slice only where it drops a row). A class
+///   vector or a low-res map, which are not functions of the pixel, is added after it.
 /// - 6-8: unskew, mirror back, shift down: one Gather per direction from the stacked
 ///   column outputs (row 0 of the shifted direction reads a zero slot), then the sum.
 #[allow(clippy::too_many_arguments)]
@@ -222,18 +224,12 @@ pub fn diag_bilstm(
     let cols = width + height - 1;
     let hw = height * width;
     let (hi, hh, wi, ci) = (h as i64, height as i64, width as i64, cin as i64);
-    // 1. is_d[pixel, n, q] = Σ_i x[n, i, pixel] W[d*4h + q, i] + bias, per direction d:
-    // one GEMM each over every (pixel, image) row, as a MatMul of [pixel, N, cin] by a 2-D
-    // weight (which ORT runs as one GEMM, and which keeps the batch dimension symbolic).
-    let xf = b.reshape(&format!("{p}.x.flat"), x, &[0, ci, hw as i64]);
-    let xt = b.transpose(&format!("{p}.x.by_pixel"), &xf, &[2, 0, 1]);
-    let w_is = b.reshape(
-        &format!("{p}.is_weight.mat"),
-        &prm["is_weight"],
-        &[8 * hi, ci],
-    );
-    let w_is = b.transpose(&format!("{p}.is_weight.t"), &w_is, &[1, 0]);
     let dir_names = ["l2r".to_string(), "r2l".to_string()];
+    // An N x c x H x W map as [pixel, N, c].
+    let by_pixel = |b: &mut Builder, what: &str, t: &str, c: i64| {
+        let f = b.reshape(&format!("{p}.{what}.flat"), t, &[0, c, hw as i64]);
+        b.transpose(&format!("{p}.{what}.by_pixel"), &f, &[2, 0, 1])
+    };
     // The two directions' halves (left to right, right to left) of `t`'s 8h-wide `axis`.
     let halves = |b: &mut Builder, what: &str, t: &str, axis: i64| {
         b.split(
@@ -244,48 +240,82 @@ pub fn diag_bilstm(
             &dir_names,
         )
     };
-    let w_is = halves(b, "is_weight", &w_is, 1);
-    let b_is = halves(b, "is_bias", &prm["is_bias"], 0);
-    let mut is: Vec<String> = (0..2)
-        .map(|d| {
-            let q = format!("{p}.is.{}", dir_names[d]);
-            let m = b.binary("MatMul", &format!("{q}.mat"), &xt, &w_is[d]);
-            b.binary("Add", &q, &m, &b_is[d])
-        })
-        .collect();
-    // Adds the two halves of `t` along `axis` (8h channels: left to right, right to left)
-    // to the directions' input maps.
-    let add_halves = |b: &mut Builder, is: &mut [String], what: &str, t: &str, axis: i64| {
-        for (d, half) in halves(b, what, t, axis).iter().enumerate() {
-            let q = format!("{p}.is.{}.{what}", dir_names[d]);
-            is[d] = b.binary("Add", &q, &is[d], half);
-        }
-    };
-    if let Some(v) = class_vectors(b, p, prm) {
-        // A conditional model's class vector [N, 8h], broadcast over every pixel.
-        add_halves(b, &mut is, "class", &v, 1);
-    }
-    if let Some(u) = low_res {
-        // A low-res model's map through its 1x1 conv, [N, 8h, H, W], as [pixel, N, 8h].
-        let u = b.reshape(&format!("{p}.low_res.flat"), &u, &[0, 8 * hi, hw as i64]);
-        let u = b.transpose(&format!("{p}.low_res.by_pixel"), &u, &[2, 0, 1]);
-        add_halves(b, &mut is, "low_res", &u, 2);
-    }
+    let never = b.bool1(false);
+    // 1, 5. The input-to-state 1x1 conv is not a pass of its own: each column's GEMM
+    // reads the column's pixels beside its states, `[h up; h; x; (image); 1]`, against
+    // `[ss taps; is_weight; (ix_weight); is_bias]`. The 4h-wide input map is never
+    // written, gathered or added (measured on ORT 1.31: 1.13-1.24x the whole graph's
+    // speed against a MatMul over every pixel, then a Gather of its columns and an
+    // Add per column). Per direction the weight is [K, 4h]; the pixels' features are
+    // gathered once per direction, K' = cin (+ C) + 1 wide.
+    let xt = by_pixel(b, "x", x, ci);
+    let mut feats = vec![xt.clone()];
+    // is_weight [8h, cin, 1, 1] as [2, cin, 4h].
+    let w_is = b.reshape(
+        &format!("{p}.is_weight.dir"),
+        &prm["is_weight"],
+        &[2, 4 * hi, ci],
+    );
+    let mut blocks = vec![b.transpose(&format!("{p}.is_weight.t"), &w_is, &[0, 2, 1])];
     if let Some((img, c)) = image {
-        // Full context: + ix_weight [4h, C, 1, 1] applied to the image's pixel, into the
-        // right-to-left direction only.
-        let ci = c as i64;
-        let imf = b.reshape(&format!("{p}.image.flat"), img, &[0, ci, hw as i64]);
-        let imt = b.transpose(&format!("{p}.image.by_pixel"), &imf, &[2, 0, 1]);
+        // Full context: ix_weight [4h, C, 1, 1] on the image's pixel feeds the right-to-left
+        // direction only, so the left-to-right direction's rows of it are zero.
+        feats.push(by_pixel(b, "image", img, c as i64));
         let w_ix = b.reshape(
-            &format!("{p}.ix_weight.mat"),
+            &format!("{p}.ix_weight.dir"),
             &prm["ix_weight"],
-            &[4 * hi, ci],
+            &[1, 4 * hi, c as i64],
         );
-        let w_ix = b.transpose(&format!("{p}.ix_weight.t"), &w_ix, &[1, 0]);
-        let ix = b.binary("MatMul", &format!("{p}.ix"), &imt, &w_ix);
-        is[1] = b.binary("Add", &format!("{p}.is.r2l.full"), &is[1], &ix);
+        let w_ix = b.transpose(&format!("{p}.ix_weight.t"), &w_ix, &[0, 2, 1]);
+        let zero = b.init_f32(
+            &format!("{p}.ix_weight.l2r"),
+            &[1, c, 4 * h],
+            &vec![0.0; c * 4 * h],
+        );
+        blocks.push(b.concat(&format!("{p}.ix_weight.both"), &[zero, w_ix], 0));
     }
+    // The bias's column: ones of [pixel, N, 1] (a never-true Where over x's first channel
+    // takes its shape, batch included).
+    let first = b.slice(&format!("{p}.x.first"), &xt, &[0], &[1], &[2], &[1]);
+    let one = b.f32_scalar(1.0);
+    feats.push(b.op(
+        "Where",
+        &format!("{p}.ones"),
+        &[&never, &first, &one],
+        vec![],
+    ));
+    blocks.push(b.reshape(
+        &format!("{p}.is_bias.dir"),
+        &prm["is_bias"],
+        &[2, 1, 4 * hi],
+    ));
+    let xa = b.concat(&format!("{p}.x.aug"), &feats, 2);
+    // Terms of the gates that are not a function of the pixel's features: a conditional
+    // model's class vector [N, 8h] and a low-res model's map through its 1x1 conv
+    // ([N, 8h, H, W]); the two are summed into one map when both are present.
+    let class = class_vectors(b, p, prm);
+    let extra_map = low_res.map(|u| {
+        let u = by_pixel(b, "low_res", &u, 8 * hi);
+        match &class {
+            Some(v) => b.binary("Add", &format!("{p}.low_res.class"), &u, v),
+            None => u,
+        }
+    });
+    // Without a map, the class vector is added per column as [2, 1, N, 4h].
+    let extra_vec = match (&extra_map, class) {
+        (None, Some(v)) => {
+            let v = b.reshape(&format!("{p}.class.dir"), &v, &[0, 2, 4 * hi]);
+            let v = b.transpose(&format!("{p}.class.dir_major"), &v, &[1, 0, 2]);
+            let axis1 = b.i64s(&[1]);
+            Some(b.op(
+                "Unsqueeze",
+                &format!("{p}.class.row"),
+                &[&v, &axis1],
+                vec![],
+            ))
+        }
+        _ => None,
+    };
     // 4. ss_weight [8h, h, 2] (output d*4h + q, input j, tap t) as per-direction matrices
     // [2, 2h, 4h] with row t*h + j, matching the stack (tap 0 = row r-1, tap 1 = row r).
     let w4 = b.reshape(
@@ -295,11 +325,13 @@ pub fn diag_bilstm(
     );
     let wt = b.transpose(&format!("{p}.ss_weight.taps"), &w4, &[0, 3, 2, 1]);
     let w_ss = b.reshape(&format!("{p}.ss_weight.mat"), &wt, &[2, 2 * hi, 4 * hi]);
+    blocks.insert(0, w_ss);
+    let w_step = b.concat(&format!("{p}.step_weight"), &blocks, 1);
     // Only the image's states are computed: skewed column k holds rows lo(k)..=hi(k).
     let rows = |k: usize| (k.saturating_sub(width - 1), k.min(height - 1));
     // 2-3. Every column of both directions at once: one Gather per direction with a
     // column-major table of the image pixels on each skewed column, then one Split into
-    // per-column [2, n(k), N, 4h] inputs. (Per-column Gathers cost three nodes a column;
+    // per-column [2, n(k), N, K'] inputs. (Per-column Gathers cost three nodes a column;
     // ORT's per-node overhead dominates this graph.)
     let (mut il, mut ir) = (Vec::with_capacity(hw), Vec::with_capacity(hw));
     let mut sizes = Vec::with_capacity(cols);
@@ -314,10 +346,22 @@ pub fn diag_bilstm(
             ir.push(r as i64 * wi + (wi - 1 - c));
         }
     }
-    let [gl, gr] = gather_dirs(b, &format!("{p}.cols"), &is, 0, &il, &ir);
+    let names: Vec<String> = (0..cols).map(|k| format!("col{k}")).collect();
     let axis0 = b.i64s(&[0]);
-    let [gl, gr] = [gl, gr].map(|g| b.op("Unsqueeze", &format!("{g}.dir"), &[&g, &axis0], vec![]));
-    let both = b.concat(&format!("{p}.cols"), &[gl, gr], 0);
+    // `dirs` ([pixel, N, c] per direction) as per-column [2, n(k), N, c] pieces.
+    let columns = |b: &mut Builder, what: &str, dirs: &[String]| {
+        let [gl, gr] = gather_dirs(b, &format!("{p}.{what}.cols"), dirs, 0, &il, &ir);
+        let [gl, gr] =
+            [gl, gr].map(|g| b.op("Unsqueeze", &format!("{g}.dir"), &[&g, &axis0], vec![]));
+        let both = b.concat(&format!("{p}.{what}.cols"), &[gl, gr], 0);
+        let pieces = b.split(&format!("{p}.{what}.in"), &both, 1, &sizes, &names);
+        (both, pieces)
+    };
+    let (both, col_in) = columns(b, "x", &[xa.clone(), xa]);
+    let col_extra = extra_map.map(|m| {
+        let m = halves(b, "extra", &m, 2);
+        columns(b, "extra", &m).1
+    });
     // The state left of column 0 of row r (the padding zone, whose input is zero) depends
     // on the weights alone: `edges`, baked in as [2, 1, 1, h] per row and broadcast to the
     // batch where a column first reads it; zero above row 0. The broadcast is a `Where`
@@ -333,7 +377,6 @@ pub fn diag_bilstm(
         &[1, 3],
         &[1, 1],
     );
-    let never = b.bool1(false);
     let edge = |b: &mut Builder, name: &str, vals: [&[f32]; 2], r: usize| {
         let mut v = Vec::with_capacity(2 * h);
         for d in vals {
@@ -350,8 +393,6 @@ pub fn diag_bilstm(
         &[&never, &like, &zero],
         vec![],
     );
-    let names: Vec<String> = (0..cols).map(|k| format!("col{k}")).collect();
-    let col_in = b.split(&format!("{p}.in"), &both, 1, &sizes, &names);
     let (eh, ec) = (
         [edges[0].0.as_slice(), edges[1].0.as_slice()],
         [edges[0].1.as_slice(), edges[1].1.as_slice()],
@@ -411,20 +452,27 @@ pub fn diag_bilstm(
         }
         up.extend(rows_of(b, &ph, "h_up", lo.max(1) - 1, top.checked_sub(1)));
         let up = cat(b, up, "h_up.cat");
-        // 5. gates = column + ss_weight taps over (h one row up; h).
-        let stack = b.concat(&format!("{q}.taps"), &[up, same], 3);
+        // 5. gates = [ss taps; is_weight; (ix_weight); is_bias] over (h one row up; h; the
+        // column's pixels).
+        let stack = b.concat(&format!("{q}.taps"), &[up, same, xin.clone()], 3);
         // One GEMM per direction over the column's (row, image) rows: an Einsum, which ORT
         // runs as one GEMM per direction, where a MatMul over [2, n, N, 2h] would run one
         // per row (about 20% slower) and a Reshape merging rows and images would lose the
         // symbolic batch (and take a minute to load). Its per-call overhead costs about 6%
-        // of the whole graph's time against Reshape-MatMul-Reshape (measured on ORT 1.31).
+        // of the whole graph's time against Reshape-MatMul-Reshape (measured on ORT 1.31);
+        // a Split into directions, a MatMul each by a 2-D weight and a Concat measured no
+        // faster (104-111 against 101-111 images/s, one thread, batch 16).
         let ss = b.op(
             "Einsum",
             &format!("{q}.ss"),
-            &[&stack, &w_ss],
+            &[&stack, &w_step],
             vec![attr_str("equation", "dnbk,dkq->dnbq")],
         );
-        let gates = b.binary("Add", &format!("{q}.gates"), xin, &ss);
+        let gates = match (&col_extra, &extra_vec) {
+            (Some(m), _) => b.binary("Add", &format!("{q}.gates"), &ss, &m[k]),
+            (None, Some(v)) => b.binary("Add", &format!("{q}.gates"), &ss, v),
+            (None, None) => ss,
+        };
         let (hn, c) = cell(b, &q, &gates, &c_same, 3, h);
         outs.push(hn.clone());
         prev = Some(Column { h: hn, c, lo, top });
