@@ -36,23 +36,28 @@ fn cell(
     axis: i64,
     h: usize,
 ) -> (String, String) {
-    // One Sigmoid over the three sigmoid chunks, one Tanh over g: fewer nodes than four.
+    // One Split into the four chunks, then a Sigmoid each on o, f, i: one pass fewer over
+    // the gates than a Sigmoid over the three together between two Splits (the Diagonal
+    // BiLSTM's graph 1-3% faster on ORT 1.31, one thread, batch 8 and 16; the Row LSTM's
+    // unchanged).
     let parts = b.split(
         &format!("{p}.chunks"),
         gates,
         axis,
-        &[3 * h, h],
-        &["ofi_pre".into(), "g_pre".into()],
+        &[h, h, h, h],
+        &[
+            "o_pre".into(),
+            "f_pre".into(),
+            "i_pre".into(),
+            "g_pre".into(),
+        ],
     );
-    let sig = b.unary("Sigmoid", &format!("{p}.ofi"), &parts[0]);
-    let ofi = b.split(
-        &format!("{p}.gate"),
-        &sig,
-        axis,
-        &[h, h, h],
-        &["o".into(), "f".into(), "i".into()],
-    );
-    let g = b.unary("Tanh", &format!("{p}.g"), &parts[1]);
+    let ofi: Vec<String> = ["o", "f", "i"]
+        .iter()
+        .enumerate()
+        .map(|(j, n)| b.unary("Sigmoid", &format!("{p}.{n}"), &parts[j]))
+        .collect();
+    let g = b.unary("Tanh", &format!("{p}.g"), &parts[3]);
     let fc = b.binary("Mul", &format!("{p}.f_c"), &ofi[1], c_prev);
     let ig = b.binary("Mul", &format!("{p}.i_g"), &ofi[2], &g);
     let c = b.binary("Add", &format!("{p}.c"), &fc, &ig);
