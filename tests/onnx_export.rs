@@ -67,6 +67,18 @@ fn small_specs() -> Vec<(&'static str, String)> {
             ),
         ),
         (
+            // Columns' inputs (2 channels and the bias's 1) narrower than the state (5).
+            "diag_bilstm_narrow",
+            spec(
+                "diag_bilstm_narrow",
+                1,
+                4,
+                5,
+                2,
+                "  - conv: {out: 2, kernel: 3, mask: A}\n  - diag_bilstm: {hidden: 5}\n  - relu\n  - head: bernoulli\n",
+            ),
+        ),
+        (
             "diag_bilstm_full_rgb",
             spec(
                 "diag_bilstm_full_rgb",

@@ -371,14 +371,15 @@ pub fn diag_bilstm(
     // on the weights alone: `edges`, baked in as [2, 1, 1, h] per row and broadcast to the
     // batch where a column first reads it; zero above row 0. The broadcast is a `Where`
     // whose condition is always false, so it takes the batch dimension from `like` (a
-    // [2, 1, N, h] slice whose values it never reads): every shape in the graph stays
-    // static but the symbolic batch. (An Expand to a shape computed at run time leaves ONNX
-    // Runtime thousands of unknown dimensions, and it then took a minute to load.)
+    // [2, 1, N, 1] slice whose values it never reads, one channel wide because the
+    // columns' inputs may be narrower than h): every shape in the graph stays static but
+    // the symbolic batch. (An Expand to a shape computed at run time leaves ONNX Runtime
+    // thousands of unknown dimensions, and it then took a minute to load.)
     let like = b.slice(
         &format!("{p}.batch_like"),
         &both,
         &[0, 0],
-        &[1, hi],
+        &[1, 1],
         &[1, 3],
         &[1, 1],
     );
@@ -391,7 +392,7 @@ pub fn diag_bilstm(
         let name = format!("{p}.edge.{name}{r}.batch");
         b.op("Where", &name, &[&never, &like, &t], vec![])
     };
-    let zero = b.f32_scalar(0.0);
+    let zero = b.init_f32(&format!("{p}.zero_row"), &[2, 1, 1, h], &vec![0.0; 2 * h]);
     let zero = b.op(
         "Where",
         &format!("{p}.zero_row.batch"),
