@@ -25,8 +25,8 @@
 //! | Relu / Add | Relu / chained Add |
 //! | SkipSum | Conv 1x1 per skip source, chained Add |
 //! | RowLstm | Conv 1 x k (input-to-state), Split into rows; per row: Conv 1x3 (state), Add, LSTM cell; Concat |
-//! | DiagBiLstm | Transpose, Reshape, MatMul (input-to-state: one GEMM per direction over pixels x batch), Reshape, Add (`full_context`: + MatMul of the image, Pad to the right-to-left half, Add), Split by direction, Gather x2 (every skewed column's pixels, skewed and mirrored by index tables), Concat, Split into columns; per skewed column: the previous column's states as they are or Sliced, Concat with the baked-in padding-zone edge (Expand) and the zero row, Concat (taps), Reshape, MatMul (2-tap state conv: one GEMM per direction), Reshape, Add, LSTM cell; then Concat, Pad (zero slot), Split, Gather x2 (unskew, mirror back, shift down), Add, Squeeze, Transpose, Reshape |
-//! | LSTM cell | Split, Sigmoid, Split, Tanh, Mul, Mul, Add, Tanh, Mul |
+//! | DiagBiLstm | Reshape, Transpose (pixels as `[pixel, N, c]`; the `full_context` image too), Where (a ones column for the bias), Concat, Gather x2 (every skewed column's pixels, skewed and mirrored by index tables), Unsqueeze, Concat, Split into columns; per skewed column: the previous column's states as they are or Sliced, Concat with the baked-in padding-zone edge (Where-broadcast to the batch) and the zero row, Concat (taps and pixels), Einsum (the 2-tap state conv and the input-to-state 1x1 conv with its bias: one GEMM per direction), Add (only a class vector or low-res map), LSTM cell; then Concat, Pad (zero slot), Split, Gather x2 (unskew, mirror back, shift down), Add, Squeeze, Transpose, Reshape |
+//! | LSTM cell | Split (o, f, i, g), Sigmoid x3, Tanh, Mul, Mul, Add, Tanh, Mul |
 //! | nll (Bernoulli) | Abs, Neg, Softplus, Relu, Mul, Sub, Add, ReduceSum |
 //! | nll (softmax) | Reshape, LogSoftmax, Cast, Unsqueeze, GatherElements, ReduceSum, Neg |
 
