@@ -251,8 +251,8 @@ pub fn diag_bilstm(
     // `[ss taps; is_weight; (ix_weight); is_bias]`. The 4h-wide input map is never
     // written, gathered or added (measured on ORT 1.31: 1.08-1.28x the whole graph's
     // speed, three alternated pairs, against a MatMul over every pixel, then a Gather of
-    // its columns and an Add per column). Per direction the weight is [K, 4h]; the pixels' features are
-    // gathered once per direction, K' = cin (+ C) + 1 wide.
+    // its columns and an Add per column). Per direction the weight is [K, 4h]; the
+    // pixels' features are gathered once per direction, K' = cin (+ C) + 1 wide.
     let xt = by_pixel(b, "x", x, ci);
     let mut feats = vec![xt.clone()];
     // is_weight [8h, cin, 1, 1] as [2, cin, 4h].
