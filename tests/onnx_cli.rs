@@ -83,7 +83,7 @@ fn export_eval_info_bench_doctor() {
     // The inference benchmark: export figures, then the same NLL from all three paths.
     let spec_path = dir.path().join("tiny_row.yaml");
     std::fs::write(&spec_path, SPEC).unwrap();
-    let b = onnx_cmds::bench_inference(&spec_path, &[2, 3], 0.05, Device::Cpu, false).unwrap();
+    let b = onnx_cmds::bench_inference(&spec_path, &[2, 3], (0.05, 2), Device::Cpu, false).unwrap();
     assert!(b["export_seconds"].as_f64().unwrap() > 0.0);
     assert!(b["onnx_bytes"].as_u64().unwrap() > 0);
     let rows = b["batches"].as_array().unwrap();
@@ -96,6 +96,18 @@ fn export_eval_info_bench_doctor() {
         ] {
             assert!(r[k].as_f64().unwrap() > 0.0, "{k}: {r}");
         }
+        // Two rounds, every path measured in each; a ratio's median lies in its range.
+        assert_eq!(r["rounds"], 2, "{r}");
+        for k in ["libtorch", "libtorch_plain", "onnxruntime", "sampler"] {
+            let v = r["images_per_second_by_round"][k].as_array().unwrap();
+            assert_eq!(v.len(), 2, "{k}: {r}");
+            assert!(v.iter().all(|x| x.as_f64().unwrap() > 0.0), "{k}: {r}");
+        }
+        for k in ["onnxruntime_vs_libtorch", "sampler_vs_libtorch"] {
+            let (m, lim) = (r[k].as_f64().unwrap(), &r[format!("{k}_range")]);
+            let (lo, hi) = (lim[0].as_f64().unwrap(), lim[1].as_f64().unwrap());
+            assert!(0.0 < lo && lo <= m && m <= hi, "{k}: {r}");
+        }
         let nll = &r["nll_nats_per_image"];
         let ort = nll["onnxruntime"].as_f64().unwrap();
         for k in ["libtorch", "libtorch_plain"] {
@@ -103,7 +115,7 @@ fn export_eval_info_bench_doctor() {
         }
     }
     let export_only =
-        onnx_cmds::bench_inference(&spec_path, &[2], 0.05, Device::Cpu, true).unwrap();
+        onnx_cmds::bench_inference(&spec_path, &[2], (0.05, 1), Device::Cpu, true).unwrap();
     assert!(export_only.get("batches").is_none());
 
     let doc = pixc::app::doctor::doctor();

@@ -511,7 +511,7 @@ fn measure(spec: &Path, round: usize, index: usize, cfg: &Measure) -> Result<Val
 
 /// The median, least and greatest of `v` (None when empty); the median of an even count
 /// is the mean of the middle two.
-fn spread(mut v: Vec<f64>) -> Option<Value> {
+pub(crate) fn spread(mut v: Vec<f64>) -> Option<Value> {
     v.retain(|x| x.is_finite());
     if v.is_empty() {
         return None;
@@ -573,7 +573,7 @@ pub fn summarize(rows: &[Value]) -> Vec<Value> {
 pub fn bench_inference(
     specs: Vec<PathBuf>,
     batches: &[usize],
-    seconds: f64,
+    (seconds, rounds): (f64, usize),
     device: Device,
     threads: Option<usize>,
     mut on_row: impl FnMut(&Value),
@@ -602,7 +602,13 @@ pub fn bench_inference(
     };
     let mut rows = Vec::new();
     for (spec, export_only) in jobs {
-        let r = crate::app::deploy::bench_inference(&spec, batches, seconds, device, export_only)?;
+        let r = crate::app::deploy::bench_inference(
+            &spec,
+            batches,
+            (seconds, rounds),
+            device,
+            export_only,
+        )?;
         on_row(&r);
         rows.push(r);
     }

@@ -169,12 +169,18 @@ pub fn onnx_info(path: &Path, device: Device) -> Result<(ModelInfo, Provider)> {
 /// - libtorch with plain ops (what the exported ONNX graph computes, op for op),
 /// - ONNX Runtime,
 ///
-/// all on the same random images and seeded weights. With `export_only`, only the export
-/// figures (for the large specs, whose inference would take minutes here).
+/// all on the same random images and seeded weights, and the cached sampler drawing as
+/// many images. Each batch size is measured in `rounds` rounds, every path for `seconds`
+/// in turn within a round: a figure is the median over the rounds, and a ratio (ONNX
+/// Runtime or the sampler to libtorch) the median of the ratios within each round, with
+/// their range. A shared machine's speed drifts by tens of percent over a minute, which
+/// measuring each path once, one after another, put straight into the ratio. With
+/// `export_only`, only the export figures (for the large specs, whose inference would
+/// take minutes here).
 pub fn bench_inference(
     spec_path: &Path,
     batches: &[usize],
-    seconds: f64,
+    (seconds, rounds): (f64, usize),
     device: Device,
     export_only: bool,
 ) -> Result<serde_json::Value> {
@@ -220,11 +226,12 @@ pub fn bench_inference(
         let as_f32: Vec<f32> = raw.iter().map(|&v| v as f32).collect();
         let labels =
             crate::sample::cycle_labels(im.classes, batch).map(|l| TorchModel::labels_tensor(&l));
-        let torch_rate = |tm: &TorchModel| -> Result<(f64, f64)> {
+        // Each path's first call in the first round is a warm-up, not timed.
+        let torch_rate = |tm: &TorchModel, warm: bool| -> Result<(f64, f64)> {
             tm.apply_thread_policy();
             let x = tm.images_to_tensor(&raw, batch);
             let mut nll = 0.0;
-            let r = rate(batch, seconds, || {
+            let r = rate(batch, seconds, warm, || {
                 nll = tch::no_grad(|| {
                     f64::try_from(tm.nll_labeled(&x, labels.as_ref()).mean(tch::Kind::Double))
                 })?;
@@ -232,50 +239,72 @@ pub fn bench_inference(
             })?;
             Ok((r, nll))
         };
-        let (fused_rate, fused_nll) = if fused.fused() {
-            let (r, n) = torch_rate(&fused)?;
-            (Some(r), Some(n))
-        } else {
-            (None, None)
-        };
-        let (plain_rate, plain_nll) = torch_rate(&plain)?;
-        let mut ort_nll = 0.0;
-        let ort_rate = rate(batch, seconds, || {
-            let y = crate::sample::cycle_labels(im.classes, batch);
-            let v = ort.nll(&as_f32, batch, y.as_deref())?;
-            ort_nll = v.iter().map(|&x| x as f64).sum::<f64>() / batch as f64;
-            Ok(())
-        })?;
-        let libtorch_best = fused_rate.unwrap_or(plain_rate).max(plain_rate);
         // The cached sampler drawing `batch` images on the same threads (CPU only): drawing
         // an image is the arithmetic of scoring it, so `pixc eval`'s rate is its limit.
         let u = crate::sample::uniforms(batch, im.channels, im.height, im.width, 0);
         let threads = torch::threads();
-        let sampler_rate = rate(batch, seconds, || {
-            let y = crate::sample::cycle_labels(im.classes, batch);
-            cached.sample_with(
-                batch,
-                &u,
-                1.0,
-                None,
-                y.as_deref(),
-                false,
-                threads,
-                |_, _| {},
-            )?;
-            Ok(())
-        })?;
-        let eval_rate = fused_rate.unwrap_or(plain_rate);
+        let y = crate::sample::cycle_labels(im.classes, batch);
+        // Per round: images/s of libtorch (fused, when pixc uses it), plain libtorch,
+        // ONNX Runtime and the sampler.
+        let mut per_round: Vec<[f64; 4]> = Vec::with_capacity(rounds);
+        let (mut fused_nll, mut plain_nll, mut ort_nll) = (None, 0.0, 0.0);
+        for round in 0..rounds.max(1) {
+            let warm = round == 0;
+            let fused_rate = if fused.fused() {
+                let (r, n) = torch_rate(&fused, warm)?;
+                fused_nll = Some(n);
+                r
+            } else {
+                f64::NAN
+            };
+            let (plain_rate, n) = torch_rate(&plain, warm)?;
+            plain_nll = n;
+            let ort_rate = rate(batch, seconds, warm, || {
+                let v = ort.nll(&as_f32, batch, y.as_deref())?;
+                ort_nll = v.iter().map(|&x| x as f64).sum::<f64>() / batch as f64;
+                Ok(())
+            })?;
+            let sampler_rate = rate(batch, seconds, warm, || {
+                let y = y.as_deref();
+                cached.sample_with(batch, &u, 1.0, None, y, false, threads, |_, _| {})?;
+                Ok(())
+            })?;
+            per_round.push([fused_rate, plain_rate, ort_rate, sampler_rate]);
+        }
+        let col = |i: usize| per_round.iter().map(|r| r[i]).collect::<Vec<f64>>();
+        let median = |v: Vec<f64>| {
+            crate::app::bench::spread(v)
+                .map_or(f64::NAN, |s| s["median"].as_f64().unwrap_or(f64::NAN))
+        };
+        let fused_on = fused.fused();
+        // libtorch as pixc evaluates (fused when it can), and the faster of its two paths
+        // (a NaN fused rate is never the max).
+        let li = if fused_on { 0 } else { 1 };
+        let eval = |r: &[f64; 4]| r[li];
+        let best = |r: &[f64; 4]| r[li].max(r[1]);
+        let ratios = |f: &dyn Fn(&[f64; 4]) -> f64| per_round.iter().map(f).collect::<Vec<f64>>();
+        let ort_vs = crate::app::bench::spread(ratios(&|r| r[2] / best(r)));
+        let sampler_vs = crate::app::bench::spread(ratios(&|r| r[3] / eval(r)));
+        let of = |s: &Option<serde_json::Value>, k: &str| s.as_ref().and_then(|s| s[k].as_f64());
         rows.push(serde_json::json!({
-            "sampler_images_per_second": sampler_rate,
-            "sampler_vs_libtorch": sampler_rate / eval_rate,
             "batch": batch,
-            "libtorch_images_per_second": fused_rate.unwrap_or(plain_rate),
-            "libtorch_fused": fused_rate.is_some(),
-            "libtorch_plain_images_per_second": plain_rate,
-            "onnxruntime_images_per_second": ort_rate,
-            "onnxruntime_vs_libtorch": ort_rate / libtorch_best,
-            "onnxruntime_vs_libtorch_plain": ort_rate / plain_rate,
+            "rounds": per_round.len(),
+            "libtorch_images_per_second": median(col(li)),
+            "libtorch_fused": fused_on,
+            "libtorch_plain_images_per_second": median(col(1)),
+            "onnxruntime_images_per_second": median(col(2)),
+            "onnxruntime_vs_libtorch": of(&ort_vs, "median"),
+            "onnxruntime_vs_libtorch_range": [of(&ort_vs, "min"), of(&ort_vs, "max")],
+            "onnxruntime_vs_libtorch_plain": median(ratios(&|r| r[2] / r[1])),
+            "sampler_images_per_second": median(col(3)),
+            "sampler_vs_libtorch": of(&sampler_vs, "median"),
+            "sampler_vs_libtorch_range": [of(&sampler_vs, "min"), of(&sampler_vs, "max")],
+            "images_per_second_by_round": {
+                "libtorch": col(li),
+                "libtorch_plain": col(1),
+                "onnxruntime": col(2),
+                "sampler": col(3),
+            },
             "nll_nats_per_image": {"libtorch": fused_nll.unwrap_or(plain_nll), "libtorch_plain": plain_nll, "onnxruntime": ort_nll},
         }));
     }
@@ -286,9 +315,12 @@ pub fn bench_inference(
     Ok(out)
 }
 
-/// Images/s of `f` (one batch per call) over about `seconds`, after one warm-up call.
-fn rate(batch: usize, seconds: f64, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
-    f()?;
+/// Images/s of `f` (one batch per call) over about `seconds` (at least two calls), after
+/// one warm-up call when `warm`.
+fn rate(batch: usize, seconds: f64, warm: bool, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    if warm {
+        f()?;
+    }
     let t = Instant::now();
     let mut n = 0usize;
     while n < 2 || (t.elapsed().as_secs_f64() < seconds && n < 100_000) {

@@ -106,15 +106,15 @@ fn print_summary(s: &Value) {
 pub fn bench_inference(
     specs: Vec<PathBuf>,
     batches: &[usize],
-    seconds: f64,
+    (seconds, rounds): (f64, usize),
     device: Device,
     threads: Option<usize>,
     json_out: bool,
 ) -> Result<i32> {
     if !json_out {
-        println!("ONNX export (best of 3) and NLL evaluation, images/s; libtorch = pixc's path (fused recurrence kernels on the CPU), plain = libtorch ops only");
+        println!("ONNX export (best of 3) and NLL evaluation, images/s; libtorch = pixc's path (fused recurrence kernels on the CPU), plain = libtorch ops only; medians over {rounds} round(s), every path in turn, ratios taken within each round (range in brackets)");
     }
-    let all = bench::bench_inference(specs, batches, seconds, device, threads, |r| {
+    let all = bench::bench_inference(specs, batches, (seconds, rounds), device, threads, |r| {
         if !json_out {
             print_inference_row(r)
         }
@@ -165,17 +165,30 @@ fn print_inference_row(r: &Value) {
     );
     for b in r["batches"].as_array().into_iter().flatten() {
         let f = |k: &str| b[k].as_f64().unwrap_or(f64::NAN);
+        // A ratio's range over the rounds, when there were several.
+        let range = |k: &str, percent: bool| match (b["rounds"].as_u64(), &b[k]) {
+            (Some(n), Value::Array(v)) if n > 1 && v.len() == 2 => {
+                let g = |i: usize| v[i].as_f64().unwrap_or(f64::NAN);
+                match percent {
+                    true => format!(" ({:.0}-{:.0}%)", 100.0 * g(0), 100.0 * g(1)),
+                    false => format!(" ({:.2}-{:.2}x)", g(0), g(1)),
+                }
+            }
+            _ => String::new(),
+        };
         println!(
-            "    batch {:>4}  libtorch {:>8.1}  plain {:>8.1}  onnxruntime ({}) {:>8.1}  ORT/libtorch {:>5.2}x  ORT/plain {:>5.2}x  sampler {:>7.1} = {:>3.0}% of libtorch",
+            "    batch {:>4}  libtorch {:>8.1}  plain {:>8.1}  onnxruntime ({}) {:>8.1}  ORT/libtorch {:>5.2}x{}  ORT/plain {:>5.2}x  sampler {:>7.1} = {:>3.0}% of libtorch{}",
             b["batch"],
             f("libtorch_images_per_second"),
             f("libtorch_plain_images_per_second"),
             r["provider"].as_str().unwrap_or("?"),
             f("onnxruntime_images_per_second"),
             f("onnxruntime_vs_libtorch"),
+            range("onnxruntime_vs_libtorch_range", false),
             f("onnxruntime_vs_libtorch_plain"),
             f("sampler_images_per_second"),
             100.0 * f("sampler_vs_libtorch"),
+            range("sampler_vs_libtorch_range", true),
         );
     }
 }

@@ -266,7 +266,7 @@ pub enum Cmd {
     /// Benchmark training throughput and memory beside the eager PyTorch reference, or
     /// (--inference) ONNX export and NLL evaluation through libtorch and ONNX Runtime
     #[command(
-        after_help = "Examples:\n  pixc bench                       # the three MNIST models, batch 16, all cores\n  pixc bench specs/pixelcnn_7_mnist.yaml --seconds 30 --json\n  pixc bench --rounds 5 --seconds 10     # each figure's median and range over 5 alternating rounds\n  pixc bench --inference           # export time/size of every shipped spec; libtorch vs ONNX Runtime\n  pixc bench --inference specs/row_lstm_7_mnist.yaml --batches 1,16,256"
+        after_help = "Examples:\n  pixc bench                       # the three MNIST models, batch 16, all cores\n  pixc bench specs/pixelcnn_7_mnist.yaml --seconds 30 --json\n  pixc bench --rounds 5 --seconds 10     # each figure's median and range over 5 alternating rounds\n  pixc bench --inference           # export time/size of every shipped spec; libtorch vs ONNX Runtime\n  pixc bench --inference specs/row_lstm_7_mnist.yaml --batches 1,16,256\n  pixc bench --inference specs/diag_bilstm_7_mnist.yaml --rounds 7   # ratios' median and range over 7 rounds"
     )]
     Bench {
         /// Specs to measure (default: the shipped MNIST Diagonal BiLSTM, Row LSTM, PixelCNN;
@@ -276,7 +276,7 @@ pub enum Cmd {
         #[arg(long, default_value_t = 16, value_parser = crate::front::flags::at_least_one("batch"))]
         batch: usize,
         /// Seconds of timed training steps per model (after warm-up); with --inference,
-        /// per measurement [default: 15, with --inference 3]
+        /// per path and round [default: 15, with --inference 1]
         #[arg(long, value_parser = crate::front::flags::seconds)]
         seconds: Option<f64>,
         /// Measure inference: ONNX export time and size, and NLL images/s through libtorch
@@ -292,11 +292,12 @@ pub enum Cmd {
         /// libtorch threads (default: all cores)
         #[arg(long, value_parser = crate::front::flags::threads)]
         threads: Option<usize>,
-        /// Measure every spec this many times, pixc and the reference in turn, and print
-        /// the median and range of each figure (a shared machine's noise shows in one run);
-        /// the identical-math check runs in the first round
-        #[arg(long, default_value_t = 1, value_parser = crate::front::flags::at_least_one("rounds"))]
-        rounds: usize,
+        /// Measure every spec this many times, pixc and the reference in turn (with
+        /// --inference: every path in turn), and print the median and range of each figure
+        /// (a shared machine's noise shows in one run); the identical-math check runs in
+        /// the first round [default: 1, with --inference 3]
+        #[arg(long, value_parser = crate::front::flags::at_least_one("rounds"))]
+        rounds: Option<usize>,
         /// Skip the PyTorch reference
         #[arg(long)]
         no_pytorch: bool,
@@ -448,6 +449,7 @@ pub fn run() -> i32 {
             seconds,
             inference: true,
             batches,
+            rounds,
             device,
             threads,
             json,
@@ -455,7 +457,7 @@ pub fn run() -> i32 {
         } => bench_cmds::bench_inference(
             specs,
             &batches,
-            seconds.unwrap_or(3.0),
+            (seconds.unwrap_or(1.0), rounds.unwrap_or(3)),
             device,
             threads,
             json,
@@ -483,7 +485,7 @@ pub fn run() -> i32 {
             let opts = bench_cmds::Opts {
                 batch,
                 seconds,
-                rounds,
+                rounds: rounds.unwrap_or(1),
                 device,
                 threads,
                 pytorch: !no_pytorch,
