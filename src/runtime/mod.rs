@@ -129,10 +129,13 @@ pub struct Outputs {
 /// On the CPU, the most images one session runs at once; a larger slice of a batch runs in
 /// pieces of this size, one after another. The unrolled recurrences make a pass over every
 /// intermediate tensor per node, so a piece whose tensors stay in the core's cache runs
-/// faster than a large batch that streams them from memory (the MNIST Diagonal BiLSTM at
-/// batch 256 on 2 threads: 278-296 images/s whole, 443 at 64, 485 at 16; smaller pieces
-/// pay per-node overhead). `PIXC_ORT_CHUNK` overrides it (0: no limit).
-pub const CPU_RUN_CHUNK: usize = 16;
+/// faster than a large batch that streams them from memory, and a smaller one pays the
+/// per-node overhead on fewer images. The MNIST Diagonal BiLSTM at batch 256 on 2 threads,
+/// since its input conv is folded into the column GEMMs (ORT 1.31, `pixc bench --inference
+/// --batches 256 --rounds 3`, alternated, three runs each): 414-485 images/s in pieces of
+/// 16, 522-536 in pieces of 32, 294-513 whole; the Row LSTM 871-927 / 887-922, the
+/// PixelCNN the same within noise. `PIXC_ORT_CHUNK` overrides it (0: no limit).
+pub const CPU_RUN_CHUNK: usize = 32;
 
 /// A loaded pixc ONNX model.
 pub struct OnnxModel {
