@@ -315,15 +315,16 @@ pub fn bench_inference(
     Ok(out)
 }
 
-/// Images/s of `f` (one batch per call) over about `seconds` (at least two calls), after
-/// one warm-up call when `warm`.
+/// Images/s of `f` (one batch per call) over about `seconds` (at least one call: plain
+/// libtorch takes seconds a call at batch 256, and every round times it again), after one
+/// warm-up call when `warm`.
 fn rate(batch: usize, seconds: f64, warm: bool, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     if warm {
         f()?;
     }
     let t = Instant::now();
     let mut n = 0usize;
-    while n < 2 || (t.elapsed().as_secs_f64() < seconds && n < 100_000) {
+    while n < 1 || (t.elapsed().as_secs_f64() < seconds && n < 100_000) {
         f()?;
         n += 1;
     }
