@@ -248,9 +248,10 @@ pub fn bench_inference(
         // ONNX Runtime and the sampler.
         let mut per_round: Vec<[f64; 4]> = Vec::with_capacity(rounds);
         let (mut fused_nll, mut plain_nll, mut ort_nll) = (None, 0.0, 0.0);
+        let fused_on = fused.fused();
         for round in 0..rounds.max(1) {
             let warm = round == 0;
-            let fused_rate = if fused.fused() {
+            let fused_rate = if fused_on {
                 let (r, n) = torch_rate(&fused, warm)?;
                 fused_nll = Some(n);
                 r
@@ -272,11 +273,8 @@ pub fn bench_inference(
             per_round.push([fused_rate, plain_rate, ort_rate, sampler_rate]);
         }
         let col = |i: usize| per_round.iter().map(|r| r[i]).collect::<Vec<f64>>();
-        let median = |v: Vec<f64>| {
-            crate::app::bench::spread(v)
-                .map_or(f64::NAN, |s| s["median"].as_f64().unwrap_or(f64::NAN))
-        };
-        let fused_on = fused.fused();
+        let of = |s: &Option<serde_json::Value>, k: &str| s.as_ref().and_then(|s| s[k].as_f64());
+        let median = |v: Vec<f64>| of(&crate::app::bench::spread(v), "median").unwrap_or(f64::NAN);
         // libtorch as pixc evaluates (fused when it can), and the faster of its two paths
         // (a NaN fused rate is never the max).
         let li = if fused_on { 0 } else { 1 };
@@ -285,7 +283,6 @@ pub fn bench_inference(
         let ratios = |f: &dyn Fn(&[f64; 4]) -> f64| per_round.iter().map(f).collect::<Vec<f64>>();
         let ort_vs = crate::app::bench::spread(ratios(&|r| r[2] / best(r)));
         let sampler_vs = crate::app::bench::spread(ratios(&|r| r[3] / eval(r)));
-        let of = |s: &Option<serde_json::Value>, k: &str| s.as_ref().and_then(|s| s[k].as_f64());
         rows.push(serde_json::json!({
             "batch": batch,
             "rounds": per_round.len(),
