@@ -9,10 +9,12 @@ Needs the pixc binary (target/debug/pixc, or $PIXC) to compile the small specs.
 
 from __future__ import annotations
 
+import atexit
 import copy
 import json
 import math
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -30,6 +32,8 @@ import pixc_ref as P  # noqa: E402
 
 torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
 TMP = Path(tempfile.mkdtemp(prefix="pixc_ref_test_"))
+# Removed at exit, pass or fail: each run used to leave its specs, weights and exports in /tmp.
+atexit.register(shutil.rmtree, TMP, ignore_errors=True)
 
 # ---------------------------------------------------------------------------------------
 # small specs
