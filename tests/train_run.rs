@@ -76,6 +76,66 @@ fn resume_honours_the_runs_learning_rate_schedule() {
     assert!(text.contains("decay_steps: 3"), "{text}");
 }
 
+/// A run limited by --minutes alone plans its cosine schedule over the spec's own
+/// `steps` (or `epochs`), not over nothing (which refused the README's main job, a
+/// five-minute run of the shipped MNIST spec), stops where the rate reaches zero, and a
+/// resume past that end is refused.
+#[test]
+fn minutes_alone_plan_the_cosine_over_the_specs_length() {
+    let _turn = serial();
+    let text = TINY.replace("lr: 0.01,", "lr: 0.01, schedule: cosine,");
+    let (spec, model) = pixc::compile_str(&text, Syntax::Yaml).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let go = |resume: bool| {
+        train::train(
+            &spec,
+            &model,
+            &TrainOptions {
+                minutes: Some(0.2),
+                resume,
+                ..opts(&run)
+            },
+        )
+    };
+    let r = go(false).unwrap();
+    assert_eq!((r.steps, r.stopped_by.as_str()), (4, "steps"));
+    let written = std::fs::read_to_string(run.join("spec.yaml")).unwrap();
+    assert!(written.contains("decay_steps: 4"), "{written}");
+    let e = format!("{:#}", go(true).unwrap_err());
+    assert!(
+        e.contains("reached its zero rate at step 4") && e.contains("in a new run"),
+        "{e}"
+    );
+}
+
+/// The README's main job (`scripts/train-mnist.sh`: the shipped Diagonal BiLSTM spec,
+/// `--minutes` only) starts and trains.
+#[test]
+fn the_shipped_mnist_spec_trains_by_minutes() {
+    let _turn = serial();
+    let path = format!(
+        "{}/specs/diag_bilstm_7_mnist.yaml",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let (spec, model, _) = pixc::compile_file(Path::new(&path)).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let r = train::train(
+        &spec,
+        &model,
+        &TrainOptions {
+            minutes: Some(0.005),
+            ..opts(&run)
+        },
+    )
+    .unwrap();
+    assert!(r.steps >= 1 && r.stopped_by == "time", "{r:?}");
+    // 20 epochs of 50,000 images at batch 16.
+    let written = std::fs::read_to_string(run.join("spec.yaml")).unwrap();
+    assert!(written.contains("decay_steps: 62500"), "{written}");
+}
+
 /// A finished cosine run (min_lr 0) cannot be resumed past its schedule's end, where every
 /// further step would train at a zero rate: a clear error, not hours of nothing.
 #[test]

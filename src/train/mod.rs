@@ -309,6 +309,9 @@ fn train_one(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
     if let Some(v) = opts.valid_every {
         tcfg.valid_every = v;
     }
+    // The spec's own length, which a run limited by --minutes alone still plans its
+    // schedule over.
+    let spec_plan = (tcfg.steps, tcfg.epochs);
     if opts.steps.is_some() || opts.epochs.is_some() || opts.minutes.is_some() {
         tcfg.steps = opts.steps;
         tcfg.epochs = opts.epochs;
@@ -349,17 +352,36 @@ fn train_one(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         (None, None) => Some(per_epoch),
     };
     // The schedule is fixed when the run starts (its length resolved and written into
-    // spec.yaml); a resumed run reads it back from there, whatever its own step limit.
+    // spec.yaml); a resumed run reads it back from there, whatever its own step limit. A
+    // run given only --minutes has no step limit: its schedule spans the spec's `steps`
+    // or `epochs`, so it does not depend on how fast the machine is.
+    let planned = max_steps.or(match spec_plan {
+        (Some(s), _) => Some(s),
+        (None, Some(e)) => Some(e * per_epoch),
+        (None, None) => None,
+    });
     tcfg.schedule = if opts.resume {
         let (run_spec, _) = checkpoint::load_spec(out)?;
         run_spec.train.map(|t| t.schedule).unwrap_or_default()
     } else {
-        schedule::resolve(&tcfg.schedule, per_epoch, max_steps)?
+        schedule::resolve(&tcfg.schedule, per_epoch, planned)?
     };
     let lr_schedule = schedule::for_run(&tcfg.schedule, tcfg.lr)?;
     if opts.resume {
         past_the_schedule(&lr_schedule, max_steps)?;
     }
+    // Limited by time alone, a cosine run that decays to a zero rate still stops where it
+    // gets there: every later step would leave the weights as they are.
+    let schedule_end = (max_steps.is_none()
+        && lr_schedule.kind == ScheduleKind::Cosine
+        && lr_schedule.min_lr == 0.0)
+        .then_some(lr_schedule.decay_steps);
+    if let (Some(end), false, false) = (schedule_end, opts.resume, opts.json) {
+        eprintln!(
+            "note: --minutes limits this run; its cosine schedule reaches a zero rate at step {end}, where the run stops if it gets there"
+        );
+    }
+    let max_steps = max_steps.or(schedule_end);
     let run_spec = spec_for_run(spec, &tcfg);
     let spec_text = crate::front::fmt::to_yaml(&run_spec);
     let changes = if opts.resume {
@@ -376,6 +398,12 @@ fn train_one(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
     let (mut tm, mut state, mut opt) = if opts.resume {
         let ck = checkpoint::load_last(out, model, device)
             .with_context(|| format!("cannot resume from {}", out.display()))?;
+        if let Some(end) = schedule_end.filter(|&end| ck.1.step >= end) {
+            bail!(usage(format!(
+                "the run's cosine schedule reached its zero rate at step {end} and the run is at step {}: further steps would change nothing; train longer in a new run (--steps N plans its cosine over N steps)",
+                ck.1.step
+            )));
+        }
         (ck.0, ck.1, ck.2)
     } else {
         let w = Weights::init(model, tcfg.seed);

@@ -64,7 +64,7 @@ pub fn resolve(s: &Schedule, per_epoch: u64, planned_steps: Option<u64>) -> Resu
             ScheduleKind::Cosine => match planned_steps {
                 Some(n) => Some(n),
                 None => bail!(
-                    "`schedule: cosine` decays over the run's planned steps, but this run has none (only --minutes): give `steps`, `epochs` or `decay_steps`"
+                    "`schedule: cosine` decays over the run's planned steps, but this run has none (--minutes alone, and the spec gives no `steps` or `epochs`): give `steps`, `epochs` or `decay_steps` in the spec"
                 ),
             },
         };
