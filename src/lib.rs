@@ -99,6 +99,14 @@ pub fn compile_bytes<'a>(
     bytes: &'a [u8],
     opts: Options,
 ) -> Result<(Spec, Model, &'a str), SpecError> {
+    if let Some(d) = front::not_a_spec(name, bytes) {
+        // No source snippet: the file's first "line" is binary.
+        let help = d.help.as_deref().unwrap_or_default();
+        return Err(SpecError {
+            rendered: format!("{name}:1:1: error: {}\n  = help: {help}\n", d.message),
+            diagnostics: vec![d],
+        });
+    }
     let text = front::check_text(bytes).map_err(|d| SpecError {
         rendered: diag::render(name, &String::from_utf8_lossy(bytes), &d),
         diagnostics: d,

@@ -34,6 +34,48 @@ impl Syntax {
     }
 }
 
+/// What a binary file named `name` is, when it is one of the files pixc writes or reads
+/// beside specs (an easy mix-up on a command line), with what to give instead.
+fn binary_kind(name: &str, bytes: &[u8]) -> Option<(&'static str, &'static str)> {
+    const SPEC: &str = "a spec is a YAML (.yaml) or pixc DSL (.pixc) text file";
+    let safetensors = bytes.len() > 8
+        && bytes[8] == b'{'
+        && u64::from_le_bytes(bytes[..8].try_into().ok()?) < bytes.len() as u64;
+    if name.ends_with(".onnx") {
+        Some(("an ONNX model", "a spec is a YAML (.yaml) or pixc DSL (.pixc) text file, or give the run folder; an ONNX model is read by `pixc sample --onnx FILE`"))
+    } else if safetensors {
+        Some((
+            "a safetensors file (weights)",
+            "give the run or model folder that holds it (its spec.yaml is beside it), or the spec",
+        ))
+    } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
+        Some(("a PNG image", SPEC))
+    } else if bytes.starts_with(b"\x93NUMPY") {
+        Some(("a NumPy array (.npy)", SPEC))
+    } else if bytes.starts_with(&[0x1f, 0x8b]) {
+        Some(("a gzip archive", "a spec is a YAML (.yaml) or pixc DSL (.pixc) text file; data files go to `--data` or `--mnist-dir`"))
+    } else {
+        None
+    }
+}
+
+/// A binary file named `name` that pixc knows as something other than a spec: what it
+/// is, at 1:1 (its bytes are no source line to show). None for text, and for binary
+/// data of no known kind (`check_text` reports those).
+pub fn not_a_spec(name: &str, bytes: &[u8]) -> Option<Diagnostic> {
+    let text = std::str::from_utf8(bytes);
+    let binary = text.map_or(true, |t| {
+        t.chars()
+            .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    });
+    let (what, help) = binary.then(|| binary_kind(name, bytes)).flatten()?;
+    Some(
+        Diagnostic::new(Span::new(0, 0), format!("this is {what}, not a spec"))
+            .label("not spec text")
+            .help(help),
+    )
+}
+
 /// Checks that raw bytes can be a spec at all: size, UTF-8, no control characters.
 pub fn check_text(bytes: &[u8]) -> Result<&str, Vec<Diagnostic>> {
     if bytes.len() > tree::MAX_SPEC_BYTES {
@@ -92,4 +134,26 @@ pub fn clamp_spans(mut diags: Vec<Diagnostic>, len: usize) -> Vec<Diagnostic> {
         d.span.end = d.span.end.clamp(d.span.start, len);
     }
     diags
+}
+
+#[cfg(test)]
+mod tests {
+    use super::not_a_spec;
+
+    #[test]
+    fn known_binary_files_are_named_and_text_is_left_to_the_parser() {
+        let named = |name: &str, bytes: &[u8]| not_a_spec(name, bytes).map(|d| d.message);
+        let is = |what: &str| Some(format!("this is {what}, not a spec"));
+        assert_eq!(
+            named("x.npy", b"\x93NUMPY\x01\x00"),
+            is("a NumPy array (.npy)")
+        );
+        assert_eq!(named("x.gz", &[0x1f, 0x8b, 8, 0]), is("a gzip archive"));
+        assert_eq!(named("x", b"\x89PNG\r\n\x1a\n\0"), is("a PNG image"));
+        assert_eq!(named("m.onnx", &[8, 10, 0xff]), is("an ONNX model"));
+        // A text file is the parser's to judge, whatever its name; unknown binary data is
+        // `check_text`'s.
+        assert_eq!(named("m.onnx", b"model: m\n"), None);
+        assert_eq!(named("x.yaml", &[0xff, 0xfe, 0]), None);
+    }
 }
