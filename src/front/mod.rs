@@ -34,26 +34,35 @@ impl Syntax {
     }
 }
 
+/// What a spec is; the help of every "not spec text" diagnostic starts with it.
+const SPEC_IS: &str = "a spec is a YAML (.yaml) or pixc DSL (.pixc) text file";
+
 /// What a binary file named `name` is, when it is one of the files pixc writes or reads
-/// beside specs (an easy mix-up on a command line), with what to give instead.
+/// beside specs (an easy mix-up on a command line), and where such a file goes instead
+/// ("" when nowhere on pixc's command line).
 fn binary_kind(name: &str, bytes: &[u8]) -> Option<(&'static str, &'static str)> {
-    const SPEC: &str = "a spec is a YAML (.yaml) or pixc DSL (.pixc) text file";
     let safetensors = bytes.len() > 8
         && bytes[8] == b'{'
         && u64::from_le_bytes(bytes[..8].try_into().ok()?) < bytes.len() as u64;
     if name.ends_with(".onnx") {
-        Some(("an ONNX model", "a spec is a YAML (.yaml) or pixc DSL (.pixc) text file, or give the run folder; an ONNX model is read by `pixc sample --onnx FILE`"))
+        Some((
+            "an ONNX model",
+            "an ONNX model is read by `pixc sample --onnx FILE` and `pixc eval --onnx FILE`; for a run, give its folder",
+        ))
     } else if safetensors {
         Some((
             "a safetensors file (weights)",
-            "give the run or model folder that holds it (its spec.yaml is beside it), or the spec",
+            "for a run's or model's weights, give the folder that holds them (its spec.yaml is beside them)",
         ))
     } else if bytes.starts_with(b"\x89PNG\r\n\x1a\n") {
-        Some(("a PNG image", SPEC))
+        Some(("a PNG image", ""))
     } else if bytes.starts_with(b"\x93NUMPY") {
-        Some(("a NumPy array (.npy)", SPEC))
+        Some(("a NumPy array (.npy)", ""))
     } else if bytes.starts_with(&[0x1f, 0x8b]) {
-        Some(("a gzip archive", "a spec is a YAML (.yaml) or pixc DSL (.pixc) text file; data files go to `--data` or `--mnist-dir`"))
+        Some((
+            "a gzip archive",
+            "data files go to `--data` or `--mnist-dir`",
+        ))
     } else {
         None
     }
@@ -68,7 +77,11 @@ pub fn not_a_spec(name: &str, bytes: &[u8]) -> Option<Diagnostic> {
         t.chars()
             .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
     });
-    let (what, help) = binary.then(|| binary_kind(name, bytes)).flatten()?;
+    let (what, instead) = binary.then(|| binary_kind(name, bytes)).flatten()?;
+    let help = match instead {
+        "" => SPEC_IS.to_string(),
+        _ => format!("{SPEC_IS}; {instead}"),
+    };
     Some(
         Diagnostic::new(Span::new(0, 0), format!("this is {what}, not a spec"))
             .label("not spec text")
@@ -99,7 +112,7 @@ pub fn check_text(bytes: &[u8]) -> Result<&str, Vec<Diagnostic>> {
                 format!("the spec is not UTF-8 text (invalid byte at offset {at})"),
             )
             .label("invalid byte")
-            .help("a spec is a YAML (.yaml) or pixc DSL (.pixc) text file")]);
+            .help(SPEC_IS)]);
         }
     };
     if let Some(pos) = text
@@ -112,7 +125,7 @@ pub fn check_text(bytes: &[u8]) -> Result<&str, Vec<Diagnostic>> {
             "the spec contains a control character (binary data?)",
         )
         .label("control character")
-        .help("a spec is a YAML (.yaml) or pixc DSL (.pixc) text file")]);
+        .help(SPEC_IS)]);
     }
     Ok(text)
 }
