@@ -76,39 +76,6 @@ fn resume_honours_the_runs_learning_rate_schedule() {
     assert!(text.contains("decay_steps: 3"), "{text}");
 }
 
-/// A run limited by --minutes alone plans its cosine schedule over the spec's own
-/// `steps` (or `epochs`), not over nothing (which refused the README's main job, a
-/// five-minute run of the shipped MNIST spec), stops where the rate reaches zero, and a
-/// resume past that end is refused.
-#[test]
-fn minutes_alone_plan_the_cosine_over_the_specs_length() {
-    let _turn = serial();
-    let text = TINY.replace("lr: 0.01,", "lr: 0.01, schedule: cosine,");
-    let (spec, model) = pixc::compile_str(&text, Syntax::Yaml).unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let run = dir.path().join("run");
-    let go = |resume: bool| {
-        train::train(
-            &spec,
-            &model,
-            &TrainOptions {
-                minutes: Some(0.2),
-                resume,
-                ..opts(&run)
-            },
-        )
-    };
-    let r = go(false).unwrap();
-    assert_eq!((r.steps, r.stopped_by.as_str()), (4, "steps"));
-    let written = std::fs::read_to_string(run.join("spec.yaml")).unwrap();
-    assert!(written.contains("decay_steps: 4"), "{written}");
-    let e = format!("{:#}", go(true).unwrap_err());
-    assert!(
-        e.contains("reached its zero rate at step 4") && e.contains("in a new run"),
-        "{e}"
-    );
-}
-
 /// The README's main job (`scripts/train-mnist.sh`: the shipped Diagonal BiLSTM spec,
 /// `--minutes` only) starts and trains.
 #[test]
@@ -136,30 +103,43 @@ fn the_shipped_mnist_spec_trains_by_minutes() {
     assert!(written.contains("decay_steps: 62500"), "{written}");
 }
 
-/// A finished cosine run (min_lr 0) cannot be resumed past its schedule's end, where every
-/// further step would train at a zero rate: a clear error, not hours of nothing.
+/// A run limited by --minutes alone plans its cosine schedule over the spec's own
+/// `steps` (or `epochs`), not over nothing (which refused the README's main job, a
+/// five-minute run of the shipped MNIST spec), and stops where the rate reaches zero. A
+/// finished cosine run (min_lr 0) cannot be resumed past its schedule's end, by steps or
+/// by time, where every further step would train at a zero rate: a clear error, not
+/// hours of nothing.
 #[test]
-fn resume_past_a_finished_cosine_schedule_is_refused() {
+fn cosine_runs_end_with_their_schedule() {
     let _turn = serial();
     let text = TINY.replace("lr: 0.01,", "lr: 0.01, schedule: cosine,");
     let (spec, model) = pixc::compile_str(&text, Syntax::Yaml).unwrap();
     let dir = tempfile::tempdir().unwrap();
     let run = dir.path().join("run");
-    let go = |steps: u64, resume: bool| {
+    let go = |steps: Option<u64>, minutes: Option<f64>, resume: bool| {
         train::train(
             &spec,
             &model,
             &TrainOptions {
-                steps: Some(steps),
+                steps,
+                minutes,
                 resume,
                 ..opts(&run)
             },
         )
     };
-    go(2, false).unwrap();
-    let e = format!("{:#}", go(5, true).unwrap_err());
+    let r = go(None, Some(0.2), false).unwrap();
+    assert_eq!((r.steps, r.stopped_by.as_str()), (4, "steps"));
+    let written = std::fs::read_to_string(run.join("spec.yaml")).unwrap();
+    assert!(written.contains("decay_steps: 4"), "{written}");
+    let e = format!("{:#}", go(Some(5), None, true).unwrap_err());
     assert!(
-        e.contains("reaches min_lr (0) at step 2") && e.contains("--steps 2 at most"),
+        e.contains("reaches min_lr (0) at step 4") && e.contains("--steps 4 at most"),
+        "{e}"
+    );
+    let e = format!("{:#}", go(None, Some(0.2), true).unwrap_err());
+    assert!(
+        e.contains("reached its zero rate at step 4") && e.contains("in a new run"),
         "{e}"
     );
 }
