@@ -47,7 +47,7 @@ const BAD_FLOATS: &[&str] = &["0", "-1", "1e400", "NaN", "", "inf", "-0.5"];
 const BAD_FROM_ZERO: &[&str] = &["-1", "99999999999999999999999", "NaN", "", "1.5"];
 
 #[test]
-fn every_numeric_flag_is_checked_before_anything_is_made() {
+fn every_flag_with_a_rule_is_checked_before_anything_is_made() {
     let tiny = repo("examples/tiny.yaml");
     // A run folder is never reached: parsing refuses first. "run" does not exist, so a
     // value that slipped through would fail later with exit 1, not 2.
@@ -80,6 +80,10 @@ fn every_numeric_flag_is_checked_before_anything_is_made() {
         (vec!["complete", "run"], "--seed", BAD_FROM_ZERO),
         (vec!["complete", "run"], "--temperature", BAD_FLOATS),
         (vec!["complete", "run"], "--scale", BAD_COUNTS),
+        (vec!["sample", "run"], "--out", &["grid.jpg", "grid.npy"]),
+        (vec!["sample", "run"], "--npy", &["raw.png"]),
+        (vec!["complete", "run"], "--out", &["grid.jpg"]),
+        (vec!["plot", "run"], "--out", &["curves.svg"]),
         (vec!["bench", &tiny], "--batch", BAD_COUNTS),
         (vec!["bench", &tiny], "--seconds", BAD_FLOATS),
         (vec!["bench", &tiny], "--threads", BAD_COUNTS),

@@ -35,10 +35,10 @@ pub struct SampleArgs {
     #[arg(long, default_value_t = 1.0, value_parser = crate::front::flags::temperature)]
     pub temperature: f64,
     /// PNG grid to write
-    #[arg(short = 'o', long, default_value = "samples.png")]
+    #[arg(short = 'o', long, default_value = "samples.png", value_parser = crate::front::flags::png_file)]
     pub out: PathBuf,
     /// Also write the raw values as a NumPy file (uint8, shape [n, C, H, W])
-    #[arg(long, value_name = "FILE")]
+    #[arg(long, value_name = "FILE", value_parser = crate::front::flags::npy_file)]
     pub npy: Option<PathBuf>,
     /// Also write one .pgm (grayscale) or .ppm (colour) file per image into this folder, raw values (maxval = levels - 1)
     #[arg(long, value_name = "DIR")]
@@ -106,7 +106,7 @@ pub struct CompleteArgs {
     #[arg(long, default_value_t = 1.0, value_parser = crate::front::flags::temperature)]
     pub temperature: f64,
     /// PNG figure to write
-    #[arg(short = 'o', long, default_value = "completions.png")]
+    #[arg(short = 'o', long, default_value = "completions.png", value_parser = crate::front::flags::png_file)]
     pub out: PathBuf,
     /// Use the reference sampler (a full forward pass per sub-pixel)
     #[arg(long)]
@@ -137,7 +137,7 @@ pub struct PlotArgs {
     #[arg(required = true)]
     pub run: Vec<PathBuf>,
     /// PNG to write
-    #[arg(short = 'o', long, default_value = "curves.png")]
+    #[arg(short = 'o', long, default_value = "curves.png", value_parser = crate::front::flags::png_file)]
     pub out: PathBuf,
 }
 

@@ -171,6 +171,26 @@ pub fn keep_rows(s: &str) -> Result<usize, String> {
     count("keep_rows", s, 0).map(usize_of)
 }
 
+/// An output file of format `ext` (`png`, `npy`): a name with another extension is
+/// refused, not written in this format under a misleading name (`-o grid.jpg`).
+fn output_file(s: &str, ext: &str, what: &str) -> Result<std::path::PathBuf, String> {
+    let p = std::path::PathBuf::from(s);
+    match p.extension().and_then(|e| e.to_str()) {
+        Some(e) if !e.eq_ignore_ascii_case(ext) => Err(format!(
+            "`{s}`: pixc writes {what} here; give a file name ending in .{ext}"
+        )),
+        _ => Ok(p),
+    }
+}
+/// `-o` of `sample`, `complete` and `plot`.
+pub fn png_file(s: &str) -> Result<std::path::PathBuf, String> {
+    output_file(s, "png", "a PNG image")
+}
+/// `sample --npy`.
+pub fn npy_file(s: &str) -> Result<std::path::PathBuf, String> {
+    output_file(s, "npy", "a NumPy array (.npy)")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -196,6 +216,14 @@ mod tests {
         assert_eq!(m, "unknown data set `mnist`");
         assert!(h.contains("mnist-"), "{h}");
         assert!(data_set("png:").is_err());
+        assert!(png_file("grid.png").is_ok() && png_file("out/GRID.PNG").is_ok());
+        assert!(png_file("grid").is_ok() && npy_file("x.npy").is_ok());
+        let e = png_file("grid.jpg").unwrap_err();
+        assert_eq!(
+            e,
+            "`grid.jpg`: pixc writes a PNG image here; give a file name ending in .png"
+        );
+        assert!(npy_file("x.png").is_err());
         for bad in ["..", ".", "a/b", "", "a b"] {
             assert!(model_name_problem(bad).is_some(), "{bad}");
         }
