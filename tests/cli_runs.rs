@@ -190,3 +190,26 @@ fn a_run_being_trained_is_locked_and_listed_as_running() {
     let fsck = ok(&pixc_in(d, &["fsck", "long"]));
     assert!(fsck.contains("not held: no training is writing"), "{fsck}");
 }
+
+/// What is given where a run folder goes, when it is not one: a spec, an ONNX file, a
+/// missing path, a folder without a run. Each an error (exit 1) saying what it is and
+/// what to give instead.
+#[test]
+fn not_a_run_folder_says_what_was_given() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    std::fs::write(d.join("m.onnx"), [8u8, 10]).unwrap();
+    std::fs::write(d.join("s.yaml"), "model: m\n").unwrap();
+    for (arg, says) in [
+        ("s.yaml", "is a file, not a run folder"),
+        ("s.yaml", "a spec is trained first"),
+        ("m.onnx", "`pixc eval --onnx FILE`"),
+        ("gone", "gone does not exist"),
+        (".", "has no spec.yaml"),
+    ] {
+        let o = pixc_in(d, &["eval", arg]);
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{arg}: {err}");
+        assert!(err.contains(says), "{arg}: {err}");
+    }
+}

@@ -123,14 +123,29 @@ pub fn load_checked_file(path: &Path) -> Result<(Weights, HashMap<String, String
     Ok((w, meta))
 }
 
+/// Why `dir` is not a run folder that has `file`, and what to give instead.
+fn not_a_run(dir: &Path, file: &str) -> String {
+    let d = dir.display();
+    let ext = dir.extension().and_then(|e| e.to_str()).unwrap_or("");
+    if dir.is_file() {
+        let instead = match ext {
+            "yaml" | "yml" | "pixc" => " (a spec is trained first: `pixc train SPEC --out DIR`)",
+            "onnx" => " (an ONNX model is scored with `pixc eval --onnx FILE`)",
+            _ => "",
+        };
+        format!(
+            "{d} is a file, not a run folder: give the folder `pixc train --out DIR` made{instead}"
+        )
+    } else if !dir.exists() {
+        format!("{d} does not exist: give a run folder made by `pixc train --out DIR` (`pixc runs` lists them)")
+    } else {
+        format!("{d} has no {file}: is it a pixc run folder (made by `pixc train --out DIR`)?")
+    }
+}
+
 fn read_state(dir: &Path) -> Result<RunState> {
     let p = dir.join("state.json");
-    let bytes = std::fs::read(&p).with_context(|| {
-        format!(
-            "{} has no state.json: is it a pixc run folder (made by `pixc train --out DIR`)?",
-            dir.display()
-        )
-    })?;
+    let bytes = std::fs::read(&p).with_context(|| not_a_run(dir, "state.json"))?;
     serde_json::from_slice(&bytes).with_context(|| format!("{} is corrupt", p.display()))
 }
 
@@ -138,10 +153,7 @@ fn read_state(dir: &Path) -> Result<RunState> {
 pub fn load_spec(dir: &Path) -> Result<(Spec, Model)> {
     let p = dir.join("spec.yaml");
     if !p.exists() {
-        bail!(
-            "{} has no spec.yaml: is it a pixc run folder (made by `pixc train --out DIR`)?",
-            dir.display()
-        );
+        bail!(not_a_run(dir, "spec.yaml"));
     }
     let (spec, model, _) = crate::compile_file(&p)?;
     Ok((spec, model))
