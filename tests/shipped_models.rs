@@ -155,3 +155,35 @@ fn complete_conditions_on_the_class() {
     o.image = Some(png);
     assert!(err(&cond, o).contains("--class"));
 }
+
+/// `pixc eval --binarization dynamic`: a fresh Bernoulli draw of the gray test images,
+/// the same for a seed and another for another seed, reported as what it scored (the
+/// gray set it drew from, not the run's static binarization).
+#[test]
+fn dynamic_binarization_redraws_the_gray_images_by_seed() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/pixelcnn_7_mnist");
+    let score = |rebinarize: Option<u64>| {
+        let sel = EvalSelection {
+            stride: 50,
+            rebinarize,
+            ..EvalSelection::default()
+        };
+        train::eval_run_with(
+            &dir,
+            EvalSplit::Test,
+            &sel,
+            Device::Cpu,
+            None,
+            &mut |_, _| {},
+        )
+        .unwrap()
+    };
+    let (fixed, a, again, b) = (score(None), score(Some(0)), score(Some(0)), score(Some(1)));
+    assert_eq!(fixed.binarization, "static");
+    assert!(fixed.data.starts_with("mnist-binarized"), "{}", fixed.data);
+    assert_eq!(a.binarization, "dynamic (seed 0)");
+    assert!(a.data.starts_with("mnist-256"), "{}", a.data);
+    assert_eq!(a.nll, again.nll);
+    assert!(a.nll != b.nll && a.nll != fixed.nll);
+    assert_eq!(a.images, fixed.images);
+}

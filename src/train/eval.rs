@@ -187,23 +187,27 @@ fn score_run(
         sp.every(ds.image_size(), sel.stride, sel.limit)
     };
     let im = model.graph().image;
-    let (images, binarization) = match sel.rebinarize {
-        None if im.levels == 2 => (pick(&ds), "static".to_string()),
-        None => (pick(&ds), "none".to_string()),
+    // What was scored: the run's data set, or the gray one a dynamic binarization draws
+    // from (the run's is a static binarization, which was not scored).
+    let described = |ds: &data::Dataset| format!("{} ({})", ds.name, ds.protocol);
+    let (images, binarization, scored) = match sel.rebinarize {
+        None if im.levels == 2 => (pick(&ds), "static".to_string(), described(&ds)),
+        None => (pick(&ds), "none".to_string(), described(&ds)),
         Some(seed) => {
             let gray_src = gray_source(&DataSource::parse(&tcfg.data)?)?;
             let opts = LoadOptions {
                 mnist_dir,
                 ..Default::default()
             };
-            let gray = pick(&data::load(&gray_src, &opts)?);
+            let gray_ds = data::load(&gray_src, &opts)?;
+            let gray = pick(&gray_ds);
             let mut rng = ChaCha8Rng::seed_from_u64(seed);
             let split = Split {
                 images: data::binarize_dynamic(&gray.images, &mut rng),
                 n: gray.n,
                 labels: gray.labels,
             };
-            (split, format!("dynamic (seed {seed})"))
+            (split, format!("dynamic (seed {seed})"), described(&gray_ds))
         }
     };
     let classes = tm.classes();
@@ -238,7 +242,7 @@ fn score_run(
         labels,
         step,
         checkpoint: path.display().to_string(),
-        data: format!("{} ({})", ds.name, ds.protocol),
+        data: scored,
         parts: Vec::new(),
     };
     Ok((report, per_image))
