@@ -544,7 +544,7 @@ fn png_folder_gray() {
         }
     }
 
-    // The requested size must match.
+    // The model's input size must match.
     let mut opts = png_opts();
     opts.png_size = Some((1, 4, 5));
     assert!(load(&DataSource::PngFolder(dir.path().to_path_buf()), &opts).is_ok());
@@ -553,6 +553,10 @@ fn png_folder_gray() {
     assert!(matches!(err, DataError::SizeMismatch { .. }), "{err}");
     let msg = err.to_string();
     assert!(msg.contains("5x4") && msg.contains("28x28"), "{msg}");
+    assert!(
+        msg.contains("the model's input") && msg.contains("resize the images to 28x28"),
+        "{msg}"
+    );
     opts.png_size = Some((3, 4, 5));
     let err = load(&DataSource::PngFolder(dir.path().to_path_buf()), &opts).unwrap_err();
     assert!(err.to_string().contains("grayscale"), "{err}");

@@ -91,7 +91,7 @@ pub enum DataError {
         format: String,
         reason: String,
     },
-    /// Images in a PNG folder disagree in size, or disagree with the requested size.
+    /// Images in a PNG folder disagree in size, or disagree with the model's input.
     #[error("{} is {found} but {expected_from} is {expected}; {advice}", .path.display())]
     SizeMismatch {
         path: PathBuf,

@@ -19,6 +19,9 @@ use super::{DataError, Dataset, Split};
 
 const ADVICE_SIZE: &str =
     "all images must have the same size (resize them, or move the odd ones out of the folder)";
+/// What sets the size and channels the caller asks for (`load`'s `want`): the model's
+/// input, from its spec.
+const MODEL_INPUT: &str = "the model's input (the spec's `input`)";
 
 /// One decoded file, still in its own channel count.
 pub(crate) struct Decoded {
@@ -87,7 +90,13 @@ pub(crate) fn decode(
                 found: format!("{w}x{h} pixels"),
                 expected: format!("{ew}x{eh} pixels"),
                 expected_from: from.to_string(),
-                advice: ADVICE_SIZE.into(),
+                advice: if from == MODEL_INPUT {
+                    format!(
+                        "resize the images to {ew}x{eh}, or change the spec's `input` to fit them"
+                    )
+                } else {
+                    ADVICE_SIZE.into()
+                },
             });
         }
     }
@@ -142,7 +151,7 @@ pub(crate) fn load(dir: &Path, want: Option<(usize, usize, usize)>) -> Result<Da
                 path: dir.to_path_buf(),
                 found: "a PNG folder (1 or 3 channels)".into(),
                 expected: format!("{c} channels"),
-                expected_from: "the requested size".into(),
+                expected_from: MODEL_INPUT.into(),
                 advice: "PNG folders give 1 channel (all grayscale) or 3 (RGB)".into(),
             });
         }
@@ -171,7 +180,7 @@ pub(crate) fn load(dir: &Path, want: Option<(usize, usize, usize)>) -> Result<Da
 
     let mut images = Vec::with_capacity(files.len());
     let mut shape: Option<(usize, usize, String)> =
-        want.map(|(_, h, w)| (h, w, "the requested size".to_string()));
+        want.map(|(_, h, w)| (h, w, MODEL_INPUT.to_string()));
     for path in &files {
         let expect = shape.as_ref().map(|(h, w, from)| (*h, *w, from.as_str()));
         let (img, h, w) = decode(path, expect)?;
@@ -199,19 +208,19 @@ pub(crate) fn load(dir: &Path, want: Option<(usize, usize, usize)>) -> Result<Da
             let (found, advice) = if c == 1 {
                 (
                     "a colour image",
-                    "convert the images to grayscale, or ask for 3 channels",
+                    "convert the images to grayscale, or give the spec `channels: 3` in `input`",
                 )
             } else {
                 (
                     "grayscale, like every image in the folder",
-                    "ask for 1 channel, or convert the images to RGB",
+                    "give the spec `channels: 1` in `input`, or convert the images to RGB",
                 )
             };
             return Err(DataError::SizeMismatch {
                 path: odd_path,
                 found: found.into(),
                 expected: format!("{c} channel(s)"),
-                expected_from: "the requested size".into(),
+                expected_from: MODEL_INPUT.into(),
                 advice: advice.into(),
             });
         }
