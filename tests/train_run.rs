@@ -144,6 +144,53 @@ fn cosine_runs_end_with_their_schedule() {
     );
 }
 
+/// `--data` is recorded in the run's spec.yaml like any override: `pixc eval` scores the
+/// data the run was trained on (it read the spec's), and a resume that would train on
+/// other data (the spec given again without `--data`) is refused.
+#[test]
+fn a_data_override_is_the_runs_data() {
+    let _turn = serial();
+    let (spec, model) = pixc::compile_str(TINY, Syntax::Yaml).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let go = |steps: u64, data: Option<&str>, resume: bool| {
+        train::train(
+            &spec,
+            &model,
+            &TrainOptions {
+                steps: Some(steps),
+                data: data.map(String::from),
+                resume,
+                ..opts(&run)
+            },
+        )
+    };
+    go(2, Some("mnist-binarized-dynamic"), false).unwrap();
+    let written = std::fs::read_to_string(run.join("spec.yaml")).unwrap();
+    assert!(
+        written.contains("data: mnist-binarized-dynamic"),
+        "{written}"
+    );
+    let r = train::eval_run(
+        &run,
+        EvalSplit::Valid,
+        Some(8),
+        pixc::device::Device::Cpu,
+        None,
+    )
+    .unwrap();
+    assert!(r.data.starts_with("mnist-binarized-dynamic"), "{}", r.data);
+    let e = format!("{:#}", go(4, None, true).unwrap_err());
+    assert!(
+        e.contains("the run was trained on `mnist-binarized-dynamic`"),
+        "{e}"
+    );
+    assert_eq!(
+        go(4, Some("mnist-binarized-dynamic"), true).unwrap().steps,
+        4
+    );
+}
+
 /// Trains `text` 4 steps in one go (run `a`) and 2 + 2 steps with a resume given
 /// `resume_text` (run `b`); the weights and optimizer state must be equal. Returns `a`.
 fn resume_matches_an_uninterrupted_run(

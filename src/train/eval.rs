@@ -178,7 +178,7 @@ fn score_run(
     torch::set_threads(None);
     let (tm, step, path) = checkpoint::load_best(dir, &model, dev)?;
     let tcfg = spec.train.clone().unwrap_or_default();
-    let ds = load_data(&tcfg, None, mnist_dir.clone(), &model)?;
+    let ds = load_data(&tcfg, mnist_dir.clone(), &model)?;
     let pick = |ds: &data::Dataset| -> Split {
         let sp = match split {
             EvalSplit::Valid => &ds.valid,

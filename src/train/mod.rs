@@ -82,12 +82,10 @@ pub struct TrainReport {
 
 pub(crate) fn load_data(
     train: &Train,
-    data_override: Option<&str>,
     mnist_dir: Option<PathBuf>,
     model: &Model,
 ) -> Result<Dataset> {
-    let name = data_override.unwrap_or(&train.data);
-    let src = DataSource::parse(name)?;
+    let src = DataSource::parse(&train.data)?;
     let im = model.graph().image;
     let f = train.subsample.unwrap_or(1) as usize;
     let opts = LoadOptions {
@@ -103,8 +101,18 @@ pub(crate) fn load_data(
     if (ds.channels, ds.height, ds.width, ds.levels)
         != (im.channels, im.height, im.width, im.levels)
     {
+        // Only the levels differ: the spec's `levels` is the likelier fix (a PNG folder of
+        // black-and-white images still has 256 levels).
+        let fix = if (ds.channels, ds.height, ds.width) == (im.channels, im.height, im.width) {
+            format!(
+                "set `levels: {}` in the spec's `input`, or pick a `data:` with {} levels",
+                ds.levels, im.levels
+            )
+        } else {
+            "pick a matching `data:` (e.g. mnist-binarized for 1x28x28, levels 2)".to_string()
+        };
         bail!(
-            "data set {} has {}x{}x{} images with {} levels, but the spec models {}x{}x{} with {} levels; pick a matching `data:` (e.g. mnist-binarized for 1x28x28, levels 2)",
+            "data set {} has {}x{}x{} images with {} levels, but the spec models {}x{}x{} with {} levels; {fix}",
             ds.name, ds.channels, ds.height, ds.width, ds.levels, im.channels, im.height, im.width, im.levels
         );
     }
@@ -309,6 +317,12 @@ fn train_one(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
     if let Some(v) = opts.valid_every {
         tcfg.valid_every = v;
     }
+    // Recorded in the run's spec.yaml like any override, so that `pixc eval` scores the
+    // data the run was trained on and `--resume` continues on it (both read the run's
+    // spec); it is part of the resume key, so another `--data` is refused on resume.
+    if let Some(d) = &opts.data {
+        tcfg.data = d.clone();
+    }
     // The spec's own length, which a run limited by --minutes alone still plans its
     // schedule over.
     let spec_plan = (tcfg.steps, tcfg.epochs);
@@ -333,7 +347,20 @@ fn train_one(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
             out.display()
         )));
     }
-    let mut ds = load_data(&tcfg, opts.data.as_deref(), opts.mnist_dir.clone(), model)?;
+    if opts.resume {
+        // Before the data is loaded: other data would fail there with a message about
+        // the data set, not about the resume (the resume key refuses it too, later).
+        let (run_spec, _) = checkpoint::load_spec(out)?;
+        let trained_on = run_spec.train.map(|t| t.data).unwrap_or_default();
+        if trained_on != tcfg.data {
+            bail!(usage(format!(
+                "the run was trained on `{trained_on}` (its spec.yaml), and this command would continue on `{}`: resume with the run's own spec (`pixc train --resume {}`), or give `--data {trained_on}`",
+                tcfg.data,
+                out.display()
+            )));
+        }
+    }
+    let mut ds = load_data(&tcfg, opts.mnist_dir.clone(), model)?;
     if tcfg.batch > ds.train.n as u64 {
         bail!(usage(format!(
             "`batch` {} is more than the {} training images of {}; use a smaller --batch",
