@@ -29,6 +29,12 @@ fn number(card: &Value, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("card.json has no number `{key}`"))
 }
 
+/// The model in `dir` scored on its test split's `sel`, on the CPU.
+fn test_score(dir: &Path, sel: &EvalSelection) -> train::EvalReport {
+    train::eval_run_with(dir, EvalSplit::Test, sel, Device::Cpu, None, &mut |_, _| {})
+        .unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()))
+}
+
 #[test]
 fn every_shipped_model_scores_what_its_card_states() {
     let all = models();
@@ -41,15 +47,7 @@ fn every_shipped_model_scores_what_its_card_states() {
             stride,
             ..EvalSelection::default()
         };
-        let r = train::eval_run_with(
-            &dir,
-            EvalSplit::Test,
-            &sel,
-            Device::Cpu,
-            None,
-            &mut |_, _| {},
-        )
-        .unwrap_or_else(|e| panic!("{}: {e:#}", dir.display()));
+        let r = test_score(&dir, &sel);
         let stated = number(&card, "test_nll");
         // The slice is a sample of the test split: its mean may differ from the whole
         // split's by chance, by about its standard error.
@@ -168,15 +166,7 @@ fn dynamic_binarization_redraws_the_gray_images_by_seed() {
             rebinarize,
             ..EvalSelection::default()
         };
-        train::eval_run_with(
-            &dir,
-            EvalSplit::Test,
-            &sel,
-            Device::Cpu,
-            None,
-            &mut |_, _| {},
-        )
-        .unwrap()
+        test_score(&dir, &sel)
     };
     let (fixed, a, again, b) = (score(None), score(Some(0)), score(Some(0)), score(Some(1)));
     assert_eq!(fixed.binarization, "static");

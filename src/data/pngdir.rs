@@ -64,11 +64,11 @@ fn list_pngs(dir: &Path) -> Result<Vec<PathBuf>, DataError> {
 
 /// Decodes `path` to 8-bit planes (the one PNG decoder of pixc: data folders and
 /// `pixc complete --image`), first checking its size against `want` = (height, width,
-/// where the expectation came from) so that an odd file is reported before it is decoded.
-/// Returns the image and its height and width.
+/// where the expectation came from, what to do about another size) so that an odd file is
+/// reported before it is decoded. Returns the image and its height and width.
 pub(crate) fn decode(
     path: &Path,
-    want: Option<(usize, usize, &str)>,
+    want: Option<(usize, usize, &str, &str)>,
 ) -> Result<(Decoded, usize, usize), DataError> {
     let file = File::open(path).map_err(|e| DataError::Io {
         path: path.to_path_buf(),
@@ -83,20 +83,14 @@ pub(crate) fn decode(
         let info = reader.info();
         (info.width as usize, info.height as usize)
     };
-    if let Some((eh, ew, from)) = want {
+    if let Some((eh, ew, from, advice)) = want {
         if (h, w) != (eh, ew) {
             return Err(DataError::SizeMismatch {
                 path: path.to_path_buf(),
                 found: format!("{w}x{h} pixels"),
                 expected: format!("{ew}x{eh} pixels"),
                 expected_from: from.to_string(),
-                advice: if from == MODEL_INPUT {
-                    format!(
-                        "resize the images to {ew}x{eh}, or change the spec's `input` to fit them"
-                    )
-                } else {
-                    ADVICE_SIZE.into()
-                },
+                advice: advice.to_string(),
             });
         }
     }
@@ -179,19 +173,30 @@ pub(crate) fn load(dir: &Path, want: Option<(usize, usize, usize)>) -> Result<Da
     }
 
     let mut images = Vec::with_capacity(files.len());
-    let mut shape: Option<(usize, usize, String)> =
-        want.map(|(_, h, w)| (h, w, MODEL_INPUT.to_string()));
+    // (height, width, what set them, what to do about an image of another size).
+    let mut shape: Option<(usize, usize, String, String)> = want.map(|(_, h, w)| {
+        let advice =
+            format!("resize the images to {w}x{h}, or change the spec's `input` to fit them");
+        (h, w, MODEL_INPUT.to_string(), advice)
+    });
     for path in &files {
-        let expect = shape.as_ref().map(|(h, w, from)| (*h, *w, from.as_str()));
+        let expect = shape
+            .as_ref()
+            .map(|(h, w, from, advice)| (*h, *w, from.as_str(), advice.as_str()));
         let (img, h, w) = decode(path, expect)?;
         if shape.is_none() {
             let name = path.file_name().unwrap_or_default().to_string_lossy();
-            shape = Some((h, w, format!("the first image ({name})")));
+            shape = Some((
+                h,
+                w,
+                format!("the first image ({name})"),
+                ADVICE_SIZE.into(),
+            ));
         }
         images.push(img);
     }
     let (height, width) = match &shape {
-        Some((h, w, _)) => (*h, *w),
+        Some((h, w, _, _)) => (*h, *w),
         None => (0, 0),
     };
 
