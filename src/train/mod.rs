@@ -347,11 +347,18 @@ fn train_one(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
             out.display()
         )));
     }
-    if opts.resume {
+    // A resumed run's own `train:` section (read once): its data and its schedule.
+    let run_train = match opts.resume {
+        true => Some(checkpoint::load_spec(out)?.0.train),
+        false => None,
+    };
+    if let Some(run_train) = &run_train {
         // Before the data is loaded: other data would fail there with a message about
         // the data set, not about the resume (the resume key refuses it too, later).
-        let (run_spec, _) = checkpoint::load_spec(out)?;
-        let trained_on = run_spec.train.map(|t| t.data).unwrap_or_default();
+        let trained_on = run_train
+            .as_ref()
+            .map(|t| t.data.clone())
+            .unwrap_or_default();
         if trained_on != tcfg.data {
             bail!(usage(format!(
                 "the run was trained on `{trained_on}` (its spec.yaml), and this command would continue on `{}`: resume with the run's own spec (`pixc train --resume {}`), or give `--data {trained_on}`",
@@ -387,11 +394,9 @@ fn train_one(spec: &Spec, model: &Model, opts: &TrainOptions) -> Result<TrainRep
         (None, Some(e)) => Some(e * per_epoch),
         (None, None) => None,
     });
-    tcfg.schedule = if opts.resume {
-        let (run_spec, _) = checkpoint::load_spec(out)?;
-        run_spec.train.map(|t| t.schedule).unwrap_or_default()
-    } else {
-        schedule::resolve(&tcfg.schedule, per_epoch, planned)?
+    tcfg.schedule = match run_train {
+        Some(run_train) => run_train.map(|t| t.schedule).unwrap_or_default(),
+        None => schedule::resolve(&tcfg.schedule, per_epoch, planned)?,
     };
     let lr_schedule = schedule::for_run(&tcfg.schedule, tcfg.lr)?;
     if opts.resume {
